@@ -1,0 +1,1 @@
+//! Fingerprint vectors from ../shared/fixtures/fingerprints.

@@ -1,0 +1,2 @@
+//! One integration-test binary; modules share the helpers in `common`.
+mod fingerprint;
