@@ -102,12 +102,27 @@ pub fn encode_with_id(id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Com
     // gzip and kernels then cost one failed zstd pass and no decode on read.
     let limit = data.len() - data.len() / 32;
     let mut out = Vec::with_capacity(limit);
-    let compressed = limit > 0 && matches!(compressor.compress_to_buffer(data, &mut out), Ok(n) if n < limit);
+    let compressed = limit > 0
+        && looks_compressible(data, compressor)
+        && matches!(compressor.compress_to_buffer(data, &mut out), Ok(n) if n < limit);
     if compressed {
         EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Zstd, payload: out }
     } else {
         EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Raw, payload: data.to_vec() }
     }
+}
+
+/// Compress a 16 KiB sample from the middle of a large chunk first: already
+/// compressed data (squashfs, gzip, kernels) then costs 1/16 of a zstd pass.
+fn looks_compressible(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if data.len() < 4 * SAMPLE {
+        return true;
+    }
+    let mid = data.len() / 2;
+    let sample = &data[mid - SAMPLE / 2..mid + SAMPLE / 2];
+    let mut out = Vec::with_capacity(SAMPLE);
+    matches!(compressor.compress_to_buffer(sample, &mut out), Ok(n) if n < SAMPLE - SAMPLE / 32)
 }
 
 pub fn new_compressor() -> zstd::bulk::Compressor<'static> {

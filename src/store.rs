@@ -16,12 +16,12 @@
 //! [`Store::read_at`] reads, decodes and checks the chunks it needs. No lock
 //! is held across pack I/O on the read path.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
 
 use crate::chunker::Chunker;
@@ -35,9 +35,9 @@ use crate::progress::Progress;
 
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "deploycache-store ";
-/// Chunks are hashed and compressed in batches of about this many bytes,
-/// spread over the cores. Bounds a writer's memory to ~2x this.
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Chunks a writer may have in the worker pool at once (~4 MiB at the
+/// average chunk size): bounds a writer's memory whatever the file size.
+const MAX_INFLIGHT_CHUNKS: usize = 16;
 /// Reads for `cat`/`export` decode this many chunks ahead, in parallel.
 const READ_AHEAD_CHUNKS: usize = 8;
 /// Input is read in blocks of this size.
@@ -57,19 +57,36 @@ impl Default for OpenOptions {
 }
 
 pub struct Store {
+    core: Arc<StoreCore>,
+    ns: String,
+    pool: Pool,
+    workers: usize,
+    _host: HostLock,
+}
+
+/// The parts of a store that the chunk workers share with it.
+pub struct StoreCore {
     root: PathBuf,
     packs_dir: PathBuf,
-    ns: String,
     index: Mutex<Index>,
     /// The pack this process appends to.
     writer: Mutex<Option<PackWriter>>,
+    /// Sealed packs being fsynced in the background.
+    sealing: Mutex<Vec<(PackName, std::thread::JoinHandle<Result<()>>)>>,
+    /// Packs whose fsync failed: nothing in them may be committed.
+    failed_packs: Mutex<HashSet<PackName>>,
     /// Chunks this process wrote whose index rows may not be committed yet:
     /// lets concurrent writers in one process share them.
     pending: Mutex<HashMap<ChunkId, Location>>,
     /// Open pack files for reading.
     pack_files: Mutex<HashMap<PackName, Arc<File>>>,
-    workers: usize,
-    _host: HostLock,
+}
+
+impl std::ops::Deref for Store {
+    type Target = StoreCore;
+    fn deref(&self) -> &StoreCore {
+        &self.core
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,17 +119,18 @@ impl Store {
         }
         let host = HostLock::acquire(root)?;
         let index = Index::open(&root.join("index.sqlite"))?;
-        Ok(Store {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let core = Arc::new(StoreCore {
             root: root.to_owned(),
             packs_dir: root.join("packs"),
-            ns: opts.namespace,
             index: Mutex::new(index),
             writer: Mutex::new(None),
+            sealing: Mutex::new(Vec::new()),
+            failed_packs: Mutex::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
             pack_files: Mutex::new(HashMap::new()),
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8),
-            _host: host,
-        })
+        });
+        Ok(Store { pool: Pool::start(workers, Arc::downgrade(&core)), core, ns: opts.namespace, workers, _host: host })
     }
 
     pub fn root(&self) -> &Path {
@@ -121,10 +139,6 @@ impl Store {
 
     pub fn namespace(&self) -> &str {
         &self.ns
-    }
-
-    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
-        lock(&self.index)
     }
 
     pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
@@ -136,98 +150,21 @@ impl Store {
     /// Start writing one file. The returned writer pins the chunks it uses
     /// against gc until it is committed or dropped.
     pub fn file_writer(&self) -> Result<FileWriter> {
+        let mut w = self.file_writer_unhashed()?;
+        w.hasher = Some(blake3::Hasher::new());
+        Ok(w)
+    }
+
+    /// A writer that leaves the whole-file hash to the caller, who hands it
+    /// to [`FileWriter::finish_hashed`] (lets `put` hash on its reader thread).
+    pub fn file_writer_unhashed(&self) -> Result<FileWriter> {
         Ok(FileWriter {
             chunker: Chunker::new(),
-            hasher: blake3::Hasher::new(),
-            batch: Vec::new(),
-            batch_bytes: 0,
-            chunks: Vec::new(),
-            new_chunks: Vec::new(),
-            seen: HashMap::new(),
+            hasher: None,
             size: 0,
+            sink: ChunkSink::default(),
             _gc: GcGuard::writer(&self.root)?,
         })
-    }
-
-    /// Hash, dedupe, compress and store a batch of chunks, in order.
-    fn store_batch(&self, w: &mut FileWriter) -> Result<()> {
-        let batch = std::mem::take(&mut w.batch);
-        w.batch_bytes = 0;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<ChunkId> = par_map(&batch, self.workers, |c| ChunkId::of(c));
-        // Decide which chunks are new (not in this file, this process's
-        // pending set, or the index) before spending CPU on compression.
-        let mut todo: Vec<usize> = Vec::new();
-        let mut known: Vec<Option<Location>> = vec![None; batch.len()];
-        {
-            let pending = lock(&self.pending);
-            let index = self.index();
-            let mut fresh: HashSet<ChunkId> = HashSet::new();
-            for (i, id) in ids.iter().enumerate() {
-                if w.seen.contains_key(id) || fresh.contains(id) {
-                    continue;
-                }
-                if let Some(loc) = pending.get(id) {
-                    known[i] = Some(*loc);
-                } else if index.chunk_location(id)?.is_none() {
-                    todo.push(i);
-                    fresh.insert(*id);
-                }
-            }
-        }
-        let encoded: Vec<EncodedChunk> = {
-            let jobs: Vec<(ChunkId, &[u8])> = todo.iter().map(|&i| (ids[i], batch[i].as_slice())).collect();
-            par_map_with(&jobs, self.workers, pack::new_compressor, |c, (id, data)| pack::encode_with_id(*id, data, c))
-        };
-        let mut stored: HashMap<ChunkId, Location> = HashMap::new();
-        if !encoded.is_empty() {
-            let mut writer = lock(&self.writer);
-            let mut pending = lock(&self.pending);
-            for e in &encoded {
-                let loc = self.append(&mut writer, e)?;
-                pending.insert(e.id, loc);
-                stored.insert(e.id, loc);
-            }
-        }
-        for (i, id) in ids.iter().enumerate() {
-            let len = batch[i].len() as u32;
-            w.chunks.push((*id, len));
-            if w.seen.contains_key(id) {
-                continue;
-            }
-            let loc = stored.get(id).copied().or(known[i]);
-            w.seen.insert(*id, loc);
-            if let Some(loc) = loc {
-                w.new_chunks.push((*id, loc));
-            }
-        }
-        Ok(())
-    }
-
-    fn append(&self, writer: &mut Option<PackWriter>, e: &EncodedChunk) -> Result<Location> {
-        if writer.as_ref().is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE) {
-            // Seal: a sealed pack is durable and never written again.
-            if let Some(mut full) = writer.take() {
-                full.sync()?;
-            }
-        }
-        if writer.is_none() {
-            *writer = Some(PackWriter::create(&self.packs_dir)?);
-        }
-        writer.as_mut().expect("pack writer just created").append(e)
-    }
-
-    /// Make the chunks a writer stored durable before the index points at them.
-    fn sync_for(&self, w: &FileWriter) -> Result<()> {
-        let mut writer = lock(&self.writer);
-        if let Some(p) = writer.as_mut() {
-            if w.new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
-                p.sync()?;
-            }
-        }
-        Ok(())
     }
 
     /// Commit files as artifact `name` in one transaction. With `replace`,
@@ -263,26 +200,32 @@ impl Store {
         if !before.is_file() {
             return Err(Error::NotRegularFile(path.to_owned()));
         }
-        let mut w = self.file_writer()?;
-        // Read on a second thread so disk waits overlap hashing/compression.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let mut w = self.file_writer_unhashed()?;
+        // Read and hash the whole file on a second thread, so disk waits and
+        // the whole-file hash overlap chunking.
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
-            s.spawn(move || loop {
-                let mut buf = vec![0u8; READ_BLOCK];
-                match read_full(&mut file, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.send(Ok(buf)).is_err() {
+            let reader = s.spawn(move || {
+                let mut hasher = blake3::Hasher::new();
+                loop {
+                    let mut buf = vec![0u8; READ_BLOCK];
+                    match read_full(&mut file, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            hasher.update(&buf);
+                            if tx.send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
                             break;
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
                 }
+                FileHash(*hasher.finalize().as_bytes())
             });
             for block in rx {
                 let block = block.at(path)?;
@@ -295,7 +238,8 @@ impl Store {
                 mode: before.permissions().mode() & 0o7777,
                 mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
             };
-            w.finish(self, meta)
+            let hash = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            w.finish_hashed(self, meta, hash)
         })?;
         let after = fs::metadata(path).at(path)?;
         if after.len() != staged.meta.size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
@@ -388,24 +332,40 @@ impl Store {
         Ok(done)
     }
 
-    /// Stream a whole file to `out`, decoding chunks ahead in parallel, and
-    /// check the whole-file hash at the end.
+    /// Stream a whole file to `out` and check the whole-file hash at the
+    /// end. Chunks are read and decoded ahead on worker threads (worker k
+    /// takes chunks k, k+W, k+2W, …; the caller takes them back in order),
+    /// so disk reads, decompression and hashing overlap.
     pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
-        let mut hasher = blake3::Hasher::new();
         let n = r.spans.len();
-        let mut i = 0;
-        while i < n {
-            let end = (i + READ_AHEAD_CHUNKS * self.workers).min(n);
-            let idx: Vec<usize> = (i..end).collect();
-            let chunks = par_map(&idx, self.workers, |&j| self.read_chunk(r, j));
-            for c in chunks {
-                let c = c?;
+        let w = self.workers.min(n).max(1);
+        let mut hasher = blake3::Hasher::new();
+        std::thread::scope(|s| -> Result<()> {
+            let rxs: Vec<_> = (0..w)
+                .map(|k| {
+                    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(READ_AHEAD_CHUNKS);
+                    s.spawn(move || {
+                        for i in (k..n).step_by(w) {
+                            let res = self.read_chunk(r, i);
+                            let failed = res.is_err();
+                            if tx.send(res).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for i in 0..n {
+                let c = rxs[i % w]
+                    .recv()
+                    .map_err(|_| Error::io(self.pack_path(r.spans[i].loc.pack), io::Error::other("reader thread exited")))??;
                 hasher.update(&c);
                 out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
                 progress.inc(c.len() as u64);
             }
-            i = end;
-        }
+            Ok(())
+        })?;
         if FileHash(*hasher.finalize().as_bytes()) != r.row.hash {
             return Err(Error::CorruptChunk {
                 chunk: r.spans.last().map(|s| s.id).unwrap_or(ChunkId([0; 32])),
@@ -488,6 +448,75 @@ impl Store {
     }
 }
 
+impl StoreCore {
+    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    /// Dedupe one chunk against this process's packs and the index, and
+    /// store it if nobody has it. Runs on the worker threads.
+    fn store_chunk(&self, id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Outcome> {
+        if let Some(loc) = lock(&self.pending).get(&id) {
+            return Ok(Outcome::Stored(*loc));
+        }
+        if self.index().chunk_location(&id)?.is_some() {
+            return Ok(Outcome::Indexed);
+        }
+        let enc = pack::encode_with_id(id, data, compressor);
+        let mut writer = lock(&self.writer);
+        // Another worker may have stored the same chunk meanwhile.
+        if let Some(loc) = lock(&self.pending).get(&id) {
+            return Ok(Outcome::Stored(*loc));
+        }
+        let loc = self.append(&mut writer, &enc)?;
+        lock(&self.pending).insert(id, loc);
+        Ok(Outcome::Stored(loc))
+    }
+
+    fn append(&self, writer: &mut Option<PackWriter>, e: &EncodedChunk) -> Result<Location> {
+        if writer.as_ref().is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE) {
+            // Seal: the full pack is fsynced on a thread of its own so that
+            // writeback overlaps the next pack's hashing and compression;
+            // commits wait for it in `sync_for`.
+            if let Some(mut full) = writer.take() {
+                let name = full.name;
+                let handle = std::thread::spawn(move || full.sync());
+                lock(&self.sealing).push((name, handle));
+            }
+        }
+        if writer.is_none() {
+            *writer = Some(PackWriter::create(&self.packs_dir)?);
+        }
+        writer.as_mut().expect("pack writer just created").append(e)
+    }
+
+    /// Make the chunks a writer stored durable before the index points at them.
+    fn sync_for(&self, new_chunks: &[(ChunkId, Location)]) -> Result<()> {
+        let sealing: Vec<_> = lock(&self.sealing).drain(..).collect();
+        let mut first_err = None;
+        for (name, h) in sealing {
+            let res = h.join().unwrap_or_else(|_| Err(Error::io(&self.packs_dir, io::Error::other("pack sync thread panicked"))));
+            if let Err(e) = res {
+                lock(&self.failed_packs).insert(name);
+                first_err.get_or_insert(e);
+            }
+        }
+        if new_chunks.iter().any(|(_, l)| lock(&self.failed_packs).contains(&l.pack)) {
+            return Err(first_err.unwrap_or_else(|| {
+                Error::io(&self.packs_dir, io::Error::other("a pack holding this file's chunks could not be synced"))
+            }));
+        }
+        let mut writer = lock(&self.writer);
+        if let Some(p) = writer.as_mut() {
+            if new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
+                p.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+}
+
 /// Totals for `stats`.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -511,33 +540,22 @@ pub struct PutReport {
 /// [`StagedFile`] from [`FileWriter::finish`] is committed.
 pub struct FileWriter {
     chunker: Chunker,
-    hasher: blake3::Hasher,
-    batch: Vec<Vec<u8>>,
-    batch_bytes: usize,
-    chunks: Vec<(ChunkId, u32)>,
-    new_chunks: Vec<(ChunkId, Location)>,
-    /// Chunks already in this file; Some(location) when this writer must
-    /// provide the index row.
-    seen: HashMap<ChunkId, Option<Location>>,
+    /// None when the caller hashes the bytes itself ([`FileWriter::finish_hashed`]).
+    hasher: Option<blake3::Hasher>,
     size: u64,
+    sink: ChunkSink,
     _gc: GcGuard,
 }
 
 impl FileWriter {
     /// Append bytes to the file.
     pub fn write(&mut self, store: &Store, data: &[u8]) -> Result<()> {
-        self.hasher.update(data);
-        self.size += data.len() as u64;
-        let FileWriter { chunker, batch, batch_bytes, .. } = self;
-        chunker.push(data, |c| -> Result<()> {
-            batch.push(c.to_vec());
-            *batch_bytes += c.len();
-            Ok(())
-        })?;
-        if self.batch_bytes >= BATCH_BYTES {
-            store.store_batch(self)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
         }
-        Ok(())
+        self.size += data.len() as u64;
+        let FileWriter { chunker, sink, .. } = self;
+        chunker.push(data, |c| sink.submit(store, c))
     }
 
     /// Bytes written so far.
@@ -550,24 +568,131 @@ impl FileWriter {
     }
 
     /// Flush the last chunks and make them durable. `meta.size` is filled in.
-    pub fn finish(mut self, store: &Store, mut meta: FileMeta) -> Result<StagedFile> {
+    pub fn finish(mut self, store: &Store, meta: FileMeta) -> Result<StagedFile> {
+        let hash = match self.hasher.take() {
+            Some(h) => FileHash(*h.finalize().as_bytes()),
+            None => return Err(Error::io(&store.packs_dir, io::Error::other("FileWriter without a hash: use finish_hashed"))),
+        };
+        self.finish_hashed(store, meta, hash)
+    }
+
+    /// Like [`FileWriter::finish`], for a writer made with
+    /// [`Store::file_writer_unhashed`] whose caller hashed the bytes.
+    pub fn finish_hashed(mut self, store: &Store, mut meta: FileMeta, hash: FileHash) -> Result<StagedFile> {
         name::check_file(&meta.name)?;
-        let FileWriter { chunker, batch, batch_bytes, .. } = &mut self;
-        chunker.finish(|c| -> Result<()> {
-            batch.push(c.to_vec());
-            *batch_bytes += c.len();
-            Ok(())
-        })?;
-        store.store_batch(&mut self)?;
-        store.sync_for(&self)?;
+        let FileWriter { chunker, sink, .. } = &mut self;
+        chunker.finish(|c| sink.submit(store, c))?;
+        while !sink.inflight.is_empty() {
+            sink.complete_one(store)?;
+        }
+        store.sync_for(&sink.new_chunks)?;
         meta.size = self.size;
         Ok(StagedFile {
             meta,
-            hash: FileHash(*self.hasher.finalize().as_bytes()),
-            chunks: self.chunks,
-            new_chunks: self.new_chunks,
+            hash,
+            chunks: std::mem::take(&mut self.sink.chunks),
+            new_chunks: std::mem::take(&mut self.sink.new_chunks),
             _gc: self._gc,
         })
+    }
+}
+
+/// Chunks handed to the worker pool, and their results taken back in order.
+#[derive(Default)]
+struct ChunkSink {
+    inflight: VecDeque<mpsc::Receiver<Encoded>>,
+    chunks: Vec<(ChunkId, u32)>,
+    new_chunks: Vec<(ChunkId, Location)>,
+    /// Chunks already in this file; Some(location) when this writer must
+    /// provide the index row.
+    seen: HashMap<ChunkId, Option<Location>>,
+}
+
+impl ChunkSink {
+    fn submit(&mut self, store: &Store, data: &[u8]) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        store.pool.submit(Job { data: data.to_vec(), reply: tx });
+        self.inflight.push_back(rx);
+        while self.inflight.len() > MAX_INFLIGHT_CHUNKS {
+            self.complete_one(store)?;
+        }
+        Ok(())
+    }
+
+    /// Take the oldest chunk back from the pool and store it if it is new.
+    fn complete_one(&mut self, store: &Store) -> Result<()> {
+        let Some(rx) = self.inflight.pop_front() else { return Ok(()) };
+        let done = rx.recv().map_err(|_| Error::io(&store.packs_dir, io::Error::other("chunk worker exited")))?;
+        let (id, len) = (done.id, done.raw_len);
+        self.chunks.push((id, len));
+        if self.seen.contains_key(&id) {
+            return Ok(());
+        }
+        let loc = match done.outcome? {
+            Outcome::Indexed => None,
+            Outcome::Stored(loc) => Some(loc),
+        };
+        self.seen.insert(id, loc);
+        if let Some(loc) = loc {
+            self.new_chunks.push((id, loc));
+        }
+        Ok(())
+    }
+}
+
+/// What a worker did with a chunk.
+enum Outcome {
+    /// The index already has it.
+    Indexed,
+    /// It is in a pack of this process (stored now, or earlier by another
+    /// writer); its index row may not be committed yet.
+    Stored(Location),
+}
+
+struct Encoded {
+    id: ChunkId,
+    raw_len: u32,
+    outcome: Result<Outcome>,
+}
+
+struct Job {
+    data: Vec<u8>,
+    reply: mpsc::SyncSender<Encoded>,
+}
+
+/// Threads that hash, look up and compress chunks for every writer of the
+/// process. Results go back on each job's own channel, so writers keep order.
+struct Pool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn start(workers: usize, store: Weak<StoreCore>) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers {
+            let (rx, store) = (rx.clone(), store.clone());
+            std::thread::spawn(move || {
+                let mut compressor = pack::new_compressor();
+                loop {
+                    let job = match lock(&rx).recv() {
+                        Ok(j) => j,
+                        Err(_) => return, // the store was dropped
+                    };
+                    let Some(core) = store.upgrade() else { return };
+                    let id = ChunkId::of(&job.data);
+                    let outcome = core.store_chunk(id, &job.data, &mut compressor);
+                    let _ = job.reply.send(Encoded { id, raw_len: job.data.len() as u32, outcome });
+                }
+            });
+        }
+        Pool { jobs: Mutex::new(tx) }
+    }
+
+    fn submit(&self, job: Job) {
+        // Workers only exit once this sender is dropped, so sending succeeds;
+        // if it ever did not, the writer sees "chunk worker exited".
+        let _ = lock(&self.jobs).send(job);
     }
 }
 
