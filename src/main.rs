@@ -34,9 +34,70 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Fingerprint { .. } => {
-            eprintln!("deploycache: fingerprint: not implemented yet");
-            std::process::exit(2);
+        Command::Fingerprint {
+            iso_root,
+            dea,
+            output,
+            json,
+            sorted,
+        } => std::process::exit(cmd_fingerprint(&iso_root, &dea, &output, json, sorted)),
+    }
+}
+
+/// `deploycache fingerprint`: compute, write the file, print; returns the exit code.
+fn cmd_fingerprint(
+    iso_root: &std::path::Path,
+    dea: &std::path::Path,
+    output: &std::path::Path,
+    json: bool,
+    sorted: bool,
+) -> i32 {
+    use deploycache::fingerprint::{self, WalkOrder};
+    use std::io::Write;
+    let order = if sorted {
+        WalkOrder::Sorted
+    } else {
+        WalkOrder::Os
+    };
+    let fps = match fingerprint::compute(iso_root, dea, order).into_result() {
+        Ok(fps) => fps,
+        Err(errors) => {
+            let msgs: Vec<String> = errors
+                .iter()
+                .map(|(name, e)| format!("{name}: {e}"))
+                .collect();
+            eprintln!(
+                "deploycache: fingerprint failed, nothing written: {}",
+                msgs.join("; ")
+            );
+            return 1;
         }
+    };
+    if let Err(e) = fingerprint::write_fingerprints_file(output, &fps) {
+        eprintln!("deploycache: {e}");
+        return 1;
+    }
+    let text = if json {
+        let obj = serde_json::json!({
+            "mirrors": fps.mirrors.to_string(),
+            "bootstraps": fps.bootstraps.to_string(),
+            "targetimages": fps.targetimages.to_string(),
+            "bootstraps_key": fps.bootstraps_key().to_string(),
+            "targetimages_key": fps.targetimages_key().to_string(),
+        });
+        format!("{obj}\n")
+    } else {
+        format!(
+            "bootstraps_key: {}\ntargetimages_key: {}\n",
+            fps.bootstraps_key(),
+            fps.targetimages_key()
+        )
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("deploycache: cannot write to stdout: {e}");
+            1
+        }
+        _ => 0,
     }
 }
