@@ -24,12 +24,14 @@
 //!   `SafeConstructor.flatten_mapping`: merged pairs first, earlier mappings in
 //!   a list winning, the mapping's own keys overriding.
 //! - Aliases expand to copies; a recursive alias is an error (json could not
-//!   encode it either). More than one document is an error; an empty stream is
-//!   `None`.
+//!   encode it either); redefining an anchor name is an error, as in PyYAML's
+//!   composer (saphyr allows it, so the names are read back from the source).
+//!   More than one document is an error; an empty stream is `None`.
 //!
-//! Known gaps (documented, not reproduced): PyYAML 3.x rejects a redefined
-//! anchor name, and treats NEL/LS/PS as line breaks; saphyr (YAML 1.2) does
-//! neither. `!!python/object*` and `!!python/name` tags are refused.
+//! Known gaps (documented, not reproduced): PyYAML treats NEL/LS/PS as line
+//! breaks, saphyr (YAML 1.2) does not; a recursive alias in a part of the DEA
+//! that is never hashed loads in PyYAML but fails here; `!!python/object*`
+//! and `!!python/name` tags are refused; where both fail, messages differ.
 
 use super::pyvalue::{BigInt, Dict, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -185,6 +187,21 @@ enum Frame {
     },
 }
 
+/// The anchor name in node properties starting at `props` (`&name`, possibly
+/// after a tag: `!!str &name`).
+fn anchor_name_at(props: &str) -> Option<&str> {
+    let mut rest = props;
+    if rest.starts_with('!') {
+        let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    let name = rest.strip_prefix('&')?;
+    let end = name
+        .find(|c: char| c.is_whitespace() || ",[]{}".contains(c))
+        .unwrap_or(name.len());
+    Some(&name[..end])
+}
+
 fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
     tag.map(|t| format!("{}{}", t.handle, t.suffix))
 }
@@ -196,6 +213,9 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
     let mut open_anchors: HashSet<usize> = HashSet::new();
     let mut root: Option<Rc<Node>> = None;
     let mut documents = 0usize;
+    // Anchor names seen in the document, with where they were first defined.
+    let mut anchor_names: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut char_offsets: Option<Vec<usize>> = None;
     let at = |span: &Span, message: String| YamlError {
         line: span.start.line(),
         col: span.start.col() + 1,
@@ -214,6 +234,12 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
             }
         };
         let is_seq_start = matches!(event, Event::SequenceStart(..));
+        let defined_anchor = match &event {
+            Event::Scalar(_, _, anchor, _)
+            | Event::SequenceStart(anchor, _)
+            | Event::MappingStart(anchor, _) => *anchor,
+            _ => 0,
+        };
         let complete: Option<(Rc<Node>, usize)> = match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
             Event::StreamEnd => break,
@@ -306,6 +332,27 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
                 None => return Err(at(&span, "unbalanced collection end".into())),
             },
         };
+        if defined_anchor > 0 {
+            // PyYAML's composer refuses to redefine an anchor within a document.
+            let offsets =
+                char_offsets.get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+            let byte = offsets
+                .get(span.start.index())
+                .copied()
+                .unwrap_or(text.len());
+            if let Some(name) = anchor_name_at(&text[byte..]) {
+                let here = (span.start.line(), span.start.col() + 1);
+                if let Some(first) = anchor_names.insert(name.to_owned(), here) {
+                    return Err(at(
+                        &span,
+                        format!(
+                            "found duplicate anchor {name:?}; first occurrence at line {}, column {}",
+                            first.0, first.1
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some((node, anchor)) = complete {
             if anchor > 0 {
                 open_anchors.remove(&anchor);
@@ -1294,6 +1341,17 @@ mod tests {
         );
         assert!(load(b"a: *nope\n").is_err());
         assert!(load(b"a: &x [*x]\n").is_err());
+    }
+
+    #[test]
+    fn redefined_anchor_is_an_error_like_pyyaml_composer() {
+        let e = load(b"a: &x 1\nb: &x 2\nc: *x\n").unwrap_err();
+        assert!(e.message.contains("duplicate anchor \"x\""), "{e:?}");
+        assert_eq!((e.line, e.col), (2, 4));
+        assert!(load(b"a: !!str &x 1\nb: [&x 2]\n").is_err());
+        assert!(load(b"a: &x [1]\nb: &x {k: v}\n").is_err());
+        assert!(load("a: &\u{e9}t\u{e9} 1\nb: &y 2\n".as_bytes()).is_ok());
+        assert!(load(b"a: &x1 1\nb: &x2 2\nc: [*x1, *x2]\n").is_ok());
     }
 
     #[test]
