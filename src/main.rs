@@ -13,19 +13,26 @@ struct Cli {
 enum Command {
     /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
     Fingerprint {
-        /// Root of the unpacked ISO.
+        /// Root of the unpacked ISO: its Release files make the mirrors fingerprint
+        /// (directories whose path, as given, contains "binary" are skipped) and
+        /// opnfv/fuel_bootstrap_cli.yaml the bootstraps fingerprint.
         #[arg(long)]
         iso_root: PathBuf,
-        /// The DEA file.
+        /// The DEA file; settings.editable.provision.packages and
+        /// settings.editable.repo_setup.repos make the targetimages fingerprint.
         #[arg(long)]
         dea: PathBuf,
-        /// Where to write deploy_cache_fingerprints.yaml.
+        /// Where to write deploy_cache_fingerprints.yaml (only when all three
+        /// fingerprints succeed; replaced atomically).
         #[arg(long, default_value = "deploy_cache_fingerprints.yaml")]
         output: PathBuf,
-        /// Print the result as JSON.
+        /// Print mirrors, bootstraps, targetimages, bootstraps_key and
+        /// targetimages_key as one JSON object instead of the two keys.
         #[arg(long)]
         json: bool,
-        /// Walk siblings in raw byte order instead of the OS listing order.
+        /// Walk siblings in raw byte order instead of the OS listing order, for
+        /// results that do not depend on the filesystem (the original used the
+        /// OS order).
         #[arg(long)]
         sorted: bool,
     },
