@@ -12,7 +12,10 @@ pub fn bin() -> PathBuf {
 /// A command for the binary with `--store store`, isolated from the caller's environment.
 pub fn dc(store: &Path) -> Command {
     let mut c = Command::new(bin());
-    c.env_remove("DEPLOYCACHE_STORE").env_remove("DEPLOYCACHE_NAMESPACE").arg("--store").arg(store);
+    c.env_remove("DEPLOYCACHE_STORE")
+        .env_remove("DEPLOYCACHE_NAMESPACE")
+        .arg("--store")
+        .arg(store);
     c
 }
 
@@ -32,7 +35,11 @@ pub fn ok(cmd: &mut Command) -> Vec<u8> {
 /// Run and require failure; returns the output.
 pub fn fails(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn deploycache");
-    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     out
 }
 
@@ -48,7 +55,16 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// Text-like, compressible bytes.
 pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let words: [&[u8]; 8] = [b"package ", b"version ", b"1.2.3-4ubuntu5 ", b"amd64\n", b"Depends: ", b"libc6 ", b"(>= 2.19) ", b"Filename: pool/main/"];
+    let words: [&[u8]; 8] = [
+        b"package ",
+        b"version ",
+        b"1.2.3-4ubuntu5 ",
+        b"amd64\n",
+        b"Depends: ",
+        b"libc6 ",
+        b"(>= 2.19) ",
+        b"Filename: pool/main/",
+    ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut v = Vec::with_capacity(len + 32);
     while v.len() < len {
@@ -59,7 +75,8 @@ pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 pub fn write(path: &Path, data: &[u8]) {
