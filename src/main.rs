@@ -73,6 +73,9 @@ enum Command {
     Ls {
         /// Show this artifact's files instead of all artifacts.
         name: Option<String>,
+        /// List files kept aside because their content was incomplete (cut-short transfers).
+        #[arg(long, conflicts_with = "name")]
+        quarantine: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -224,7 +227,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush().context("writing to stdout")?;
             s.touch(name)?;
         }
-        Command::Ls { name: None, json } => {
+        Command::Ls {
+            quarantine: true,
+            json,
+            ..
+        } => {
+            let s = open(&cli, false)?;
+            let list = s.list_quarantine()?;
+            if *json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|q| {
+                        serde_json::json!({
+                            "artifact": q.artifact, "file": q.file.meta.name, "size": q.file.meta.size,
+                            "reason": q.reason, "quarantined": rfc3339(q.at),
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{:<20}  {:<42} {:<36} {:>14}  REASON",
+                    "QUARANTINED", "ARTIFACT", "FILE", "SIZE"
+                )?;
+                for q in &list {
+                    writeln!(
+                        out,
+                        "{:<20}  {:<42} {:<36} {:>14}  {}",
+                        rfc3339(q.at),
+                        q.artifact,
+                        q.file.meta.name,
+                        q.file.meta.size,
+                        q.reason
+                    )?;
+                }
+            }
+        }
+        Command::Ls {
+            name: None, json, ..
+        } => {
             let s = open(&cli, false)?;
             let list = s.list()?;
             if *json {
@@ -262,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls {
             name: Some(name),
             json,
+            ..
         } => {
             let s = open(&cli, false)?;
             let files = s.list_files(name)?;

@@ -188,6 +188,20 @@ impl Store {
         res
     }
 
+    /// Keep a file aside instead of committing it: not visible, listed by
+    /// [`Store::list_quarantine`], its chunks kept.
+    pub fn quarantine_file(&self, artifact: &str, file: StagedFile, reason: &str) -> Result<()> {
+        let res = self
+            .index()
+            .quarantine_file(&self.ns, artifact, &file.row(), reason);
+        self.forget_pending(std::slice::from_ref(&file));
+        res
+    }
+
+    pub fn list_quarantine(&self) -> Result<Vec<index::QuarantineEntry>> {
+        self.index().list_quarantine(&self.ns)
+    }
+
     fn forget_pending(&self, files: &[StagedFile]) {
         let mut pending = lock(&self.pending);
         for f in files {
