@@ -62,6 +62,18 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE UNIQUE INDEX IF NOT EXISTS files_visible ON files(artifact, name) WHERE quarantine IS NULL;
 CREATE INDEX IF NOT EXISTS files_artifact ON files(artifact);
 CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
+-- put/import's files cache (as borg's and restic's): a source file whose
+-- path, device, inode, size, mtime and ctime are unchanged has this hash,
+-- so its chunk list can be taken from a stored file with that hash.
+CREATE TABLE IF NOT EXISTS source_files(
+    path BLOB PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS file_chunks(
     file INTEGER NOT NULL REFERENCES files(id),
     seq INTEGER NOT NULL,
@@ -136,6 +148,17 @@ pub struct QuarantineEntry {
     pub file: FileRow,
     pub reason: String,
     pub at: i64,
+}
+
+/// What identifies an unchanged source file for the files cache.
+#[derive(Clone, Debug)]
+pub struct SourceKey {
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
 pub struct Index {
@@ -487,6 +510,73 @@ impl Index {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// The files cache: the hash recorded for a source file with exactly this stat.
+    pub fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM source_files
+                 WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
+            )
+            .map_err(|e| self.err(e))?;
+        let h: Option<Vec<u8>> = st
+            .query_row(
+                params![
+                    key.path,
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.size as i64,
+                    key.mtime_ns,
+                    key.ctime_ns
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(h.and_then(|h| FileHash::from_slice(&h)))
+    }
+
+    pub fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO source_files(path, dev, ino, size, mtime_ns, ctime_ns, hash)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.path,
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.size as i64,
+                    key.mtime_ns,
+                    key.ctime_ns,
+                    &hash.as_bytes()[..]
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The chunk list of any stored file with this content hash and size.
+    pub fn chunks_of_content(
+        &self,
+        hash: &FileHash,
+        size: u64,
+    ) -> Result<Option<Vec<(ChunkId, u32)>>> {
+        let fid: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM files WHERE hash = ?1 AND size = ?2 LIMIT 1",
+                params![&hash.as_bytes()[..], size as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(fid) = fid else { return Ok(None) };
+        let spans = self.file_chunks(fid)?;
+        Ok(Some(spans.iter().map(|s| (s.id, s.loc.raw_len)).collect()))
     }
 
     pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {

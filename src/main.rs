@@ -48,6 +48,10 @@ enum Command {
         /// Files, or directories whose regular files are stored.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Read every file, even one unchanged since an earlier put (same path,
+        /// inode, size, mtime and ctime), instead of reusing its stored chunk list.
+        #[arg(long)]
+        no_files_cache: bool,
     },
     /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
     /// Idempotent and resumable: artifacts already stored are skipped.
@@ -185,9 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, true)?;
             println!("store ready at {}", s.root().display());
         }
-        Command::Put { name, paths } => {
+        Command::Put {
+            name,
+            paths,
+            no_files_cache,
+        } => {
             let s = open(&cli, true)?;
-            let r = s.put(name, paths, tty().then_some("put"))?;
+            let r = s.put(name, paths, tty().then_some("put"), !*no_files_cache)?;
             println!(
                 "{name}: {} files, {} stored, {} new",
                 r.files,

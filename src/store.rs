@@ -212,16 +212,44 @@ impl Store {
     }
 
     /// Store one file from disk (streamed: memory does not grow with size).
+    ///
+    /// With `use_cache`, a file unchanged since an earlier put (same path,
+    /// device, inode, size, mtime and ctime: the files cache of borg and
+    /// restic) is not read again when a stored file has its content.
     pub fn stage_path(
         &self,
         path: &Path,
         file_name: String,
         progress: &Progress,
+        use_cache: bool,
     ) -> Result<StagedFile> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         if !before.is_file() {
             return Err(Error::NotRegularFile(path.to_owned()));
+        }
+        let meta = FileMeta {
+            name: file_name,
+            size: before.len(),
+            mode: before.permissions().mode() & 0o7777,
+            mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
+        };
+        let key = source_key(path, &before);
+        if let (true, Some(key)) = (use_cache, &key) {
+            let index = self.index();
+            if let Some(hash) = index.cached_source_hash(key)? {
+                if let Some(chunks) = index.chunks_of_content(&hash, before.len())? {
+                    drop(index);
+                    progress.inc(before.len());
+                    return Ok(StagedFile {
+                        meta,
+                        hash,
+                        chunks,
+                        new_chunks: Vec::new(),
+                        _gc: GcGuard::writer(&self.root)?,
+                    });
+                }
+            }
         }
         let mut w = self.file_writer_unhashed()?;
         // Read and hash the whole file on a second thread, so disk waits and
@@ -255,12 +283,6 @@ impl Store {
                 w.write(self, &block)?;
                 progress.inc(block.len() as u64);
             }
-            let meta = FileMeta {
-                name: file_name,
-                size: 0,
-                mode: before.permissions().mode() & 0o7777,
-                mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
-            };
             let hash = reader
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -273,6 +295,9 @@ impl Store {
         {
             return Err(Error::ChangedWhileReading(path.to_owned()));
         }
+        if let Some(key) = key {
+            self.index().remember_source(&key, &staged.hash)?;
+        }
         Ok(staged)
     }
 
@@ -283,6 +308,7 @@ impl Store {
         name: &str,
         paths: &[PathBuf],
         progress_label: Option<&str>,
+        use_cache: bool,
     ) -> Result<PutReport> {
         name::check_artifact(name)?;
         let inputs = collect_inputs(paths)?;
@@ -295,7 +321,7 @@ impl Store {
         let mut staged = Vec::with_capacity(inputs.len());
         for (path, file_name, _) in &inputs {
             progress.set_message(format!("{name}/{file_name}"));
-            staged.push(self.stage_path(path, file_name.clone(), &progress)?);
+            staged.push(self.stage_path(path, file_name.clone(), &progress, use_cache)?);
         }
         progress.finish();
         let logical: u64 = staged.iter().map(|f| f.meta.size).sum();
@@ -870,6 +896,29 @@ fn init(root: &Path) -> Result<()> {
         .at(&tmp)?;
     fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
     pack::sync_dir(root)
+}
+
+/// The files-cache key of a source file, or None when the file changed too
+/// recently to trust its timestamps (it may still be changing within one
+/// timestamp tick: the "racy git" problem).
+fn source_key(path: &Path, md: &fs::Metadata) -> Option<index::SourceKey> {
+    use std::os::unix::ffi::OsStrExt;
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    if md.mtime() >= now - 2 || md.ctime() >= now - 2 {
+        return None;
+    }
+    let abs = fs::canonicalize(path).ok()?;
+    Some(index::SourceKey {
+        path: abs.as_os_str().as_bytes().to_vec(),
+        dev: md.dev(),
+        ino: md.ino(),
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+    })
 }
 
 /// The files `put` stores: (path, name in the artifact, size).
