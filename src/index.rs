@@ -873,6 +873,32 @@ impl Index {
                 ));
             }
         }
+        // Each file's digest commits to its chunk list (id.rs).
+        let mut all = self
+            .conn
+            .prepare("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact")
+            .map_err(|e| self.err(e))?;
+        let files = all
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        for (fid, a, f, hash) in files {
+            let spans = self.file_chunks(fid)?;
+            let digest = FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len)));
+            if FileHash::from_slice(&hash) != Some(digest) {
+                problems.push(format!(
+                    "artifact {a:?} file {f:?}: chunk list does not match the file digest"
+                ));
+            }
+        }
         Ok(problems)
     }
 }

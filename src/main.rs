@@ -229,8 +229,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat { name, file } => {
             let s = open(&cli, false)?;
             let r = s.open_file(name, file)?;
+            // Chunks are large: write them straight to fd 1, not through
+            // stdout's line buffer (which scans binary data for newlines).
+            use std::os::fd::AsFd;
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let fd = stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating stdout")?;
+            let mut out = std::fs::File::from(fd);
             s.copy_to(&r, &mut out, &deploycache::progress::Progress::hidden())?;
             out.flush().context("writing to stdout")?;
             s.touch(name)?;
@@ -323,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|f| {
                         serde_json::json!({
                             "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
-                            "mtime": rfc3339_ns(f.meta.mtime_ns), "blake3": f.hash.to_string(),
+                            "mtime": rfc3339_ns(f.meta.mtime_ns), "digest": f.hash.to_string(),
                         })
                     })
                     .collect();

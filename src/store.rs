@@ -154,17 +154,8 @@ impl Store {
     /// Start writing one file. The returned writer pins the chunks it uses
     /// against gc until it is committed or dropped.
     pub fn file_writer(&self) -> Result<FileWriter> {
-        let mut w = self.file_writer_unhashed()?;
-        w.hasher = Some(blake3::Hasher::new());
-        Ok(w)
-    }
-
-    /// A writer that leaves the whole-file hash to the caller, who hands it
-    /// to [`FileWriter::finish_hashed`] (lets `put` hash on its reader thread).
-    pub fn file_writer_unhashed(&self) -> Result<FileWriter> {
         Ok(FileWriter {
             chunker: Chunker::new(),
-            hasher: None,
             size: 0,
             sink: ChunkSink::default(),
             _gc: GcGuard::writer(&self.root)?,
@@ -251,42 +242,33 @@ impl Store {
                 }
             }
         }
-        let mut w = self.file_writer_unhashed()?;
-        // Read and hash the whole file on a second thread, so disk waits and
-        // the whole-file hash overlap chunking.
+        let mut w = self.file_writer()?;
+        // Read on a second thread, so disk waits overlap chunking.
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
-            let reader = s.spawn(move || {
-                let mut hasher = blake3::Hasher::new();
-                loop {
-                    let mut buf = vec![0u8; READ_BLOCK];
-                    match read_full(&mut file, &mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            hasher.update(&buf);
-                            if tx.send(Ok(buf)).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
+            s.spawn(move || loop {
+                let mut buf = vec![0u8; READ_BLOCK];
+                match read_full(&mut file, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
                             break;
                         }
                     }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
                 }
-                FileHash(*hasher.finalize().as_bytes())
             });
             for block in rx {
                 let block = block.at(path)?;
                 w.write(self, &block)?;
                 progress.inc(block.len() as u64);
             }
-            let hash = reader
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            w.finish_hashed(self, meta, hash)
+            w.finish(self, meta)
         })?;
         let after = fs::metadata(path).at(path)?;
         if after.len() != staged.meta.size
@@ -342,6 +324,14 @@ impl Store {
         let index = self.index();
         let row = index.file(&self.ns, artifact, file)?;
         let spans = index.file_chunks(row.id)?;
+        // The digest commits to every chunk id; each chunk is checked against
+        // its id when read. Together: every byte served is the byte stored.
+        if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
+            return Err(Error::Index {
+                path: self.root.join("index.sqlite"),
+                message: format!("artifact {artifact:?} file {file:?}: chunk list does not match the file digest; run `deploycache verify`"),
+            });
+        }
         Ok(FileReader {
             artifact: artifact.to_owned(),
             file: file.to_owned(),
@@ -376,7 +366,7 @@ impl Store {
             .map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
         let payload =
             pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
-        pack::decode(&span.id, &span.loc, &payload).map_err(corrupt)
+        pack::decode(&span.id, &span.loc, payload).map_err(corrupt)
     }
 
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
@@ -394,14 +384,13 @@ impl Store {
         Ok(done)
     }
 
-    /// Stream a whole file to `out` and check the whole-file hash at the
-    /// end. Chunks are read and decoded ahead on worker threads (worker k
-    /// takes chunks k, k+W, k+2W, …; the caller takes them back in order),
-    /// so disk reads, decompression and hashing overlap.
+    /// Stream a whole file to `out`. Chunks are read, decoded and checked
+    /// ahead on worker threads (worker k takes chunks k, k+W, k+2W, …; the
+    /// caller takes them back in order), so disk reads, decompression and
+    /// hashing overlap.
     pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
         let n = r.spans.len();
         let w = self.workers.min(n).max(1);
-        let mut hasher = blake3::Hasher::new();
         std::thread::scope(|s| -> Result<()> {
             let rxs: Vec<_> = (0..w)
                 .map(|k| {
@@ -425,21 +414,11 @@ impl Store {
                         io::Error::other("reader thread exited"),
                     )
                 })??;
-                hasher.update(&c);
                 out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
                 progress.inc(c.len() as u64);
             }
             Ok(())
         })?;
-        if FileHash(*hasher.finalize().as_bytes()) != r.row.hash {
-            return Err(Error::CorruptChunk {
-                chunk: r.spans.last().map(|s| s.id).unwrap_or(ChunkId([0; 32])),
-                artifact: r.artifact.clone(),
-                file: r.file.clone(),
-                offset: 0,
-                why: "whole-file BLAKE3 does not match the index".into(),
-            });
-        }
         Ok(())
     }
 
@@ -646,8 +625,6 @@ pub struct PutReport {
 /// [`StagedFile`] from [`FileWriter::finish`] is committed.
 pub struct FileWriter {
     chunker: Chunker,
-    /// None when the caller hashes the bytes itself ([`FileWriter::finish_hashed`]).
-    hasher: Option<blake3::Hasher>,
     size: u64,
     sink: ChunkSink,
     _gc: GcGuard,
@@ -656,9 +633,6 @@ pub struct FileWriter {
 impl FileWriter {
     /// Append bytes to the file.
     pub fn write(&mut self, store: &Store, data: &[u8]) -> Result<()> {
-        if let Some(h) = &mut self.hasher {
-            h.update(data);
-        }
         self.size += data.len() as u64;
         let FileWriter { chunker, sink, .. } = self;
         chunker.push(data, |c| sink.submit(store, c))
@@ -674,27 +648,7 @@ impl FileWriter {
     }
 
     /// Flush the last chunks and make them durable. `meta.size` is filled in.
-    pub fn finish(mut self, store: &Store, meta: FileMeta) -> Result<StagedFile> {
-        let hash = match self.hasher.take() {
-            Some(h) => FileHash(*h.finalize().as_bytes()),
-            None => {
-                return Err(Error::io(
-                    &store.packs_dir,
-                    io::Error::other("FileWriter without a hash: use finish_hashed"),
-                ))
-            }
-        };
-        self.finish_hashed(store, meta, hash)
-    }
-
-    /// Like [`FileWriter::finish`], for a writer made with
-    /// [`Store::file_writer_unhashed`] whose caller hashed the bytes.
-    pub fn finish_hashed(
-        mut self,
-        store: &Store,
-        mut meta: FileMeta,
-        hash: FileHash,
-    ) -> Result<StagedFile> {
+    pub fn finish(mut self, store: &Store, mut meta: FileMeta) -> Result<StagedFile> {
         name::check_file(&meta.name)?;
         let FileWriter { chunker, sink, .. } = &mut self;
         chunker.finish(|c| sink.submit(store, c))?;
@@ -705,7 +659,7 @@ impl FileWriter {
         meta.size = self.size;
         Ok(StagedFile {
             meta,
-            hash,
+            hash: FileHash::of_chunks(&self.sink.chunks),
             chunks: std::mem::take(&mut self.sink.chunks),
             new_chunks: std::mem::take(&mut self.sink.new_chunks),
             _gc: self._gc,
