@@ -248,11 +248,11 @@ impl Store {
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
             s.spawn(move || loop {
-                let mut buf = vec![0u8; READ_BLOCK];
-                match read_full(&mut file, &mut buf) {
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(READ_BLOCK);
+                match read_block(&mut file, &mut buf) {
                     Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
+                    Ok(_) => {
                         if tx.send(Ok(buf)).is_err() {
                             break;
                         }
@@ -916,17 +916,13 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
     Ok(out)
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+fn read_block(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        match r.take(READ_BLOCK as u64).read_to_end(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            res => return res,
         }
     }
-    Ok(n)
 }
 
 /// Map `f` over `items` on up to `workers` threads, keeping order.
