@@ -37,9 +37,9 @@ const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~4 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
-const MAX_INFLIGHT_CHUNKS: usize = 16;
+const MAX_INFLIGHT_CHUNKS: usize = 64;
 /// Reads for `cat`/`export` decode this many chunks ahead, in parallel.
-const READ_AHEAD_CHUNKS: usize = 8;
+const READ_AHEAD_CHUNKS: usize = 32;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 1024 * 1024;
 
