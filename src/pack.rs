@@ -190,6 +190,9 @@ impl PackWriter {
             .create_new(true)
             .open(&path)
             .at(&path)?;
+        // Held while this process may still append: gc never deletes a
+        // pack it cannot lock (store-layout.md, "How gc reclaims space").
+        file.lock().at(&path)?;
         file.write_all(PACK_MAGIC).at(&path)?;
         Ok(PackWriter {
             name,
