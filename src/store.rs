@@ -885,29 +885,38 @@ impl FileReader {
 
     /// The file's chunks cut into runs that one read can fetch: consecutive
     /// chunks in one pack whose records fill (nearly: at least 3/4) the
-    /// byte range they span, at most [`SEGMENT_BYTES`] long. A file's new
+    /// byte range they span, at most [`SEGMENT_BYTES`] long in the pack and
+    /// decoded. A file's new
     /// chunks are appended close together, though the chunk workers may
     /// swap neighbours.
     pub fn segments(&self) -> Vec<std::ops::Range<usize>> {
         let mut out = Vec::new();
         let mut start = 0;
-        let (mut lo, mut hi, mut used) = (0u64, 0u64, 0u64);
+        let (mut lo, mut hi, mut used, mut raw) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..self.spans.len() {
             let loc = &self.spans[i].loc;
             let (a, b) = record_range(loc);
             if i > start {
                 let (nlo, nhi) = (lo.min(a), hi.max(b));
                 let nused = used + (b - a);
+                let nraw = raw + loc.raw_len as u64;
                 let dense = nused * 4 >= (nhi - nlo) * 3;
-                if loc.pack != self.spans[start].loc.pack || !dense || nhi - nlo > SEGMENT_BYTES {
+                // Bounded in decoded bytes too: a run of one repeated chunk
+                // (zeros) spans a few bytes of pack but any number of bytes
+                // of file.
+                if loc.pack != self.spans[start].loc.pack
+                    || !dense
+                    || nhi - nlo > SEGMENT_BYTES
+                    || nraw > SEGMENT_BYTES
+                {
                     out.push(start..i);
                     start = i;
                 } else {
-                    (lo, hi, used) = (nlo, nhi, nused);
+                    (lo, hi, used, raw) = (nlo, nhi, nused, nraw);
                     continue;
                 }
             }
-            (lo, hi, used) = (a, b, b - a);
+            (lo, hi, used, raw) = (a, b, b - a, loc.raw_len as u64);
         }
         if start < self.spans.len() {
             out.push(start..self.spans.len());
