@@ -41,6 +41,8 @@ const MAX_INFLIGHT_CHUNKS: usize = 64;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
+/// Sequential reads ask the kernel for this many segments ahead (32 MiB).
+const PREFETCH_SEGMENTS: usize = 16;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 4 * 1024 * 1024;
 
@@ -421,6 +423,28 @@ impl Store {
             .collect()
     }
 
+    /// Ask the kernel to start reading chunks `range` of a file into the
+    /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
+    pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>) {
+        let spans = &r.spans[range];
+        let Some(first) = spans.first() else { return };
+        if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
+            return;
+        }
+        let (lo, hi) = spans
+            .iter()
+            .map(|s| record_range(&s.loc))
+            .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+        if let Ok(f) = self.pack_file(first.loc.pack) {
+            let _ = rustix::fs::fadvise(
+                &*f,
+                lo,
+                std::num::NonZeroU64::new(hi - lo),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+    }
+
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
     pub fn read_at(&self, r: &FileReader, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let mut done = 0;
@@ -463,7 +487,15 @@ impl Store {
                     rx
                 })
                 .collect();
+            // Keep the disk busy ahead of the readers: the kernel's own
+            // read-ahead cannot follow several threads reading one pack.
+            for seg in segments.iter().take(PREFETCH_SEGMENTS) {
+                self.prefetch(r, seg.clone());
+            }
             for (i, seg) in segments.iter().enumerate() {
+                if let Some(ahead) = segments.get(i + PREFETCH_SEGMENTS) {
+                    self.prefetch(r, ahead.clone());
+                }
                 let chunks = rxs[i % w].recv().map_err(|_| {
                     Error::io(
                         self.pack_path(r.spans[seg.start].loc.pack),
