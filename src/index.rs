@@ -262,6 +262,30 @@ impl Index {
         rows.sql(&self.path)
     }
 
+    /// A second connection to an existing index, for lookups only (the
+    /// chunk workers each have one, so lookups neither share a mutex nor
+    /// wait for the writer).
+    pub fn open_reader(path: &Path) -> Result<Index> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .sql(path)?;
+        conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
+        Ok(Index {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Start a read transaction: later lookups share one snapshot and one
+    /// lock, instead of taking the WAL read lock each. A chunk committed by
+    /// another process meanwhile is not seen: at worst it is stored twice.
+    pub fn begin_read(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN").sql(&self.path)
+    }
+
+    pub fn end_read(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").sql(&self.path)
+    }
+
     /// Where a chunk is stored, if the index knows it.
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
         let mut st = self

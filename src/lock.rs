@@ -48,7 +48,14 @@ impl HostLock {
         let me = hostname();
         match file.try_lock() {
             Ok(()) => {
-                // Nobody anywhere holds the store: claim it for this host.
+                // Nobody anywhere holds the store: claim it for this host
+                // (no write when it is ours already: a full disk must not
+                // keep us from reading).
+                let current = std::fs::read_to_string(&owner_path).unwrap_or_default();
+                if current.trim() == me {
+                    file.lock_shared().at(&lock_path)?;
+                    return Ok(HostLock { _file: file });
+                }
                 let tmp = root.join("owner.tmp");
                 let mut f = File::create(&tmp).at(&tmp)?;
                 writeln!(f, "{me}").and_then(|_| f.sync_all()).at(&tmp)?;

@@ -222,10 +222,7 @@ impl PackWriter {
         header[36..40].copy_from_slice(&chunk.raw_len.to_le_bytes());
         header[40..44].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         header[44] = chunk.codec() as u8;
-        let res = self
-            .file
-            .write_all(&header)
-            .and_then(|_| self.file.write_all(payload));
+        let res = write_all_pair(&mut self.file, &header, payload);
         if let Err(e) = res {
             // A partial record may be on disk; nothing will point at it, but
             // later appends must not land after garbage of unknown length.
@@ -257,6 +254,26 @@ impl PackWriter {
         self.synced_len = self.len;
         Ok(())
     }
+}
+
+/// Write `a` then `b` with as few syscalls as the kernel allows (one writev).
+fn write_all_pair(file: &mut File, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    let total = a.len() + b.len();
+    while done < total {
+        let n = if done < a.len() {
+            file.write_vectored(&[io::IoSlice::new(&a[done..]), io::IoSlice::new(b)])
+        } else {
+            file.write(&b[done - a.len()..])
+        };
+        match n {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {

@@ -78,6 +78,29 @@ pub struct StoreCore {
     pending: Mutex<HashMap<ChunkId, Location>>,
     /// Open pack files for reading.
     pack_files: Mutex<HashMap<PackName, Arc<File>>>,
+    /// Packs this process created, and whether any index row points into
+    /// them yet. Those still without one when the store is dropped (a
+    /// failed put, a full disk) hold nothing anyone can reach: they are
+    /// deleted.
+    created_packs: Mutex<HashMap<PackName, bool>>,
+}
+
+impl Drop for Store {
+    /// Delete the packs this process wrote that no index row points into
+    /// (everything it stored was abandoned: a failed put, a full disk).
+    fn drop(&mut self) {
+        let sealing: Vec<_> = lock(&self.sealing).drain(..).collect();
+        for (_, h) in sealing {
+            let _ = h.join();
+        }
+        lock(&self.writer).take();
+        let created = std::mem::take(&mut *lock(&self.created_packs));
+        for (name, committed) in created {
+            if !committed {
+                let _ = fs::remove_file(self.pack_path(name));
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Store {
@@ -130,6 +153,7 @@ impl Store {
             failed_packs: Mutex::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
             pack_files: Mutex::new(HashMap::new()),
+            created_packs: Mutex::new(HashMap::new()),
         });
         Ok(Store {
             pool: Pool::start(workers, Arc::downgrade(&core)),
@@ -171,15 +195,13 @@ impl Store {
         name::check_artifact(name)?;
         let rows: Vec<NewFile> = files.iter().map(|f| f.row()).collect();
         let res = self.index().commit_artifact(&self.ns, name, &rows, replace);
-        self.forget_pending(&files);
-        res
+        self.after_commit(&files, res)
     }
 
     /// Add or replace one file of an existing artifact.
     pub fn commit_file(&self, artifact: &str, file: StagedFile) -> Result<()> {
         let res = self.index().commit_file(&self.ns, artifact, &file.row());
-        self.forget_pending(std::slice::from_ref(&file));
-        res
+        self.after_commit(std::slice::from_ref(&file), res)
     }
 
     /// Keep a file aside instead of committing it: not visible, listed by
@@ -188,12 +210,26 @@ impl Store {
         let res = self
             .index()
             .quarantine_file(&self.ns, artifact, &file.row(), reason);
-        self.forget_pending(std::slice::from_ref(&file));
-        res
+        self.after_commit(std::slice::from_ref(&file), res)
     }
 
     pub fn list_quarantine(&self) -> Result<Vec<index::QuarantineEntry>> {
         self.index().list_quarantine(&self.ns)
+    }
+
+    /// After a commit (or its failure): the committed chunks are found in
+    /// the index from now on, and their packs are referenced.
+    fn after_commit(&self, files: &[StagedFile], res: Result<()>) -> Result<()> {
+        if res.is_ok() {
+            let mut created = lock(&self.created_packs);
+            for (_, loc) in files.iter().flat_map(|f| &f.new_chunks) {
+                if let Some(c) = created.get_mut(&loc.pack) {
+                    *c = true;
+                }
+            }
+        }
+        self.forget_pending(files);
+        res
     }
 
     fn forget_pending(&self, files: &[StagedFile]) {
@@ -616,11 +652,12 @@ impl StoreCore {
         id: ChunkId,
         data: &[u8],
         compressor: &mut zstd::bulk::Compressor<'static>,
+        reader: &mut WorkerIndex,
     ) -> Result<Outcome> {
         if let Some(loc) = lock(&self.pending).get(&id) {
             return Ok(Outcome::Stored(*loc));
         }
-        if self.index().chunk_location(&id)?.is_some() {
+        if reader.knows(&self.root.join("index.sqlite"), &id)? {
             return Ok(Outcome::Indexed);
         }
         let enc = pack::encode_with_id(id, data, compressor);
@@ -658,7 +695,9 @@ impl StoreCore {
             }
         }
         if writer.is_none() {
-            *writer = Some(PackWriter::create(&self.packs_dir)?);
+            let p = PackWriter::create(&self.packs_dir)?;
+            lock(&self.created_packs).insert(p.name, false);
+            *writer = Some(p);
         }
         writer
             .as_mut()
@@ -842,6 +881,42 @@ struct Job {
     reply: mpsc::SyncSender<Encoded>,
 }
 
+/// A chunk worker's own index connection, looking chunks up in read
+/// transactions of up to [`LOOKUPS_PER_SNAPSHOT`] lookups.
+#[derive(Default)]
+struct WorkerIndex {
+    index: Option<Index>,
+    lookups: usize,
+}
+
+const LOOKUPS_PER_SNAPSHOT: usize = 1024;
+
+impl WorkerIndex {
+    fn knows(&mut self, path: &Path, id: &ChunkId) -> Result<bool> {
+        if self.index.is_none() {
+            self.index = Some(Index::open_reader(path)?);
+        }
+        let index = self.index.as_ref().expect("opened above");
+        if self.lookups == 0 {
+            index.begin_read()?;
+        }
+        self.lookups += 1;
+        let known = index.chunk_location(id);
+        if self.lookups >= LOOKUPS_PER_SNAPSHOT || known.is_err() {
+            self.end();
+        }
+        Ok(known?.is_some())
+    }
+
+    /// End the read transaction, so the snapshot does not pin the WAL.
+    fn end(&mut self) {
+        if let (Some(index), true) = (&self.index, self.lookups > 0) {
+            let _ = index.end_read();
+        }
+        self.lookups = 0;
+    }
+}
+
 /// Threads that hash, look up and compress chunks for every writer of the
 /// process. Results go back on each job's own channel, so writers keep order.
 struct Pool {
@@ -856,14 +931,23 @@ impl Pool {
             let (rx, store) = (rx.clone(), store.clone());
             std::thread::spawn(move || {
                 let mut compressor = pack::new_compressor();
+                let mut reader = WorkerIndex::default();
                 loop {
-                    let job = match lock(&rx).recv() {
-                        Ok(j) => j,
-                        Err(_) => return, // the store was dropped
+                    let job = {
+                        let rx = lock(&rx);
+                        match rx.try_recv() {
+                            Ok(j) => Ok(j),
+                            Err(_) => {
+                                // Idle: let go of the read snapshot first.
+                                reader.end();
+                                rx.recv()
+                            }
+                        }
                     };
+                    let Ok(job) = job else { return }; // the store was dropped
                     let Some(core) = store.upgrade() else { return };
                     let id = ChunkId::of(&job.data);
-                    let outcome = core.store_chunk(id, &job.data, &mut compressor);
+                    let outcome = core.store_chunk(id, &job.data, &mut compressor, &mut reader);
                     let _ = job.reply.send(Encoded {
                         id,
                         raw_len: job.data.len() as u32,
