@@ -274,7 +274,9 @@ impl View {
     // ---- lookups and listings ----------------------------------------------
 
     pub fn lookup_entry(&self, parent: u64, name: &OsStr) -> Result<(FileAttr, Duration)> {
-        let name = name::from_os("name", name)?;
+        // A name the store cannot hold is simply not there.
+        let name = name::from_os("name", name)
+            .map_err(|_| errno_err(libc::ENOENT, name.to_string_lossy().into_owned()))?;
         if parent == ROOT {
             if !self
                 .store
