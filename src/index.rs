@@ -604,6 +604,20 @@ impl Index {
         Ok(out)
     }
 
+    /// Artifact names of a namespace, sorted (the FUSE view's root listing).
+    pub fn artifact_names(&self, ns: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name FROM artifacts WHERE namespace = ?1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([ns], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     pub fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
         let rows = self.rows("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name", [aid], row_file)?;

@@ -19,6 +19,7 @@
 pub mod chunker;
 pub mod error;
 pub mod fingerprint;
+pub mod fuse;
 pub mod id;
 pub mod import;
 pub mod index;

@@ -104,6 +104,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the namespace's artifacts as a directory: one subdirectory per
+    /// artifact. Reads come from the store; files written (scp, cp) are stored
+    /// when closed; cut-short .tar/.gz files are quarantined. Runs in the
+    /// foreground until unmounted or sent SIGINT/SIGTERM.
+    Mount {
+        /// The directory to mount over.
+        mountpoint: PathBuf,
+        /// Run in the background; return once the mount serves. Logs to
+        /// --log (default <store>/mount.log).
+        #[arg(long)]
+        daemon: bool,
+        /// Refuse every change through the mount.
+        #[arg(long)]
+        read_only: bool,
+        /// Let every user use the mount (default: only the mounting user;
+        /// needs user_allow_other in /etc/fuse.conf for non-root users).
+        #[arg(long)]
+        allow_other: bool,
+        /// Threads handling requests.
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        threads: usize,
+        /// First import the plain cache already in MOUNTPOINT (each
+        /// MOUNTPOINT/<name>/ of files becomes artifact <name>), then mount
+        /// over it; the plain files stay underneath, untouched.
+        #[arg(long)]
+        adopt: bool,
+        /// Log file of --daemon. Default: <store>/mount.log
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Unmount a deploycache mount.
+    Umount {
+        /// The mounted directory.
+        mountpoint: PathBuf,
+    },
     /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
     Fingerprint {
         /// Root of the unpacked ISO: its Release files make the mirrors fingerprint
@@ -442,6 +477,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
+        Command::Mount {
+            mountpoint,
+            daemon,
+            read_only,
+            allow_other,
+            threads,
+            adopt,
+            log,
+        } => {
+            let root = cli.store.clone().unwrap_or_else(default_store);
+            if *adopt {
+                let s = open(&cli, true)?;
+                adopt_plain_cache(&s, mountpoint)?;
+            }
+            let cfg = deploycache::fuse::MountConfig {
+                read_only: *read_only,
+                allow_other: *allow_other,
+                threads: *threads,
+            };
+            if *daemon {
+                let log = log.clone().unwrap_or_else(|| root.join("mount.log"));
+                spawn_daemon(&root, &cli.namespace, mountpoint, &cfg, &log)?;
+                println!(
+                    "mounted {} at {} (log: {})",
+                    root.display(),
+                    mountpoint.display(),
+                    log.display()
+                );
+            } else {
+                let s = open(&cli, true)?;
+                deploycache::fuse::mount(s, mountpoint, &cfg)?;
+            }
+        }
+        Command::Umount { mountpoint } => {
+            deploycache::fuse::unmount(mountpoint)?;
+        }
         Command::Fingerprint {
             iso_root,
             dea,
@@ -456,6 +527,99 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mount --adopt`: import the plain cache under the mountpoint, and keep
+/// empty artifact directories (cache misses in progress) as empty artifacts.
+fn adopt_plain_cache(s: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
+    let r = deploycache::import::import(s, dir, tty())
+        .with_context(|| format!("adopting the plain cache in {}", dir.display()))?;
+    for (entry, why) in &r.skipped {
+        let p = dir.join(entry);
+        if p.is_dir()
+            && std::fs::read_dir(&p)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+        {
+            match s.create_empty_artifact(entry) {
+                Ok(()) | Err(deploycache::Error::ArtifactExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        eprintln!(
+            "deploycache: not adopted: {} ({why}); it stays in the directory underneath the mount",
+            p.display()
+        );
+    }
+    eprintln!(
+        "adopted {} artifacts ({}), {} already present",
+        r.imported.len(),
+        human(r.logical_bytes),
+        r.already_present.len()
+    );
+    Ok(())
+}
+
+/// `mount --daemon`: run this binary's foreground mount in the background
+/// with its output to `log`, and return once the mount serves.
+fn spawn_daemon(
+    root: &std::path::Path,
+    ns: &str,
+    mountpoint: &std::path::Path,
+    cfg: &deploycache::fuse::MountConfig,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding the deploycache binary")?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening the log file {}", log.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--store")
+        .arg(root)
+        .arg("--namespace")
+        .arg(ns)
+        .arg("mount")
+        .arg(mountpoint)
+        .arg("--threads")
+        .arg(cfg.threads.to_string());
+    if cfg.read_only {
+        cmd.arg("--read-only");
+    }
+    if cfg.allow_other {
+        cmd.arg("--allow-other");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .context("starting the mount daemon")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if deploycache::fuse::is_mounted(mountpoint) {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the mount daemon exited ({status}) before {} was mounted; see {}",
+                mountpoint.display(),
+                log.display()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!(
+                "{} was not mounted within 30 s; the daemon was stopped; see {}",
+                mountpoint.display(),
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {

@@ -33,6 +33,8 @@ use crate::name;
 use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
 use crate::progress::Progress;
 
+mod view;
+
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~4 MiB at the

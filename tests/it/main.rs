@@ -2,4 +2,5 @@
 //! Tests drive the real `deploycache` binary against real stores on disk.
 mod common;
 mod fingerprint;
+mod mount;
 mod store;

@@ -1,0 +1,1336 @@
+//! The mounted view: one directory per artifact of the namespace, each
+//! listing its files. fuser lives only in this module.
+//!
+//! Each handler has two layers: a `View` method holding the logic and
+//! returning `Result` (an error's errno comes from [`Error::errno`]), and the
+//! `Filesystem` trait method that only replies.
+//!
+//! Invariants:
+//! - Reads never hold a lock across chunk I/O: a read handle owns an `Arc`'d
+//!   chunk list ([`FileReader`]) and a one-chunk cache of its own.
+//! - A file inode's bytes never change (see `inodes`), so committed content
+//!   is opened with `FOPEN_KEEP_CACHE`; a reader that opened earlier content
+//!   keeps reading it to the end.
+//! - Written bytes become visible only when the last writing handle closes
+//!   (commit on flush, so `close()` reports errors such as ENOSPC); a file
+//!   whose content is incomplete for its type is quarantined instead
+//!   (`check`). Nothing half-written is ever committed.
+//! - While a created file is being written, `ls`/`stat` show it with its
+//!   current size, but opening it for reading fails with ENOENT until it is
+//!   committed. While committed content is being overwritten, the name keeps
+//!   showing (and serving) the committed content until the writer closes.
+
+mod check;
+mod inodes;
+mod write;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
+};
+
+use crate::error::{Error, Result};
+use crate::name;
+use crate::store::{FileReader, Store};
+use inodes::{FileInfo, Inodes, Node, ROOT};
+use write::Session;
+
+pub use check::Check;
+
+/// How long the kernel may cache attributes and directory entries. File
+/// entries are not cached: a name must resolve to its newest content.
+const ATTR_TTL: Duration = Duration::from_secs(1);
+const DIR_ENTRY_TTL: Duration = Duration::from_secs(1);
+const FILE_ENTRY_TTL: Duration = Duration::ZERO;
+const BLKSIZE: u32 = 128 * 1024;
+
+/// Options of `deploycache mount`.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    pub read_only: bool,
+    pub allow_other: bool,
+    /// Request-handling threads.
+    pub threads: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An error carrying a plain errno (EPERM, ENOTEMPTY, …), naming what it is about.
+fn errno_err(errno: i32, what: impl Into<PathBuf>) -> Error {
+    Error::io(what, io::Error::from_raw_os_error(errno))
+}
+
+/// One line to the log (stderr; the daemon's stderr is its log file).
+pub fn log_line(msg: &str) {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    eprintln!("{now} deploycache mount: {msg}");
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn time_ns(t: TimeOrNow) -> i64 {
+    match t {
+        TimeOrNow::Now => now_ns(),
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i64,
+            Err(e) => -(e.duration().as_nanos() as i64),
+        },
+    }
+}
+
+/// A file open for reading: its own chunk list and last decoded chunk.
+struct ReadHandle {
+    reader: FileReader,
+    last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+}
+
+impl ReadHandle {
+    fn chunk(&self, store: &Store, i: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some((j, data)) = &*lock(&self.last) {
+            if *j == i {
+                return Ok(data.clone());
+            }
+        }
+        // Decoded without the lock held: concurrent reads of one handle
+        // may decode a chunk twice, but never wait on each other's I/O.
+        let data = Arc::new(store.read_chunk(&self.reader, i)?);
+        *lock(&self.last) = Some((i, data.clone()));
+        Ok(data)
+    }
+
+    fn read(&self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let end = self.reader.size().min(offset.saturating_add(size as u64));
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let Some(i) = self.reader.chunk_at(pos) else {
+                break;
+            };
+            let (start, len) = self.reader.chunk_span(i);
+            let data = self.chunk(store, i)?;
+            let from = (pos - start) as usize;
+            let to = ((end - start).min(len)) as usize;
+            out.extend_from_slice(&data[from..to]);
+            pos = start + to as u64;
+        }
+        Ok(out)
+    }
+}
+
+enum Handle {
+    Read(Arc<ReadHandle>),
+    /// Open for writing (or reading and writing) on a session's inode.
+    Write(u64),
+}
+
+/// The filesystem: the store, the inode table, open handles and sessions.
+pub struct View {
+    store: Store,
+    read_only: bool,
+    uid: u32,
+    gid: u32,
+    started: SystemTime,
+    spill_dir: PathBuf,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
+}
+
+/// `statfs` numbers of the store's filesystem.
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub frsize: u32,
+}
+
+impl View {
+    pub fn new(store: Store, read_only: bool) -> View {
+        let (uid, gid) = current_ids();
+        View {
+            spill_dir: store.root().join("tmp"),
+            store,
+            read_only,
+            uid,
+            gid,
+            started: SystemTime::now(),
+            inodes: Mutex::new(Inodes::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            Err(errno_err(libc::EROFS, self.store.root()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn dir_attr(&self, ino: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 0,
+            blocks: 0,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            crtime: self.started,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, info: FileInfo) -> FileAttr {
+        let t = system_time(info.mtime_ns);
+        FileAttr {
+            ino: INodeNo(ino),
+            size: info.size,
+            blocks: info.size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind: FileType::RegularFile,
+            perm: (info.mode & 0o7777) as u16,
+            nlink: 1,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    fn artifact(&self, dir: u64) -> Result<String> {
+        lock(&self.inodes)
+            .dir_name(dir)
+            .ok_or_else(|| errno_err(libc::ENOENT, format!("inode {dir}")))
+    }
+
+    fn session(&self, ino: u64) -> Option<Arc<Mutex<Session>>> {
+        lock(&self.sessions).get(&ino).cloned()
+    }
+
+    /// A created file still being written at `dir/name`.
+    fn created_session(&self, dir: u64, name: &str) -> Option<(u64, Arc<Mutex<Session>>)> {
+        let sessions: Vec<_> = lock(&self.sessions)
+            .iter()
+            .map(|(i, s)| (*i, s.clone()))
+            .collect();
+        sessions.into_iter().find(|(_, s)| {
+            let s = lock(s);
+            s.created && !s.unlinked && s.dir == dir && s.name == name
+        })
+    }
+
+    fn session_info(s: &Session) -> FileInfo {
+        FileInfo {
+            size: s.size(),
+            mode: s.mode,
+            mtime_ns: s.mtime_ns.unwrap_or_else(now_ns),
+        }
+    }
+
+    // ---- lookups and listings ----------------------------------------------
+
+    pub fn lookup_entry(&self, parent: u64, name: &OsStr) -> Result<(FileAttr, Duration)> {
+        // A name the store cannot hold is simply not there.
+        let name = name::from_os("name", name)
+            .map_err(|_| errno_err(libc::ENOENT, name.to_string_lossy().into_owned()))?;
+        if parent == ROOT {
+            if !self
+                .store
+                .index()
+                .artifact_exists(self.store.namespace(), &name)?
+            {
+                return Err(Error::NoArtifact(name));
+            }
+            let ino = lock(&self.inodes).dir(&name);
+            return Ok((self.dir_attr(ino), DIR_ENTRY_TTL));
+        }
+        let artifact = self.artifact(parent)?;
+        if let Some((ino, s)) = self.created_session(parent, &name) {
+            let info = Self::session_info(&lock(&s));
+            return Ok((self.file_attr(ino, info), FILE_ENTRY_TTL));
+        }
+        let row = self
+            .store
+            .index()
+            .file(self.store.namespace(), &artifact, &name)?;
+        let info = FileInfo {
+            size: row.meta.size,
+            mode: row.meta.mode,
+            mtime_ns: row.meta.mtime_ns,
+        };
+        let ino = lock(&self.inodes).file(parent, (row.id, row.hash), &name, info);
+        Ok((self.file_attr(ino, info), FILE_ENTRY_TTL))
+    }
+
+    pub fn attr_of(&self, ino: u64) -> Result<FileAttr> {
+        let node = lock(&self.inodes).get(ino).cloned();
+        match node {
+            Some(Node::Root) | Some(Node::Dir { .. }) => Ok(self.dir_attr(ino)),
+            Some(Node::File { row, info, .. }) => {
+                if let Some(s) = self.session(ino) {
+                    let s = lock(&s);
+                    if s.created {
+                        return Ok(self.file_attr(ino, Self::session_info(&s)));
+                    }
+                }
+                let Some(row) = row else {
+                    return Ok(self.file_attr(ino, info));
+                };
+                // Mode and mtime may change (chmod, utimes); size never does.
+                let fresh = self
+                    .store
+                    .index()
+                    .file_by_id(row.0)?
+                    .filter(|r| r.hash == row.1);
+                let info = match fresh {
+                    Some(r) => {
+                        let info = FileInfo {
+                            size: r.meta.size,
+                            mode: r.meta.mode,
+                            mtime_ns: r.meta.mtime_ns,
+                        };
+                        lock(&self.inodes).set_info(ino, info);
+                        info
+                    }
+                    None => info,
+                };
+                Ok(self.file_attr(ino, info))
+            }
+            None => Err(errno_err(libc::ENOENT, format!("inode {ino}"))),
+        }
+    }
+
+    /// Entries of a directory (without `.` and `..`).
+    pub fn list_dir(&self, ino: u64) -> Result<Vec<(u64, FileType, String)>> {
+        if ino == ROOT {
+            let names = self.store.artifact_names()?;
+            let mut inodes = lock(&self.inodes);
+            return Ok(names
+                .into_iter()
+                .map(|n| (inodes.dir(&n), FileType::Directory, n))
+                .collect());
+        }
+        let artifact = self.artifact(ino)?;
+        let rows = self.store.list_files(&artifact)?;
+        let mut out: Vec<(u64, FileType, String)> = {
+            let mut inodes = lock(&self.inodes);
+            rows.into_iter()
+                .map(|r| {
+                    let info = FileInfo {
+                        size: r.meta.size,
+                        mode: r.meta.mode,
+                        mtime_ns: r.meta.mtime_ns,
+                    };
+                    let i = inodes.file(ino, (r.id, r.hash), &r.meta.name, info);
+                    (i, FileType::RegularFile, r.meta.name)
+                })
+                .collect()
+        };
+        let sessions: Vec<_> = lock(&self.sessions)
+            .iter()
+            .map(|(i, s)| (*i, s.clone()))
+            .collect();
+        for (i, s) in sessions {
+            let s = lock(&s);
+            if s.created && !s.unlinked && s.dir == ino && !out.iter().any(|e| e.2 == s.name) {
+                out.push((i, FileType::RegularFile, s.name.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.2.cmp(&b.2));
+        Ok(out)
+    }
+
+    pub fn statfs(&self) -> Result<FsStats> {
+        statvfs(self.store.root())
+    }
+
+    // ---- directories ---------------------------------------------------------
+
+    pub fn make_dir(&self, parent: u64, name: &OsStr) -> Result<FileAttr> {
+        self.writable()?;
+        let name = name::from_os("artifact name", name)?;
+        if parent != ROOT {
+            return Err(errno_err(
+                libc::EPERM,
+                format!("{name}: artifacts hold files only, no subdirectories"),
+            ));
+        }
+        self.store
+            .index()
+            .create_artifact(self.store.namespace(), &name)?;
+        let ino = lock(&self.inodes).dir(&name);
+        Ok(self.dir_attr(ino))
+    }
+
+    pub fn remove_dir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.writable()?;
+        let name = name::from_os("artifact name", name)?;
+        if parent != ROOT {
+            return Err(errno_err(libc::ENOTDIR, name));
+        }
+        let files = self.store.list_files(&name)?;
+        let dir = lock(&self.inodes).dir(&name);
+        let writing = lock(&self.sessions).values().any(|s| {
+            let s = lock(s);
+            s.dir == dir && !s.unlinked
+        });
+        if !files.is_empty() || writing {
+            return Err(errno_err(libc::ENOTEMPTY, name));
+        }
+        self.store.remove(&name)?;
+        lock(&self.inodes).forget_dir(&name);
+        Ok(())
+    }
+
+    // ---- opening, reading, writing -----------------------------------------
+
+    fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, h);
+        fh
+    }
+
+    /// Create a file in an artifact directory and open it for writing.
+    pub fn create_file(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, u64)> {
+        self.writable()?;
+        let name = name::from_os("file name", name)?;
+        if parent == ROOT {
+            return Err(errno_err(
+                libc::EPERM,
+                format!("{name}: the root holds artifact directories only"),
+            ));
+        }
+        if mode & libc::S_IFMT != 0 && mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(errno_err(libc::EPERM, name));
+        }
+        let artifact = self.artifact(parent)?;
+        let exists = self.created_session(parent, &name).is_some()
+            || self
+                .store
+                .index()
+                .file(self.store.namespace(), &artifact, &name)
+                .is_ok();
+        if exists && flags & libc::O_EXCL != 0 {
+            return Err(errno_err(libc::EEXIST, name));
+        }
+        let perm = mode & 0o7777;
+        let ino = lock(&self.inodes).created(parent, &name, perm, now_ns());
+        let mut s = Session::new(&self.store, parent, &name, None, perm, true)?;
+        s.writers = 1;
+        let info = Self::session_info(&s);
+        // A created file replaces any earlier one of its name only at commit.
+        lock(&self.sessions).insert(ino, Arc::new(Mutex::new(s)));
+        let fh = self.new_fh(Handle::Write(ino));
+        Ok((self.file_attr(ino, info), fh))
+    }
+
+    pub fn open_file(&self, ino: u64, flags: i32) -> Result<(u64, FopenFlags)> {
+        let node = lock(&self.inodes).get(ino).cloned();
+        let Some(Node::File { dir, name, row, .. }) = node else {
+            return Err(errno_err(libc::EISDIR, format!("inode {ino}")));
+        };
+        let writing = OpenFlags(flags).acc_mode() != OpenAccMode::O_RDONLY;
+        if !writing {
+            if let Some(s) = self.session(ino) {
+                if lock(&s).created {
+                    return Err(errno_err(
+                        libc::ENOENT,
+                        format!("{name} (still being written)"),
+                    ));
+                }
+            }
+            let Some(row) = row else {
+                return Err(errno_err(
+                    libc::ENOENT,
+                    format!("{name} (still being written)"),
+                ));
+            };
+            let artifact = self.artifact(dir).unwrap_or_default();
+            let reader = self.open_version(&artifact, row)?;
+            let fh = self.new_fh(Handle::Read(Arc::new(ReadHandle {
+                reader,
+                last: Mutex::new(None),
+            })));
+            return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
+        }
+        self.writable()?;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let s = self.session_for(ino, trunc)?;
+        {
+            let mut s = lock(&s);
+            s.writers += 1;
+            if trunc {
+                // Only with atomic O_TRUNC; otherwise the kernel sends setattr(size=0).
+                s.truncate(&self.store, &self.spill_dir, 0)?;
+                s.dirty = true;
+            }
+        }
+        // Direct I/O: written bytes never enter the page cache of an inode
+        // whose committed content other readers may hold.
+        Ok((self.new_fh(Handle::Write(ino)), FopenFlags::FOPEN_DIRECT_IO))
+    }
+
+    /// The session writing `ino`, started (over its committed content) if none.
+    fn session_for(&self, ino: u64, trunc: bool) -> Result<Arc<Mutex<Session>>> {
+        if let Some(s) = self.session(ino) {
+            return Ok(s);
+        }
+        let node = lock(&self.inodes).get(ino).cloned();
+        let Some(Node::File {
+            dir,
+            name,
+            row,
+            info,
+        }) = node
+        else {
+            return Err(errno_err(libc::ENOENT, format!("inode {ino}")));
+        };
+        let artifact = self.artifact(dir)?;
+        let base = match (row, trunc) {
+            (Some(r), false) => Some(self.open_version(&artifact, r)?),
+            _ => None,
+        };
+        let s = Session::new(
+            &self.store,
+            dir,
+            &name,
+            base,
+            info.mode & 0o7777,
+            row.is_none(),
+        )?;
+        let s = Arc::new(Mutex::new(s));
+        Ok(lock(&self.sessions).entry(ino).or_insert(s).clone())
+    }
+
+    /// Open one committed content; fails with ENOENT once it was replaced.
+    fn open_version(&self, artifact: &str, v: inodes::Version) -> Result<FileReader> {
+        let r = self.store.open_file_id(artifact, v.0)?;
+        if r.row.hash != v.1 {
+            return Err(errno_err(
+                libc::ENOENT,
+                format!("{artifact}/{}: replaced meanwhile", r.file),
+            ));
+        }
+        Ok(r)
+    }
+
+    fn handle_ino(&self, fh: u64) -> Result<Option<u64>> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::Write(ino)) => Ok(Some(*ino)),
+            Some(Handle::Read(_)) => Ok(None),
+            None => Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = match lock(&self.handles).get(&fh) {
+            Some(Handle::Read(h)) => Ok(h.clone()),
+            Some(Handle::Write(ino)) => Err(*ino),
+            None => return Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
+        };
+        match h {
+            Ok(h) => h.read(&self.store, offset, size).inspect_err(|e| {
+                log_line(&format!(
+                    "read of {}/{} at {offset} failed: {e}",
+                    h.reader.artifact, h.reader.file
+                ))
+            }),
+            Err(ino) => {
+                let s = self.session_for(ino, false)?;
+                let mut s = lock(&s);
+                s.read(&self.store, &self.spill_dir, offset, size)
+            }
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], owner: Option<u64>) -> Result<u32> {
+        let Some(ino) = self.handle_ino(fh)? else {
+            return Err(errno_err(
+                libc::EBADF,
+                format!("file handle {fh} is read-only"),
+            ));
+        };
+        let s = self.session_for(ino, false)?;
+        let mut s = lock(&s);
+        if let Some(e) = s.failed {
+            return Err(errno_err(e, &s.name));
+        }
+        if owner.is_some() {
+            s.owner = owner;
+        }
+        if s.writers == 0 {
+            // The session was restarted after a commit on flush (a dup'd fd).
+            s.writers = 1;
+        }
+        match s.write(&self.store, &self.spill_dir, offset, data) {
+            Ok(()) => Ok(data.len() as u32),
+            Err(e) => {
+                log_line(&format!("writing {}: {e}", s.name));
+                s.failed = Some(e.errno());
+                Err(e)
+            }
+        }
+    }
+
+    /// close(): commit when this is the last handle writing the file and
+    /// the closing process is the one that wrote, so the file is visible
+    /// when close() returns and the closing program sees any error. Other
+    /// sessions commit on their last release.
+    pub fn flush(&self, fh: u64, owner: u64) -> Result<()> {
+        let Some(ino) = self.handle_ino(fh)? else {
+            return Ok(());
+        };
+        let Some(s) = self.session(ino) else {
+            return Ok(());
+        };
+        let last = {
+            let s = lock(&s);
+            s.writers <= 1 && s.touched && s.owner.is_none_or(|o| o == owner)
+        };
+        if last {
+            self.commit(ino)
+        } else {
+            match lock(&s).failed {
+                Some(e) => Err(errno_err(e, format!("inode {ino}"))),
+                None => Ok(()),
+            }
+        }
+    }
+
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let Some(ino) = self.handle_ino(fh)? else {
+            return Ok(());
+        };
+        match self.session(ino).and_then(|s| lock(&s).failed) {
+            Some(e) => Err(errno_err(e, format!("inode {ino}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let h = lock(&self.handles).remove(&fh);
+        let Some(Handle::Write(ino)) = h else {
+            return Ok(());
+        };
+        let Some(s) = self.session(ino) else {
+            return Ok(());
+        };
+        let last = {
+            let mut s = lock(&s);
+            s.writers = s.writers.saturating_sub(1);
+            s.writers == 0
+        };
+        if last {
+            self.commit(ino)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Finish the session of `ino`: commit, quarantine, or discard.
+    fn commit(&self, ino: u64) -> Result<()> {
+        let Some(s) = lock(&self.sessions).remove(&ino) else {
+            return Ok(());
+        };
+        let mut s = lock(&s);
+        if s.unlinked || !s.dirty || s.failed.is_some() {
+            if let Some(e) = s.failed {
+                log_line(&format!("{}: discarded after a failed write", s.name));
+                return Err(errno_err(e, &s.name));
+            }
+            return Ok(());
+        }
+        let res = self.commit_session(ino, &mut s);
+        if let Err(e) = &res {
+            log_line(&format!(
+                "committing {}: {e}; nothing was committed",
+                s.name
+            ));
+        }
+        res
+    }
+
+    fn commit_session(&self, ino: u64, s: &mut Session) -> Result<()> {
+        let artifact = self.artifact(s.dir)?;
+        let (staged, verdict) = s.finish(&self.store, &self.spill_dir)?;
+        let info = FileInfo {
+            size: staged.meta.size,
+            mode: staged.meta.mode,
+            mtime_ns: staged.meta.mtime_ns,
+        };
+        match verdict {
+            Ok(()) => {
+                self.store.commit_file(&artifact, staged)?;
+                let row = self
+                    .store
+                    .index()
+                    .file(self.store.namespace(), &artifact, &s.name)?;
+                let mut inodes = lock(&self.inodes);
+                if s.created {
+                    inodes.committed(ino, (row.id, row.hash), s.dir, &s.name, info);
+                } else {
+                    inodes.file(s.dir, (row.id, row.hash), &s.name, info);
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                log_line(&format!(
+                    "{artifact}/{}: incomplete, kept aside in quarantine (see `deploycache ls --quarantine`): {reason}",
+                    s.name
+                ));
+                self.store.quarantine_file(&artifact, staged, &reason)?;
+                Ok(())
+            }
+        }
+    }
+
+    // ---- attributes, names ---------------------------------------------------
+
+    pub fn set_attr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<TimeOrNow>,
+    ) -> Result<FileAttr> {
+        let node = lock(&self.inodes).get(ino).cloned();
+        let Some(Node::File { dir, name, row, .. }) = node else {
+            if node.is_none() {
+                return Err(errno_err(libc::ENOENT, format!("inode {ino}")));
+            }
+            // Directories have no stored mode or times: accepted, unchanged
+            // (so `cp -a` and `rsync -a` of a tree succeed).
+            return Ok(self.dir_attr(ino));
+        };
+        if mode.is_none() && size.is_none() && mtime.is_none() {
+            return self.attr_of(ino);
+        }
+        self.writable()?;
+        let mode = mode.map(|m| m & 0o7777);
+        let mtime_ns = mtime.map(time_ns);
+        if let Some(s) = self.session(ino) {
+            let mut s = lock(&s);
+            if let Some(m) = mode {
+                s.mode = m;
+                s.dirty = true;
+            }
+            if let Some(t) = mtime_ns {
+                s.mtime_ns = Some(t);
+                s.dirty = true;
+            }
+            if let Some(n) = size {
+                s.truncate(&self.store, &self.spill_dir, n)?;
+            }
+            if s.created {
+                return Ok(self.file_attr(ino, Self::session_info(&s)));
+            }
+            drop(s);
+            return self.attr_of(ino);
+        }
+        let Some(row) = row else {
+            return self.attr_of(ino);
+        };
+        let artifact = self.artifact(dir)?;
+        if mode.is_some() || mtime_ns.is_some() {
+            self.store.index().update_file_meta(
+                self.store.namespace(),
+                &artifact,
+                &name,
+                mode,
+                mtime_ns,
+            )?;
+        }
+        if let Some(n) = size {
+            let current = self
+                .store
+                .index()
+                .file_by_id(row.0)?
+                .filter(|r| r.hash == row.1)
+                .map(|r| r.meta.size);
+            if current != Some(n) {
+                // truncate(2) of a committed file: a new content, committed at once.
+                let s = self.session_for(ino, false)?;
+                lock(&s).truncate(&self.store, &self.spill_dir, n)?;
+                self.commit(ino)?;
+            }
+        }
+        self.attr_of(ino)
+    }
+
+    pub fn unlink_file(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.writable()?;
+        let name = name::from_os("file name", name)?;
+        let artifact = self.artifact(parent)?;
+        let mut found = false;
+        if let Some((_, s)) = self.created_session(parent, &name) {
+            lock(&s).unlinked = true;
+            found = true;
+        }
+        match self
+            .store
+            .index()
+            .file(self.store.namespace(), &artifact, &name)
+        {
+            Ok(row) => {
+                let ino = lock(&self.inodes).of_row((row.id, row.hash));
+                if let Some(ino) = ino {
+                    if let Some(s) = self.session(ino) {
+                        lock(&s).unlinked = true;
+                    }
+                }
+            }
+            Err(Error::NoFile { .. }) if found => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.store
+            .index()
+            .remove_file(self.store.namespace(), &artifact, &name)
+    }
+
+    pub fn rename_entry(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.writable()?;
+        let name = name::from_os("name", name)?;
+        let newname = name::from_os("name", newname)?;
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(errno_err(libc::EINVAL, name));
+        }
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let ns = self.store.namespace().to_owned();
+        if parent == ROOT && newparent == ROOT {
+            if noreplace && self.store.index().artifact_exists(&ns, &newname)? {
+                return Err(errno_err(libc::EEXIST, newname));
+            }
+            match self.store.index().rename_artifact(&ns, &name, &newname) {
+                Err(Error::ArtifactExists(n)) => return Err(errno_err(libc::ENOTEMPTY, n)),
+                other => other?,
+            }
+            lock(&self.inodes).rename_dir(&name, &newname);
+            return Ok(());
+        }
+        if parent == ROOT || newparent == ROOT {
+            return Err(errno_err(
+                libc::EPERM,
+                format!("{name}: artifacts hold files only, and the root holds artifacts only"),
+            ));
+        }
+        let (from_a, to_a) = (self.artifact(parent)?, self.artifact(newparent)?);
+        let target_exists = self.created_session(newparent, &newname).is_some()
+            || self.store.index().file(&ns, &to_a, &newname).is_ok();
+        if noreplace && target_exists {
+            return Err(errno_err(libc::EEXIST, newname));
+        }
+        if let Some((_, s)) = self.created_session(newparent, &newname) {
+            lock(&s).unlinked = true;
+        }
+        if let Some((ino, s)) = self.created_session(parent, &name) {
+            let mut s = lock(&s);
+            s.dir = newparent;
+            s.name = newname.clone();
+            lock(&self.inodes).set_place(ino, newparent, &newname);
+            return Ok(());
+        }
+        let row = self.store.index().file(&ns, &from_a, &name)?;
+        self.store
+            .index()
+            .rename_file(&ns, (&from_a, &name), (&to_a, &newname))?;
+        let ino = lock(&self.inodes).of_row((row.id, row.hash));
+        if let Some(ino) = ino {
+            if let Some(s) = self.session(ino) {
+                let mut s = lock(&s);
+                s.dir = newparent;
+                s.name = newname.clone();
+            }
+            lock(&self.inodes).set_place(ino, newparent, &newname);
+        }
+        Ok(())
+    }
+}
+
+fn current_ids() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0))
+}
+
+#[allow(unsafe_code)]
+fn statvfs(path: &Path) -> Result<FsStats> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| errno_err(libc::EINVAL, path))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` points at writable
+    // memory of the right type; statvfs fills it or fails.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Error::io(path, io::Error::last_os_error()));
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    Ok(FsStats {
+        blocks: st.f_blocks,
+        bfree: st.f_bfree,
+        bavail: st.f_bavail,
+        files: st.f_files,
+        ffree: st.f_ffree,
+        bsize: st.f_bsize as u32,
+        frsize: st.f_frsize as u32,
+    })
+}
+
+fn errno(e: &Error) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+impl Filesystem for View {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config
+            .set_max_readahead(u32::MAX)
+            .or_else(|max| config.set_max_readahead(max));
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.lookup_entry(parent.0, name) {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr_of(ino.0) {
+            Ok(attr) => reply.attr(&ATTR_TTL, &attr),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // Ownership is not stored: chown is accepted and changes nothing.
+        match self.set_attr(ino.0, mode, size, mtime) {
+            Ok(attr) => reply.attr(&ATTR_TTL, &attr),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.make_dir(parent.0, name) {
+            Ok(attr) => reply.entry(&DIR_ENTRY_TTL, &attr, Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.unlink_file(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.remove_dir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.rename_entry(parent.0, name, newparent.0, newname, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.open_file(ino.0, flags.0) {
+            Ok((fh, f)) => reply.opened(FileHandle(fh), f),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.write(fh.0, offset, data, lock_owner.map(|o| o.0)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.flush(fh.0, lock_owner.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fsync(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.list_dir(ino.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let dots = [
+            (ino.0, FileType::Directory, ".".to_owned()),
+            (ROOT, FileType::Directory, "..".to_owned()),
+        ];
+        for (i, (child, kind, name)) in dots
+            .into_iter()
+            .chain(entries)
+            .enumerate()
+            .skip(offset as usize)
+        {
+            if reply.add(INodeNo(child), (i + 1) as u64, kind, &name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Directory changes are index transactions, durable when they return.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.bfree,
+                s.bavail,
+                s.files,
+                s.ffree,
+                s.bsize,
+                name::MAX_NAME_BYTES as u32,
+                s.frsize,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.create_file(parent.0, name, mode, flags) {
+            Ok((attr, fh)) => reply.created(
+                &FILE_ENTRY_TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+/// Serve `store` at `mountpoint` until it is unmounted or the process gets
+/// SIGINT, SIGTERM or SIGHUP (which unmount cleanly).
+pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
+    let root = store.root().to_owned();
+    let view = View::new(store, cfg.read_only);
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("deploycache".into()),
+        MountOption::Subtype("deploycache".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        if cfg.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    config.acl = if cfg.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(cfg.threads.max(1));
+    let mut session = fuser::Session::new(view, mountpoint, &config).map_err(|e| {
+        Error::io(
+            mountpoint,
+            io::Error::new(e.kind(), format!("cannot mount: {e}")),
+        )
+    })?;
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Error::io(mountpoint, e))?;
+    let signal_handle = signals.handle();
+    let mp = mountpoint.to_owned();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            log_line(&format!("signal {sig}: unmounting {}", mp.display()));
+            match unmounter.unmount() {
+                Ok(()) => break,
+                Err(e) => log_line(&format!(
+                    "cannot unmount {} yet ({e}); close the files open there and signal again",
+                    mp.display()
+                )),
+            }
+        }
+    });
+    log_line(&format!(
+        "serving store {} at {} ({} threads{})",
+        root.display(),
+        mountpoint.display(),
+        cfg.threads.max(1),
+        if cfg.read_only { ", read-only" } else { "" }
+    ));
+    let res = session.run().map_err(|e| Error::io(mountpoint, e));
+    signal_handle.close();
+    log_line(&format!("unmounted {}", mountpoint.display()));
+    res
+}
+
+/// True when `path` is a mount point (its device differs from its parent's).
+pub fn is_mounted(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = path.join("..");
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// Unmount a deploycache mount (`fusermount3 -u`, or umount(8) as root).
+pub fn unmount(path: &Path) -> Result<()> {
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let o = std::process::Command::new("umount").arg(path).output();
+            match o {
+                Ok(o) if o.status.success() => Ok(()),
+                _ => Err(Error::io(
+                    path,
+                    io::Error::other(format!("cannot unmount: {why}")),
+                )),
+            }
+        }
+    }
+}

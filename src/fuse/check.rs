@@ -1,0 +1,326 @@
+//! Completeness checks for files written through the view, run on the bytes
+//! as they stream in (never as a second pass): a cut-short transfer must
+//! not look like a cached artifact.
+//!
+//! - `*.tar`: walk the headers block by block; complete once the archive's
+//!   two zero end blocks arrive and no member is cut short.
+//! - `*.gz`: inflate every member, checking each trailer (CRC32 and ISIZE);
+//!   complete once the last member's trailer checks out.
+//! - anything else: always complete.
+
+use std::io::{self, Write};
+
+use flate2::write::MultiGzDecoder;
+
+const BLOCK: usize = 512;
+
+/// The incremental check for one file.
+pub enum Check {
+    None,
+    Tar(TarCheck),
+    Gzip(GzCheck),
+}
+
+impl Check {
+    /// The check that applies to a file of this name.
+    pub fn for_name(name: &str) -> Check {
+        if name.ends_with(".tar") {
+            Check::Tar(TarCheck::default())
+        } else if name.ends_with(".gz") {
+            Check::Gzip(GzCheck::new())
+        } else {
+            Check::None
+        }
+    }
+
+    /// Feed the next bytes of the file, in order.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Check::None => {}
+            Check::Tar(t) => t.update(data),
+            Check::Gzip(g) => g.update(data),
+        }
+    }
+
+    /// After the last byte: `Err(reason)` when the content is incomplete.
+    pub fn finish(self) -> Result<(), String> {
+        match self {
+            Check::None => Ok(()),
+            Check::Tar(t) => t.finish(),
+            Check::Gzip(g) => g.finish(),
+        }
+    }
+}
+
+/// Where the tar walk is.
+#[derive(Default)]
+pub struct TarCheck {
+    /// Bytes of the current 512-byte block gathered so far (headers only).
+    block: Vec<u8>,
+    /// Member data (padded to whole blocks) still to skip.
+    skip: u64,
+    /// Offset in the file of the next byte.
+    pos: u64,
+    /// Consecutive zero blocks seen where a header was expected.
+    zeros: u32,
+    /// Set once two zero blocks ended the archive.
+    ended: bool,
+    /// The first structural problem met, with its offset.
+    bad: Option<String>,
+    /// Member being read: (name, offset of its header, data size).
+    member: Option<(String, u64, u64)>,
+}
+
+impl TarCheck {
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.ended && self.bad.is_none() {
+            if self.skip > 0 {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                self.skip -= n as u64;
+                self.pos += n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = (BLOCK - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..n]);
+            self.pos += n as u64;
+            data = &data[n..];
+            if self.block.len() == BLOCK {
+                let block = std::mem::take(&mut self.block);
+                self.header(&block);
+            }
+        }
+    }
+
+    fn header(&mut self, h: &[u8]) {
+        let at = self.pos - BLOCK as u64;
+        if h.iter().all(|&b| b == 0) {
+            self.zeros += 1;
+            if self.zeros == 2 {
+                self.ended = true;
+            }
+            return;
+        }
+        if self.zeros > 0 {
+            self.bad = Some(format!("tar: a lone zero block before offset {at}"));
+            return;
+        }
+        let stored = parse_octal(&h[148..156]);
+        let sum: u64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    b as u64
+                }
+            })
+            .sum();
+        if stored != Some(sum) {
+            self.bad = Some(format!(
+                "tar: header checksum mismatch at offset {at} (not a tar, or damaged)"
+            ));
+            return;
+        }
+        let Some(size) = parse_size(&h[124..136]) else {
+            self.bad = Some(format!("tar: unreadable member size at offset {at}"));
+            return;
+        };
+        let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&h[..name_end]).into_owned();
+        // Hard links, symlinks, devices, directories and FIFOs carry no data.
+        let data = match h[156] {
+            b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
+            _ => size,
+        };
+        self.skip = data.div_ceil(BLOCK as u64) * BLOCK as u64;
+        self.member = Some((name, at, data));
+    }
+
+    fn finish(self) -> Result<(), String> {
+        if let Some(bad) = self.bad {
+            return Err(bad);
+        }
+        if self.ended {
+            return Ok(());
+        }
+        if self.skip > 0 {
+            let (name, at, size) = self.member.unwrap_or_default();
+            return Err(format!(
+                "tar: member {name:?} (header at offset {at}, {size} bytes) is cut short: \
+                 the file ends at {} with {} bytes of it missing",
+                self.pos, self.skip
+            ));
+        }
+        Err(format!(
+            "tar: no end-of-archive marker (two zero blocks); the file ends at offset {}",
+            self.pos
+        ))
+    }
+}
+
+fn parse_octal(f: &[u8]) -> Option<u64> {
+    let s: Vec<u8> = f
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ' || b == 0)
+        .take_while(|&b| (b'0'..=b'7').contains(&b))
+        .collect();
+    if s.is_empty() {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(&s).ok()?, 8).ok()
+}
+
+/// A member size: octal, or GNU base-256 when the top bit is set.
+fn parse_size(f: &[u8]) -> Option<u64> {
+    if f[0] & 0x80 != 0 {
+        let mut v: u64 = (f[0] & 0x7f) as u64;
+        for &b in &f[1..] {
+            v = v.checked_mul(256)?.checked_add(b as u64)?;
+        }
+        return Some(v);
+    }
+    if f.iter().all(|&b| b == 0 || b == b' ') {
+        return Some(0);
+    }
+    parse_octal(f)
+}
+
+/// Inflates each gzip member into a counting sink; flate2 checks every
+/// member's CRC32 and ISIZE.
+pub struct GzCheck {
+    dec: MultiGzDecoder<Sink>,
+    pos: u64,
+    bad: Option<String>,
+}
+
+/// Discards the inflated bytes.
+struct Sink;
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl GzCheck {
+    fn new() -> GzCheck {
+        GzCheck {
+            dec: MultiGzDecoder::new(Sink),
+            pos: 0,
+            bad: None,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if self.bad.is_some() {
+            return;
+        }
+        if let Err(e) = self.dec.write_all(data) {
+            self.bad = Some(format!("gzip: {e} (within bytes {}..{})", self.pos, {
+                self.pos + data.len() as u64
+            }));
+        }
+        self.pos += data.len() as u64;
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        if let Some(bad) = self.bad {
+            return Err(bad);
+        }
+        if self.pos == 0 {
+            return Err("gzip: the file is empty".into());
+        }
+        self.dec.try_finish().map_err(|e| {
+            format!(
+                "gzip: stream incomplete at offset {} (no valid CRC32/ISIZE trailer: {e})",
+                self.pos
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, len) in files {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[100..108].copy_from_slice(b"0000644\0");
+            h[124..136].copy_from_slice(format!("{len:011o}\0").as_bytes());
+            h[156] = b'0';
+            h[257..263].copy_from_slice(b"ustar\0");
+            h[148..156].copy_from_slice(b"        ");
+            let sum: u32 = h.iter().map(|&b| b as u32).sum();
+            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            out.extend_from_slice(&h);
+            out.extend((0..*len).map(|i| (i % 251) as u8));
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out.resize(out.len().div_ceil(10240) * 10240, 0);
+        out
+    }
+
+    fn check(name: &str, data: &[u8], piece: usize) -> Result<(), String> {
+        let mut c = Check::for_name(name);
+        for p in data.chunks(piece.max(1)) {
+            c.update(p);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn tar_complete_only_with_end_blocks_and_whole_members() {
+        let t = tar_of(&[("a", 1000), ("b", 0), ("c", 70000)]);
+        for piece in [1, 7, 512, 4096, 1 << 20] {
+            assert_eq!(check("x.tar", &t, piece), Ok(()), "piece {piece}");
+        }
+        let end_of_members = 512 + 1024 + 512 + 512 + 70144;
+        for cut in [
+            0,
+            100,
+            512,
+            1500,
+            3000,
+            end_of_members,
+            end_of_members + 512,
+        ] {
+            assert!(check("x.tar", &t[..cut], 333).is_err(), "cut at {cut}");
+        }
+        assert!(check("x.tar", &t[..end_of_members + 1024], 333).is_ok());
+    }
+
+    #[test]
+    fn gzip_complete_only_with_trailer_and_multi_member_ok() {
+        use flate2::{write::GzEncoder, Compression};
+        let gz = |d: &[u8]| {
+            let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        let a = gz(&vec![7u8; 300_000]);
+        let mut two = a.clone();
+        two.extend(gz(b"second member"));
+        for piece in [1, 100, 65536] {
+            assert_eq!(check("x.img.gz", &a, piece), Ok(()));
+            assert_eq!(check("x.img.gz", &two, piece), Ok(()));
+        }
+        for cut in [0, 5, a.len() / 2, a.len() - 8, a.len() - 1] {
+            assert!(check("x.gz", &a[..cut], 1000).is_err(), "cut at {cut}");
+        }
+        let mut bad = a.clone();
+        let n = bad.len();
+        bad[n - 6] ^= 1; // ISIZE/CRC damaged
+        assert!(check("x.gz", &bad, 4096).is_err());
+        assert_eq!(check("id_rsa", b"", 1), Ok(()));
+    }
+}
