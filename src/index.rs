@@ -606,16 +606,11 @@ impl Index {
 
     /// Artifact names of a namespace, sorted (the FUSE view's root listing).
     pub fn artifact_names(&self, ns: &str) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT name FROM artifacts WHERE namespace = ?1 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([ns], |r| r.get(0))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        self.rows(
+            "SELECT name FROM artifacts WHERE namespace = ?1 ORDER BY name",
+            [ns],
+            |r| r.get(0),
+        )
     }
 
     pub fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {

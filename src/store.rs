@@ -364,20 +364,28 @@ impl Store {
 
     /// Look up a file for reading. The chunk list is loaded once and shared.
     pub fn open_file(&self, artifact: &str, file: &str) -> Result<FileReader> {
-        let index = self.index();
-        let row = index.file(&self.ns, artifact, file)?;
-        let spans = index.file_chunks(row.id)?;
-        // The digest commits to every chunk id; each chunk is checked against
-        // its id when read. Together: every byte served is the byte stored.
+        let row = self.index().file(&self.ns, artifact, file)?;
+        self.reader_for(artifact, row)
+    }
+
+    /// A reader for a file row: loads its chunk list and checks it against
+    /// the file digest, which commits to every chunk id; each chunk is then
+    /// checked against its id when read. Together: every byte served is the
+    /// byte stored.
+    fn reader_for(&self, artifact: &str, row: FileRow) -> Result<FileReader> {
+        let spans = self.index().file_chunks(row.id)?;
         if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
             return Err(Error::Index {
                 path: self.root.join("index.sqlite"),
-                message: format!("artifact {artifact:?} file {file:?}: chunk list does not match the file digest; run `deploycache verify`"),
+                message: format!(
+                    "artifact {artifact:?} file {:?}: chunk list does not match the file digest; run `deploycache verify`",
+                    row.meta.name
+                ),
             });
         }
         Ok(FileReader {
             artifact: artifact.to_owned(),
-            file: file.to_owned(),
+            file: row.meta.name.clone(),
             row,
             spans: spans.into(),
         })

@@ -17,18 +17,14 @@ impl Store {
     /// Open a file by its index row id (visible or not). `artifact` only
     /// names the file in error messages. Fails with `NoFile` once the row is gone.
     pub fn open_file_id(&self, artifact: &str, file_id: i64) -> Result<FileReader> {
-        let index = self.index();
-        let row = index.file_by_id(file_id)?.ok_or_else(|| Error::NoFile {
-            artifact: artifact.to_owned(),
-            file: format!("#{file_id}"),
-        })?;
-        let spans = index.file_chunks(row.id)?;
-        Ok(FileReader {
-            artifact: artifact.to_owned(),
-            file: row.meta.name.clone(),
-            row,
-            spans: spans.into(),
-        })
+        let row = self
+            .index()
+            .file_by_id(file_id)?
+            .ok_or_else(|| Error::NoFile {
+                artifact: artifact.to_owned(),
+                file: format!("#{file_id}"),
+            })?;
+        self.reader_for(artifact, row)
     }
 
     /// Names of the namespace's artifacts, sorted: the view's root listing
@@ -55,12 +51,11 @@ impl Store {
             let path = self.pack_path(loc.pack);
             let file = self.pack_file(loc.pack)?;
             let payload = pack::read_payload(&file, &path, &loc)?;
-            let data =
-                pack::decode(id, &loc, &payload).map_err(|why| Error::CorruptPackRecord {
-                    chunk: *id,
-                    pack: loc.pack.to_string(),
-                    why,
-                })?;
+            let data = pack::decode(id, &loc, payload).map_err(|why| Error::CorruptPackRecord {
+                chunk: *id,
+                pack: loc.pack.to_string(),
+                why,
+            })?;
             out.write_all(&data)
                 .map_err(|e| Error::io("<spill file>", e))?;
         }
