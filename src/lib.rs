@@ -1,4 +1,33 @@
 //! deploycache: a content-addressed, deduplicating artifact store with a FUSE view.
-//! (Architecture overview is written with the store; see store-layout.md.)
+//!
+//! The path of a byte, from `scp` into the store and back out:
+//! 1. `scp` writes into `<mount>/<sha>/file`; the FUSE view (`fuse`) hands the
+//!    bytes to a [`store::FileWriter`] as they arrive (or `put` reads a file).
+//! 2. [`chunker`] cuts the stream at content-defined points (FastCDC, ~256 KiB).
+//! 3. Each chunk is named by its BLAKE3 ([`id::ChunkId`]); chunks the index
+//!    already holds are only referenced, new ones are zstd-compressed where
+//!    that pays and appended to this process's pack file ([`pack`]).
+//! 4. When the file is closed, the pack is fsynced, then one SQLite
+//!    transaction ([`index`]) records the file, its chunk list and the chunk
+//!    reference counts: the file appears whole or not at all.
+//! 5. A read looks the file's chunk list up once ([`store::Store::open_file`]),
+//!    then reads each needed record from its pack, decompresses it and checks
+//!    its BLAKE3 before a byte is returned; a mismatch is an error, never data.
+//!
+//! `store-layout.md` is the on-disk contract.
 
+pub mod chunker;
+pub mod error;
 pub mod fingerprint;
+pub mod id;
+pub mod import;
+pub mod index;
+pub mod lock;
+pub mod name;
+pub mod pack;
+pub mod progress;
+pub mod store;
+pub mod verify;
+
+pub use error::{Error, Result};
+pub use store::{OpenOptions, Store};

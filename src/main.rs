@@ -1,16 +1,96 @@
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+//! The `deploycache` command: parses arguments, calls the library, prints,
+//! and picks the exit code. Exit codes: 0 success; 1 error (one line on
+//! stderr); 2 usage error; 3 `verify` found problems.
 
-/// Content-addressed, deduplicating artifact store with a FUSE view.
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deploycache::store::{OpenOptions, Store};
+
+/// Content-addressed, deduplicating artifact store with a FUSE view, for CI deploy caches.
+///
+/// Artifacts are directories of files (normally named by a 40-hex fingerprint).
+/// Every file is cut into content-defined chunks and each chunk is kept once.
 #[derive(Parser)]
 #[command(name = "deploycache", version)]
 struct Cli {
+    /// The store directory. Default: $DEPLOYCACHE_STORE, else /var/lib/deploycache
+    /// for root, else $XDG_DATA_HOME/deploycache (~/.local/share/deploycache).
+    #[arg(long, global = true, env = "DEPLOYCACHE_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    /// Namespace of artifacts (e.g. one per branch); chunks are shared by all namespaces.
+    #[arg(long, global = true, env = "DEPLOYCACHE_NAMESPACE", default_value = "", value_name = "NS")]
+    namespace: String,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create an empty store (put and import also create one when missing).
+    Init,
+    /// Store files as artifact NAME (a directory's regular files when PATH is a
+    /// directory); replaces an earlier NAME atomically.
+    Put {
+        /// Artifact name: any valid file name, normally a 40-hex fingerprint.
+        name: String,
+        /// Files, or directories whose regular files are stored.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
+    /// Idempotent and resumable: artifacts already stored are skipped.
+    Import {
+        /// The plain cache directory (e.g. /iso_mount/opnfv_ci/master/deploy-cache).
+        dir: PathBuf,
+    },
+    /// Write an artifact's files into DEST, byte-identical, with mode and mtime.
+    Export {
+        /// Artifact name.
+        name: String,
+        /// Destination directory (created if missing).
+        dest: PathBuf,
+    },
+    /// Write one file's bytes to stdout.
+    Cat {
+        /// Artifact name.
+        name: String,
+        /// File name inside the artifact.
+        file: String,
+    },
+    /// List artifacts, or the files of one artifact.
+    Ls {
+        /// Show this artifact's files instead of all artifacts.
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop an artifact (its space returns at the next gc).
+    Rm {
+        /// Artifact name.
+        name: String,
+    },
+    /// Store totals and the dedupe achieved.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the index; exits 3 naming every problem found.
+    Verify {
+        /// Also re-read, decompress and re-hash every chunk.
+        #[arg(long)]
+        full: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
     Fingerprint {
         /// Root of the unpacked ISO.
@@ -31,12 +111,232 @@ enum Command {
     },
 }
 
-fn main() {
+fn default_store() -> PathBuf {
+    if std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false) {
+        return PathBuf::from("/var/lib/deploycache");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("deploycache");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/deploycache")
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("deploycache: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<deploycache::Error>(), Some(deploycache::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
+    let root = cli.store.clone().unwrap_or_else(default_store);
+    Ok(Store::open(&root, OpenOptions { create, namespace: cli.namespace.clone() })?)
+}
+
+fn tty() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init => {
+            let s = open(&cli, true)?;
+            println!("store ready at {}", s.root().display());
+        }
+        Command::Put { name, paths } => {
+            let s = open(&cli, true)?;
+            let r = s.put(name, paths, tty().then_some("put"))?;
+            println!(
+                "{name}: {} files, {} stored, {} new",
+                r.files,
+                human(r.logical_bytes),
+                human(r.new_unique_bytes)
+            );
+        }
+        Command::Import { dir } => {
+            let s = open(&cli, true)?;
+            let r = deploycache::import::import(&s, dir, tty())?;
+            for (entry, why) in &r.skipped {
+                eprintln!("deploycache: skipped {}: {why}", dir.join(entry).display());
+            }
+            println!(
+                "imported {} artifacts ({}), {} already present, {} skipped",
+                r.imported.len(),
+                human(r.logical_bytes),
+                r.already_present.len(),
+                r.skipped.len()
+            );
+        }
+        Command::Export { name, dest } => {
+            let s = open(&cli, false)?;
+            let files = s.export(name, dest, tty())?;
+            println!("{name}: {} files written to {}", files.len(), dest.display());
+        }
+        Command::Cat { name, file } => {
+            let s = open(&cli, false)?;
+            let r = s.open_file(name, file)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            s.copy_to(&r, &mut out, &deploycache::progress::Progress::hidden())?;
+            out.flush().context("writing to stdout")?;
+            s.touch(name)?;
+        }
+        Command::Ls { name: None, json } => {
+            let s = open(&cli, false)?;
+            let list = s.list()?;
+            if *json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "name": a.name, "files": a.files, "logical_bytes": a.logical_bytes,
+                            "unique_bytes": a.unique_bytes, "created": rfc3339(a.created),
+                            "last_access": rfc3339(a.last_access),
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{:<42} {:>5} {:>11} {:>11}  LAST ACCESS", "NAME", "FILES", "SIZE", "UNIQUE")?;
+                for a in &list {
+                    writeln!(out, "{:<42} {:>5} {:>11} {:>11}  {}", a.name, a.files, human(a.logical_bytes), human(a.unique_bytes), rfc3339(a.last_access))?;
+                }
+            }
+        }
+        Command::Ls { name: Some(name), json } => {
+            let s = open(&cli, false)?;
+            let files = s.list_files(name)?;
+            if *json {
+                let v: Vec<_> = files
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
+                            "mtime": rfc3339_ns(f.meta.mtime_ns), "blake3": f.hash.to_string(),
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE")?;
+                for f in &files {
+                    writeln!(out, "{:<44} {:>14} {:>05o}  {}", f.meta.name, f.meta.size, f.meta.mode, rfc3339_ns(f.meta.mtime_ns))?;
+                }
+            }
+        }
+        Command::Rm { name } => {
+            let s = open(&cli, false)?;
+            s.remove(name)?;
+            println!("removed {name}; its unshared space is reclaimed by the next gc");
+        }
+        Command::Stats { json } => {
+            let s = open(&cli, false)?;
+            let st = s.stats()?;
+            let t = &st.totals;
+            let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+            if *json {
+                print_json(&serde_json::json!({
+                    "artifacts": t.artifacts, "files": t.files, "chunks": t.chunks,
+                    "logical_bytes": t.logical_bytes, "unique_bytes": t.unique_bytes,
+                    "compressed_bytes": t.compressed_bytes, "stored_bytes": st.pack_bytes,
+                    "index_bytes": st.index_bytes, "pack_files": st.pack_files,
+                    "unreferenced_chunks": t.unreferenced_chunks, "unreferenced_bytes": t.unreferenced_bytes,
+                    "dedupe_ratio": ratio(t.logical_bytes, t.unique_bytes),
+                    "total_ratio": ratio(t.logical_bytes, st.pack_bytes),
+                }))?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "store            {}", s.root().display())?;
+                writeln!(out, "artifacts        {}", t.artifacts)?;
+                writeln!(out, "files            {}", t.files)?;
+                writeln!(out, "chunks           {}", t.chunks)?;
+                writeln!(out, "logical size     {:>11}  (sum of file sizes)", human(t.logical_bytes))?;
+                writeln!(out, "unique data      {:>11}  (distinct chunks, uncompressed)", human(t.unique_bytes))?;
+                writeln!(out, "stored on disk   {:>11}  ({} pack files, incl. headers and unreclaimed space)", human(st.pack_bytes), st.pack_files)?;
+                writeln!(out, "index            {:>11}", human(st.index_bytes))?;
+                writeln!(out, "reclaimable      {:>11}  ({} unreferenced chunks, freed by gc)", human(t.unreferenced_bytes), t.unreferenced_chunks)?;
+                writeln!(out, "dedupe ratio     {:>10.2}x  (logical / unique)", ratio(t.logical_bytes, t.unique_bytes))?;
+                writeln!(out, "total ratio      {:>10.2}x  (logical / stored)", ratio(t.logical_bytes, st.pack_bytes))?;
+            }
+        }
+        Command::Verify { full, json } => {
+            let s = open(&cli, false)?;
+            let r = deploycache::verify::verify(&s, *full, tty())?;
+            if *json {
+                print_json(&r)?;
+            } else {
+                for p in &r.problems {
+                    println!("problem: {p}");
+                }
+                if r.unindexed_packs > 0 {
+                    println!(
+                        "note: {} pack files ({}) hold no indexed chunks (left by interrupted writes); gc reclaims them",
+                        r.unindexed_packs,
+                        human(r.unindexed_pack_bytes)
+                    );
+                }
+                let what = if *full { format!(", {} chunks ({}) re-read and re-hashed", r.chunks_checked, human(r.bytes_checked)) } else { String::new() };
+                println!("{} problems in {} packs{what}", r.problems.len(), r.packs);
+            }
+            if !r.problems.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
         Command::Fingerprint { .. } => {
             eprintln!("deploycache: fingerprint: not implemented yet");
             std::process::exit(2);
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
+
+fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    rfc3339_ns(secs.saturating_mul(1_000_000_000))
+}
+
+fn rfc3339_ns(ns: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ns.to_string())
+}
+

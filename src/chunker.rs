@@ -1,0 +1,184 @@
+//! Content-defined chunking (FastCDC 2020, from the `fastcdc` crate).
+//!
+//! Invariants:
+//! - Cut points depend only on the bytes, never on how they were pushed:
+//!   [`Chunker::push`] only cuts once it holds `MAX_SIZE` bytes (or at
+//!   [`Chunker::finish`]), which is exactly the window FastCDC looks at.
+//! - The parameters below define which chunk ids a store holds. Changing
+//!   them (or the pinned `fastcdc` version) makes new data stop deduplicating
+//!   against every existing store: that is a format change (store-layout.md).
+
+use fastcdc::v2020::{cut, select_masks, Normalization};
+
+/// Smallest chunk, except the last chunk of a file.
+pub const MIN_SIZE: usize = 64 * 1024;
+/// Target average chunk size. See store-layout.md for the measurements
+/// behind 256 KiB: on the deploy-artifact corpus it keeps ~all of the dedupe
+/// of 64 KiB chunks with a quarter of the index rows and per-chunk overhead.
+pub const AVG_SIZE: usize = 256 * 1024;
+/// Largest chunk.
+pub const MAX_SIZE: usize = 1024 * 1024;
+/// FastCDC normalization level (how tightly sizes cluster around `AVG_SIZE`).
+const LEVEL: Normalization = Normalization::Level1;
+
+/// A push-based chunker: feed it bytes in pieces of any size, receive chunks.
+pub struct Chunker {
+    buf: Vec<u8>,
+    start: usize,
+    mask_s: u64,
+    mask_l: u64,
+}
+
+impl Default for Chunker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Chunker {
+    pub fn new() -> Self {
+        let (mask_s, mask_l) = select_masks(AVG_SIZE, LEVEL);
+        Chunker { buf: Vec::with_capacity(2 * MAX_SIZE), start: 0, mask_s, mask_l }
+    }
+
+    fn next_cut(&self) -> usize {
+        let window = &self.buf[self.start..];
+        let (_, len) = cut(window, MIN_SIZE, AVG_SIZE, MAX_SIZE, self.mask_s, self.mask_l, self.mask_s << 1, self.mask_l << 1);
+        len
+    }
+
+    /// Append `data`, calling `emit` with every chunk that is now complete.
+    pub fn push<E>(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        while !data.is_empty() {
+            // Take in only what completes a MAX_SIZE window, so the buffer
+            // stays bounded by 2 * MAX_SIZE whatever the caller pushes.
+            let room = (self.start + MAX_SIZE).saturating_sub(self.buf.len()).max(1);
+            let take = room.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            while self.buf.len() - self.start >= MAX_SIZE {
+                let len = self.next_cut();
+                emit(&self.buf[self.start..self.start + len])?;
+                self.start += len;
+            }
+            if self.start >= MAX_SIZE {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Emit whatever is left: the file's last chunks.
+    pub fn finish<E>(&mut self, mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        while self.start < self.buf.len() {
+            let len = self.next_cut();
+            emit(&self.buf[self.start..self.start + len])?;
+            self.start += len;
+        }
+        self.buf.clear();
+        self.start = 0;
+        Ok(())
+    }
+}
+
+/// Chunk lengths of `data` chunked in one piece (tests, tools).
+pub fn chunk_lengths(data: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut c = Chunker::new();
+    let mut f = |ch: &[u8]| -> Result<(), ()> {
+        out.push(ch.len());
+        Ok(())
+    };
+    let _ = c.push(data, &mut f);
+    let _ = c.finish(&mut f);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{RngCore, SeedableRng};
+
+    fn seeded(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+        v
+    }
+
+    fn chunks_with_pieces(data: &[u8], piece_sizes: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut c = Chunker::new();
+        let mut rest = data;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = piece_sizes[i % piece_sizes.len()].clamp(1, rest.len());
+            c.push(&rest[..n], |ch: &[u8]| -> Result<(), ()> {
+                out.push(ch.len());
+                Ok(())
+            })
+            .unwrap();
+            rest = &rest[n..];
+            i += 1;
+        }
+        c.finish(|ch: &[u8]| -> Result<(), ()> {
+            out.push(ch.len());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// Golden cut points: if this changes, every existing store stops
+    /// deduplicating against new data. Do not update it casually; it is a
+    /// format change (store-layout.md).
+    #[test]
+    fn golden_cut_points_of_seeded_input() {
+        let data = seeded(4 * 1024 * 1024, 0x5eed);
+        let lens = chunk_lengths(&data);
+        let digest = blake3::hash(&lens.iter().flat_map(|l| (*l as u64).to_le_bytes()).collect::<Vec<_>>());
+        assert_eq!(lens.iter().sum::<usize>(), data.len());
+        assert_eq!(
+            (lens.len(), lens[0], lens[1], lens[2], digest.to_hex().to_string()),
+            GOLDEN
+        );
+    }
+    const GOLDEN: (usize, usize, usize, usize, &str) = (0, 0, 0, 0, "");
+
+    #[test]
+    fn sizes_within_bounds() {
+        let data = seeded(8 * 1024 * 1024, 7);
+        let lens = chunk_lengths(&data);
+        let (last, body) = lens.split_last().unwrap();
+        assert!(body.iter().all(|&l| (MIN_SIZE..=MAX_SIZE).contains(&l)), "{lens:?}");
+        assert!(*last <= MAX_SIZE);
+        let avg = data.len() / lens.len();
+        assert!(avg > AVG_SIZE / 2 && avg < AVG_SIZE * 2, "average {avg}");
+    }
+
+    #[test]
+    fn edge_lengths() {
+        assert_eq!(chunk_lengths(&[]), Vec::<usize>::new());
+        assert_eq!(chunk_lengths(&[1]), vec![1]);
+        for len in [MIN_SIZE - 1, MIN_SIZE, MIN_SIZE + 1, AVG_SIZE, MAX_SIZE - 1, MAX_SIZE, MAX_SIZE + 1] {
+            let lens = chunk_lengths(&seeded(len, len as u64));
+            assert_eq!(lens.iter().sum::<usize>(), len);
+        }
+        // Zeros never find a cut point: max-size chunks.
+        assert_eq!(chunk_lengths(&vec![0u8; 3 * MAX_SIZE]), vec![MAX_SIZE; 3]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn cut_points_independent_of_push_sizes(
+            seed in any::<u64>(),
+            len in 0usize..3_000_000,
+            pieces in proptest::collection::vec(1usize..2_500_000, 1..8),
+        ) {
+            let data = seeded(len, seed);
+            prop_assert_eq!(chunks_with_pieces(&data, &pieces), chunk_lengths(&data));
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The library's error type. Every variant says what failed, on which path,
+//! artifact or chunk, and (where there is one) what the user can do.
+//! [`Error::errno`] is the single place that maps an error to the errno the
+//! FUSE view replies with.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::id::ChunkId;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}{}", path.display(), io_hint(source))]
+    Io { path: PathBuf, source: io::Error },
+
+    #[error("no store at {}: create one with `deploycache init` (or any `put`/`import`), or point --store / $DEPLOYCACHE_STORE at an existing store", .0.display())]
+    NoStore(PathBuf),
+
+    #[error("{} is not a deploycache store (no FORMAT file, and the directory is not empty): choose an empty or new directory", .0.display())]
+    ForeignDirectory(PathBuf),
+
+    #[error("store {} has format {found:?}, this deploycache reads format {supported}: upgrade deploycache", path.display())]
+    UnsupportedFormat { path: PathBuf, found: String, supported: u32 },
+
+    #[error("store {} is in use by host {host:?}; a store is used by one host at a time. Stop deploycache there (mounts, puts), or use a store local to this host", path.display())]
+    HeldByOtherHost { path: PathBuf, host: String },
+
+    #[error("invalid {kind} {name:?}: {why}")]
+    InvalidName { kind: &'static str, name: String, why: &'static str },
+
+    #[error("no artifact {0:?} in the store (see `deploycache ls`)")]
+    NoArtifact(String),
+
+    #[error("artifact {artifact:?} has no file {file:?} (see `deploycache ls {artifact}`)")]
+    NoFile { artifact: String, file: String },
+
+    #[error("artifact {0:?} already exists")]
+    ArtifactExists(String),
+
+    #[error("{} is not a regular file or directory; only regular files can be stored", .0.display())]
+    NotRegularFile(PathBuf),
+
+    #[error("{} changed while it was being stored (size or mtime moved); store it again once it is stable", .0.display())]
+    ChangedWhileReading(PathBuf),
+
+    #[error("corrupt chunk {chunk} (artifact {artifact:?}, file {file:?}, offset {offset}): {why}; run `deploycache verify --full`")]
+    CorruptChunk { chunk: ChunkId, artifact: String, file: String, offset: u64, why: String },
+
+    #[error("corrupt chunk {chunk} in pack {pack}: {why}")]
+    CorruptPackRecord { chunk: ChunkId, pack: String, why: String },
+
+    #[error("store index {}: {message}", path.display())]
+    Index { path: PathBuf, message: String },
+}
+
+/// A short, actionable hint for the I/O errors users meet most.
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => " (free space on that filesystem, or run `deploycache gc`)",
+        Some(libc::EDQUOT) => " (disk quota exceeded: free space or raise the quota)",
+        Some(libc::EACCES) | Some(libc::EPERM) => " (check the permissions, or run as the store's owner)",
+        Some(libc::EROFS) => " (the filesystem is read-only)",
+        _ => "",
+    }
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// The errno a FUSE handler replies with for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::NoArtifact(_) | Error::NoFile { .. } | Error::NoStore(_) => libc::ENOENT,
+            Error::ArtifactExists(_) => libc::EEXIST,
+            Error::InvalidName { .. } => libc::EINVAL,
+            Error::NotRegularFile(_) => libc::EPERM,
+            Error::HeldByOtherHost { .. } => libc::EBUSY,
+            Error::ChangedWhileReading(_) => libc::EAGAIN,
+            Error::ForeignDirectory(_)
+            | Error::UnsupportedFormat { .. }
+            | Error::CorruptChunk { .. }
+            | Error::CorruptPackRecord { .. }
+            | Error::Index { .. } => libc::EIO,
+        }
+    }
+
+    /// True when the error came from a full disk or quota: callers report it
+    /// without retrying.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.errno(), libc::ENOSPC | libc::EDQUOT)
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,108 @@
+//! `import`: adopt a plain cache directory. Each `DIR/<name>/` holding
+//! regular files becomes artifact `<name>`. Idempotent and resumable: each
+//! artifact commits on its own, and an artifact already stored with the
+//! same file names, sizes and mtimes is skipped.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::name;
+use crate::progress::Progress;
+use crate::store::Store;
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub imported: Vec<String>,
+    pub already_present: Vec<String>,
+    /// (entry, why) for entries that are not artifacts: empty directories,
+    /// plain files at the top level, names that cannot be artifact names.
+    pub skipped: Vec<(String, String)>,
+    pub logical_bytes: u64,
+}
+
+struct Candidate {
+    name: String,
+    dir: PathBuf,
+    files: Vec<(String, u64, i64)>,
+}
+
+fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
+    let mut entries: Vec<_> = fs::read_dir(dir).at(dir)?.collect::<std::io::Result<_>>().at(dir)?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e.path();
+        let shown = e.file_name().to_string_lossy().into_owned();
+        let md = fs::metadata(&path).at(&path)?;
+        if !md.is_dir() {
+            report.skipped.push((shown, "not a directory".into()));
+            continue;
+        }
+        let name = match name::from_os("artifact name", &e.file_name()) {
+            Ok(n) => n,
+            Err(err) => {
+                report.skipped.push((shown, err.to_string()));
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        let mut nested = false;
+        for f in fs::read_dir(&path).at(&path)? {
+            let f = f.at(&path)?;
+            let fmd = fs::metadata(f.path()).at(f.path())?;
+            if fmd.is_file() {
+                files.push((f.file_name().to_string_lossy().into_owned(), fmd.len(), fmd.mtime() * 1_000_000_000 + fmd.mtime_nsec()));
+            } else {
+                nested = true;
+            }
+        }
+        if nested {
+            report.skipped.push((shown, "holds something other than regular files".into()));
+        } else if files.is_empty() {
+            report.skipped.push((shown, "empty (a cache miss, nothing to import)".into()));
+        } else {
+            files.sort();
+            out.push(Candidate { name, dir: path, files });
+        }
+    }
+    Ok(out)
+}
+
+fn already_stored(store: &Store, c: &Candidate) -> Result<bool> {
+    let stored = match store.list_files(&c.name) {
+        Ok(f) => f,
+        Err(crate::Error::NoArtifact(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut have: Vec<(String, u64, i64)> = stored.into_iter().map(|f| (f.meta.name, f.meta.size, f.meta.mtime_ns)).collect();
+    have.sort();
+    Ok(have == c.files)
+}
+
+pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
+    let mut todo = Vec::new();
+    for c in scan(dir, &mut report)? {
+        if already_stored(store, &c)? {
+            report.already_present.push(c.name);
+        } else {
+            todo.push(c);
+        }
+    }
+    let total: u64 = todo.iter().flat_map(|c| c.files.iter().map(|f| f.1)).sum();
+    let progress = if show_progress { Progress::bytes(total, "import") } else { Progress::hidden() };
+    for c in todo {
+        let mut staged = Vec::new();
+        for (fname, _, _) in &c.files {
+            progress.set_message(format!("{}/{fname}", c.name));
+            staged.push(store.stage_path(&c.dir.join(fname), fname.clone(), &progress)?);
+        }
+        report.logical_bytes += staged.iter().map(|s| s.meta.size).sum::<u64>();
+        store.commit_artifact(&c.name, staged, true)?;
+        report.imported.push(c.name);
+    }
+    progress.finish();
+    Ok(report)
+}

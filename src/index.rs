@@ -1,0 +1,672 @@
+//! The SQLite index: artifacts, their files, each file's ordered chunk list,
+//! chunk locations and reference counts. rusqlite lives only in this module.
+//!
+//! Invariants (checked by `verify`):
+//! - `chunks.refs` equals the number of `file_chunks` rows naming the chunk.
+//! - A file's `file_chunks` rows are numbered 0.. without gaps, their
+//!   `offset`s are the running sum of chunk lengths, and the sum is `files.size`.
+//! - Every `chunks` row points into a pack whose bytes were fsynced before the
+//!   row was committed.
+//! - Every change is one `BEGIN IMMEDIATE` transaction: readers see an
+//!   artifact or file entirely or not at all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, FileHash};
+use crate::pack::{Codec, Location, PackName};
+
+/// The on-disk format version this code reads and writes (store-layout.md).
+pub const FORMAT_VERSION: u32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY,
+    pack INTEGER NOT NULL REFERENCES packs(id),
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS artifacts(
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_access INTEGER NOT NULL,
+    UNIQUE(namespace, name)
+);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY,
+    artifact INTEGER NOT NULL REFERENCES artifacts(id),
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    UNIQUE(artifact, name)
+);
+CREATE TABLE IF NOT EXISTS file_chunks(
+    file INTEGER NOT NULL REFERENCES files(id),
+    seq INTEGER NOT NULL,
+    chunk BLOB NOT NULL REFERENCES chunks(id),
+    offset INTEGER NOT NULL,
+    PRIMARY KEY(file, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_chunks_chunk ON file_chunks(chunk);
+";
+
+#[derive(Clone, Debug)]
+pub struct ArtifactSummary {
+    pub name: String,
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub created: i64,
+    pub last_access: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileMeta {
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileRow {
+    pub id: i64,
+    pub meta: FileMeta,
+    pub hash: FileHash,
+}
+
+/// One entry of a file's chunk list, with where the chunk lives.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkSpan {
+    pub id: ChunkId,
+    /// Offset of the chunk's first byte in the file.
+    pub offset: u64,
+    pub loc: Location,
+}
+
+/// A file ready to be committed: its chunk list, plus locations of chunks
+/// this writer stored (which may not have index rows yet).
+pub struct NewFile {
+    pub meta: FileMeta,
+    pub hash: FileHash,
+    pub chunks: Vec<(ChunkId, u32)>,
+    pub new_chunks: Vec<(ChunkId, Location)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub artifacts: u64,
+    pub files: u64,
+    pub chunks: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub compressed_bytes: u64,
+    pub unreferenced_chunks: u64,
+    pub unreferenced_bytes: u64,
+}
+
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Index> {
+        let conn = Connection::open(path).map_err(|e| Error::Index { path: path.into(), message: e.to_string() })?;
+        let ix = Index { conn, path: path.to_owned() };
+        ix.conn.busy_timeout(Duration::from_secs(60)).map_err(|e| ix.err(e))?;
+        // WAL: readers never block the writer. synchronous=FULL: a committed
+        // artifact survives power loss, not only a process crash.
+        ix.conn
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| ix.err(e))?;
+        ix.conn.execute_batch(SCHEMA).map_err(|e| ix.err(e))?;
+        let version: Option<String> = ix
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='format_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| ix.err(e))?;
+        match version {
+            None => {
+                ix.conn
+                    .execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES('format_version', ?1)",
+                        [FORMAT_VERSION.to_string()],
+                    )
+                    .map_err(|e| ix.err(e))?;
+            }
+            Some(v) if v == FORMAT_VERSION.to_string() => {}
+            Some(v) => {
+                return Err(Error::UnsupportedFormat { path: path.into(), found: v, supported: FORMAT_VERSION });
+            }
+        }
+        Ok(ix)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        Error::Index { path: self.path.clone(), message: e.to_string() }
+    }
+
+    fn tx(&mut self) -> Result<Transaction<'_>> {
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::Index { path, message: e.to_string() })
+    }
+
+    /// Where a chunk is stored, if the index knows it.
+    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.codec
+                 FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        st.query_row([&id.as_bytes()[..]], row_location)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Commit a whole artifact: all its files appear at once. With `replace`,
+    /// an existing artifact of that name is dropped in the same transaction.
+    pub fn commit_artifact(&mut self, ns: &str, name: &str, files: &[NewFile], replace: bool) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        if let Some(old) = artifact_id(&tx, ns, name).map_err(ie)? {
+            if !replace {
+                return Err(Error::ArtifactExists(name.to_owned()));
+            }
+            delete_artifact(&tx, old).map_err(ie)?;
+        }
+        let t = now();
+        tx.execute(
+            "INSERT INTO artifacts(namespace, name, created, last_access) VALUES(?1, ?2, ?3, ?3)",
+            params![ns, name, t],
+        )
+        .map_err(ie)?;
+        let aid = tx.last_insert_rowid();
+        for f in files {
+            insert_file(&tx, aid, f).map_err(ie)?;
+        }
+        tx.commit().map_err(ie)
+    }
+
+    /// Create an empty artifact (the FUSE view's mkdir). Fails if it exists.
+    pub fn create_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
+        self.commit_artifact(ns, name, &[], false)
+    }
+
+    /// Add or replace one file of an existing artifact (the FUSE view's close).
+    pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        if let Some(fid) = file_id(&tx, aid, &file.meta.name).map_err(ie)? {
+            delete_file(&tx, fid).map_err(ie)?;
+        }
+        insert_file(&tx, aid, file).map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    /// Drop an artifact and release its chunk references.
+    pub fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, name).map_err(ie)?.ok_or_else(|| Error::NoArtifact(name.to_owned()))?;
+        delete_artifact(&tx, aid).map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    /// Drop one file of an artifact.
+    pub fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let fid = file_id(&tx, aid, file)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })?;
+        delete_file(&tx, fid).map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    /// Rename a file, possibly into another artifact, replacing any file of the target name.
+    pub fn rename_file(&mut self, ns: &str, from: (&str, &str), to: (&str, &str)) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let from_a = artifact_id(&tx, ns, from.0).map_err(ie)?.ok_or_else(|| Error::NoArtifact(from.0.to_owned()))?;
+        let to_a = artifact_id(&tx, ns, to.0).map_err(ie)?.ok_or_else(|| Error::NoArtifact(to.0.to_owned()))?;
+        let fid = file_id(&tx, from_a, from.1)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoFile { artifact: from.0.to_owned(), file: from.1.to_owned() })?;
+        if let Some(existing) = file_id(&tx, to_a, to.1).map_err(ie)? {
+            if existing == fid {
+                return Ok(());
+            }
+            delete_file(&tx, existing).map_err(ie)?;
+        }
+        tx.execute("UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3", params![to_a, to.1, fid])
+            .map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    /// Rename an artifact. Fails if the target exists and is not empty.
+    pub fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, from).map_err(ie)?.ok_or_else(|| Error::NoArtifact(from.to_owned()))?;
+        if let Some(existing) = artifact_id(&tx, ns, to).map_err(ie)? {
+            if existing == aid {
+                return Ok(());
+            }
+            let n: i64 = tx
+                .query_row("SELECT count(*) FROM files WHERE artifact = ?1", [existing], |r| r.get(0))
+                .map_err(ie)?;
+            if n > 0 {
+                return Err(Error::ArtifactExists(to.to_owned()));
+            }
+            delete_artifact(&tx, existing).map_err(ie)?;
+        }
+        tx.execute("UPDATE artifacts SET name = ?1 WHERE id = ?2", params![to, aid]).map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    pub fn update_file_meta(&mut self, ns: &str, artifact: &str, file: &str, mode: Option<u32>, mtime_ns: Option<i64>) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let fid = file_id(&tx, aid, file)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })?;
+        if let Some(m) = mode {
+            tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid]).map_err(ie)?;
+        }
+        if let Some(t) = mtime_ns {
+            tx.execute("UPDATE files SET mtime_ns = ?1 WHERE id = ?2", params![t, fid]).map_err(ie)?;
+        }
+        tx.commit().map_err(ie)
+    }
+
+    pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
+        Ok(artifact_id(&self.conn, ns, name).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// Record a read of the artifact (for `ls` and eviction).
+    pub fn touch(&self, ns: &str, name: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE artifacts SET last_access = ?3 WHERE namespace = ?1 AND name = ?2 AND last_access < ?3",
+                params![ns, name, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn list_artifacts(&self, ns: &str) -> Result<Vec<ArtifactSummary>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT a.id, a.name, a.created, a.last_access,
+                        (SELECT count(*) FROM files f WHERE f.artifact = a.id),
+                        (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id)
+                 FROM artifacts a WHERE a.namespace = ?1 ORDER BY a.name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([ns], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    ArtifactSummary {
+                        name: r.get(1)?,
+                        created: r.get(2)?,
+                        last_access: r.get(3)?,
+                        files: r.get::<_, i64>(4)? as u64,
+                        logical_bytes: r.get::<_, i64>(5)? as u64,
+                        unique_bytes: 0,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        let mut unique = self
+            .conn
+            .prepare_cached(
+                // A chunk is unique to the artifact when all of its
+                // references come from the artifact's own files.
+                "SELECT coalesce(sum(raw_len), 0) FROM (
+                    SELECT c.raw_len AS raw_len, c.refs AS refs, count(*) AS n
+                    FROM files f JOIN file_chunks fc ON fc.file = f.id JOIN chunks c ON c.id = fc.chunk
+                    WHERE f.artifact = ?1 GROUP BY c.id) WHERE refs = n",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (aid, mut s) in rows {
+            s.unique_bytes = unique.query_row([aid], |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))? as u64;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    pub fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
+        let aid = artifact_id(&self.conn, ns, artifact)
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([aid], row_file)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn file(&self, ns: &str, artifact: &str, file: &str) -> Result<FileRow> {
+        let aid = artifact_id(&self.conn, ns, artifact)
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        self.conn
+            .query_row(
+                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND name = ?2",
+                params![aid, file],
+                row_file,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })
+    }
+
+    /// A file's chunk list in order, with locations.
+    pub fn file_chunks(&self, file_id: i64) -> Result<Vec<ChunkSpan>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT fc.chunk, fc.offset, p.name, c.offset, c.stored_len, c.raw_len, c.codec
+                 FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk JOIN packs p ON p.id = c.pack
+                 WHERE fc.file = ?1 ORDER BY fc.seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([file_id], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok(ChunkSpan {
+                    id: ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    offset: r.get::<_, i64>(1)? as u64,
+                    loc: location_from(r, 2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn totals(&self) -> Result<Totals> {
+        let q = |sql: &str| -> Result<u64> {
+            self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as u64).map_err(|e| self.err(e))
+        };
+        Ok(Totals {
+            artifacts: q("SELECT count(*) FROM artifacts")?,
+            files: q("SELECT count(*) FROM files")?,
+            chunks: q("SELECT count(*) FROM chunks WHERE refs > 0")?,
+            logical_bytes: q("SELECT coalesce(sum(size), 0) FROM files")?,
+            unique_bytes: q("SELECT coalesce(sum(raw_len), 0) FROM chunks WHERE refs > 0")?,
+            compressed_bytes: q("SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs > 0")?,
+            unreferenced_chunks: q("SELECT count(*) FROM chunks WHERE refs <= 0")?,
+            unreferenced_bytes: q("SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs <= 0")?,
+        })
+    }
+
+    /// Every pack the index knows.
+    pub fn packs(&self) -> Result<Vec<PackName>> {
+        let mut st = self.conn.prepare("SELECT name FROM packs ORDER BY name").map_err(|e| self.err(e))?;
+        let names = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
+    }
+
+    /// Every chunk of one pack, in pack order.
+    pub fn chunks_in_pack(&self, pack: PackName) -> Result<Vec<(ChunkId, Location)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
+                 FROM chunks c JOIN packs p ON p.id = c.pack WHERE p.name = ?1 ORDER BY c.offset",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([pack.to_string()], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok((ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])), location_from(r, 1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Who references a chunk: (artifact, file, offset) triples, for error reports.
+    pub fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
+                 FROM file_chunks fc JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
+                 WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([&id.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Structural checks of the invariants in the module doc. Each problem is one line.
+    pub fn check_consistency(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let integrity: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if integrity != "ok" {
+            problems.push(format!("SQLite quick_check: {integrity}"));
+        }
+        let mut fk = self.conn.prepare("PRAGMA foreign_key_check").map_err(|e| self.err(e))?;
+        let n = fk.query_map([], |_| Ok(())).map_err(|e| self.err(e))?.count();
+        if n > 0 {
+            problems.push(format!("{n} rows point at missing rows (foreign_key_check)"));
+        }
+        let mut refs = self
+            .conn
+            .prepare(
+                "SELECT c.id, c.refs, (SELECT count(*) FROM file_chunks fc WHERE fc.chunk = c.id) AS n
+                 FROM chunks c WHERE c.refs != n",
+            )
+            .map_err(|e| self.err(e))?;
+        let bad = refs
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        for (id, stored, actual) in bad {
+            let id = ChunkId::from_slice(&id).map(|c| c.to_string()).unwrap_or_else(|| hex::encode(&id));
+            problems.push(format!("chunk {id}: reference count {stored}, but {actual} file positions use it"));
+        }
+        let mut files = self
+            .conn
+            .prepare(
+                "SELECT a.name, f.name, f.size,
+                        (SELECT coalesce(sum(c.raw_len), 0) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id),
+                        (SELECT count(*) FROM file_chunks fc WHERE fc.file = f.id),
+                        (SELECT coalesce(max(seq), -1) FROM file_chunks fc WHERE fc.file = f.id),
+                        (SELECT count(*) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id
+                           AND fc.offset + c.raw_len != coalesce((SELECT fc2.offset FROM file_chunks fc2 WHERE fc2.file = f.id AND fc2.seq = fc.seq + 1), f.size))
+                 FROM files f JOIN artifacts a ON a.id = f.artifact",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = files
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        for (a, f, size, sum, count, max_seq, gaps) in rows {
+            if sum != size {
+                problems.push(format!("artifact {a:?} file {f:?}: size {size}, but its chunks hold {sum} bytes"));
+            }
+            if max_seq + 1 != count {
+                problems.push(format!("artifact {a:?} file {f:?}: chunk list has gaps"));
+            }
+            if gaps != 0 {
+                problems.push(format!("artifact {a:?} file {f:?}: {gaps} chunk offsets do not follow each other"));
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn row_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<Location> {
+    location_from(r, 0)
+}
+
+fn location_from(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Location> {
+    let pack: String = r.get(i)?;
+    let codec: u8 = r.get(i + 4)?;
+    let bad = |what: &str| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into());
+    Ok(Location {
+        pack: PackName::parse(&pack).ok_or_else(|| bad("pack name is not 32 hex digits"))?,
+        offset: r.get::<_, i64>(i + 1)? as u64,
+        stored_len: r.get::<_, i64>(i + 2)? as u32,
+        raw_len: r.get::<_, i64>(i + 3)? as u32,
+        codec: Codec::from_u8(codec).ok_or_else(|| bad("unknown codec"))?,
+    })
+}
+
+fn row_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    let hash: Vec<u8> = r.get(5)?;
+    Ok(FileRow {
+        id: r.get(0)?,
+        meta: FileMeta {
+            name: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            mode: r.get::<_, i64>(3)? as u32,
+            mtime_ns: r.get(4)?,
+        },
+        hash: FileHash::from_slice(&hash).unwrap_or(FileHash([0; 32])),
+    })
+}
+
+fn artifact_id(conn: &Connection, ns: &str, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM artifacts WHERE namespace = ?1 AND name = ?2")?
+        .query_row(params![ns, name], |r| r.get(0))
+        .optional()
+}
+
+fn file_id(conn: &Connection, artifact: i64, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM files WHERE artifact = ?1 AND name = ?2")?
+        .query_row(params![artifact, name], |r| r.get(0))
+        .optional()
+}
+
+fn insert_file(tx: &Transaction<'_>, artifact: i64, f: &NewFile) -> rusqlite::Result<()> {
+    {
+        let mut pack = tx.prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")?;
+        let mut chunk = tx.prepare_cached(
+            "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec, refs)
+             VALUES(?1, (SELECT id FROM packs WHERE name = ?2), ?3, ?4, ?5, ?6, 0)",
+        )?;
+        for (id, loc) in &f.new_chunks {
+            let pname = loc.pack.to_string();
+            pack.execute([&pname])?;
+            chunk.execute(params![&id.as_bytes()[..], pname, loc.offset as i64, loc.stored_len, loc.raw_len, loc.codec as u8])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        params![artifact, f.meta.name, f.meta.size as i64, f.meta.mode, f.meta.mtime_ns, &f.hash.as_bytes()[..]],
+    )?;
+    let fid = tx.last_insert_rowid();
+    let mut ins = tx.prepare_cached("INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut inc = tx.prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")?;
+    let mut offset = 0u64;
+    for (seq, (id, len)) in f.chunks.iter().enumerate() {
+        ins.execute(params![fid, seq as i64, &id.as_bytes()[..], offset as i64])?;
+        if inc.execute([&id.as_bytes()[..]])? != 1 {
+            // The chunk row vanished (or never existed): refuse rather than
+            // commit a file that points at nothing.
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        }
+        offset += *len as u64;
+    }
+    Ok(())
+}
+
+fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE chunks SET refs = refs - (SELECT count(*) FROM file_chunks fc WHERE fc.file = ?1 AND fc.chunk = chunks.id)
+         WHERE id IN (SELECT chunk FROM file_chunks WHERE file = ?1)",
+        [fid],
+    )?;
+    tx.execute("DELETE FROM file_chunks WHERE file = ?1", [fid])?;
+    tx.execute("DELETE FROM files WHERE id = ?1", [fid])?;
+    Ok(())
+}
+
+fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
+    let fids: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM files WHERE artifact = ?1")?
+        .query_map([aid], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for fid in fids {
+        delete_file(tx, fid)?;
+    }
+    tx.execute("DELETE FROM artifacts WHERE id = ?1", [aid])?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Pack files: append-only files of chunk records (format in store-layout.md).
+//!
+//! ```text
+//! pack   := "DCPACK01" record*
+//! record := "DCCH" id[32] raw_len:u32le stored_len:u32le codec:u8 pad[3] payload[stored_len]
+//! ```
+//! Invariants:
+//! - A pack is written by one process, only appended to, and never reopened
+//!   for writing: a crashed writer leaves at worst a torn tail that no index
+//!   row points at.
+//! - The index points at a record only after the record's bytes were fsynced.
+//! - Each record carries its chunk id, so a pack can be checked (and the index
+//!   rebuilt) without the index.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::ChunkId;
+
+pub const PACK_MAGIC: &[u8; 8] = b"DCPACK01";
+pub const RECORD_MAGIC: &[u8; 4] = b"DCCH";
+pub const RECORD_HEADER_LEN: usize = 4 + 32 + 4 + 4 + 1 + 3;
+/// A pack is sealed once it grows past this; see store-layout.md for why.
+pub const PACK_TARGET_SIZE: u64 = 64 * 1024 * 1024;
+
+/// zstd level for chunk payloads: level 1 keeps ingest near disk speed.
+const ZSTD_LEVEL: i32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    Raw = 0,
+    Zstd = 1,
+}
+
+impl Codec {
+    pub fn from_u8(v: u8) -> Option<Codec> {
+        match v {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where a chunk's record payload lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackName,
+    /// Offset of the payload (not the record header) in the pack.
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+/// A pack's name: 128 random bits, hex. Packs live at `packs/<2 hex>/<32 hex>.pack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackName(pub u128);
+
+impl std::fmt::Display for PackName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl PackName {
+    pub fn random() -> Self {
+        PackName(rand::random())
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(PackName)
+    }
+    pub fn path(&self, packs_dir: &Path) -> PathBuf {
+        let hex = self.to_string();
+        packs_dir.join(&hex[..2]).join(format!("{hex}.pack"))
+    }
+}
+
+/// A chunk ready to be appended: id computed, payload compressed or not.
+pub struct EncodedChunk {
+    pub id: ChunkId,
+    pub raw_len: u32,
+    pub codec: Codec,
+    pub payload: Vec<u8>,
+}
+
+/// Hash and (where it pays) compress one chunk. Pure CPU; callers run it in parallel.
+pub fn encode(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> EncodedChunk {
+    let id = ChunkId::of(data);
+    encode_with_id(id, data, compressor)
+}
+
+pub fn encode_with_id(id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> EncodedChunk {
+    // Keep the compressed form only when it saves at least 1/32: squashfs,
+    // gzip and kernels then cost one failed zstd pass and no decode on read.
+    let limit = data.len() - data.len() / 32;
+    let mut out = Vec::with_capacity(limit);
+    let compressed = limit > 0
+        && looks_compressible(data, compressor)
+        && matches!(compressor.compress_to_buffer(data, &mut out), Ok(n) if n < limit);
+    if compressed {
+        EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Zstd, payload: out }
+    } else {
+        EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Raw, payload: data.to_vec() }
+    }
+}
+
+/// Compress a 16 KiB sample from the middle of a large chunk first: already
+/// compressed data (squashfs, gzip, kernels) then costs 1/16 of a zstd pass.
+fn looks_compressible(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if data.len() < 4 * SAMPLE {
+        return true;
+    }
+    let mid = data.len() / 2;
+    let sample = &data[mid - SAMPLE / 2..mid + SAMPLE / 2];
+    let mut out = Vec::with_capacity(SAMPLE);
+    matches!(compressor.compress_to_buffer(sample, &mut out), Ok(n) if n < SAMPLE - SAMPLE / 32)
+}
+
+pub fn new_compressor() -> zstd::bulk::Compressor<'static> {
+    // Level 1 is always valid; failure here would be an allocation failure.
+    zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd compressor")
+}
+
+/// Turn a record payload back into the chunk's bytes and check its BLAKE3.
+pub fn decode(id: &ChunkId, loc: &Location, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let data = match loc.codec {
+        Codec::Raw => payload.to_vec(),
+        Codec::Zstd => {
+            zstd::bulk::decompress(payload, loc.raw_len as usize).map_err(|e| format!("zstd payload does not decode: {e}"))?
+        }
+    };
+    if data.len() != loc.raw_len as usize {
+        return Err(format!("decoded to {} bytes, expected {}", data.len(), loc.raw_len));
+    }
+    let actual = ChunkId::of(&data);
+    if actual != *id {
+        return Err(format!("BLAKE3 mismatch: content hashes to {actual}"));
+    }
+    Ok(data)
+}
+
+/// The pack a process is currently appending to.
+pub struct PackWriter {
+    pub name: PackName,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    synced_len: u64,
+    dir_synced: bool,
+}
+
+impl PackWriter {
+    pub fn create(packs_dir: &Path) -> Result<Self> {
+        let name = PackName::random();
+        let path = name.path(packs_dir);
+        let dir = path.parent().expect("pack path has a parent");
+        fs::create_dir_all(dir).at(dir)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
+        file.write_all(PACK_MAGIC).at(&path)?;
+        Ok(PackWriter { name, path, file, len: PACK_MAGIC.len() as u64, synced_len: 0, dir_synced: false })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= PACK_MAGIC.len() as u64
+    }
+
+    /// Append one record; returns where its payload is.
+    pub fn append(&mut self, chunk: &EncodedChunk) -> Result<Location> {
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        header[..4].copy_from_slice(RECORD_MAGIC);
+        header[4..36].copy_from_slice(chunk.id.as_bytes());
+        header[36..40].copy_from_slice(&chunk.raw_len.to_le_bytes());
+        header[40..44].copy_from_slice(&(chunk.payload.len() as u32).to_le_bytes());
+        header[44] = chunk.codec as u8;
+        let res = self
+            .file
+            .write_all(&header)
+            .and_then(|_| self.file.write_all(&chunk.payload));
+        if let Err(e) = res {
+            // A partial record may be on disk; nothing will point at it, but
+            // later appends must not land after garbage of unknown length.
+            let _ = self.file.set_len(self.len);
+            return Err(Error::io(&self.path, e));
+        }
+        let offset = self.len + RECORD_HEADER_LEN as u64;
+        self.len = offset + chunk.payload.len() as u64;
+        Ok(Location {
+            pack: self.name,
+            offset,
+            stored_len: chunk.payload.len() as u32,
+            raw_len: chunk.raw_len,
+            codec: chunk.codec,
+        })
+    }
+
+    /// Make everything appended so far durable (file data and its directory entry).
+    pub fn sync(&mut self) -> Result<()> {
+        if self.synced_len == self.len {
+            return Ok(());
+        }
+        self.file.sync_data().at(&self.path)?;
+        if !self.dir_synced {
+            let dir = self.path.parent().expect("pack path has a parent");
+            sync_dir(dir)?;
+            self.dir_synced = true;
+        }
+        self.synced_len = self.len;
+        Ok(())
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Read a record payload at a known location.
+pub fn read_payload(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; loc.stored_len as usize];
+    file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::io(path, io::Error::new(io::ErrorKind::UnexpectedEof, format!("pack is shorter than the index says (record at {})", loc.offset)))
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    Ok(buf)
+}
+
+/// One record found by scanning a pack.
+pub struct ScannedRecord {
+    pub id: ChunkId,
+    pub loc: Location,
+}
+
+/// Walk a pack's records in order (verify, index rebuild). Stops at the first
+/// torn or unrecognised record and reports where.
+pub fn scan(path: &Path, name: PackName) -> Result<(Vec<ScannedRecord>, Option<String>)> {
+    let file = File::open(path).at(path)?;
+    let size = file.metadata().at(path)?.len();
+    let mut magic = [0u8; 8];
+    if file.read_exact_at(&mut magic, 0).is_err() || &magic != PACK_MAGIC {
+        return Ok((Vec::new(), Some("missing pack header".into())));
+    }
+    let mut pos = 8u64;
+    let mut out = Vec::new();
+    while pos < size {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        if pos + RECORD_HEADER_LEN as u64 > size || file.read_exact_at(&mut h, pos).is_err() {
+            return Ok((out, Some(format!("torn record header at {pos}"))));
+        }
+        if &h[..4] != RECORD_MAGIC {
+            return Ok((out, Some(format!("bad record magic at {pos}"))));
+        }
+        let id = ChunkId::from_slice(&h[4..36]).expect("32 bytes");
+        let raw_len = u32::from_le_bytes(h[36..40].try_into().expect("4 bytes"));
+        let stored_len = u32::from_le_bytes(h[40..44].try_into().expect("4 bytes"));
+        let Some(codec) = Codec::from_u8(h[44]) else {
+            return Ok((out, Some(format!("unknown codec {} at {pos}", h[44]))));
+        };
+        let offset = pos + RECORD_HEADER_LEN as u64;
+        if offset + stored_len as u64 > size {
+            return Ok((out, Some(format!("torn record payload at {pos}"))));
+        }
+        out.push(ScannedRecord { id, loc: Location { pack: name, offset, stored_len, raw_len, codec } });
+        pos = offset + stored_len as u64;
+    }
+    Ok((out, None))
+}

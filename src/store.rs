@@ -1,0 +1,846 @@
+//! The store: opens a store directory, writes files into packs and the
+//! index, reads them back with every chunk checked.
+//!
+//! Directory (store-layout.md has the full contract):
+//! ```text
+//! STORE/FORMAT          "deploycache-store 1"
+//! STORE/index.sqlite    the index (WAL)
+//! STORE/packs/ab/….pack chunk records
+//! STORE/lock, owner     one host at a time (lock.rs)
+//! STORE/gc.lock         writers vs gc (lock.rs)
+//! ```
+//! Write path: bytes → [`FileWriter`] → chunker → BLAKE3 + zstd (parallel)
+//! → pack append → fsync → one index transaction ([`Store::commit_artifact`]
+//! or [`Store::commit_file`]). Read path: [`Store::open_file`] loads the
+//! file's chunk list once (an `Arc`, shared by all readers), then
+//! [`Store::read_at`] reads, decodes and checks the chunks it needs. No lock
+//! is held across pack I/O on the read path.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::time::UNIX_EPOCH;
+
+use crate::chunker::Chunker;
+use crate::error::{Error, IoContext, Result};
+use crate::id::{ChunkId, FileHash};
+use crate::index::{self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, NewFile, Totals};
+use crate::lock::{GcGuard, HostLock};
+use crate::name;
+use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
+use crate::progress::Progress;
+
+const FORMAT_FILE: &str = "FORMAT";
+const FORMAT_PREFIX: &str = "deploycache-store ";
+/// Chunks a writer may have in the worker pool at once (~4 MiB at the
+/// average chunk size): bounds a writer's memory whatever the file size.
+const MAX_INFLIGHT_CHUNKS: usize = 16;
+/// Reads for `cat`/`export` decode this many chunks ahead, in parallel.
+const READ_AHEAD_CHUNKS: usize = 8;
+/// Input is read in blocks of this size.
+const READ_BLOCK: usize = 1024 * 1024;
+
+pub struct OpenOptions {
+    /// Create the store (directory, FORMAT, index) if it does not exist.
+    pub create: bool,
+    /// Artifacts live in a namespace ("" by default); chunks are shared by all.
+    pub namespace: String,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { create: false, namespace: String::new() }
+    }
+}
+
+pub struct Store {
+    core: Arc<StoreCore>,
+    ns: String,
+    pool: Pool,
+    workers: usize,
+    _host: HostLock,
+}
+
+/// The parts of a store that the chunk workers share with it.
+pub struct StoreCore {
+    root: PathBuf,
+    packs_dir: PathBuf,
+    index: Mutex<Index>,
+    /// The pack this process appends to.
+    writer: Mutex<Option<PackWriter>>,
+    /// Sealed packs being fsynced in the background.
+    sealing: Mutex<Vec<(PackName, std::thread::JoinHandle<Result<()>>)>>,
+    /// Packs whose fsync failed: nothing in them may be committed.
+    failed_packs: Mutex<HashSet<PackName>>,
+    /// Chunks this process wrote whose index rows may not be committed yet:
+    /// lets concurrent writers in one process share them.
+    pending: Mutex<HashMap<ChunkId, Location>>,
+    /// Open pack files for reading.
+    pack_files: Mutex<HashMap<PackName, Arc<File>>>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = StoreCore;
+    fn deref(&self) -> &StoreCore {
+        &self.core
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not wedge the store: the data behind these
+    // mutexes is valid between statements.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    pub fn open(root: &Path, opts: OpenOptions) -> Result<Store> {
+        name::check_namespace(&opts.namespace)?;
+        let format_path = root.join(FORMAT_FILE);
+        match fs::read_to_string(&format_path) {
+            Ok(s) => check_format(root, &s)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let empty = match fs::read_dir(root) {
+                    Ok(mut d) => d.next().is_none(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(Error::io(root, e)),
+                };
+                if !empty {
+                    return Err(Error::ForeignDirectory(root.to_owned()));
+                }
+                if !opts.create {
+                    return Err(Error::NoStore(root.to_owned()));
+                }
+                init(root)?;
+            }
+            Err(e) => return Err(Error::io(&format_path, e)),
+        }
+        let host = HostLock::acquire(root)?;
+        let index = Index::open(&root.join("index.sqlite"))?;
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let core = Arc::new(StoreCore {
+            root: root.to_owned(),
+            packs_dir: root.join("packs"),
+            index: Mutex::new(index),
+            writer: Mutex::new(None),
+            sealing: Mutex::new(Vec::new()),
+            failed_packs: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            pack_files: Mutex::new(HashMap::new()),
+        });
+        Ok(Store { pool: Pool::start(workers, Arc::downgrade(&core)), core, ns: opts.namespace, workers, _host: host })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
+        p.path(&self.packs_dir)
+    }
+
+    // ---- writing -------------------------------------------------------
+
+    /// Start writing one file. The returned writer pins the chunks it uses
+    /// against gc until it is committed or dropped.
+    pub fn file_writer(&self) -> Result<FileWriter> {
+        let mut w = self.file_writer_unhashed()?;
+        w.hasher = Some(blake3::Hasher::new());
+        Ok(w)
+    }
+
+    /// A writer that leaves the whole-file hash to the caller, who hands it
+    /// to [`FileWriter::finish_hashed`] (lets `put` hash on its reader thread).
+    pub fn file_writer_unhashed(&self) -> Result<FileWriter> {
+        Ok(FileWriter {
+            chunker: Chunker::new(),
+            hasher: None,
+            size: 0,
+            sink: ChunkSink::default(),
+            _gc: GcGuard::writer(&self.root)?,
+        })
+    }
+
+    /// Commit files as artifact `name` in one transaction. With `replace`,
+    /// an earlier artifact of that name is replaced atomically.
+    pub fn commit_artifact(&self, name: &str, files: Vec<StagedFile>, replace: bool) -> Result<()> {
+        name::check_artifact(name)?;
+        let rows: Vec<NewFile> = files.iter().map(|f| f.row()).collect();
+        let res = self.index().commit_artifact(&self.ns, name, &rows, replace);
+        self.forget_pending(&files);
+        res
+    }
+
+    /// Add or replace one file of an existing artifact.
+    pub fn commit_file(&self, artifact: &str, file: StagedFile) -> Result<()> {
+        let res = self.index().commit_file(&self.ns, artifact, &file.row());
+        self.forget_pending(std::slice::from_ref(&file));
+        res
+    }
+
+    fn forget_pending(&self, files: &[StagedFile]) {
+        let mut pending = lock(&self.pending);
+        for f in files {
+            for (id, _) in &f.new_chunks {
+                pending.remove(id);
+            }
+        }
+    }
+
+    /// Store one file from disk (streamed: memory does not grow with size).
+    pub fn stage_path(&self, path: &Path, file_name: String, progress: &Progress) -> Result<StagedFile> {
+        let file = File::open(path).at(path)?;
+        let before = file.metadata().at(path)?;
+        if !before.is_file() {
+            return Err(Error::NotRegularFile(path.to_owned()));
+        }
+        let mut w = self.file_writer_unhashed()?;
+        // Read and hash the whole file on a second thread, so disk waits and
+        // the whole-file hash overlap chunking.
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let staged = std::thread::scope(|s| -> Result<StagedFile> {
+            let mut file = &file;
+            let reader = s.spawn(move || {
+                let mut hasher = blake3::Hasher::new();
+                loop {
+                    let mut buf = vec![0u8; READ_BLOCK];
+                    match read_full(&mut file, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            hasher.update(&buf);
+                            if tx.send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+                FileHash(*hasher.finalize().as_bytes())
+            });
+            for block in rx {
+                let block = block.at(path)?;
+                w.write(self, &block)?;
+                progress.inc(block.len() as u64);
+            }
+            let meta = FileMeta {
+                name: file_name,
+                size: 0,
+                mode: before.permissions().mode() & 0o7777,
+                mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
+            };
+            let hash = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            w.finish_hashed(self, meta, hash)
+        })?;
+        let after = fs::metadata(path).at(path)?;
+        if after.len() != staged.meta.size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
+            return Err(Error::ChangedWhileReading(path.to_owned()));
+        }
+        Ok(staged)
+    }
+
+    /// `put`: store files (a directory's regular files, non-recursively) as
+    /// artifact `name`, replacing an earlier one atomically.
+    pub fn put(&self, name: &str, paths: &[PathBuf], progress_label: Option<&str>) -> Result<PutReport> {
+        name::check_artifact(name)?;
+        let inputs = collect_inputs(paths)?;
+        let total: u64 = inputs.iter().map(|(_, _, len)| len).sum();
+        let progress = match progress_label {
+            Some(l) => Progress::bytes(total, l.to_owned()),
+            None => Progress::hidden(),
+        };
+        let before = self.index().totals()?;
+        let mut staged = Vec::with_capacity(inputs.len());
+        for (path, file_name, _) in &inputs {
+            progress.set_message(format!("{name}/{file_name}"));
+            staged.push(self.stage_path(path, file_name.clone(), &progress)?);
+        }
+        progress.finish();
+        let logical: u64 = staged.iter().map(|f| f.meta.size).sum();
+        let files = staged.len();
+        self.commit_artifact(name, staged, true)?;
+        let after = self.index().totals()?;
+        Ok(PutReport {
+            files: files as u64,
+            logical_bytes: logical,
+            new_unique_bytes: after.unique_bytes.saturating_sub(before.unique_bytes),
+        })
+    }
+
+    // ---- reading -------------------------------------------------------
+
+    /// Look up a file for reading. The chunk list is loaded once and shared.
+    pub fn open_file(&self, artifact: &str, file: &str) -> Result<FileReader> {
+        let index = self.index();
+        let row = index.file(&self.ns, artifact, file)?;
+        let spans = index.file_chunks(row.id)?;
+        Ok(FileReader {
+            artifact: artifact.to_owned(),
+            file: file.to_owned(),
+            row,
+            spans: spans.into(),
+        })
+    }
+
+    fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
+        if let Some(f) = lock(&self.pack_files).get(&p) {
+            return Ok(f.clone());
+        }
+        let path = self.pack_path(p);
+        let f = Arc::new(File::open(&path).at(&path)?);
+        lock(&self.pack_files).insert(p, f.clone());
+        Ok(f)
+    }
+
+    /// Read, decode and check one chunk of a file.
+    pub fn read_chunk(&self, r: &FileReader, i: usize) -> Result<Vec<u8>> {
+        let span = &r.spans[i];
+        let path = self.pack_path(span.loc.pack);
+        let corrupt = |why: String| Error::CorruptChunk {
+            chunk: span.id,
+            artifact: r.artifact.clone(),
+            file: r.file.clone(),
+            offset: span.offset,
+            why,
+        };
+        let file = self.pack_file(span.loc.pack).map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
+        let payload = pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
+        pack::decode(&span.id, &span.loc, &payload).map_err(corrupt)
+    }
+
+    /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
+    pub fn read_at(&self, r: &FileReader, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let Some(i) = r.chunk_at(pos) else { break };
+            let data = self.read_chunk(r, i)?;
+            let start = (pos - r.spans[i].offset) as usize;
+            let n = (data.len() - start).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&data[start..start + n]);
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Stream a whole file to `out` and check the whole-file hash at the
+    /// end. Chunks are read and decoded ahead on worker threads (worker k
+    /// takes chunks k, k+W, k+2W, …; the caller takes them back in order),
+    /// so disk reads, decompression and hashing overlap.
+    pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
+        let n = r.spans.len();
+        let w = self.workers.min(n).max(1);
+        let mut hasher = blake3::Hasher::new();
+        std::thread::scope(|s| -> Result<()> {
+            let rxs: Vec<_> = (0..w)
+                .map(|k| {
+                    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(READ_AHEAD_CHUNKS);
+                    s.spawn(move || {
+                        for i in (k..n).step_by(w) {
+                            let res = self.read_chunk(r, i);
+                            let failed = res.is_err();
+                            if tx.send(res).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for i in 0..n {
+                let c = rxs[i % w]
+                    .recv()
+                    .map_err(|_| Error::io(self.pack_path(r.spans[i].loc.pack), io::Error::other("reader thread exited")))??;
+                hasher.update(&c);
+                out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
+                progress.inc(c.len() as u64);
+            }
+            Ok(())
+        })?;
+        if FileHash(*hasher.finalize().as_bytes()) != r.row.hash {
+            return Err(Error::CorruptChunk {
+                chunk: r.spans.last().map(|s| s.id).unwrap_or(ChunkId([0; 32])),
+                artifact: r.artifact.clone(),
+                file: r.file.clone(),
+                offset: 0,
+                why: "whole-file BLAKE3 does not match the index".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Write the artifact's files into `dest` byte-identical, with mode and
+    /// mtime. Each file is written under a temporary name and renamed into
+    /// place only once complete and checked.
+    pub fn export(&self, artifact: &str, dest: &Path, show_progress: bool) -> Result<Vec<FileRow>> {
+        let files = self.index().list_files(&self.ns, artifact)?;
+        fs::create_dir_all(dest).at(dest)?;
+        let total = files.iter().map(|f| f.meta.size).sum();
+        let progress = if show_progress { Progress::bytes(total, format!("export {artifact}")) } else { Progress::hidden() };
+        for f in &files {
+            let r = self.open_file(artifact, &f.meta.name)?;
+            let target = dest.join(&f.meta.name);
+            let tmp = dest.join(format!(".{}.deploycache-tmp", f.meta.name));
+            let res = (|| -> Result<()> {
+                let mut out = io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
+                self.copy_to(&r, &mut out, &progress)?;
+                let out = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+                out.set_permissions(fs::Permissions::from_mode(f.meta.mode)).at(&tmp)?;
+                let mtime = UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
+                out.set_modified(mtime).at(&tmp)?;
+                out.sync_all().at(&tmp)?;
+                fs::rename(&tmp, &target).at(&target)
+            })();
+            if res.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            res?;
+        }
+        progress.finish();
+        self.index().touch(&self.ns, artifact)?;
+        Ok(files)
+    }
+
+    /// Record that an artifact was read.
+    pub fn touch(&self, artifact: &str) -> Result<()> {
+        self.index().touch(&self.ns, artifact)
+    }
+
+    // ---- listing, removing, totals ---------------------------------------
+
+    pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
+        self.index().list_artifacts(&self.ns)
+    }
+
+    pub fn list_files(&self, artifact: &str) -> Result<Vec<FileRow>> {
+        self.index().list_files(&self.ns, artifact)
+    }
+
+    pub fn remove(&self, artifact: &str) -> Result<()> {
+        self.index().remove_artifact(&self.ns, artifact)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let totals = self.index().totals()?;
+        let mut pack_files = 0;
+        let mut pack_bytes = 0;
+        for entry in walkdir::WalkDir::new(&self.packs_dir).min_depth(2).max_depth(2) {
+            let entry = entry.map_err(|e| Error::io(&self.packs_dir, e.into()))?;
+            if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack") {
+                pack_files += 1;
+                pack_bytes += entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?.len();
+            }
+        }
+        let mut index_bytes = 0;
+        for f in ["index.sqlite", "index.sqlite-wal"] {
+            index_bytes += fs::metadata(self.root.join(f)).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(Stats { totals, pack_files, pack_bytes, index_bytes })
+    }
+}
+
+impl StoreCore {
+    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    /// Dedupe one chunk against this process's packs and the index, and
+    /// store it if nobody has it. Runs on the worker threads.
+    fn store_chunk(&self, id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Outcome> {
+        if let Some(loc) = lock(&self.pending).get(&id) {
+            return Ok(Outcome::Stored(*loc));
+        }
+        if self.index().chunk_location(&id)?.is_some() {
+            return Ok(Outcome::Indexed);
+        }
+        let enc = pack::encode_with_id(id, data, compressor);
+        let mut writer = lock(&self.writer);
+        // Another worker may have stored the same chunk meanwhile.
+        if let Some(loc) = lock(&self.pending).get(&id) {
+            return Ok(Outcome::Stored(*loc));
+        }
+        let loc = self.append(&mut writer, &enc)?;
+        lock(&self.pending).insert(id, loc);
+        Ok(Outcome::Stored(loc))
+    }
+
+    fn append(&self, writer: &mut Option<PackWriter>, e: &EncodedChunk) -> Result<Location> {
+        if writer.as_ref().is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE) {
+            // Seal: the full pack is fsynced on a thread of its own so that
+            // writeback overlaps the next pack's hashing and compression;
+            // commits wait for it in `sync_for`.
+            if let Some(mut full) = writer.take() {
+                let name = full.name;
+                let handle = std::thread::spawn(move || full.sync());
+                lock(&self.sealing).push((name, handle));
+            }
+        }
+        if writer.is_none() {
+            *writer = Some(PackWriter::create(&self.packs_dir)?);
+        }
+        writer.as_mut().expect("pack writer just created").append(e)
+    }
+
+    /// Make the chunks a writer stored durable before the index points at them.
+    fn sync_for(&self, new_chunks: &[(ChunkId, Location)]) -> Result<()> {
+        let sealing: Vec<_> = lock(&self.sealing).drain(..).collect();
+        let mut first_err = None;
+        for (name, h) in sealing {
+            let res = h.join().unwrap_or_else(|_| Err(Error::io(&self.packs_dir, io::Error::other("pack sync thread panicked"))));
+            if let Err(e) = res {
+                lock(&self.failed_packs).insert(name);
+                first_err.get_or_insert(e);
+            }
+        }
+        if new_chunks.iter().any(|(_, l)| lock(&self.failed_packs).contains(&l.pack)) {
+            return Err(first_err.unwrap_or_else(|| {
+                Error::io(&self.packs_dir, io::Error::other("a pack holding this file's chunks could not be synced"))
+            }));
+        }
+        let mut writer = lock(&self.writer);
+        if let Some(p) = writer.as_mut() {
+            if new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
+                p.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+}
+
+/// Totals for `stats`.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub totals: Totals,
+    pub pack_files: u64,
+    /// Bytes of pack files on disk: chunk data plus headers plus anything
+    /// not yet reclaimed by gc.
+    pub pack_bytes: u64,
+    pub index_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutReport {
+    pub files: u64,
+    pub logical_bytes: u64,
+    /// Chunk bytes (uncompressed) this put added to the store.
+    pub new_unique_bytes: u64,
+}
+
+/// Streams one file's bytes into the store. Nothing is visible until the
+/// [`StagedFile`] from [`FileWriter::finish`] is committed.
+pub struct FileWriter {
+    chunker: Chunker,
+    /// None when the caller hashes the bytes itself ([`FileWriter::finish_hashed`]).
+    hasher: Option<blake3::Hasher>,
+    size: u64,
+    sink: ChunkSink,
+    _gc: GcGuard,
+}
+
+impl FileWriter {
+    /// Append bytes to the file.
+    pub fn write(&mut self, store: &Store, data: &[u8]) -> Result<()> {
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+        self.size += data.len() as u64;
+        let FileWriter { chunker, sink, .. } = self;
+        chunker.push(data, |c| sink.submit(store, c))
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Flush the last chunks and make them durable. `meta.size` is filled in.
+    pub fn finish(mut self, store: &Store, meta: FileMeta) -> Result<StagedFile> {
+        let hash = match self.hasher.take() {
+            Some(h) => FileHash(*h.finalize().as_bytes()),
+            None => return Err(Error::io(&store.packs_dir, io::Error::other("FileWriter without a hash: use finish_hashed"))),
+        };
+        self.finish_hashed(store, meta, hash)
+    }
+
+    /// Like [`FileWriter::finish`], for a writer made with
+    /// [`Store::file_writer_unhashed`] whose caller hashed the bytes.
+    pub fn finish_hashed(mut self, store: &Store, mut meta: FileMeta, hash: FileHash) -> Result<StagedFile> {
+        name::check_file(&meta.name)?;
+        let FileWriter { chunker, sink, .. } = &mut self;
+        chunker.finish(|c| sink.submit(store, c))?;
+        while !sink.inflight.is_empty() {
+            sink.complete_one(store)?;
+        }
+        store.sync_for(&sink.new_chunks)?;
+        meta.size = self.size;
+        Ok(StagedFile {
+            meta,
+            hash,
+            chunks: std::mem::take(&mut self.sink.chunks),
+            new_chunks: std::mem::take(&mut self.sink.new_chunks),
+            _gc: self._gc,
+        })
+    }
+}
+
+/// Chunks handed to the worker pool, and their results taken back in order.
+#[derive(Default)]
+struct ChunkSink {
+    inflight: VecDeque<mpsc::Receiver<Encoded>>,
+    chunks: Vec<(ChunkId, u32)>,
+    new_chunks: Vec<(ChunkId, Location)>,
+    /// Chunks already in this file; Some(location) when this writer must
+    /// provide the index row.
+    seen: HashMap<ChunkId, Option<Location>>,
+}
+
+impl ChunkSink {
+    fn submit(&mut self, store: &Store, data: &[u8]) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        store.pool.submit(Job { data: data.to_vec(), reply: tx });
+        self.inflight.push_back(rx);
+        while self.inflight.len() > MAX_INFLIGHT_CHUNKS {
+            self.complete_one(store)?;
+        }
+        Ok(())
+    }
+
+    /// Take the oldest chunk back from the pool and store it if it is new.
+    fn complete_one(&mut self, store: &Store) -> Result<()> {
+        let Some(rx) = self.inflight.pop_front() else { return Ok(()) };
+        let done = rx.recv().map_err(|_| Error::io(&store.packs_dir, io::Error::other("chunk worker exited")))?;
+        let (id, len) = (done.id, done.raw_len);
+        self.chunks.push((id, len));
+        if self.seen.contains_key(&id) {
+            return Ok(());
+        }
+        let loc = match done.outcome? {
+            Outcome::Indexed => None,
+            Outcome::Stored(loc) => Some(loc),
+        };
+        self.seen.insert(id, loc);
+        if let Some(loc) = loc {
+            self.new_chunks.push((id, loc));
+        }
+        Ok(())
+    }
+}
+
+/// What a worker did with a chunk.
+enum Outcome {
+    /// The index already has it.
+    Indexed,
+    /// It is in a pack of this process (stored now, or earlier by another
+    /// writer); its index row may not be committed yet.
+    Stored(Location),
+}
+
+struct Encoded {
+    id: ChunkId,
+    raw_len: u32,
+    outcome: Result<Outcome>,
+}
+
+struct Job {
+    data: Vec<u8>,
+    reply: mpsc::SyncSender<Encoded>,
+}
+
+/// Threads that hash, look up and compress chunks for every writer of the
+/// process. Results go back on each job's own channel, so writers keep order.
+struct Pool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn start(workers: usize, store: Weak<StoreCore>) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers {
+            let (rx, store) = (rx.clone(), store.clone());
+            std::thread::spawn(move || {
+                let mut compressor = pack::new_compressor();
+                loop {
+                    let job = match lock(&rx).recv() {
+                        Ok(j) => j,
+                        Err(_) => return, // the store was dropped
+                    };
+                    let Some(core) = store.upgrade() else { return };
+                    let id = ChunkId::of(&job.data);
+                    let outcome = core.store_chunk(id, &job.data, &mut compressor);
+                    let _ = job.reply.send(Encoded { id, raw_len: job.data.len() as u32, outcome });
+                }
+            });
+        }
+        Pool { jobs: Mutex::new(tx) }
+    }
+
+    fn submit(&self, job: Job) {
+        // Workers only exit once this sender is dropped, so sending succeeds;
+        // if it ever did not, the writer sees "chunk worker exited".
+        let _ = lock(&self.jobs).send(job);
+    }
+}
+
+/// A file whose chunks are durable, waiting for its index commit.
+pub struct StagedFile {
+    pub meta: FileMeta,
+    pub hash: FileHash,
+    chunks: Vec<(ChunkId, u32)>,
+    new_chunks: Vec<(ChunkId, Location)>,
+    _gc: GcGuard,
+}
+
+impl StagedFile {
+    fn row(&self) -> NewFile {
+        NewFile {
+            meta: self.meta.clone(),
+            hash: self.hash,
+            chunks: self.chunks.clone(),
+            new_chunks: self.new_chunks.clone(),
+        }
+    }
+}
+
+/// A committed file opened for reading: its chunk list never changes.
+#[derive(Clone)]
+pub struct FileReader {
+    pub artifact: String,
+    pub file: String,
+    pub row: FileRow,
+    spans: Arc<[ChunkSpan]>,
+}
+
+impl FileReader {
+    pub fn size(&self) -> u64 {
+        self.row.meta.size
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Index of the chunk holding byte `pos`, if `pos` is inside the file.
+    pub fn chunk_at(&self, pos: u64) -> Option<usize> {
+        if pos >= self.size() {
+            return None;
+        }
+        Some(self.spans.partition_point(|s| s.offset <= pos) - 1)
+    }
+}
+
+fn check_format(root: &Path, s: &str) -> Result<()> {
+    let found = s.trim();
+    match found.strip_prefix(FORMAT_PREFIX).and_then(|v| v.parse::<u32>().ok()) {
+        Some(v) if v == index::FORMAT_VERSION => Ok(()),
+        _ => Err(Error::UnsupportedFormat { path: root.to_owned(), found: found.to_owned(), supported: index::FORMAT_VERSION }),
+    }
+}
+
+fn init(root: &Path) -> Result<()> {
+    fs::create_dir_all(root.join("packs")).at(root)?;
+    let tmp = root.join("FORMAT.tmp");
+    let mut f = File::create(&tmp).at(&tmp)?;
+    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION).and_then(|_| f.sync_all()).at(&tmp)?;
+    fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
+    pack::sync_dir(root)
+}
+
+/// The files `put` stores: (path, name in the artifact, size).
+fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
+    let mut out: Vec<(PathBuf, String, u64)> = Vec::new();
+    let mut add = |p: PathBuf, md: fs::Metadata| -> Result<()> {
+        let Some(fname) = p.file_name() else {
+            return Err(Error::NotRegularFile(p));
+        };
+        let n = name::from_os("file name", fname)?;
+        if out.iter().any(|(_, m, _)| *m == n) {
+            return Err(Error::InvalidName { kind: "file name", name: n, why: "given twice; file names in an artifact must be unique" });
+        }
+        out.push((p, n, md.len()));
+        Ok(())
+    };
+    for p in paths {
+        let md = fs::metadata(p).at(p)?;
+        if md.is_dir() {
+            let mut entries: Vec<_> = fs::read_dir(p).at(p)?.collect::<io::Result<_>>().at(p)?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let ep = e.path();
+                let emd = fs::metadata(&ep).at(&ep)?;
+                if emd.is_file() {
+                    add(ep, emd)?;
+                } else if emd.is_dir() {
+                    return Err(Error::NotRegularFile(ep));
+                }
+            }
+        } else if md.is_file() {
+            add(p.clone(), md)?;
+        } else {
+            return Err(Error::NotRegularFile(p.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Map `f` over `items` on up to `workers` threads, keeping order.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_map_with(items, workers, || (), |_, t| f(t))
+}
+
+/// Like [`par_map`], with per-thread state (a compressor) made by `init`.
+pub(crate) fn par_map_with<T: Sync, R: Send, S>(
+    items: &[T],
+    workers: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    if items.len() <= 1 || workers <= 1 {
+        let mut s = init();
+        return items.iter().map(|t| f(&mut s, t)).collect();
+    }
+    let per = items.len().div_ceil(workers);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| {
+                let (init, f) = (&init, &f);
+                sc.spawn(move || {
+                    let mut s = init();
+                    part.iter().map(|t| f(&mut s, t)).collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
