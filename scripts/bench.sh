@@ -211,6 +211,10 @@ run_ingest() {
         record size "$section" "$tool" v1+v2 "$(disk_bytes "$store")"
         drop_caches
         measure "$section" "$tool" v1-again "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1-again")" "$v1"
+        if [[ $tool == deploycache ]] && has_sub verify; then
+            "$DC" --store "$store" verify >"$RUN/verify.out" 2>&1 ||
+                record note "deploycache verify failed on the $section store: $(tail -1 "$RUN/verify.out")"
+        fi
         if [[ $tool == deploycache ]] && has_sub stats; then
             "$DC" --store "$store" stats --json >"$RUN/stats.json" 2>/dev/null &&
                 record json "$section-deploycache-stats" "$(tr -d '\n' <"$RUN/stats.json")"
@@ -230,6 +234,21 @@ extract_casync() { rm -rf "$3" && casync extract --store="$1/default.castr" "$1/
 extract_borg() { borg extract --stdout "$1::$2"; }
 extract_restic() { restic --repo "$1" dump --tag "$2" latest / ; }
 
+# Untimed: every byte cat returns must be the original's, or the speed means nothing.
+check_deploycache_cat() {
+    local store=$1 name=$2 dir=$3 f want got
+    for f in "$dir"/*; do
+        want=$(sha256sum <"$f" | cut -d' ' -f1)
+        got=$("$DC" --store "$store" cat "$name" "$(basename "$f")" | sha256sum | cut -d' ' -f1)
+        if [[ $want != "$got" ]]; then
+            log "MISMATCH: deploycache cat $name $(basename "$f")"
+            record note "deploycache cat returned different bytes for $(basename "$f")"
+            return 0
+        fi
+    done
+    record note "deploycache cat returned every byte of v2 intact (sha256 compared)."
+}
+
 # Read back v2 (all its files) from each store, cold then warm.
 run_readback() {
     local v2=$CORPUS/v2 name bytes files=() f
@@ -242,6 +261,7 @@ run_readback() {
         measure read plain "cat $temp" "$bytes" cat_plain "${files[@]/#/$plain/}"
     done
     if has_sub cat && has_sub put; then
+        check_deploycache_cat "$RUN/ingest-deploycache" "$name" "$v2"
         for temp in cold warm; do
             [[ $temp == cold ]] && drop_caches
             measure read deploycache "cat $temp" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
@@ -515,6 +535,7 @@ main() {
     run_casync_mount
     stop_sshd
 
+    record info load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$BENCH/report.py" "$RESULTS" "$OUT"
     log "report written to $OUT"
 }

@@ -256,7 +256,7 @@ and the day; the generator is integer-only Mersenne Twister, so platform-indepen
 def machine_section(r):
     i = r["info"]
     keys = [("cpu", "CPU"), ("nproc", "cores"), ("memory", "memory"), ("disk", "disk (df -T)"),
-            ("kernel", "kernel"), ("os", "OS"), ("load", "load"), ("drop_caches", "page cache dropped before cold runs"),
+            ("kernel", "kernel"), ("os", "OS"), ("load", "load"), ("load_end", "load at the end"), ("drop_caches", "page cache dropped before cold runs"),
             ("deploycache", "deploycache"), ("casync", "casync"), ("borg", "borg"),
             ("restic", "restic"), ("ssh", "OpenSSH"), ("squashfs", "mksquashfs"),
             ("e2fsprogs", "e2fsprogs")]
