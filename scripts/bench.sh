@@ -10,7 +10,8 @@
 #   --quick     tiny corpus (scale 0.02): tests this script in ~2 minutes
 #   --keep      keep the stores and copies under $BENCH_DIR/run afterwards
 #
-# Scratch data lives under $BENCH_DIR (default /work/benchdata). The corpus is
+# Scratch data lives under $BENCH_DIR (default /work/benchdata); DEPLOYCACHE_BIN
+# benchmarks that binary instead of building target/release/deploycache. The corpus is
 # rebuilt only when its scripts or the scale changed. Run as root on Debian: it
 # installs its tools with apt-get and drops the page cache before cold runs
 # (when /proc/sys/vm/drop_caches is not writable, it says so and the "cold"
@@ -87,6 +88,12 @@ ensure_tools() {
 }
 
 build_deploycache() {
+    if [[ -n ${DEPLOYCACHE_BIN:-} ]]; then
+        # Benchmark a given binary (another build, or a stand-in to test this script).
+        DC=$DEPLOYCACHE_BIN
+        [[ -x $DC ]] || die "DEPLOYCACHE_BIN=$DC is not executable"
+        return
+    fi
     log "cargo build --release"
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
     DC=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
@@ -219,6 +226,28 @@ run_ingest() {
             "$DC" --store "$store" stats --json >"$RUN/stats.json" 2>/dev/null &&
                 record json "$section-deploycache-stats" "$(tr -d '\n' <"$RUN/stats.json")"
         fi
+    done
+}
+
+# Dedupe versus average chunk size on this corpus, with casync's chunker as the
+# probe (it takes --chunk-size; deploycache's sizes are compile-time constants).
+# Untimed: sizes only. Helps choose min/avg/max (issue 2 asks for it).
+run_chunk_sweep() {
+    local avg store dir v
+    for avg in 16384 65536 262144 1048576; do
+        for dir in ingest raw; do
+            store=$RUN/sweep-$dir-$avg
+            rm -rf "$store" && mkdir -p "$store"
+            for v in v1 v2; do
+                local src=$CORPUS/$v
+                [[ $dir == raw ]] && src=$CORPUS/$v-raw
+                casync make --chunk-size="$((avg / 4)):$avg:$((avg * 4))" \
+                    --store="$store/default.castr" "$store/$v.caidx" "$src" >/dev/null 2>&1 ||
+                    { record note "chunk sweep: casync make failed at avg $avg"; return 0; }
+                record sweep "$dir" "$avg" "$v" "$(disk_bytes "$store")"
+            done
+            rm -rf "$store"
+        done
     done
 }
 
@@ -410,7 +439,7 @@ run_deploycache_mount() {
     record_latency deploycache "$mp/$name/$f"
     run_scp deploycache "$mp/$name" "$mp"
     drop_caches
-    measure mount deploycache "4 parallel seq reads cold" "$((4 * size))" parallel_read "$mp/$name/$f"
+    measure mount deploycache "4 parallel seq reads cold (for daemon RSS)" "$((4 * size))" parallel_read "$mp/$name/$f"
     if pid=$(pid_of_mount "$mp"); then
         record rss deploycache "daemon VmHWM" "$(vm_hwm_kib "$pid")"
     else
@@ -525,6 +554,8 @@ main() {
     run_ingest ingest "$CORPUS/v1" "$CORPUS/v2"
     log "ingest: raw ext4 images"
     run_ingest raw "$CORPUS/v1-raw" "$CORPUS/v2-raw"
+    log "chunk-size sweep (casync as the probe)"
+    run_chunk_sweep
     log "read-back"
     run_readback
     log "mounts and scp"

@@ -23,7 +23,7 @@ TOOL_LABEL = {
 
 def load(path):
     r = {"info": {}, "file": {}, "json": {}, "note": [], "skip": [], "time": {},
-         "size": {}, "lat": {}, "rss": {}}
+         "size": {}, "lat": {}, "rss": {}, "sweep": {}}
     with open(path) as fh:
         for line in fh:
             f = line.rstrip("\n").split("\t")
@@ -49,6 +49,8 @@ def load(path):
                 r["size"][(f[1], f[2], f[3])] = int(f[4])
             elif kind == "lat":
                 r["lat"][f[1]] = (float(f[2]), float(f[3]), int(f[4]))
+            elif kind == "sweep":
+                r["sweep"][(f[1], int(f[2]), f[3])] = int(f[4])
             elif kind == "rss":
                 r["rss"][(f[1], f[2])] = int(f[3])
     return r
@@ -263,6 +265,26 @@ def machine_section(r):
     return "## Machine\n\n" + table(["", ""], [[label, i.get(k, "?")] for k, label in keys if k in i])
 
 
+def sweep_section(r):
+    sw = r["sweep"]
+    if not sw:
+        return ""
+    rows = []
+    for avg in sorted({k[1] for k in sw}):
+        row = ["%d KiB (min %d, max %d KiB)" % (avg // 1024, avg // 4096, avg * 4 // 1024)]
+        for d in ("ingest", "raw"):
+            a, b = sw.get((d, avg, "v1")), sw.get((d, avg, "v2"))
+            row += [fmt_bytes(b), fmt_bytes(b - a) if a is not None and b is not None else "–"]
+        rows.append(row)
+    return ("## Chunk size versus dedupe on this corpus\n\n"
+            "casync's chunker as the probe (`casync make --chunk-size=AVG/4:AVG:AVG*4`, its "
+            "default zstd), fresh store per row; \"v2 adds\" is what storing v2 after v1 costs. "
+            "deploycache's chunk sizes are constants in `src/chunker.rs`, so this is the "
+            "evidence for choosing them.\n\n"
+            + table(["average chunk", "artifact dirs: store after v1+v2", "v2 adds",
+                     "raw ext4: store after v1+v2", "v2 adds"], rows) + "\n")
+
+
 def read_section(r):
     t = r["time"]
     rows = []
@@ -334,6 +356,7 @@ def main():
                        "The same sequence with `v1-raw/` and `v2-raw/` (one uncompressed ext4 "
                        "image each), fresh stores.") + "\n",
         stats_section(r),
+        sweep_section(r),
         read_section(r) + "\n",
         mount_section(r),
     ]
