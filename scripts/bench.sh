@@ -2,12 +2,14 @@
 # deploycache benchmark: one run, side by side on one disk, against cp+sync,
 # casync, borg and restic. Results go to BENCHMARKS.md as Markdown tables.
 #
-#   scripts/bench.sh [--scale S] [--out FILE] [--quick] [--keep]
+#   scripts/bench.sh [--scale S] [--out FILE] [--quick] [--repeat N] [--keep]
 #
 #   --scale S   corpus size multiplier (default 1: tar ~300 MB, ext4 512 MiB)
 #   --out FILE  report path (default BENCHMARKS.md at the repository root;
 #               with --quick, $BENCH_DIR/BENCHMARKS-quick.md)
 #   --quick     tiny corpus (scale 0.02): tests this script in ~2 minutes
+#   --repeat N  time every measurement N times and report the median (default 1;
+#               the machine is shared, so BENCHMARKS.md is made with --repeat 3)
 #   --keep      keep the stores and copies under $BENCH_DIR/run afterwards
 #
 # Scratch data lives under $BENCH_DIR (default /work/benchdata); DEPLOYCACHE_BIN
@@ -28,6 +30,7 @@ BENCH_DIR=${BENCH_DIR:-/work/benchdata}
 SCALE=1
 OUT=
 QUICK=0
+REPEAT=1
 KEEP=0
 # Fixed and printed nowhere but here: the benchmark repositories hold only
 # synthetic data, the password exists because restic demands one.
@@ -40,7 +43,7 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -50,6 +53,7 @@ parse_args() {
         --scale) SCALE=${2:?--scale needs a value}; shift 2 ;;
         --out) OUT=${2:?--out needs a path}; shift 2 ;;
         --quick) QUICK=1; shift ;;
+        --repeat) REPEAT=${2:?--repeat needs a count}; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h | --help) usage ;;
         *) usage ;;
@@ -60,6 +64,7 @@ parse_args() {
         OUT=${OUT:-$BENCH_DIR/BENCHMARKS-quick.md}
     fi
     OUT=${OUT:-$REPO/BENCHMARKS.md}
+    [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a positive count, not $REPEAT"
 }
 
 # --- set-up -------------------------------------------------------------------
@@ -163,6 +168,17 @@ measure() {
     record time "$section" "$tool" "$op" "$bytes" "$secs" "$rss" ok
 }
 
+# reps COLD CMD...: run CMD (a measure call) REPEAT times; with COLD=1 the page
+# cache is dropped before each. report.py takes the median.
+reps() {
+    local cold=$1 i
+    shift
+    for ((i = 0; i < REPEAT; i++)); do
+        ((cold)) && drop_caches
+        "$@"
+    done
+}
+
 # na SECTION TOOL OP WHY: a row that cannot be measured with this build.
 na() { record time "$1" "$2" "$3" 0 0 0 "n/a: $4"; }
 
@@ -200,7 +216,7 @@ name_of() { printf '%s' "$1" | sha1sum | cut -c1-40; }
 # run_ingest SECTION DIR_V1 DIR_V2: for every tool, a fresh store; ingest v1,
 # v2, then v1 again under a new name; record sizes after v1 and after v1+v2.
 run_ingest() {
-    local section=$1 v1=$2 v2=$3 tool store b1 b2
+    local section=$1 v1=$2 v2=$3 tool store b1 b2 rep op
     b1=$(bytes_of "$v1")
     b2=$(bytes_of "$v2")
     for tool in "${TOOLS[@]}"; do
@@ -209,15 +225,18 @@ run_ingest() {
             for op in v1 v2 v1-again; do na "$section" "$tool" "$op" "no put yet"; done
             continue
         fi
-        init_store "$tool" "$store"
-        drop_caches
-        measure "$section" "$tool" v1 "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1")" "$v1"
-        record size "$section" "$tool" v1 "$(disk_bytes "$store")"
-        drop_caches
-        measure "$section" "$tool" v2 "$b2" "ingest_$tool" "$store" "$(name_of "$section-v2")" "$v2"
-        record size "$section" "$tool" v1+v2 "$(disk_bytes "$store")"
-        drop_caches
-        measure "$section" "$tool" v1-again "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1-again")" "$v1"
+        # The sequence is stateful (v2 lands on v1), so a repeat starts from an empty store.
+        for ((rep = 0; rep < REPEAT; rep++)); do
+            init_store "$tool" "$store"
+            drop_caches
+            measure "$section" "$tool" v1 "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1")" "$v1"
+            record size "$section" "$tool" v1 "$(disk_bytes "$store")"
+            drop_caches
+            measure "$section" "$tool" v2 "$b2" "ingest_$tool" "$store" "$(name_of "$section-v2")" "$v2"
+            record size "$section" "$tool" v1+v2 "$(disk_bytes "$store")"
+            drop_caches
+            measure "$section" "$tool" v1-again "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1-again")" "$v1"
+        done
         if [[ $tool == deploycache ]] && has_sub verify; then
             "$DC" --store "$store" verify >"$RUN/verify.out" 2>&1 ||
                 record note "deploycache verify failed on the $section store: $(tail -1 "$RUN/verify.out")"
@@ -285,27 +304,20 @@ run_readback() {
     bytes=$(bytes_of "$v2")
     for f in "$v2"/*; do files+=("$(basename "$f")"); done
     local plain=$RUN/ingest-cp/$name
-    for temp in cold warm; do
-        [[ $temp == cold ]] && drop_caches
-        measure read plain "cat $temp" "$bytes" cat_plain "${files[@]/#/$plain/}"
-    done
+    reps 1 measure read plain "cat cold" "$bytes" cat_plain "${files[@]/#/$plain/}"
+    reps 0 measure read plain "cat warm" "$bytes" cat_plain "${files[@]/#/$plain/}"
     if has_sub cat && has_sub put; then
         check_deploycache_cat "$RUN/ingest-deploycache" "$name" "$v2"
-        for temp in cold warm; do
-            [[ $temp == cold ]] && drop_caches
-            measure read deploycache "cat $temp" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
-        done
+        reps 1 measure read deploycache "cat cold" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
+        reps 0 measure read deploycache "cat warm" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
     else
         na read deploycache "cat cold" "no put/cat yet"
         na read deploycache "cat warm" "no put/cat yet"
     fi
-    drop_caches
-    measure read casync "extract cold" "$bytes" extract_casync "$RUN/ingest-casync" "$name" "$RUN/casync-extract"
+    reps 1 measure read casync "extract cold" "$bytes" extract_casync "$RUN/ingest-casync" "$name" "$RUN/casync-extract"
     rm -rf "$RUN/casync-extract"
-    drop_caches
-    measure read borg "extract --stdout cold" "$bytes" extract_borg "$RUN/ingest-borg" "$name"
-    drop_caches
-    measure read restic "dump cold" "$bytes" extract_restic "$RUN/ingest-restic" "$name"
+    reps 1 measure read borg "extract --stdout cold" "$bytes" extract_borg "$RUN/ingest-borg" "$name"
+    reps 1 measure read restic "dump cold" "$bytes" extract_restic "$RUN/ingest-restic" "$name"
 }
 
 # --- mounts (issue 3) ---------------------------------------------------------------
@@ -392,12 +404,16 @@ scp_in() { mkdir -p "$2" && scp_cmd "$1"/* "root@127.0.0.1:$2/" && sync; }
 run_scp() {
     local tool=$1 src_dir=$2 into_parent=$3 bytes
     bytes=$(bytes_of "$CORPUS/v2")
-    rm -rf "$RUN/scp-dst" && mkdir -p "$RUN/scp-dst"
-    drop_caches
-    measure scp "$tool" "scp out (cold)" "$bytes" scp_out "$src_dir" "$RUN/scp-dst"
-    rm -rf "$RUN/scp-dst"
-    drop_caches
-    measure scp "$tool" "scp in" "$bytes" scp_in "$CORPUS/v2" "$into_parent/$(name_of scp-in-v2)"
+    local rep
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        rm -rf "$RUN/scp-dst" && mkdir -p "$RUN/scp-dst"
+        drop_caches
+        measure scp "$tool" "scp out (cold)" "$bytes" scp_out "$src_dir" "$RUN/scp-dst"
+        rm -rf "$RUN/scp-dst"
+        drop_caches
+        # A new artifact directory each time, as each cache miss makes one.
+        measure scp "$tool" "scp in" "$bytes" scp_in "$CORPUS/v2" "$into_parent/$(name_of "scp-in-v2-$rep")"
+    done
 }
 
 # The file every mount benchmark reads: the largest of v2.
@@ -407,10 +423,8 @@ run_plain_mount_baselines() {
     local f plain
     f=$(bench_file)
     plain=$RUN/ingest-cp/$(name_of ingest-v2)/$f
-    for temp in cold warm; do
-        [[ $temp == cold ]] && drop_caches
-        measure mount plain "seq read $temp" "$(stat -c %s "$plain")" seq_read "$plain"
-    done
+    reps 1 measure mount plain "seq read cold" "$(stat -c %s "$plain")" seq_read "$plain"
+    reps 0 measure mount plain "seq read warm" "$(stat -c %s "$plain")" seq_read "$plain"
     record_latency plain "$plain"
     run_scp plain "$RUN/ingest-cp/$(name_of ingest-v2)" "$RUN/scp-plain"
 }
@@ -432,10 +446,8 @@ run_deploycache_mount() {
     fi
     local size
     size=$(stat -c %s "$CORPUS/v2/$f")
-    for temp in cold warm; do
-        [[ $temp == cold ]] && drop_caches
-        measure mount deploycache "seq read $temp" "$size" seq_read "$mp/$name/$f"
-    done
+    reps 1 measure mount deploycache "seq read cold" "$size" seq_read "$mp/$name/$f"
+    reps 0 measure mount deploycache "seq read warm" "$size" seq_read "$mp/$name/$f"
     record_latency deploycache "$mp/$name/$f"
     run_scp deploycache "$mp/$name" "$mp"
     drop_caches
@@ -457,8 +469,7 @@ run_borg_mount() {
         record skip borg-mount "skipped: borg mount failed ($(tail -1 "$RUN/borg-mount.err"))"
         return
     fi
-    drop_caches
-    measure mount borg "seq read cold" "$size" seq_read "$mp/$f"
+    reps 1 measure mount borg "seq read cold" "$size" seq_read "$mp/$f"
     borg umount "$mp"
 }
 
@@ -477,8 +488,7 @@ run_casync_mount() {
         kill "$CASYNC_PID" 2>/dev/null || true
         return
     fi
-    drop_caches
-    measure mount casync "seq read cold" "$size" seq_read "$mp/$f"
+    reps 1 measure mount casync "seq read cold" "$size" seq_read "$mp/$f"
     fusermount -u "$mp" 2>/dev/null || fusermount3 -u "$mp" || true
     wait "$CASYNC_PID" 2>/dev/null || true
     CASYNC_PID=
@@ -503,6 +513,7 @@ describe_machine() {
     record info squashfs "$(mksquashfs -version 2>&1 | head -1)"
     record info e2fsprogs "$(mke2fs -V 2>&1 | head -1)"
     record info scale "$SCALE"
+    record info repeat "$REPEAT"
     record info drop_caches "$( ((DROP_OK)) && echo yes || echo no)"
     record info corpus "$CORPUS"
 }
