@@ -22,13 +22,21 @@ pub enum Error {
     ForeignDirectory(PathBuf),
 
     #[error("store {} has format {found:?}, this deploycache reads format {supported}: upgrade deploycache", path.display())]
-    UnsupportedFormat { path: PathBuf, found: String, supported: u32 },
+    UnsupportedFormat {
+        path: PathBuf,
+        found: String,
+        supported: u32,
+    },
 
     #[error("store {} is in use by host {host:?}; a store is used by one host at a time. Stop deploycache there (mounts, puts), or use a store local to this host", path.display())]
     HeldByOtherHost { path: PathBuf, host: String },
 
     #[error("invalid {kind} {name:?}: {why}")]
-    InvalidName { kind: &'static str, name: String, why: &'static str },
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        why: &'static str,
+    },
 
     #[error("no artifact {0:?} in the store (see `deploycache ls`)")]
     NoArtifact(String),
@@ -46,10 +54,20 @@ pub enum Error {
     ChangedWhileReading(PathBuf),
 
     #[error("corrupt chunk {chunk} (artifact {artifact:?}, file {file:?}, offset {offset}): {why}; run `deploycache verify --full`")]
-    CorruptChunk { chunk: ChunkId, artifact: String, file: String, offset: u64, why: String },
+    CorruptChunk {
+        chunk: ChunkId,
+        artifact: String,
+        file: String,
+        offset: u64,
+        why: String,
+    },
 
     #[error("corrupt chunk {chunk} in pack {pack}: {why}")]
-    CorruptPackRecord { chunk: ChunkId, pack: String, why: String },
+    CorruptPackRecord {
+        chunk: ChunkId,
+        pack: String,
+        why: String,
+    },
 
     #[error("store index {}: {message}", path.display())]
     Index { path: PathBuf, message: String },
@@ -60,7 +78,9 @@ fn io_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::ENOSPC) => " (free space on that filesystem, or run `deploycache gc`)",
         Some(libc::EDQUOT) => " (disk quota exceeded: free space or raise the quota)",
-        Some(libc::EACCES) | Some(libc::EPERM) => " (check the permissions, or run as the store's owner)",
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " (check the permissions, or run as the store's owner)"
+        }
         Some(libc::EROFS) => " (the filesystem is read-only)",
         _ => "",
     }
@@ -68,7 +88,10 @@ fn io_hint(e: &io::Error) -> &'static str {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// The errno a FUSE handler replies with for this error.

@@ -29,7 +29,10 @@ struct Candidate {
 }
 
 fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
-    let mut entries: Vec<_> = fs::read_dir(dir).at(dir)?.collect::<std::io::Result<_>>().at(dir)?;
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .at(dir)?
+        .collect::<std::io::Result<_>>()
+        .at(dir)?;
     entries.sort_by_key(|e| e.file_name());
     let mut out = Vec::new();
     for e in entries {
@@ -53,18 +56,30 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
             let f = f.at(&path)?;
             let fmd = fs::metadata(f.path()).at(f.path())?;
             if fmd.is_file() {
-                files.push((f.file_name().to_string_lossy().into_owned(), fmd.len(), fmd.mtime() * 1_000_000_000 + fmd.mtime_nsec()));
+                files.push((
+                    f.file_name().to_string_lossy().into_owned(),
+                    fmd.len(),
+                    fmd.mtime() * 1_000_000_000 + fmd.mtime_nsec(),
+                ));
             } else {
                 nested = true;
             }
         }
         if nested {
-            report.skipped.push((shown, "holds something other than regular files".into()));
+            report
+                .skipped
+                .push((shown, "holds something other than regular files".into()));
         } else if files.is_empty() {
-            report.skipped.push((shown, "empty (a cache miss, nothing to import)".into()));
+            report
+                .skipped
+                .push((shown, "empty (a cache miss, nothing to import)".into()));
         } else {
             files.sort();
-            out.push(Candidate { name, dir: path, files });
+            out.push(Candidate {
+                name,
+                dir: path,
+                files,
+            });
         }
     }
     Ok(out)
@@ -76,7 +91,10 @@ fn already_stored(store: &Store, c: &Candidate) -> Result<bool> {
         Err(crate::Error::NoArtifact(_)) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let mut have: Vec<(String, u64, i64)> = stored.into_iter().map(|f| (f.meta.name, f.meta.size, f.meta.mtime_ns)).collect();
+    let mut have: Vec<(String, u64, i64)> = stored
+        .into_iter()
+        .map(|f| (f.meta.name, f.meta.size, f.meta.mtime_ns))
+        .collect();
     have.sort();
     Ok(have == c.files)
 }
@@ -92,7 +110,11 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
         }
     }
     let total: u64 = todo.iter().flat_map(|c| c.files.iter().map(|f| f.1)).sum();
-    let progress = if show_progress { Progress::bytes(total, "import") } else { Progress::hidden() };
+    let progress = if show_progress {
+        Progress::bytes(total, "import")
+    } else {
+        Progress::hidden()
+    };
     for c in todo {
         let mut staged = Vec::new();
         for (fname, _, _) in &c.files {

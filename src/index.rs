@@ -135,18 +135,32 @@ fn now() -> i64 {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index> {
-        let conn = Connection::open(path).map_err(|e| Error::Index { path: path.into(), message: e.to_string() })?;
-        let ix = Index { conn, path: path.to_owned() };
-        ix.conn.busy_timeout(Duration::from_secs(60)).map_err(|e| ix.err(e))?;
+        let conn = Connection::open(path).map_err(|e| Error::Index {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let ix = Index {
+            conn,
+            path: path.to_owned(),
+        };
+        ix.conn
+            .busy_timeout(Duration::from_secs(60))
+            .map_err(|e| ix.err(e))?;
         // WAL: readers never block the writer. synchronous=FULL: a committed
         // artifact survives power loss, not only a process crash.
         ix.conn
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            )
             .map_err(|e| ix.err(e))?;
         ix.conn.execute_batch(SCHEMA).map_err(|e| ix.err(e))?;
         let version: Option<String> = ix
             .conn
-            .query_row("SELECT value FROM meta WHERE key='format_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key='format_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| ix.err(e))?;
         match version {
@@ -160,21 +174,31 @@ impl Index {
             }
             Some(v) if v == FORMAT_VERSION.to_string() => {}
             Some(v) => {
-                return Err(Error::UnsupportedFormat { path: path.into(), found: v, supported: FORMAT_VERSION });
+                return Err(Error::UnsupportedFormat {
+                    path: path.into(),
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
             }
         }
         Ok(ix)
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
-        Error::Index { path: self.path.clone(), message: e.to_string() }
+        Error::Index {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
     }
 
     fn tx(&mut self) -> Result<Transaction<'_>> {
         let path = self.path.clone();
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::Index { path, message: e.to_string() })
+            .map_err(|e| Error::Index {
+                path,
+                message: e.to_string(),
+            })
     }
 
     /// Where a chunk is stored, if the index knows it.
@@ -193,9 +217,18 @@ impl Index {
 
     /// Commit a whole artifact: all its files appear at once. With `replace`,
     /// an existing artifact of that name is dropped in the same transaction.
-    pub fn commit_artifact(&mut self, ns: &str, name: &str, files: &[NewFile], replace: bool) -> Result<()> {
+    pub fn commit_artifact(
+        &mut self,
+        ns: &str,
+        name: &str,
+        files: &[NewFile],
+        replace: bool,
+    ) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
         if let Some(old) = artifact_id(&tx, ns, name).map_err(ie)? {
             if !replace {
@@ -224,9 +257,14 @@ impl Index {
     /// Add or replace one file of an existing artifact (the FUSE view's close).
     pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let aid = artifact_id(&tx, ns, artifact)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
         if let Some(fid) = file_id(&tx, aid, &file.meta.name).map_err(ie)? {
             delete_file(&tx, fid).map_err(ie)?;
         }
@@ -237,9 +275,14 @@ impl Index {
     /// Drop an artifact and release its chunk references.
     pub fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, name).map_err(ie)?.ok_or_else(|| Error::NoArtifact(name.to_owned()))?;
+        let aid = artifact_id(&tx, ns, name)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(name.to_owned()))?;
         delete_artifact(&tx, aid).map_err(ie)?;
         tx.commit().map_err(ie)
     }
@@ -247,12 +290,20 @@ impl Index {
     /// Drop one file of an artifact.
     pub fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let aid = artifact_id(&tx, ns, artifact)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
         let fid = file_id(&tx, aid, file)
             .map_err(ie)?
-            .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })?;
+            .ok_or_else(|| Error::NoFile {
+                artifact: artifact.to_owned(),
+                file: file.to_owned(),
+            })?;
         delete_file(&tx, fid).map_err(ie)?;
         tx.commit().map_err(ie)
     }
@@ -260,65 +311,113 @@ impl Index {
     /// Rename a file, possibly into another artifact, replacing any file of the target name.
     pub fn rename_file(&mut self, ns: &str, from: (&str, &str), to: (&str, &str)) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let from_a = artifact_id(&tx, ns, from.0).map_err(ie)?.ok_or_else(|| Error::NoArtifact(from.0.to_owned()))?;
-        let to_a = artifact_id(&tx, ns, to.0).map_err(ie)?.ok_or_else(|| Error::NoArtifact(to.0.to_owned()))?;
+        let from_a = artifact_id(&tx, ns, from.0)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(from.0.to_owned()))?;
+        let to_a = artifact_id(&tx, ns, to.0)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(to.0.to_owned()))?;
         let fid = file_id(&tx, from_a, from.1)
             .map_err(ie)?
-            .ok_or_else(|| Error::NoFile { artifact: from.0.to_owned(), file: from.1.to_owned() })?;
+            .ok_or_else(|| Error::NoFile {
+                artifact: from.0.to_owned(),
+                file: from.1.to_owned(),
+            })?;
         if let Some(existing) = file_id(&tx, to_a, to.1).map_err(ie)? {
             if existing == fid {
                 return Ok(());
             }
             delete_file(&tx, existing).map_err(ie)?;
         }
-        tx.execute("UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3", params![to_a, to.1, fid])
-            .map_err(ie)?;
+        tx.execute(
+            "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3",
+            params![to_a, to.1, fid],
+        )
+        .map_err(ie)?;
         tx.commit().map_err(ie)
     }
 
     /// Rename an artifact. Fails if the target exists and is not empty.
     pub fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, from).map_err(ie)?.ok_or_else(|| Error::NoArtifact(from.to_owned()))?;
+        let aid = artifact_id(&tx, ns, from)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(from.to_owned()))?;
         if let Some(existing) = artifact_id(&tx, ns, to).map_err(ie)? {
             if existing == aid {
                 return Ok(());
             }
             let n: i64 = tx
-                .query_row("SELECT count(*) FROM files WHERE artifact = ?1", [existing], |r| r.get(0))
+                .query_row(
+                    "SELECT count(*) FROM files WHERE artifact = ?1",
+                    [existing],
+                    |r| r.get(0),
+                )
                 .map_err(ie)?;
             if n > 0 {
                 return Err(Error::ArtifactExists(to.to_owned()));
             }
             delete_artifact(&tx, existing).map_err(ie)?;
         }
-        tx.execute("UPDATE artifacts SET name = ?1 WHERE id = ?2", params![to, aid]).map_err(ie)?;
+        tx.execute(
+            "UPDATE artifacts SET name = ?1 WHERE id = ?2",
+            params![to, aid],
+        )
+        .map_err(ie)?;
         tx.commit().map_err(ie)
     }
 
-    pub fn update_file_meta(&mut self, ns: &str, artifact: &str, file: &str, mode: Option<u32>, mtime_ns: Option<i64>) -> Result<()> {
+    pub fn update_file_meta(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        file: &str,
+        mode: Option<u32>,
+        mtime_ns: Option<i64>,
+    ) -> Result<()> {
         let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index { path: path.clone(), message: e.to_string() };
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact).map_err(ie)?.ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let aid = artifact_id(&tx, ns, artifact)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
         let fid = file_id(&tx, aid, file)
             .map_err(ie)?
-            .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })?;
+            .ok_or_else(|| Error::NoFile {
+                artifact: artifact.to_owned(),
+                file: file.to_owned(),
+            })?;
         if let Some(m) = mode {
-            tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid]).map_err(ie)?;
+            tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid])
+                .map_err(ie)?;
         }
         if let Some(t) = mtime_ns {
-            tx.execute("UPDATE files SET mtime_ns = ?1 WHERE id = ?2", params![t, fid]).map_err(ie)?;
+            tx.execute(
+                "UPDATE files SET mtime_ns = ?1 WHERE id = ?2",
+                params![t, fid],
+            )
+            .map_err(ie)?;
         }
         tx.commit().map_err(ie)
     }
 
     pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
-        Ok(artifact_id(&self.conn, ns, name).map_err(|e| self.err(e))?.is_some())
+        Ok(artifact_id(&self.conn, ns, name)
+            .map_err(|e| self.err(e))?
+            .is_some())
     }
 
     /// Record a read of the artifact (for `ls` and eviction).
@@ -372,7 +471,9 @@ impl Index {
             .map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for (aid, mut s) in rows {
-            s.unique_bytes = unique.query_row([aid], |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))? as u64;
+            s.unique_bytes = unique
+                .query_row([aid], |r| r.get::<_, i64>(0))
+                .map_err(|e| self.err(e))? as u64;
             out.push(s);
         }
         Ok(out)
@@ -436,7 +537,10 @@ impl Index {
 
     pub fn totals(&self) -> Result<Totals> {
         let q = |sql: &str| -> Result<u64> {
-            self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as u64).map_err(|e| self.err(e))
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+                .map_err(|e| self.err(e))
         };
         Ok(Totals {
             artifacts: q("SELECT count(*) FROM artifacts")?,
@@ -446,13 +550,18 @@ impl Index {
             unique_bytes: q("SELECT coalesce(sum(raw_len), 0) FROM chunks WHERE refs > 0")?,
             compressed_bytes: q("SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs > 0")?,
             unreferenced_chunks: q("SELECT count(*) FROM chunks WHERE refs <= 0")?,
-            unreferenced_bytes: q("SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs <= 0")?,
+            unreferenced_bytes: q(
+                "SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs <= 0",
+            )?,
         })
     }
 
     /// Every pack the index knows.
     pub fn packs(&self) -> Result<Vec<PackName>> {
-        let mut st = self.conn.prepare("SELECT name FROM packs ORDER BY name").map_err(|e| self.err(e))?;
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM packs ORDER BY name")
+            .map_err(|e| self.err(e))?;
         let names = st
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| self.err(e))?
@@ -473,7 +582,10 @@ impl Index {
         let rows = st
             .query_map([pack.to_string()], |r| {
                 let id: Vec<u8> = r.get(0)?;
-                Ok((ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])), location_from(r, 1)?))
+                Ok((
+                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    location_from(r, 1)?,
+                ))
             })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -492,7 +604,9 @@ impl Index {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([&id.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            .query_map([&id.as_bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
@@ -509,10 +623,18 @@ impl Index {
         if integrity != "ok" {
             problems.push(format!("SQLite quick_check: {integrity}"));
         }
-        let mut fk = self.conn.prepare("PRAGMA foreign_key_check").map_err(|e| self.err(e))?;
-        let n = fk.query_map([], |_| Ok(())).map_err(|e| self.err(e))?.count();
+        let mut fk = self
+            .conn
+            .prepare("PRAGMA foreign_key_check")
+            .map_err(|e| self.err(e))?;
+        let n = fk
+            .query_map([], |_| Ok(()))
+            .map_err(|e| self.err(e))?
+            .count();
         if n > 0 {
-            problems.push(format!("{n} rows point at missing rows (foreign_key_check)"));
+            problems.push(format!(
+                "{n} rows point at missing rows (foreign_key_check)"
+            ));
         }
         let mut refs = self
             .conn
@@ -522,13 +644,23 @@ impl Index {
             )
             .map_err(|e| self.err(e))?;
         let bad = refs
-            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         for (id, stored, actual) in bad {
-            let id = ChunkId::from_slice(&id).map(|c| c.to_string()).unwrap_or_else(|| hex::encode(&id));
-            problems.push(format!("chunk {id}: reference count {stored}, but {actual} file positions use it"));
+            let id = ChunkId::from_slice(&id)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| hex::encode(&id));
+            problems.push(format!(
+                "chunk {id}: reference count {stored}, but {actual} file positions use it"
+            ));
         }
         let mut files = self
             .conn
@@ -559,13 +691,17 @@ impl Index {
             .map_err(|e| self.err(e))?;
         for (a, f, size, sum, count, max_seq, gaps) in rows {
             if sum != size {
-                problems.push(format!("artifact {a:?} file {f:?}: size {size}, but its chunks hold {sum} bytes"));
+                problems.push(format!(
+                    "artifact {a:?} file {f:?}: size {size}, but its chunks hold {sum} bytes"
+                ));
             }
             if max_seq + 1 != count {
                 problems.push(format!("artifact {a:?} file {f:?}: chunk list has gaps"));
             }
             if gaps != 0 {
-                problems.push(format!("artifact {a:?} file {f:?}: {gaps} chunk offsets do not follow each other"));
+                problems.push(format!(
+                    "artifact {a:?} file {f:?}: {gaps} chunk offsets do not follow each other"
+                ));
             }
         }
         Ok(problems)
@@ -579,7 +715,9 @@ fn row_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<Location> {
 fn location_from(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Location> {
     let pack: String = r.get(i)?;
     let codec: u8 = r.get(i + 4)?;
-    let bad = |what: &str| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into());
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into())
+    };
     Ok(Location {
         pack: PackName::parse(&pack).ok_or_else(|| bad("pack name is not 32 hex digits"))?,
         offset: r.get::<_, i64>(i + 1)? as u64,
@@ -625,7 +763,14 @@ fn insert_file(tx: &Transaction<'_>, artifact: i64, f: &NewFile) -> rusqlite::Re
         for (id, loc) in &f.new_chunks {
             let pname = loc.pack.to_string();
             pack.execute([&pname])?;
-            chunk.execute(params![&id.as_bytes()[..], pname, loc.offset as i64, loc.stored_len, loc.raw_len, loc.codec as u8])?;
+            chunk.execute(params![
+                &id.as_bytes()[..],
+                pname,
+                loc.offset as i64,
+                loc.stored_len,
+                loc.raw_len,
+                loc.codec as u8
+            ])?;
         }
     }
     tx.execute(
@@ -633,7 +778,9 @@ fn insert_file(tx: &Transaction<'_>, artifact: i64, f: &NewFile) -> rusqlite::Re
         params![artifact, f.meta.name, f.meta.size as i64, f.meta.mode, f.meta.mtime_ns, &f.hash.as_bytes()[..]],
     )?;
     let fid = tx.last_insert_rowid();
-    let mut ins = tx.prepare_cached("INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(?1, ?2, ?3, ?4)")?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(?1, ?2, ?3, ?4)",
+    )?;
     let mut inc = tx.prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")?;
     let mut offset = 0u64;
     for (seq, (id, len)) in f.chunks.iter().enumerate() {

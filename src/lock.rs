@@ -26,7 +26,13 @@ pub fn hostname() -> String {
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at(path)
 }
 
 /// Held for as long as the store is open in this process.
@@ -51,9 +57,15 @@ impl HostLock {
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 file.lock_shared().at(&lock_path)?;
-                let owner = std::fs::read_to_string(&owner_path).unwrap_or_default().trim().to_owned();
+                let owner = std::fs::read_to_string(&owner_path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
                 if !owner.is_empty() && owner != me {
-                    return Err(Error::HeldByOtherHost { path: root.to_owned(), host: owner });
+                    return Err(Error::HeldByOtherHost {
+                        path: root.to_owned(),
+                        host: owner,
+                    });
                 }
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),

@@ -23,7 +23,13 @@ struct Cli {
     store: Option<PathBuf>,
 
     /// Namespace of artifacts (e.g. one per branch); chunks are shared by all namespaces.
-    #[arg(long, global = true, env = "DEPLOYCACHE_NAMESPACE", default_value = "", value_name = "NS")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYCACHE_NAMESPACE",
+        default_value = "",
+        value_name = "NS"
+    )]
     namespace: String,
 
     #[command(subcommand)]
@@ -93,32 +99,44 @@ enum Command {
     },
     /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
     Fingerprint {
-        /// Root of the unpacked ISO.
+        /// Root of the unpacked ISO: its Release files make the mirrors fingerprint
+        /// (directories whose path, as given, contains "binary" are skipped) and
+        /// opnfv/fuel_bootstrap_cli.yaml the bootstraps fingerprint.
         #[arg(long)]
         iso_root: PathBuf,
-        /// The DEA file.
+        /// The DEA file; settings.editable.provision.packages and
+        /// settings.editable.repo_setup.repos make the targetimages fingerprint.
         #[arg(long)]
         dea: PathBuf,
-        /// Where to write deploy_cache_fingerprints.yaml.
+        /// Where to write deploy_cache_fingerprints.yaml (only when all three
+        /// fingerprints succeed; replaced atomically).
         #[arg(long, default_value = "deploy_cache_fingerprints.yaml")]
         output: PathBuf,
-        /// Print the result as JSON.
+        /// Print mirrors, bootstraps, targetimages, bootstraps_key and
+        /// targetimages_key as one JSON object instead of the two keys.
         #[arg(long)]
         json: bool,
-        /// Walk siblings in raw byte order instead of the OS listing order.
+        /// Walk siblings in raw byte order instead of the OS listing order, for
+        /// results that do not depend on the filesystem (the original used the
+        /// OS order).
         #[arg(long)]
         sorted: bool,
     },
 }
 
 fn default_store() -> PathBuf {
-    if std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false) {
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
         return PathBuf::from("/var/lib/deploycache");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("deploycache");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/deploycache")
 }
 
@@ -145,7 +163,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
     let root = cli.store.clone().unwrap_or_else(default_store);
-    Ok(Store::open(&root, OpenOptions { create, namespace: cli.namespace.clone() })?)
+    Ok(Store::open(
+        &root,
+        OpenOptions {
+            create,
+            namespace: cli.namespace.clone(),
+        },
+    )?)
 }
 
 fn tty() -> bool {
@@ -185,7 +209,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export { name, dest } => {
             let s = open(&cli, false)?;
             let files = s.export(name, dest, tty())?;
-            println!("{name}: {} files written to {}", files.len(), dest.display());
+            println!(
+                "{name}: {} files written to {}",
+                files.len(),
+                dest.display()
+            );
         }
         Command::Cat { name, file } => {
             let s = open(&cli, false)?;
@@ -213,13 +241,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{:<42} {:>5} {:>11} {:>11}  LAST ACCESS", "NAME", "FILES", "SIZE", "UNIQUE")?;
+                writeln!(
+                    out,
+                    "{:<42} {:>5} {:>11} {:>11}  LAST ACCESS",
+                    "NAME", "FILES", "SIZE", "UNIQUE"
+                )?;
                 for a in &list {
-                    writeln!(out, "{:<42} {:>5} {:>11} {:>11}  {}", a.name, a.files, human(a.logical_bytes), human(a.unique_bytes), rfc3339(a.last_access))?;
+                    writeln!(
+                        out,
+                        "{:<42} {:>5} {:>11} {:>11}  {}",
+                        a.name,
+                        a.files,
+                        human(a.logical_bytes),
+                        human(a.unique_bytes),
+                        rfc3339(a.last_access)
+                    )?;
                 }
             }
         }
-        Command::Ls { name: Some(name), json } => {
+        Command::Ls {
+            name: Some(name),
+            json,
+        } => {
             let s = open(&cli, false)?;
             let files = s.list_files(name)?;
             if *json {
@@ -237,7 +280,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE")?;
                 for f in &files {
-                    writeln!(out, "{:<44} {:>14} {:>05o}  {}", f.meta.name, f.meta.size, f.meta.mode, rfc3339_ns(f.meta.mtime_ns))?;
+                    writeln!(
+                        out,
+                        "{:<44} {:>14} {:>05o}  {}",
+                        f.meta.name,
+                        f.meta.size,
+                        f.meta.mode,
+                        rfc3339_ns(f.meta.mtime_ns)
+                    )?;
                 }
             }
         }
@@ -267,13 +317,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "artifacts        {}", t.artifacts)?;
                 writeln!(out, "files            {}", t.files)?;
                 writeln!(out, "chunks           {}", t.chunks)?;
-                writeln!(out, "logical size     {:>11}  (sum of file sizes)", human(t.logical_bytes))?;
-                writeln!(out, "unique data      {:>11}  (distinct chunks, uncompressed)", human(t.unique_bytes))?;
-                writeln!(out, "stored on disk   {:>11}  ({} pack files, incl. headers and unreclaimed space)", human(st.pack_bytes), st.pack_files)?;
+                writeln!(
+                    out,
+                    "logical size     {:>11}  (sum of file sizes)",
+                    human(t.logical_bytes)
+                )?;
+                writeln!(
+                    out,
+                    "unique data      {:>11}  (distinct chunks, uncompressed)",
+                    human(t.unique_bytes)
+                )?;
+                writeln!(
+                    out,
+                    "stored on disk   {:>11}  ({} pack files, incl. headers and unreclaimed space)",
+                    human(st.pack_bytes),
+                    st.pack_files
+                )?;
                 writeln!(out, "index            {:>11}", human(st.index_bytes))?;
-                writeln!(out, "reclaimable      {:>11}  ({} unreferenced chunks, freed by gc)", human(t.unreferenced_bytes), t.unreferenced_chunks)?;
-                writeln!(out, "dedupe ratio     {:>10.2}x  (logical / unique)", ratio(t.logical_bytes, t.unique_bytes))?;
-                writeln!(out, "total ratio      {:>10.2}x  (logical / stored)", ratio(t.logical_bytes, st.pack_bytes))?;
+                writeln!(
+                    out,
+                    "reclaimable      {:>11}  ({} unreferenced chunks, freed by gc)",
+                    human(t.unreferenced_bytes),
+                    t.unreferenced_chunks
+                )?;
+                writeln!(
+                    out,
+                    "dedupe ratio     {:>10.2}x  (logical / unique)",
+                    ratio(t.logical_bytes, t.unique_bytes)
+                )?;
+                writeln!(
+                    out,
+                    "total ratio      {:>10.2}x  (logical / stored)",
+                    ratio(t.logical_bytes, st.pack_bytes)
+                )?;
             }
         }
         Command::Verify { full, json } => {
@@ -292,16 +368,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         human(r.unindexed_pack_bytes)
                     );
                 }
-                let what = if *full { format!(", {} chunks ({}) re-read and re-hashed", r.chunks_checked, human(r.bytes_checked)) } else { String::new() };
+                let what = if *full {
+                    format!(
+                        ", {} chunks ({}) re-read and re-hashed",
+                        r.chunks_checked,
+                        human(r.bytes_checked)
+                    )
+                } else {
+                    String::new()
+                };
                 println!("{} problems in {} packs{what}", r.problems.len(), r.packs);
             }
             if !r.problems.is_empty() {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Fingerprint { .. } => {
-            eprintln!("deploycache: fingerprint: not implemented yet");
-            std::process::exit(2);
+        Command::Fingerprint {
+            iso_root,
+            dea,
+            output,
+            json,
+            sorted,
+        } => {
+            let code = cmd_fingerprint(iso_root, dea, output, *json, *sorted);
+            if code != 0 {
+                return Ok(ExitCode::from(code as u8));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -336,7 +428,67 @@ fn rfc3339(secs: i64) -> String {
 fn rfc3339_ns(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ns.to_string())
 }
 
+/// `deploycache fingerprint`: compute, write the file, print; returns the exit code.
+fn cmd_fingerprint(
+    iso_root: &std::path::Path,
+    dea: &std::path::Path,
+    output: &std::path::Path,
+    json: bool,
+    sorted: bool,
+) -> i32 {
+    use deploycache::fingerprint::{self, WalkOrder};
+    use std::io::Write;
+    let order = if sorted {
+        WalkOrder::Sorted
+    } else {
+        WalkOrder::Os
+    };
+    let fps = match fingerprint::compute(iso_root, dea, order).into_result() {
+        Ok(fps) => fps,
+        Err(errors) => {
+            let msgs: Vec<String> = errors
+                .iter()
+                .map(|(name, e)| format!("{name}: {e}"))
+                .collect();
+            eprintln!(
+                "deploycache: fingerprint failed, nothing written: {}",
+                msgs.join("; ")
+            );
+            return 1;
+        }
+    };
+    if let Err(e) = fingerprint::write_fingerprints_file(output, &fps) {
+        eprintln!("deploycache: {e}");
+        return 1;
+    }
+    let text = if json {
+        let obj = serde_json::json!({
+            "mirrors": fps.mirrors.to_string(),
+            "bootstraps": fps.bootstraps.to_string(),
+            "targetimages": fps.targetimages.to_string(),
+            "bootstraps_key": fps.bootstraps_key().to_string(),
+            "targetimages_key": fps.targetimages_key().to_string(),
+        });
+        format!("{obj}\n")
+    } else {
+        format!(
+            "bootstraps_key: {}\ntargetimages_key: {}\n",
+            fps.bootstraps_key(),
+            fps.targetimages_key()
+        )
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("deploycache: cannot write to stdout: {e}");
+            1
+        }
+        _ => 0,
+    }
+}

@@ -21,7 +21,11 @@ fn check(kind: &'static str, name: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidName { kind, name: name.to_owned(), why })
+    Err(Error::InvalidName {
+        kind,
+        name: name.to_owned(),
+        why,
+    })
 }
 
 /// Validate an artifact name (normally a 40-hex fingerprint, but any valid file name).
@@ -67,7 +71,13 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "/", "a\0b", &"x".repeat(256)] {
             assert!(check_artifact(bad).is_err(), "{bad:?} accepted");
         }
-        for good in ["0123456789abcdef0123456789abcdef01234567", "env_1.img.gz", "..a", "a..", &"x".repeat(255)] {
+        for good in [
+            "0123456789abcdef0123456789abcdef01234567",
+            "env_1.img.gz",
+            "..a",
+            "a..",
+            &"x".repeat(255),
+        ] {
             assert!(check_artifact(good).is_ok(), "{good:?} rejected");
         }
     }

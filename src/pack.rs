@@ -97,7 +97,11 @@ pub fn encode(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> 
     encode_with_id(id, data, compressor)
 }
 
-pub fn encode_with_id(id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> EncodedChunk {
+pub fn encode_with_id(
+    id: ChunkId,
+    data: &[u8],
+    compressor: &mut zstd::bulk::Compressor<'static>,
+) -> EncodedChunk {
     // Keep the compressed form only when it saves at least 1/32: squashfs,
     // gzip and kernels then cost one failed zstd pass and no decode on read.
     let limit = data.len() - data.len() / 32;
@@ -106,9 +110,19 @@ pub fn encode_with_id(id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Com
         && looks_compressible(data, compressor)
         && matches!(compressor.compress_to_buffer(data, &mut out), Ok(n) if n < limit);
     if compressed {
-        EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Zstd, payload: out }
+        EncodedChunk {
+            id,
+            raw_len: data.len() as u32,
+            codec: Codec::Zstd,
+            payload: out,
+        }
     } else {
-        EncodedChunk { id, raw_len: data.len() as u32, codec: Codec::Raw, payload: data.to_vec() }
+        EncodedChunk {
+            id,
+            raw_len: data.len() as u32,
+            codec: Codec::Raw,
+            payload: data.to_vec(),
+        }
     }
 }
 
@@ -131,15 +145,22 @@ pub fn new_compressor() -> zstd::bulk::Compressor<'static> {
 }
 
 /// Turn a record payload back into the chunk's bytes and check its BLAKE3.
-pub fn decode(id: &ChunkId, loc: &Location, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+pub fn decode(
+    id: &ChunkId,
+    loc: &Location,
+    payload: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
     let data = match loc.codec {
         Codec::Raw => payload.to_vec(),
-        Codec::Zstd => {
-            zstd::bulk::decompress(payload, loc.raw_len as usize).map_err(|e| format!("zstd payload does not decode: {e}"))?
-        }
+        Codec::Zstd => zstd::bulk::decompress(payload, loc.raw_len as usize)
+            .map_err(|e| format!("zstd payload does not decode: {e}"))?,
     };
     if data.len() != loc.raw_len as usize {
-        return Err(format!("decoded to {} bytes, expected {}", data.len(), loc.raw_len));
+        return Err(format!(
+            "decoded to {} bytes, expected {}",
+            data.len(),
+            loc.raw_len
+        ));
     }
     let actual = ChunkId::of(&data);
     if actual != *id {
@@ -164,9 +185,20 @@ impl PackWriter {
         let path = name.path(packs_dir);
         let dir = path.parent().expect("pack path has a parent");
         fs::create_dir_all(dir).at(dir)?;
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
         file.write_all(PACK_MAGIC).at(&path)?;
-        Ok(PackWriter { name, path, file, len: PACK_MAGIC.len() as u64, synced_len: 0, dir_synced: false })
+        Ok(PackWriter {
+            name,
+            path,
+            file,
+            len: PACK_MAGIC.len() as u64,
+            synced_len: 0,
+            dir_synced: false,
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -231,7 +263,16 @@ pub fn read_payload(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>>
     let mut buf = vec![0u8; loc.stored_len as usize];
     file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            Error::io(path, io::Error::new(io::ErrorKind::UnexpectedEof, format!("pack is shorter than the index says (record at {})", loc.offset)))
+            Error::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "pack is shorter than the index says (record at {})",
+                        loc.offset
+                    ),
+                ),
+            )
         } else {
             Error::io(path, e)
         }
@@ -274,7 +315,16 @@ pub fn scan(path: &Path, name: PackName) -> Result<(Vec<ScannedRecord>, Option<S
         if offset + stored_len as u64 > size {
             return Ok((out, Some(format!("torn record payload at {pos}"))));
         }
-        out.push(ScannedRecord { id, loc: Location { pack: name, offset, stored_len, raw_len, codec } });
+        out.push(ScannedRecord {
+            id,
+            loc: Location {
+                pack: name,
+                offset,
+                stored_len,
+                raw_len,
+                codec,
+            },
+        });
         pos = offset + stored_len as u64;
     }
     Ok((out, None))

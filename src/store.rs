@@ -43,17 +43,12 @@ const READ_AHEAD_CHUNKS: usize = 8;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 1024 * 1024;
 
+#[derive(Default)]
 pub struct OpenOptions {
     /// Create the store (directory, FORMAT, index) if it does not exist.
     pub create: bool,
     /// Artifacts live in a namespace ("" by default); chunks are shared by all.
     pub namespace: String,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions { create: false, namespace: String::new() }
-    }
 }
 
 pub struct Store {
@@ -119,7 +114,10 @@ impl Store {
         }
         let host = HostLock::acquire(root)?;
         let index = Index::open(&root.join("index.sqlite"))?;
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
         let core = Arc::new(StoreCore {
             root: root.to_owned(),
             packs_dir: root.join("packs"),
@@ -130,7 +128,13 @@ impl Store {
             pending: Mutex::new(HashMap::new()),
             pack_files: Mutex::new(HashMap::new()),
         });
-        Ok(Store { pool: Pool::start(workers, Arc::downgrade(&core)), core, ns: opts.namespace, workers, _host: host })
+        Ok(Store {
+            pool: Pool::start(workers, Arc::downgrade(&core)),
+            core,
+            ns: opts.namespace,
+            workers,
+            _host: host,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -194,7 +198,12 @@ impl Store {
     }
 
     /// Store one file from disk (streamed: memory does not grow with size).
-    pub fn stage_path(&self, path: &Path, file_name: String, progress: &Progress) -> Result<StagedFile> {
+    pub fn stage_path(
+        &self,
+        path: &Path,
+        file_name: String,
+        progress: &Progress,
+    ) -> Result<StagedFile> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         if !before.is_file() {
@@ -238,11 +247,16 @@ impl Store {
                 mode: before.permissions().mode() & 0o7777,
                 mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
             };
-            let hash = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let hash = reader
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
             w.finish_hashed(self, meta, hash)
         })?;
         let after = fs::metadata(path).at(path)?;
-        if after.len() != staged.meta.size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
+        if after.len() != staged.meta.size
+            || after.mtime() != before.mtime()
+            || after.mtime_nsec() != before.mtime_nsec()
+        {
             return Err(Error::ChangedWhileReading(path.to_owned()));
         }
         Ok(staged)
@@ -250,7 +264,12 @@ impl Store {
 
     /// `put`: store files (a directory's regular files, non-recursively) as
     /// artifact `name`, replacing an earlier one atomically.
-    pub fn put(&self, name: &str, paths: &[PathBuf], progress_label: Option<&str>) -> Result<PutReport> {
+    pub fn put(
+        &self,
+        name: &str,
+        paths: &[PathBuf],
+        progress_label: Option<&str>,
+    ) -> Result<PutReport> {
         name::check_artifact(name)?;
         let inputs = collect_inputs(paths)?;
         let total: u64 = inputs.iter().map(|(_, _, len)| len).sum();
@@ -312,8 +331,11 @@ impl Store {
             offset: span.offset,
             why,
         };
-        let file = self.pack_file(span.loc.pack).map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
-        let payload = pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
+        let file = self
+            .pack_file(span.loc.pack)
+            .map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
+        let payload =
+            pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
         pack::decode(&span.id, &span.loc, &payload).map_err(corrupt)
     }
 
@@ -357,9 +379,12 @@ impl Store {
                 })
                 .collect();
             for i in 0..n {
-                let c = rxs[i % w]
-                    .recv()
-                    .map_err(|_| Error::io(self.pack_path(r.spans[i].loc.pack), io::Error::other("reader thread exited")))??;
+                let c = rxs[i % w].recv().map_err(|_| {
+                    Error::io(
+                        self.pack_path(r.spans[i].loc.pack),
+                        io::Error::other("reader thread exited"),
+                    )
+                })??;
                 hasher.update(&c);
                 out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
                 progress.inc(c.len() as u64);
@@ -385,17 +410,26 @@ impl Store {
         let files = self.index().list_files(&self.ns, artifact)?;
         fs::create_dir_all(dest).at(dest)?;
         let total = files.iter().map(|f| f.meta.size).sum();
-        let progress = if show_progress { Progress::bytes(total, format!("export {artifact}")) } else { Progress::hidden() };
+        let progress = if show_progress {
+            Progress::bytes(total, format!("export {artifact}"))
+        } else {
+            Progress::hidden()
+        };
         for f in &files {
             let r = self.open_file(artifact, &f.meta.name)?;
             let target = dest.join(&f.meta.name);
             let tmp = dest.join(format!(".{}.deploycache-tmp", f.meta.name));
             let res = (|| -> Result<()> {
-                let mut out = io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
+                let mut out =
+                    io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
                 self.copy_to(&r, &mut out, &progress)?;
-                let out = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
-                out.set_permissions(fs::Permissions::from_mode(f.meta.mode)).at(&tmp)?;
-                let mtime = UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
+                let out = out
+                    .into_inner()
+                    .map_err(|e| Error::io(&tmp, e.into_error()))?;
+                out.set_permissions(fs::Permissions::from_mode(f.meta.mode))
+                    .at(&tmp)?;
+                let mtime =
+                    UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
                 out.set_modified(mtime).at(&tmp)?;
                 out.sync_all().at(&tmp)?;
                 fs::rename(&tmp, &target).at(&target)
@@ -433,18 +467,32 @@ impl Store {
         let totals = self.index().totals()?;
         let mut pack_files = 0;
         let mut pack_bytes = 0;
-        for entry in walkdir::WalkDir::new(&self.packs_dir).min_depth(2).max_depth(2) {
+        for entry in walkdir::WalkDir::new(&self.packs_dir)
+            .min_depth(2)
+            .max_depth(2)
+        {
             let entry = entry.map_err(|e| Error::io(&self.packs_dir, e.into()))?;
-            if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack") {
+            if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack")
+            {
                 pack_files += 1;
-                pack_bytes += entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?.len();
+                pack_bytes += entry
+                    .metadata()
+                    .map_err(|e| Error::io(entry.path(), e.into()))?
+                    .len();
             }
         }
         let mut index_bytes = 0;
         for f in ["index.sqlite", "index.sqlite-wal"] {
-            index_bytes += fs::metadata(self.root.join(f)).map(|m| m.len()).unwrap_or(0);
+            index_bytes += fs::metadata(self.root.join(f))
+                .map(|m| m.len())
+                .unwrap_or(0);
         }
-        Ok(Stats { totals, pack_files, pack_bytes, index_bytes })
+        Ok(Stats {
+            totals,
+            pack_files,
+            pack_bytes,
+            index_bytes,
+        })
     }
 }
 
@@ -455,7 +503,12 @@ impl StoreCore {
 
     /// Dedupe one chunk against this process's packs and the index, and
     /// store it if nobody has it. Runs on the worker threads.
-    fn store_chunk(&self, id: ChunkId, data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Outcome> {
+    fn store_chunk(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+        compressor: &mut zstd::bulk::Compressor<'static>,
+    ) -> Result<Outcome> {
         if let Some(loc) = lock(&self.pending).get(&id) {
             return Ok(Outcome::Stored(*loc));
         }
@@ -474,7 +527,10 @@ impl StoreCore {
     }
 
     fn append(&self, writer: &mut Option<PackWriter>, e: &EncodedChunk) -> Result<Location> {
-        if writer.as_ref().is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE) {
+        if writer
+            .as_ref()
+            .is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE)
+        {
             // Seal: the full pack is fsynced on a thread of its own so that
             // writeback overlaps the next pack's hashing and compression;
             // commits wait for it in `sync_for`.
@@ -495,15 +551,26 @@ impl StoreCore {
         let sealing: Vec<_> = lock(&self.sealing).drain(..).collect();
         let mut first_err = None;
         for (name, h) in sealing {
-            let res = h.join().unwrap_or_else(|_| Err(Error::io(&self.packs_dir, io::Error::other("pack sync thread panicked"))));
+            let res = h.join().unwrap_or_else(|_| {
+                Err(Error::io(
+                    &self.packs_dir,
+                    io::Error::other("pack sync thread panicked"),
+                ))
+            });
             if let Err(e) = res {
                 lock(&self.failed_packs).insert(name);
                 first_err.get_or_insert(e);
             }
         }
-        if new_chunks.iter().any(|(_, l)| lock(&self.failed_packs).contains(&l.pack)) {
+        if new_chunks
+            .iter()
+            .any(|(_, l)| lock(&self.failed_packs).contains(&l.pack))
+        {
             return Err(first_err.unwrap_or_else(|| {
-                Error::io(&self.packs_dir, io::Error::other("a pack holding this file's chunks could not be synced"))
+                Error::io(
+                    &self.packs_dir,
+                    io::Error::other("a pack holding this file's chunks could not be synced"),
+                )
             }));
         }
         let mut writer = lock(&self.writer);
@@ -514,7 +581,6 @@ impl StoreCore {
         }
         Ok(())
     }
-
 }
 
 /// Totals for `stats`.
@@ -571,14 +637,24 @@ impl FileWriter {
     pub fn finish(mut self, store: &Store, meta: FileMeta) -> Result<StagedFile> {
         let hash = match self.hasher.take() {
             Some(h) => FileHash(*h.finalize().as_bytes()),
-            None => return Err(Error::io(&store.packs_dir, io::Error::other("FileWriter without a hash: use finish_hashed"))),
+            None => {
+                return Err(Error::io(
+                    &store.packs_dir,
+                    io::Error::other("FileWriter without a hash: use finish_hashed"),
+                ))
+            }
         };
         self.finish_hashed(store, meta, hash)
     }
 
     /// Like [`FileWriter::finish`], for a writer made with
     /// [`Store::file_writer_unhashed`] whose caller hashed the bytes.
-    pub fn finish_hashed(mut self, store: &Store, mut meta: FileMeta, hash: FileHash) -> Result<StagedFile> {
+    pub fn finish_hashed(
+        mut self,
+        store: &Store,
+        mut meta: FileMeta,
+        hash: FileHash,
+    ) -> Result<StagedFile> {
         name::check_file(&meta.name)?;
         let FileWriter { chunker, sink, .. } = &mut self;
         chunker.finish(|c| sink.submit(store, c))?;
@@ -611,7 +687,10 @@ struct ChunkSink {
 impl ChunkSink {
     fn submit(&mut self, store: &Store, data: &[u8]) -> Result<()> {
         let (tx, rx) = mpsc::sync_channel(1);
-        store.pool.submit(Job { data: data.to_vec(), reply: tx });
+        store.pool.submit(Job {
+            data: data.to_vec(),
+            reply: tx,
+        });
         self.inflight.push_back(rx);
         while self.inflight.len() > MAX_INFLIGHT_CHUNKS {
             self.complete_one(store)?;
@@ -621,8 +700,12 @@ impl ChunkSink {
 
     /// Take the oldest chunk back from the pool and store it if it is new.
     fn complete_one(&mut self, store: &Store) -> Result<()> {
-        let Some(rx) = self.inflight.pop_front() else { return Ok(()) };
-        let done = rx.recv().map_err(|_| Error::io(&store.packs_dir, io::Error::other("chunk worker exited")))?;
+        let Some(rx) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let done = rx
+            .recv()
+            .map_err(|_| Error::io(&store.packs_dir, io::Error::other("chunk worker exited")))?;
         let (id, len) = (done.id, done.raw_len);
         self.chunks.push((id, len));
         if self.seen.contains_key(&id) {
@@ -682,11 +765,17 @@ impl Pool {
                     let Some(core) = store.upgrade() else { return };
                     let id = ChunkId::of(&job.data);
                     let outcome = core.store_chunk(id, &job.data, &mut compressor);
-                    let _ = job.reply.send(Encoded { id, raw_len: job.data.len() as u32, outcome });
+                    let _ = job.reply.send(Encoded {
+                        id,
+                        raw_len: job.data.len() as u32,
+                        outcome,
+                    });
                 }
             });
         }
-        Pool { jobs: Mutex::new(tx) }
+        Pool {
+            jobs: Mutex::new(tx),
+        }
     }
 
     fn submit(&self, job: Job) {
@@ -745,9 +834,16 @@ impl FileReader {
 
 fn check_format(root: &Path, s: &str) -> Result<()> {
     let found = s.trim();
-    match found.strip_prefix(FORMAT_PREFIX).and_then(|v| v.parse::<u32>().ok()) {
+    match found
+        .strip_prefix(FORMAT_PREFIX)
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         Some(v) if v == index::FORMAT_VERSION => Ok(()),
-        _ => Err(Error::UnsupportedFormat { path: root.to_owned(), found: found.to_owned(), supported: index::FORMAT_VERSION }),
+        _ => Err(Error::UnsupportedFormat {
+            path: root.to_owned(),
+            found: found.to_owned(),
+            supported: index::FORMAT_VERSION,
+        }),
     }
 }
 
@@ -755,7 +851,9 @@ fn init(root: &Path) -> Result<()> {
     fs::create_dir_all(root.join("packs")).at(root)?;
     let tmp = root.join("FORMAT.tmp");
     let mut f = File::create(&tmp).at(&tmp)?;
-    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION).and_then(|_| f.sync_all()).at(&tmp)?;
+    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)
+        .and_then(|_| f.sync_all())
+        .at(&tmp)?;
     fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
     pack::sync_dir(root)
 }
@@ -769,7 +867,11 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
         };
         let n = name::from_os("file name", fname)?;
         if out.iter().any(|(_, m, _)| *m == n) {
-            return Err(Error::InvalidName { kind: "file name", name: n, why: "given twice; file names in an artifact must be unique" });
+            return Err(Error::InvalidName {
+                kind: "file name",
+                name: n,
+                why: "given twice; file names in an artifact must be unique",
+            });
         }
         out.push((p, n, md.len()));
         Ok(())
@@ -811,7 +913,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Map `f` over `items` on up to `workers` threads, keeping order.
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     par_map_with(items, workers, || (), |_, t| f(t))
 }
 

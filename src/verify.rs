@@ -24,7 +24,10 @@ pub struct Report {
 }
 
 pub fn verify(store: &Store, full: bool, show_progress: bool) -> Result<Report> {
-    let mut report = Report { problems: store.index().check_consistency()?, ..Report::default() };
+    let mut report = Report {
+        problems: store.index().check_consistency()?,
+        ..Report::default()
+    };
     let packs = store.index().packs()?;
     report.packs = packs.len() as u64;
     let mut work = Vec::new();
@@ -36,12 +39,20 @@ pub fn verify(store: &Store, full: bool, show_progress: bool) -> Result<Report> 
             Ok(m) => m.len(),
             Err(e) => {
                 if !chunks.is_empty() {
-                    report.problems.push(format!("pack {} is missing ({e}); it holds {} chunks{}", path.display(), chunks.len(), users(store, &chunks[0].0)));
+                    report.problems.push(format!(
+                        "pack {} is missing ({e}); it holds {} chunks{}",
+                        path.display(),
+                        chunks.len(),
+                        users(store, &chunks[0].0)
+                    ));
                 }
                 continue;
             }
         };
-        if let Some((id, loc)) = chunks.iter().find(|(_, l)| l.offset + l.stored_len as u64 > size) {
+        if let Some((id, loc)) = chunks
+            .iter()
+            .find(|(_, l)| l.offset + l.stored_len as u64 > size)
+        {
             report.problems.push(format!(
                 "pack {} is {size} bytes, but chunk {id} ends at {}{}",
                 path.display(),
@@ -53,12 +64,18 @@ pub fn verify(store: &Store, full: bool, show_progress: bool) -> Result<Report> 
         work.push((*p, path, chunks));
     }
     if full {
-        let progress = if show_progress { Progress::bytes(total, "verify") } else { Progress::hidden() };
+        let progress = if show_progress {
+            Progress::bytes(total, "verify")
+        } else {
+            Progress::hidden()
+        };
         for (_, path, chunks) in &work {
             let file = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    report.problems.push(format!("pack {}: {e}", path.display()));
+                    report
+                        .problems
+                        .push(format!("pack {}: {e}", path.display()));
                     continue;
                 }
             };
@@ -86,9 +103,16 @@ pub fn verify(store: &Store, full: bool, show_progress: bool) -> Result<Report> 
         progress.finish();
     }
     let known: HashSet<PackName> = packs.into_iter().collect();
-    for entry in walkdir::WalkDir::new(store.root().join("packs")).min_depth(2).max_depth(2).into_iter().flatten() {
+    for entry in walkdir::WalkDir::new(store.root().join("packs"))
+        .min_depth(2)
+        .max_depth(2)
+        .into_iter()
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy();
-        let Some(stem) = name.strip_suffix(".pack") else { continue };
+        let Some(stem) = name.strip_suffix(".pack") else {
+            continue;
+        };
         if PackName::parse(stem).is_some_and(|p| !known.contains(&p)) {
             report.unindexed_packs += 1;
             report.unindexed_pack_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -101,8 +125,16 @@ fn users(store: &Store, id: &crate::id::ChunkId) -> String {
     match store.index().chunk_users(id) {
         Ok(u) if u.is_empty() => "; no file uses it".into(),
         Ok(u) => {
-            let list: Vec<String> = u.iter().take(5).map(|(a, f, o)| format!("{a}/{f} at offset {o}")).collect();
-            let more = if u.len() > 5 { format!(" and {} more", u.len() - 5) } else { String::new() };
+            let list: Vec<String> = u
+                .iter()
+                .take(5)
+                .map(|(a, f, o)| format!("{a}/{f} at offset {o}"))
+                .collect();
+            let more = if u.len() > 5 {
+                format!(" and {} more", u.len() - 5)
+            } else {
+                String::new()
+            };
             format!("; used by {}{more}", list.join(", "))
         }
         Err(e) => format!("; (could not list users: {e})"),

@@ -1,2 +1,5 @@
 //! One integration-test binary; modules share the helpers in `common`.
+//! Tests drive the real `deploycache` binary against real stores on disk.
+mod common;
 mod fingerprint;
+mod store;

@@ -1,0 +1,1427 @@
+//! `yaml.load` as PyYAML 3.1x does it on Python 2.7: YAML 1.1 implicit typing
+//! and PyYAML's constructors, on top of `saphyr-parser`.
+//!
+//! Why `saphyr-parser`: it is the maintained successor of yaml-rust (same
+//! authors as yaml-rust2, which now tracks it), it is a pure event parser with
+//! no schema of its own, and its events carry exactly what PyYAML's resolver
+//! needs and serde-based crates throw away: the scalar style (plain vs quoted
+//! vs block), the explicit tag, anchor/alias ids and source positions.
+//!
+//! Invariants:
+//! - Input is bytes: a UTF-16 BOM selects UTF-16, anything else must be UTF-8
+//!   (a UTF-8 BOM is skipped); characters PyYAML 3.x refuses (`#x0`, other
+//!   controls, astral code points, surrogates) are errors, as in the original.
+//! - Only *plain* scalars without a tag, or with the non-specific tag `!` (a
+//!   PyYAML quirk), go through the implicit resolver; quoted and block scalars
+//!   are strings.
+//! - The resolver is PyYAML's regexps, transcribed: bool is exactly
+//!   `yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF`
+//!   (not `y`/`n`), ints include `0b`, `0x`, octal `0755` and base 60 `1:20`,
+//!   floats need a dot (`1.0e+3` is a float, `1e3` a string) or are
+//!   `.inf`/`.nan`, `~`/`null`/empty are null, `2016-09-06` is a timestamp.
+//!   Like Python's `$`, a match may be followed by one final newline.
+//! - Merge keys `<<` (a mapping or a list of mappings) are flattened like
+//!   `SafeConstructor.flatten_mapping`: merged pairs first, earlier mappings in
+//!   a list winning, the mapping's own keys overriding.
+//! - Aliases expand to copies; a recursive alias is an error (json could not
+//!   encode it either); redefining an anchor name is an error, as in PyYAML's
+//!   composer (saphyr allows it, so the names are read back from the source).
+//!   More than one document is an error; an empty stream is `None`.
+//!
+//! Known gaps (documented, not reproduced): PyYAML treats NEL/LS/PS as line
+//! breaks, saphyr (YAML 1.2) does not; a recursive alias in a part of the DEA
+//! that is never hashed loads in PyYAML but fails here; `!!python/object*`
+//! and `!!python/name` tags are refused; where both fail, messages differ.
+
+use super::pyvalue::{BigInt, Dict, Value};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// A YAML problem at a 1-based line and column of the decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// Deepest nesting accepted; CPython's recursion limit stops the original
+/// well before this matters for real files.
+const MAX_DEPTH: usize = 512;
+/// Most nodes that alias expansion may construct (guards against alias bombs).
+const MAX_NODES: usize = 5_000_000;
+
+const TAG_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// Load a single-document YAML stream from bytes, as `yaml.load(open(path))`.
+pub fn load(bytes: &[u8]) -> Result<Value, YamlError> {
+    let text = decode(bytes)?;
+    check_printable(&text)?;
+    let root = compose(&text)?;
+    match root {
+        None => Ok(Value::None),
+        Some(node) => Constructor::default().construct(&node, 0),
+    }
+}
+
+fn err_at(text: &str, byte_pos: usize, message: String) -> YamlError {
+    let before = &text.as_bytes()[..byte_pos.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    YamlError { line, col, message }
+}
+
+fn decode(bytes: &[u8]) -> Result<String, YamlError> {
+    let utf16 = |be: bool| -> Result<String, YamlError> {
+        if !bytes.len().is_multiple_of(2) {
+            return Err(YamlError {
+                line: 1,
+                col: 1,
+                message: "UTF-16 stream has an odd number of bytes (truncated data)".into(),
+            });
+        }
+        let units = bytes.chunks_exact(2).map(|c| {
+            if be {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        });
+        let mut out = String::new();
+        for c in char::decode_utf16(units) {
+            match c {
+                Ok(c) => out.push(c),
+                Err(e) => {
+                    return Err(err_at(
+                        &out,
+                        out.len(),
+                        format!(
+                            "invalid UTF-16: unpaired surrogate 0x{:04x}",
+                            e.unpaired_surrogate()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    };
+    if bytes.starts_with(&[0xff, 0xfe]) {
+        return utf16(false);
+    }
+    if bytes.starts_with(&[0xfe, 0xff]) {
+        return utf16(true);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            // The prefix is valid UTF-8 by construction.
+            let prefix = String::from_utf8_lossy(valid);
+            Err(err_at(
+                &prefix,
+                prefix.len(),
+                format!(
+                    "'utf8' codec can't decode byte 0x{:02x} (file is not UTF-8; save it as UTF-8)",
+                    bytes[e.valid_up_to()]
+                ),
+            ))
+        }
+    }
+}
+
+/// PyYAML 3.x `Reader.check_printable`.
+fn check_printable(text: &str) -> Result<(), YamlError> {
+    for (pos, c) in text.char_indices() {
+        let ok = matches!(c,
+            '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}');
+        if !ok {
+            return Err(err_at(
+                text,
+                pos,
+                format!(
+                    "unacceptable character #x{:04x}: special characters are not allowed",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- composing
+
+#[derive(Debug)]
+struct Node {
+    tag: Option<String>,
+    line: usize,
+    col: usize,
+    kind: NodeKind,
+}
+
+#[derive(Debug)]
+enum NodeKind {
+    Scalar { value: String, plain: bool },
+    Seq(Vec<Rc<Node>>),
+    Map(Vec<(Rc<Node>, Rc<Node>)>),
+}
+
+enum Frame {
+    Seq {
+        node: Node,
+        anchor: usize,
+        items: Vec<Rc<Node>>,
+    },
+    Map {
+        node: Node,
+        anchor: usize,
+        pairs: Vec<(Rc<Node>, Rc<Node>)>,
+        key: Option<Rc<Node>>,
+    },
+}
+
+/// The anchor name in node properties starting at `props` (`&name`, possibly
+/// after a tag: `!!str &name`).
+fn anchor_name_at(props: &str) -> Option<&str> {
+    let mut rest = props;
+    if rest.starts_with('!') {
+        let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    let name = rest.strip_prefix('&')?;
+    let end = name
+        .find(|c: char| c.is_whitespace() || ",[]{}".contains(c))
+        .unwrap_or(name.len());
+    Some(&name[..end])
+}
+
+fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
+    tag.map(|t| format!("{}{}", t.handle, t.suffix))
+}
+
+fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Rc<Node>> = HashMap::new();
+    let mut open_anchors: HashSet<usize> = HashSet::new();
+    let mut root: Option<Rc<Node>> = None;
+    let mut documents = 0usize;
+    // Anchor names seen in the document, with where they were first defined.
+    let mut anchor_names: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut char_offsets: Option<Vec<usize>> = None;
+    let at = |span: &Span, message: String| YamlError {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+        message,
+    };
+    loop {
+        let (event, span) = match parser.next_event() {
+            None => break,
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                return Err(YamlError {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                    message: e.info().to_owned(),
+                })
+            }
+        };
+        let is_seq_start = matches!(event, Event::SequenceStart(..));
+        let defined_anchor = match &event {
+            Event::Scalar(_, _, anchor, _)
+            | Event::SequenceStart(anchor, _)
+            | Event::MappingStart(anchor, _) => *anchor,
+            _ => 0,
+        };
+        let complete: Option<(Rc<Node>, usize)> = match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(at(
+                        &span,
+                        "expected a single document in the stream, but found another document"
+                            .into(),
+                    ));
+                }
+                anchors.clear();
+                None
+            }
+            Event::Alias(id) => {
+                if open_anchors.contains(&id) {
+                    return Err(at(
+                        &span,
+                        "recursive alias: the value contains itself (json cannot encode it)".into(),
+                    ));
+                }
+                match anchors.get(&id) {
+                    Some(node) => Some((Rc::clone(node), 0)),
+                    None => return Err(at(&span, "found undefined alias".into())),
+                }
+            }
+            Event::Scalar(value, style, anchor, tag) => Some((
+                Rc::new(Node {
+                    tag: tag_string(tag.as_deref()),
+                    line: span.start.line(),
+                    col: span.start.col() + 1,
+                    kind: NodeKind::Scalar {
+                        value: value.into_owned(),
+                        plain: style == ScalarStyle::Plain,
+                    },
+                }),
+                anchor,
+            )),
+            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(at(
+                        &span,
+                        format!("collections nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                if anchor > 0 {
+                    open_anchors.insert(anchor);
+                }
+                let node = Node {
+                    tag: tag_string(tag.as_deref()),
+                    line: span.start.line(),
+                    col: span.start.col() + 1,
+                    kind: NodeKind::Seq(Vec::new()),
+                };
+                stack.push(if is_seq_start {
+                    Frame::Seq {
+                        node,
+                        anchor,
+                        items: Vec::new(),
+                    }
+                } else {
+                    Frame::Map {
+                        node,
+                        anchor,
+                        pairs: Vec::new(),
+                        key: None,
+                    }
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    mut node,
+                    anchor,
+                    items,
+                }) => {
+                    node.kind = NodeKind::Seq(items);
+                    Some((Rc::new(node), anchor))
+                }
+                Some(Frame::Map {
+                    mut node,
+                    anchor,
+                    pairs,
+                    ..
+                }) => {
+                    node.kind = NodeKind::Map(pairs);
+                    Some((Rc::new(node), anchor))
+                }
+                None => return Err(at(&span, "unbalanced collection end".into())),
+            },
+        };
+        if defined_anchor > 0 {
+            // PyYAML's composer refuses to redefine an anchor within a document.
+            let offsets =
+                char_offsets.get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+            let byte = offsets
+                .get(span.start.index())
+                .copied()
+                .unwrap_or(text.len());
+            if let Some(name) = anchor_name_at(&text[byte..]) {
+                let here = (span.start.line(), span.start.col() + 1);
+                if let Some(first) = anchor_names.insert(name.to_owned(), here) {
+                    return Err(at(
+                        &span,
+                        format!(
+                            "found duplicate anchor {name:?}; first occurrence at line {}, column {}",
+                            first.0, first.1
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some((node, anchor)) = complete {
+            if anchor > 0 {
+                open_anchors.remove(&anchor);
+                anchors.insert(anchor, Rc::clone(&node));
+            }
+            match stack.last_mut() {
+                Some(Frame::Seq { items, .. }) => items.push(node),
+                Some(Frame::Map { pairs, key, .. }) => match key.take() {
+                    Some(k) => pairs.push((k, node)),
+                    None => *key = Some(node),
+                },
+                None => root = Some(node),
+            }
+        }
+    }
+    Ok(root)
+}
+
+// ---------------------------------------------------------------- resolving
+
+/// The tag PyYAML's resolver gives a plain scalar (full `tag:yaml.org,2002:…`).
+pub fn resolve_plain(value: &str) -> &'static str {
+    let v = value.strip_suffix('\n').unwrap_or(value);
+    let candidates = [value, v];
+    let any = |f: fn(&[u8]) -> bool| candidates.iter().any(|c| f(c.as_bytes()));
+    if any(is_bool) {
+        "tag:yaml.org,2002:bool"
+    } else if any(is_float) {
+        "tag:yaml.org,2002:float"
+    } else if any(is_int) {
+        "tag:yaml.org,2002:int"
+    } else if any(|s| s == b"<<") {
+        "tag:yaml.org,2002:merge"
+    } else if any(|s| matches!(s, b"~" | b"null" | b"Null" | b"NULL" | b"")) {
+        "tag:yaml.org,2002:null"
+    } else if any(is_timestamp) {
+        "tag:yaml.org,2002:timestamp"
+    } else if any(|s| s == b"=") {
+        "tag:yaml.org,2002:value"
+    } else {
+        "tag:yaml.org,2002:str"
+    }
+}
+
+fn is_bool(s: &[u8]) -> bool {
+    matches!(
+        s,
+        b"yes"
+            | b"Yes"
+            | b"YES"
+            | b"no"
+            | b"No"
+            | b"NO"
+            | b"true"
+            | b"True"
+            | b"TRUE"
+            | b"false"
+            | b"False"
+            | b"FALSE"
+            | b"on"
+            | b"On"
+            | b"ON"
+            | b"off"
+            | b"Off"
+            | b"OFF"
+    )
+}
+
+/// Consume `pred`-matching bytes from `s[i..]`, returning the new index.
+fn span_of(s: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    while i < s.len() && pred(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn digit_(b: u8) -> bool {
+    b.is_ascii_digit() || b == b'_'
+}
+
+fn skip_sign(s: &[u8]) -> usize {
+    usize::from(matches!(s.first(), Some(b'-' | b'+')))
+}
+
+/// `(?::[0-5]?[0-9])+` starting at `i`; returns the end or `None`.
+fn base60_tail(s: &[u8], mut i: usize) -> Option<usize> {
+    let mut groups = 0;
+    while i < s.len() && s[i] == b':' {
+        let a = *s.get(i + 1)?;
+        if !a.is_ascii_digit() {
+            return None;
+        }
+        match s.get(i + 2) {
+            Some(b) if b.is_ascii_digit() && a <= b'5' => i += 3,
+            _ => i += 2,
+        }
+        groups += 1;
+    }
+    (groups > 0).then_some(i)
+}
+
+/// `(?:[eE][-+][0-9]+)?` at `i`.
+fn exponent(s: &[u8], i: usize) -> usize {
+    if i < s.len() && matches!(s[i], b'e' | b'E') {
+        if let Some(b'-' | b'+') = s.get(i + 1) {
+            let end = span_of(s, i + 2, |b| b.is_ascii_digit());
+            if end > i + 2 {
+                return end;
+            }
+        }
+    }
+    i
+}
+
+fn is_float(s: &[u8]) -> bool {
+    let n = s.len();
+    let signed = skip_sign(s);
+    // [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    if s.get(signed).is_some_and(u8::is_ascii_digit) {
+        let i = span_of(s, signed + 1, digit_);
+        if s.get(i) == Some(&b'.') {
+            let j = span_of(s, i + 1, digit_);
+            if exponent(s, j) == n {
+                return true;
+            }
+        }
+        // [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        if let Some(j) = base60_tail(s, i) {
+            if s.get(j) == Some(&b'.') && span_of(s, j + 1, digit_) == n {
+                return true;
+            }
+        }
+    }
+    // \.[0-9_]+(?:[eE][-+][0-9]+)?
+    if s.first() == Some(&b'.') {
+        let j = span_of(s, 1, digit_);
+        if j > 1 && exponent(s, j) == n {
+            return true;
+        }
+    }
+    // [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+    matches!(&s[signed..], b".inf" | b".Inf" | b".INF") || matches!(s, b".nan" | b".NaN" | b".NAN")
+}
+
+fn is_int(s: &[u8]) -> bool {
+    let n = s.len();
+    let r = &s[skip_sign(s)..];
+    let all =
+        |from: usize, pred: fn(u8) -> bool| r.len() > from && r[from..].iter().all(|&b| pred(b));
+    if r.starts_with(b"0b") {
+        return all(2, |b| matches!(b, b'0' | b'1' | b'_'));
+    }
+    if r.starts_with(b"0x") {
+        return all(2, |b| b.is_ascii_hexdigit() || b == b'_');
+    }
+    if r == b"0" {
+        return true;
+    }
+    if r.first() == Some(&b'0') {
+        return all(1, |b| matches!(b, b'0'..=b'7' | b'_'));
+    }
+    if r.first().is_some_and(|b| (b'1'..=b'9').contains(b)) {
+        let i = span_of(s, n - r.len() + 1, digit_);
+        return i == n || base60_tail(s, i) == Some(n);
+    }
+    false
+}
+
+fn is_timestamp(s: &[u8]) -> bool {
+    let d = |i: usize| s.get(i).is_some_and(u8::is_ascii_digit);
+    if !(d(0) && d(1) && d(2) && d(3) && s.get(4) == Some(&b'-')) {
+        return false;
+    }
+    // [0-9]{4}-[0-9][0-9]-[0-9][0-9]
+    if s.len() == 10 && d(5) && d(6) && s[7] == b'-' && d(8) && d(9) {
+        return true;
+    }
+    parse_timestamp_fields(s, false).is_some()
+}
+
+/// Fields of a timestamp. `loose` is the constructor's regexp (which also
+/// allows a date with one-digit month/day); otherwise the resolver's second
+/// alternative (date and time).
+struct Timestamp {
+    year: u32,
+    month: u32,
+    day: u32,
+    time: Option<(u32, u32, u32, u32, i64)>, // h, m, s, microseconds, tz offset minutes
+}
+
+fn parse_timestamp_fields(s: &[u8], loose: bool) -> Option<Timestamp> {
+    let num =
+        |a: usize, b: usize| -> Option<u32> { std::str::from_utf8(&s[a..b]).ok()?.parse().ok() };
+    let digits_1_2 = |i: usize| -> Option<usize> {
+        let j = span_of(s, i, |b| b.is_ascii_digit());
+        (j > i && j - i <= 2).then_some(j)
+    };
+    let year = num(0, 4)?;
+    let i = 5;
+    let j = digits_1_2(i)?;
+    let month = num(i, j)?;
+    if s.get(j) != Some(&b'-') {
+        return None;
+    }
+    let k = digits_1_2(j + 1)?;
+    let day = num(j + 1, k)?;
+    if k == s.len() {
+        return loose.then_some(Timestamp {
+            year,
+            month,
+            day,
+            time: None,
+        });
+    }
+    // (?:[Tt]|[ \t]+)
+    let mut p = k;
+    if matches!(s[p], b'T' | b't') {
+        p += 1;
+    } else {
+        let q = span_of(s, p, |b| b == b' ' || b == b'\t');
+        if q == p {
+            return None;
+        }
+        p = q;
+    }
+    let hq = digits_1_2(p)?;
+    let hour = num(p, hq)?;
+    let two = |i: usize| -> Option<u32> {
+        (s.get(i) == Some(&b':')
+            && s.get(i + 1)?.is_ascii_digit()
+            && s.get(i + 2)?.is_ascii_digit())
+        .then(|| num(i + 1, i + 3))
+        .flatten()
+    };
+    let minute = two(hq)?;
+    let second = two(hq + 3)?;
+    p = hq + 6;
+    let mut micros = 0u32;
+    if s.get(p) == Some(&b'.') {
+        let q = span_of(s, p + 1, |b| b.is_ascii_digit());
+        let mut frac: String = std::str::from_utf8(&s[p + 1..q])
+            .ok()?
+            .chars()
+            .take(6)
+            .collect();
+        while frac.len() < 6 {
+            frac.push('0');
+        }
+        micros = frac.parse().ok()?;
+        p = q;
+    }
+    let mut tz = 0i64;
+    if p < s.len() {
+        let q = span_of(s, p, |b| b == b' ' || b == b'\t');
+        match s.get(q) {
+            Some(b'Z') if q + 1 == s.len() => {}
+            Some(&sign @ (b'-' | b'+')) => {
+                let hh = digits_1_2(q + 1)?;
+                let th = i64::from(num(q + 1, hh)?);
+                let mut end = hh;
+                let mut tm = 0i64;
+                if s.get(hh) == Some(&b':') {
+                    if !(s.get(hh + 1)?.is_ascii_digit() && s.get(hh + 2)?.is_ascii_digit()) {
+                        return None;
+                    }
+                    tm = i64::from(num(hh + 1, hh + 3)?);
+                    end = hh + 3;
+                }
+                if end != s.len() {
+                    return None;
+                }
+                tz = (th * 60 + tm) * if sign == b'-' { -1 } else { 1 };
+            }
+            _ => return None,
+        }
+    }
+    Some(Timestamp {
+        year,
+        month,
+        day,
+        time: Some((hour, minute, second, micros, tz)),
+    })
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// `construct_yaml_timestamp`: a `datetime.date`/`datetime.datetime` repr, or
+/// the ValueError Python raises for an impossible date.
+fn construct_timestamp(value: &str) -> Result<String, String> {
+    let s = value.strip_suffix('\n').unwrap_or(value).as_bytes();
+    let ts =
+        parse_timestamp_fields(s, true).ok_or_else(|| format!("{value:?} is not a timestamp"))?;
+    if !(1..=9999).contains(&ts.year) {
+        return Err(format!("year {} is out of range", ts.year));
+    }
+    if !(1..=12).contains(&ts.month) {
+        return Err("month must be in 1..12".into());
+    }
+    if ts.day < 1 || ts.day > days_in_month(ts.year, ts.month) {
+        return Err("day is out of range for month".into());
+    }
+    match ts.time {
+        None => Ok(format!(
+            "datetime.date({}, {}, {})",
+            ts.year, ts.month, ts.day
+        )),
+        Some((h, m, sec, us, _tz)) => {
+            if h > 23 {
+                return Err("hour must be in 0..23".into());
+            }
+            if m > 59 {
+                return Err("minute must be in 0..59".into());
+            }
+            if sec > 59 {
+                return Err("second must be in 0..59".into());
+            }
+            Ok(format!(
+                "datetime.datetime({}, {}, {}, {h}, {m}, {sec}, {us})",
+                ts.year, ts.month, ts.day
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- constructing
+
+/// Python's `str.strip()` whitespace for `int()`/`float()` arguments.
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
+/// Python 2 `int(s, radix)`.
+fn py_int(s: &str, radix: u32) -> Option<BigInt> {
+    let s = py_strip(s);
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let prefix = match radix {
+        16 => Some(["0x", "0X"]),
+        8 => Some(["0o", "0O"]),
+        2 => Some(["0b", "0B"]),
+        _ => None,
+    };
+    if let Some(prefixes) = prefix {
+        for p in prefixes {
+            if let Some(r) = rest.strip_prefix(p) {
+                rest = r;
+                break;
+            }
+        }
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut v = BigInt::zero();
+    for c in rest.chars() {
+        v.mul_add(radix, c.to_digit(radix)?);
+    }
+    Some(if neg { v.negate() } else { v })
+}
+
+/// Python 2 `float(s)`.
+fn py_float(s: &str) -> Option<f64> {
+    let s = py_strip(s);
+    if s.contains('_') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `SafeConstructor.construct_yaml_int`.
+fn construct_int(raw: &str) -> Result<BigInt, String> {
+    let fail = || format!("invalid literal for int(): {raw:?}");
+    if !raw.is_ascii() {
+        return Err(fail());
+    }
+    let value: String = raw.chars().filter(|&c| c != '_').collect();
+    let first = *value.as_bytes().first().ok_or_else(fail)?;
+    let negative = first == b'-';
+    let v = if matches!(first, b'+' | b'-') {
+        &value[1..]
+    } else {
+        &value[..]
+    };
+    let apply = |x: BigInt| if negative { x.negate() } else { x };
+    if v == "0" {
+        return Ok(BigInt::zero());
+    }
+    let parsed = if let Some(rest) = v.strip_prefix("0b") {
+        py_int(rest, 2)
+    } else if let Some(rest) = v.strip_prefix("0x") {
+        py_int(rest, 16)
+    } else if v.starts_with('0') {
+        py_int(v, 8)
+    } else if v.contains(':') {
+        sexagesimal_int(v)
+    } else {
+        py_int(v, 10)
+    };
+    parsed.map(apply).ok_or_else(fail)
+}
+
+/// `1:20` = 1*60 + 20, each part parsed by `int()`.
+fn sexagesimal_int(v: &str) -> Option<BigInt> {
+    let parts: Vec<BigInt> = v.split(':').map(|p| py_int(p, 10)).collect::<Option<_>>()?;
+    let small: Option<Vec<u32>> = parts[1..]
+        .iter()
+        .map(|p| {
+            let s = p.to_string();
+            s.parse::<u32>().ok().filter(|&x| x < 1_000_000_000)
+        })
+        .collect();
+    match (small, parts[0] >= BigInt::zero()) {
+        (Some(small), true) => {
+            let mut acc = parts[0].clone();
+            for d in small {
+                acc.mul_add(60, 0);
+                acc.add_magnitude(&BigInt::from_i64(i64::from(d)));
+            }
+            Some(acc)
+        }
+        _ => {
+            // Negative or huge parts only arise from explicit `!!int`; do it in i128.
+            let mut acc: i128 = 0;
+            for p in &parts {
+                let p: i128 = p.to_string().parse().ok()?;
+                acc = acc.checked_mul(60)?.checked_add(p)?;
+            }
+            let mut out = BigInt::zero();
+            for c in acc.unsigned_abs().to_string().chars() {
+                out.mul_add(10, c.to_digit(10)?);
+            }
+            Some(if acc < 0 { out.negate() } else { out })
+        }
+    }
+}
+
+/// `SafeConstructor.construct_yaml_float`.
+fn construct_float(raw: &str) -> Result<f64, String> {
+    let fail = || format!("invalid literal for float(): {raw:?}");
+    let value: String = raw
+        .chars()
+        .filter(|&c| c != '_')
+        .collect::<String>()
+        .to_lowercase();
+    let first = *value.as_bytes().first().ok_or_else(fail)?;
+    let sign = if first == b'-' { -1.0 } else { 1.0 };
+    let v = if matches!(first, b'+' | b'-') {
+        &value[1..]
+    } else {
+        &value[..]
+    };
+    if v == ".inf" {
+        return Ok(sign * f64::INFINITY);
+    }
+    if v == ".nan" {
+        return Ok(f64::NAN);
+    }
+    if v.contains(':') {
+        let mut digits: Vec<f64> = v
+            .split(':')
+            .map(py_float)
+            .collect::<Option<_>>()
+            .ok_or_else(fail)?;
+        digits.reverse();
+        let mut base = 1.0f64;
+        let mut acc = 0.0f64;
+        for d in digits {
+            acc += d * base;
+            base *= 60.0;
+        }
+        return Ok(sign * acc);
+    }
+    py_float(v).map(|f| sign * f).ok_or_else(fail)
+}
+
+/// Python 2 `str(value).decode('base64')` (binascii.a2b_base64).
+fn decode_base64(value: &str) -> Result<Vec<u8>, String> {
+    if !value.is_ascii() {
+        return Err("non-ASCII character in base64 data".into());
+    }
+    let sextet = |b: u8| -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => u32::from(b - b'A'),
+            b'a'..=b'z' => u32::from(b - b'a') + 26,
+            b'0'..=b'9' => u32::from(b - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let (mut acc, mut bits, mut quad) = (0u32, 0u32, 0u32);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'=' {
+            let next_valid = bytes[i + 1..]
+                .iter()
+                .find(|&&c| c == b'=' || sextet(c).is_some());
+            if quad < 2 || (quad == 2 && next_valid != Some(&b'=')) {
+                continue;
+            }
+            bits = 0;
+            quad = 0;
+            break;
+        }
+        let Some(v) = sextet(b) else { continue };
+        quad = (quad + 1) % 4;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bits != 0 || quad != 0 {
+        return Err("Incorrect padding".into());
+    }
+    Ok(out)
+}
+
+/// A mapping pair after merge flattening; `true` when the key was `=` (a string key).
+type FlatPair = (Rc<Node>, Rc<Node>, bool);
+
+#[derive(Default)]
+struct Constructor {
+    nodes: usize,
+}
+
+fn tag(suffix: &str) -> String {
+    format!("{TAG_PREFIX}{suffix}")
+}
+
+impl Constructor {
+    fn error(node: &Node, message: String) -> YamlError {
+        YamlError {
+            line: node.line,
+            col: node.col,
+            message,
+        }
+    }
+
+    /// The node's effective tag, as PyYAML's composer resolves it.
+    fn node_tag(node: &Node) -> String {
+        match (&node.kind, node.tag.as_deref()) {
+            (NodeKind::Scalar { value, plain }, t) => match t {
+                None if *plain => resolve_plain(value).to_owned(),
+                Some("!") => resolve_plain(value).to_owned(),
+                None => tag("str"),
+                Some(t) => t.to_owned(),
+            },
+            (NodeKind::Seq(_), None | Some("!")) => tag("seq"),
+            (NodeKind::Map(_), None | Some("!")) => tag("map"),
+            (_, Some(t)) => t.to_owned(),
+        }
+    }
+
+    fn scalar(node: &Node) -> Result<&str, YamlError> {
+        match &node.kind {
+            NodeKind::Scalar { value, .. } => Ok(value),
+            NodeKind::Seq(_) => Err(Self::error(
+                node,
+                "expected a scalar node, but found sequence".into(),
+            )),
+            NodeKind::Map(_) => Err(Self::error(
+                node,
+                "expected a scalar node, but found mapping".into(),
+            )),
+        }
+    }
+
+    fn sequence(node: &Node) -> Result<&[Rc<Node>], YamlError> {
+        match &node.kind {
+            NodeKind::Seq(items) => Ok(items),
+            _ => Err(Self::error(
+                node,
+                "expected a sequence node, but found another kind".into(),
+            )),
+        }
+    }
+
+    fn construct(&mut self, node: &Node, depth: usize) -> Result<Value, YamlError> {
+        self.construct_tagged(node, &Self::node_tag(node), depth)
+    }
+
+    fn construct_tagged(
+        &mut self,
+        node: &Node,
+        tag: &str,
+        depth: usize,
+    ) -> Result<Value, YamlError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(Self::error(
+                node,
+                format!("aliases expand to more than {MAX_NODES} nodes"),
+            ));
+        }
+        if depth > MAX_DEPTH {
+            return Err(Self::error(
+                node,
+                format!("values nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        let name = tag.strip_prefix(TAG_PREFIX).unwrap_or("");
+        let fail = |msg: String| Self::error(node, msg);
+        Ok(match name {
+            "null" | "python/none" => {
+                Self::scalar(node)?;
+                Value::None
+            }
+            "bool" | "python/bool" => {
+                let v = Self::scalar(node)?;
+                match v.to_lowercase().as_str() {
+                    "yes" | "true" | "on" => Value::Bool(true),
+                    "no" | "false" | "off" => Value::Bool(false),
+                    _ => return Err(fail(format!("{v:?} is not a boolean (KeyError)"))),
+                }
+            }
+            "int" | "python/int" | "python/long" => {
+                Value::Int(construct_int(Self::scalar(node)?).map_err(fail)?)
+            }
+            "float" | "python/float" => {
+                Value::Float(construct_float(Self::scalar(node)?).map_err(fail)?)
+            }
+            "str" | "python/unicode" => Value::Str(Self::scalar(node)?.to_owned()),
+            "python/str" => {
+                let s = Self::scalar(node)?;
+                if s.is_ascii() {
+                    Value::Str(s.to_owned())
+                } else {
+                    Value::Bytes(s.as_bytes().to_vec())
+                }
+            }
+            "binary" => Value::Bytes(
+                decode_base64(Self::scalar(node)?)
+                    .map_err(|e| fail(format!("failed to decode base64 data: {e}")))?,
+            ),
+            "timestamp" => Value::Unencodable {
+                repr: construct_timestamp(Self::scalar(node)?)
+                    .map_err(|e| fail(format!("invalid timestamp: {e}")))?,
+                hashable: true,
+            },
+            "python/complex" => Value::Unencodable {
+                repr: format!("complex({:?})", Self::scalar(node)?),
+                hashable: true,
+            },
+            "seq" | "python/list" => Value::List(self.construct_items(node, depth)?),
+            "python/tuple" => Value::Tuple(self.construct_items(node, depth)?),
+            "omap" | "pairs" => {
+                let mut out = Vec::new();
+                for item in Self::sequence(node)? {
+                    match &item.kind {
+                        NodeKind::Map(pairs) if pairs.len() == 1 => {
+                            let (k, v) = &pairs[0];
+                            let k = self.construct(k, depth + 1)?;
+                            let v = self.construct(v, depth + 1)?;
+                            out.push(Value::Tuple(vec![k, v]));
+                        }
+                        _ => {
+                            return Err(Self::error(
+                                item,
+                                format!(
+                                    "while constructing an ordered map: expected a single mapping item ({tag})"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                Value::List(out)
+            }
+            "map" | "python/dict" => Value::Dict(self.construct_mapping(node, depth)?),
+            "set" => {
+                let d = self.construct_mapping(node, depth)?;
+                let keys: Vec<String> = d.entries().iter().map(|(k, _)| k.repr()).collect();
+                Value::Unencodable {
+                    repr: format!("set([{}])", keys.join(", ")),
+                    hashable: false,
+                }
+            }
+            _ => {
+                return Err(fail(format!(
+                    "could not determine a constructor for the tag {tag:?}"
+                )))
+            }
+        })
+    }
+
+    fn construct_items(&mut self, node: &Node, depth: usize) -> Result<Vec<Value>, YamlError> {
+        Self::sequence(node)?
+            .iter()
+            .map(|item| self.construct(item, depth + 1))
+            .collect()
+    }
+
+    /// `SafeConstructor.flatten_mapping`: the pairs a mapping node stands for,
+    /// with merge keys expanded and `=` keys retagged as strings.
+    fn flatten(node: &Node, depth: usize) -> Result<Vec<FlatPair>, YamlError> {
+        if depth > MAX_DEPTH {
+            return Err(Self::error(node, "merge keys nested too deeply".into()));
+        }
+        let NodeKind::Map(pairs) = &node.kind else {
+            return Err(Self::error(
+                node,
+                "expected a mapping node, but found another kind".into(),
+            ));
+        };
+        let mut merge = Vec::new();
+        let mut own = Vec::new();
+        for (k, v) in pairs {
+            let key_tag = Self::node_tag(k);
+            if key_tag == tag("merge") {
+                match &v.kind {
+                    NodeKind::Map(_) => merge.extend(Self::flatten(v, depth + 1)?),
+                    NodeKind::Seq(items) => {
+                        let mut sub = Vec::new();
+                        for item in items {
+                            if !matches!(item.kind, NodeKind::Map(_)) {
+                                return Err(Self::error(
+                                    item,
+                                    "while constructing a mapping: expected a mapping for merging"
+                                        .into(),
+                                ));
+                            }
+                            sub.push(Self::flatten(item, depth + 1)?);
+                        }
+                        for pairs in sub.into_iter().rev() {
+                            merge.extend(pairs);
+                        }
+                    }
+                    NodeKind::Scalar { .. } => {
+                        return Err(Self::error(
+                            v,
+                            "while constructing a mapping: expected a mapping or list of mappings for merging"
+                                .into(),
+                        ))
+                    }
+                }
+            } else {
+                own.push((Rc::clone(k), Rc::clone(v), key_tag == tag("value")));
+            }
+        }
+        merge.extend(own);
+        Ok(merge)
+    }
+
+    fn construct_mapping(&mut self, node: &Node, depth: usize) -> Result<Dict, YamlError> {
+        let mut dict = Dict::new();
+        for (k, v, key_is_str) in Self::flatten(node, depth)? {
+            let key = if key_is_str {
+                self.construct_tagged(&k, &tag("str"), depth + 1)?
+            } else {
+                self.construct(&k, depth + 1)?
+            };
+            if !key.is_hashable() {
+                return Err(Self::error(
+                    &k,
+                    format!(
+                        "while constructing a mapping: found unacceptable key (unhashable type: '{}')",
+                        key.type_name()
+                    ),
+                ));
+            }
+            let value = self.construct(&v, depth + 1)?;
+            dict.insert(key, value);
+        }
+        Ok(dict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Value {
+        load(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e:?}"))
+    }
+
+    fn json(s: &str) -> String {
+        super::super::pyjson::dumps(&load_str(s)).unwrap()
+    }
+
+    fn scalar_json(s: &str) -> String {
+        json(&format!("[{s}]"))
+    }
+
+    #[test]
+    fn bools_are_exactly_pyyaml_3_spellings() {
+        for t in [
+            "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON",
+        ] {
+            assert_eq!(scalar_json(t), "[true]", "{t}");
+        }
+        for f in [
+            "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
+        ] {
+            assert_eq!(scalar_json(f), "[false]", "{f}");
+        }
+        for s in ["y", "Y", "n", "N", "yEs", "tRUE", "oN", "nO"] {
+            assert_eq!(scalar_json(s), format!("[\"{s}\"]"), "{s} stays a string");
+        }
+    }
+
+    #[test]
+    fn nulls() {
+        assert_eq!(
+            json("a: ~\nb: null\nc: Null\nd: NULL\ne:\nf: nULL\n"),
+            r#"{"a": null, "b": null, "c": null, "d": null, "e": null, "f": "nULL"}"#
+        );
+        assert_eq!(json(""), "null");
+        assert_eq!(json("# only a comment\n"), "null");
+        assert_eq!(json("a: !!str\n"), r#"{"a": ""}"#);
+    }
+
+    #[test]
+    fn ints_octal_hex_binary_base60() {
+        assert_eq!(scalar_json("0755"), "[493]");
+        assert_eq!(scalar_json("-0755"), "[-493]");
+        assert_eq!(scalar_json("0"), "[0]");
+        assert_eq!(scalar_json("-0"), "[0]");
+        assert_eq!(scalar_json("0x1F"), "[31]");
+        assert_eq!(scalar_json("0b101"), "[5]");
+        assert_eq!(scalar_json("1_000"), "[1000]");
+        assert_eq!(scalar_json("+12"), "[12]");
+        assert_eq!(scalar_json("1:20"), "[80]");
+        assert_eq!(scalar_json("-1:20:30"), "[-4830]");
+        assert_eq!(scalar_json("190:20:30"), "[685230]");
+        assert_eq!(scalar_json("0_"), "[0]");
+        // Not ints: 8 in an octal, minutes >= 60, leading zero in base 60.
+        assert_eq!(scalar_json("0789"), r#"["0789"]"#);
+        assert_eq!(scalar_json("1:60"), r#"["1:60"]"#);
+        assert_eq!(scalar_json("01:20"), r#"["01:20"]"#);
+        assert_eq!(scalar_json("0x"), r#"["0x"]"#);
+        assert_eq!(scalar_json("1__"), "[1]");
+    }
+
+    #[test]
+    fn big_ints_stay_exact() {
+        assert_eq!(
+            scalar_json("123456789012345678901234567890"),
+            "[123456789012345678901234567890]"
+        );
+        assert_eq!(
+            scalar_json("-0x1_0000_0000_0000_0000_0000"),
+            "[-1208925819614629174706176]"
+        );
+        assert_eq!(
+            scalar_json("99999999999999999999:59"),
+            "[5999999999999999999999]"
+        );
+    }
+
+    #[test]
+    fn floats_need_a_dot_and_signed_exponent() {
+        assert_eq!(scalar_json("1.0e+3"), "[1000.0]");
+        assert_eq!(scalar_json("1e3"), r#"["1e3"]"#);
+        assert_eq!(scalar_json("1.0e3"), r#"["1.0e3"]"#);
+        assert_eq!(scalar_json("1.5"), "[1.5]");
+        assert_eq!(scalar_json("1."), "[1.0]");
+        assert_eq!(scalar_json(".5"), "[0.5]");
+        assert_eq!(scalar_json("-.5"), r#"["-.5"]"#);
+        assert_eq!(scalar_json("0.00001"), "[1e-05]");
+        assert_eq!(scalar_json("10000000000000000.0"), "[1e+16]");
+        assert_eq!(scalar_json("1_000.5"), "[1000.5]");
+        assert_eq!(scalar_json("-0.0"), "[-0.0]");
+        assert_eq!(scalar_json("1:20.5"), "[80.5]");
+        assert_eq!(scalar_json("-1:0:30.25"), "[-3630.25]");
+        assert_eq!(scalar_json(".inf"), "[Infinity]");
+        assert_eq!(scalar_json("-.Inf"), "[-Infinity]");
+        assert_eq!(scalar_json("+.INF"), "[Infinity]");
+        assert_eq!(scalar_json(".NaN"), "[NaN]");
+        assert_eq!(scalar_json("-.nan"), r#"["-.nan"]"#);
+        assert_eq!(scalar_json(".Nan"), r#"[".Nan"]"#);
+        assert_eq!(scalar_json("inf"), r#"["inf"]"#);
+    }
+
+    #[test]
+    fn quoted_and_block_scalars_are_never_resolved() {
+        assert_eq!(
+            json("- 'yes'\n- \"0755\"\n- '1.5'\n- \"~\"\n- ''\n- |\n  12\n- >\n  true\n"),
+            r#"["yes", "0755", "1.5", "~", "", "12\n", "true\n"]"#
+        );
+    }
+
+    #[test]
+    fn non_specific_tag_resolves_even_quoted() {
+        // PyYAML's parser marks `!` scalars implicit, so "12" becomes an int.
+        assert_eq!(json("- ! 12\n- ! '12'\n- ! yes\n"), "[12, 12, true]");
+    }
+
+    #[test]
+    fn explicit_tags() {
+        assert_eq!(
+            json("- !!str 12\n- !!int '12'\n- !!float '1e3'\n- !!float 2\n- !!bool 'on'\n- !!null 'x'\n- !!int 0o17\n"),
+            r#"["12", 12, 1000.0, 2.0, true, null, 15]"#
+        );
+        assert!(load(b"- !!bool y\n").is_err(), "bool_values has no 'y'");
+        assert!(load(b"- !!int abc\n").is_err());
+        assert!(load(b"- !!float x\n").is_err());
+        assert!(load(b"- !!str [a]\n").is_err());
+        assert!(load(b"- !custom x\n").is_err());
+        assert!(load(b"- !!python/object:os.system x\n").is_err());
+    }
+
+    #[test]
+    fn python_tags_of_the_full_loader() {
+        assert_eq!(
+            json("- !!python/tuple [1, a]\n- !!python/unicode x\n- !!python/long 5\n- !!python/none ''\n"),
+            r#"[[1, "a"], "x", 5, null]"#
+        );
+    }
+
+    #[test]
+    fn binary_is_bytes_decoded_by_json() {
+        assert_eq!(json("- !!binary aGVsbG8=\n"), r#"["hello"]"#);
+        assert_eq!(json("- !!binary |\n  w6k=\n"), r#"["\u00e9"]"#);
+        assert!(load(b"- !!binary aGVsbG8\n").is_err(), "Incorrect padding");
+        let v = load(b"- !!binary /w==\n").unwrap();
+        assert!(
+            super::super::pyjson::dumps(&v).is_err(),
+            "0xff is not UTF-8"
+        );
+    }
+
+    #[test]
+    fn omap_pairs_and_set() {
+        assert_eq!(json("!!omap [b: 1, a: 2]\n"), r#"[["b", 1], ["a", 2]]"#);
+        assert_eq!(json("!!pairs [a: 1, a: 2]\n"), r#"[["a", 1], ["a", 2]]"#);
+        let v = load(b"!!set {a, b}\n").unwrap();
+        assert!(super::super::pyjson::dumps(&v).is_err());
+    }
+
+    #[test]
+    fn timestamps_load_but_cannot_be_encoded() {
+        for t in [
+            "2016-09-06",
+            "2001-12-14t21:59:43.10-05:00",
+            "2001-12-14 21:59:43.10 -5",
+            "2001-12-15T02:59:43.1Z",
+            "2002-12-14 21:59:43",
+        ] {
+            let v = load(format!("- {t}\n").as_bytes()).unwrap();
+            let err = super::super::pyjson::dumps(&v).unwrap_err();
+            assert!(err.reason.contains("datetime"), "{t}: {err:?}");
+        }
+        assert_eq!(scalar_json("2016-9-6"), r#"["2016-9-6"]"#);
+        assert_eq!(scalar_json("'2016-09-06'"), r#"["2016-09-06"]"#);
+        // An impossible date fails in the constructor already.
+        assert!(load(b"- 2016-02-30\n").is_err());
+        assert!(load(b"- 2016-13-01\n").is_err());
+        assert!(load(b"- 2015-02-29\n").is_err());
+        assert!(load(b"- 2016-02-29\n").is_ok());
+    }
+
+    #[test]
+    fn merge_keys_single_and_list() {
+        let doc = "base: &b {a: 1, b: 2}\nother: &o {b: 3, c: 4}\n\
+                   single: {<<: *b, b: 9}\n\
+                   list: {<<: [*b, *o], d: 5}\n\
+                   nested: {<<: {<<: *o, e: 6}}\n\
+                   quoted: {'<<': *b}\n";
+        assert_eq!(
+            json(doc),
+            r#"{"base": {"a": 1, "b": 2}, "list": {"a": 1, "b": 2, "c": 4, "d": 5}, "nested": {"b": 3, "c": 4, "e": 6}, "other": {"b": 3, "c": 4}, "quoted": {"<<": {"a": 1, "b": 2}}, "single": {"a": 1, "b": 9}}"#
+        );
+        assert!(load(b"a: {<<: 1}\n").is_err());
+        assert!(load(b"a: {<<: [1]}\n").is_err());
+    }
+
+    #[test]
+    fn anchors_and_aliases_copy_values() {
+        assert_eq!(
+            json("a: &x [1, {k: v}]\nb: *x\nc: &s text\nd: *s\n"),
+            r#"{"a": [1, {"k": "v"}], "b": [1, {"k": "v"}], "c": "text", "d": "text"}"#
+        );
+        assert!(load(b"a: *nope\n").is_err());
+        assert!(load(b"a: &x [*x]\n").is_err());
+    }
+
+    #[test]
+    fn redefined_anchor_is_an_error_like_pyyaml_composer() {
+        let e = load(b"a: &x 1\nb: &x 2\nc: *x\n").unwrap_err();
+        assert!(e.message.contains("duplicate anchor \"x\""), "{e:?}");
+        assert_eq!((e.line, e.col), (2, 4));
+        assert!(load(b"a: !!str &x 1\nb: [&x 2]\n").is_err());
+        assert!(load(b"a: &x [1]\nb: &x {k: v}\n").is_err());
+        assert!(load("a: &\u{e9}t\u{e9} 1\nb: &y 2\n".as_bytes()).is_ok());
+        assert!(load(b"a: &x1 1\nb: &x2 2\nc: [*x1, *x2]\n").is_ok());
+    }
+
+    #[test]
+    fn equal_keys_keep_first_key_last_value() {
+        assert_eq!(json("1: a\n1.0: b\ntrue: c\n"), r#"{"1": "c"}"#);
+        assert_eq!(json("a: 1\na: 2\n"), r#"{"a": 2}"#);
+    }
+
+    #[test]
+    fn value_key_is_a_string_but_value_scalar_fails() {
+        assert_eq!(json("=: x\n"), r#"{"=": "x"}"#);
+        assert!(load(b"a: =\n").is_err());
+    }
+
+    #[test]
+    fn unhashable_keys_fail() {
+        assert!(load(b"? [a]\n: x\n").is_err());
+        assert!(load(b"{[a]: x}\n").is_err());
+    }
+
+    #[test]
+    fn encodings_and_unprintable_characters() {
+        assert_eq!(
+            load(b"\xef\xbb\xbfa: 1\n").unwrap(),
+            load(b"a: 1\n").unwrap()
+        );
+        let utf16le: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain("a: \u{e9}\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(
+            super::super::pyjson::dumps(&load(&utf16le).unwrap()).unwrap(),
+            r#"{"a": "\u00e9"}"#
+        );
+        let utf16be: Vec<u8> = [0xfe, 0xff]
+            .into_iter()
+            .chain("a: 1\n".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(load(&utf16be).unwrap(), load(b"a: 1\n").unwrap());
+        let e = load(b"a: 1\nb: caf\xe9\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = load(b"a: x\x00y\n").unwrap_err();
+        assert!(e.message.contains("#x0000"), "{e:?}");
+        assert!(
+            load("a: \u{1F600}\n".as_bytes()).is_err(),
+            "PyYAML 3.x refuses astral characters"
+        );
+        assert_eq!(json("a: \"\\U0001F600\"\n"), r#"{"a": "\ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn crlf_and_single_document() {
+        assert_eq!(json("a: 1\r\nb: x\r\n"), r#"{"a": 1, "b": "x"}"#);
+        let e = load(b"a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(e.message.contains("single document"));
+        assert_eq!(e.line, 2);
+        assert!(load(b"a: [1\n").is_err());
+    }
+
+    #[test]
+    fn resolver_trailing_newline_like_python_dollar() {
+        assert_eq!(resolve_plain("12\n"), "tag:yaml.org,2002:int");
+        assert_eq!(resolve_plain("12\n\n"), "tag:yaml.org,2002:str");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(100_000);
+        assert!(load(deep.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,613 @@
+//! The store through the CLI: round trips, dedupe, crash safety, corruption,
+//! concurrency, and the error messages users see.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use deploycache::chunker::{AVG_SIZE, MAX_SIZE, MIN_SIZE};
+use rand::{Rng, SeedableRng};
+use tempfile::TempDir;
+
+use crate::common::*;
+
+fn put(store: &Path, name: &str, paths: &[&Path]) -> String {
+    let mut c = dc(store);
+    c.arg("put").arg(name);
+    for p in paths {
+        c.arg(p);
+    }
+    String::from_utf8(ok(&mut c)).unwrap()
+}
+
+fn cat(store: &Path, name: &str, file: &str) -> Vec<u8> {
+    ok(dc(store).args(["cat", name, file]))
+}
+
+fn stats(store: &Path) -> serde_json::Value {
+    json(&ok(dc(store).args(["stats", "--json"])))
+}
+
+fn verify_full_clean(store: &Path) {
+    let out = ok(dc(store).args(["verify", "--full"]));
+    assert!(
+        String::from_utf8_lossy(&out).contains("0 problems"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn round_trips_edge_sizes_byte_for_byte() {
+    let t = TempDir::new().unwrap();
+    let (store, src) = (t.path().join("store"), t.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    let sizes = [
+        0,
+        1,
+        MIN_SIZE - 1,
+        MIN_SIZE,
+        MIN_SIZE + 1,
+        AVG_SIZE,
+        MAX_SIZE - 1,
+        MAX_SIZE,
+        MAX_SIZE + 1,
+        3 * MAX_SIZE + 12345,
+    ];
+    let mut expected = Vec::new();
+    for (i, len) in sizes.iter().enumerate() {
+        let data = if i % 2 == 0 {
+            random_bytes(*len, i as u64)
+        } else {
+            text_bytes(*len, i as u64)
+        };
+        let name = format!("f{i:02}_{len}.bin");
+        write(&src.join(&name), &data);
+        expected.push((name, data));
+    }
+    put(&store, "0123456789abcdef0123456789abcdef01234567", &[&src]);
+    for (name, data) in &expected {
+        assert_eq!(
+            &cat(&store, "0123456789abcdef0123456789abcdef01234567", name),
+            data,
+            "{name}"
+        );
+    }
+    let files = json(&ok(dc(&store).args([
+        "ls",
+        "0123456789abcdef0123456789abcdef01234567",
+        "--json",
+    ])));
+    assert_eq!(files.as_array().unwrap().len(), sizes.len());
+    verify_full_clean(&store);
+}
+
+#[test]
+fn export_restores_bytes_mode_and_mtime() {
+    let t = TempDir::new().unwrap();
+    let (store, src, dst) = (
+        t.path().join("s"),
+        t.path().join("src"),
+        t.path().join("dst"),
+    );
+    fs::create_dir(&src).unwrap();
+    let key = src.join("id_rsa");
+    write(&key, b"-----BEGIN KEY-----\nsecret\n");
+    let img = src.join("env_1_ubuntu_1404_amd64.img.gz");
+    write(&img, &random_bytes(3 * MAX_SIZE, 9));
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let when = std::time::UNIX_EPOCH + Duration::new(1_456_789_012, 345_678_900);
+    fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    put(&store, "a", &[&src]);
+    ok(dc(&store).args(["export", "a"]).arg(&dst));
+    for f in ["id_rsa", "env_1_ubuntu_1404_amd64.img.gz"] {
+        let (a, b) = (
+            fs::metadata(src.join(f)).unwrap(),
+            fs::metadata(dst.join(f)).unwrap(),
+        );
+        assert_eq!(
+            fs::read(src.join(f)).unwrap(),
+            fs::read(dst.join(f)).unwrap(),
+            "{f}"
+        );
+        assert_eq!(
+            a.permissions().mode() & 0o7777,
+            b.permissions().mode() & 0o7777,
+            "{f} mode"
+        );
+        assert_eq!(a.modified().unwrap(), b.modified().unwrap(), "{f} mtime");
+    }
+    assert_eq!(
+        fs::metadata(dst.join("id_rsa"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // No temporary files are left behind.
+    assert_eq!(fs::read_dir(&dst).unwrap().count(), 2);
+}
+
+#[test]
+fn dedupe_after_insert_near_start_reuses_most_bytes() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let v1 = random_bytes(48 << 20, 1);
+    let mut v2 = v1.clone();
+    v2.splice(
+        5000..5000,
+        b"a new package was inserted here".iter().copied(),
+    );
+    v2[30 << 20] ^= 0xff; // and one byte changed deep inside
+    let (p1, p2) = (t.path().join("v1.tar"), t.path().join("v2.tar"));
+    write(&p1, &v1);
+    write(&p2, &v2);
+    put(&store, "v1", &[&p1]);
+    let unique_after_v1 = stats(&store)["unique_bytes"].as_u64().unwrap();
+    put(&store, "v2", &[&p2]);
+    let s = stats(&store);
+    let added = s["unique_bytes"].as_u64().unwrap() - unique_after_v1;
+    let reused = v2.len() as f64 - added as f64;
+    assert!(
+        reused / v2.len() as f64 >= 0.9,
+        "only {reused} of {} bytes reused (added {added})",
+        v2.len()
+    );
+    assert_eq!(
+        s["logical_bytes"].as_u64().unwrap(),
+        (v1.len() + v2.len()) as u64
+    );
+    assert!(s["dedupe_ratio"].as_f64().unwrap() > 1.8, "{s}");
+    assert_eq!(cat(&store, "v2", "v2.tar"), v2);
+    assert_eq!(cat(&store, "v1", "v1.tar"), v1);
+}
+
+#[test]
+fn stats_and_ls_json_carry_the_documented_keys() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let f = t.path().join("opnfv-bootstraps-cache.tar");
+    write(&f, &text_bytes(2 << 20, 3));
+    put(&store, "one", &[&f]);
+    put(&store, "two", &[&f]);
+    let s = stats(&store);
+    for k in [
+        "artifacts",
+        "files",
+        "chunks",
+        "logical_bytes",
+        "unique_bytes",
+        "stored_bytes",
+        "dedupe_ratio",
+        "total_ratio",
+    ] {
+        assert!(s.get(k).is_some(), "stats --json lacks {k}: {s}");
+    }
+    assert_eq!(s["artifacts"], 2);
+    assert_eq!(s["files"], 2);
+    assert_eq!(s["logical_bytes"], 4 << 20);
+    assert_eq!(s["unique_bytes"], 2 << 20);
+    assert!((s["dedupe_ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+    // Text compresses: the honest total ratio beats the dedupe ratio.
+    assert!(s["stored_bytes"].as_u64().unwrap() < 2 << 20, "{s}");
+    assert!(s["total_ratio"].as_f64().unwrap() > 2.0, "{s}");
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    let arr = ls.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    for a in arr {
+        for k in [
+            "name",
+            "files",
+            "logical_bytes",
+            "unique_bytes",
+            "last_access",
+        ] {
+            assert!(a.get(k).is_some(), "ls --json lacks {k}: {a}");
+        }
+        assert_eq!(a["logical_bytes"], 2 << 20);
+        // Both share every chunk: nothing is unique to either.
+        assert_eq!(a["unique_bytes"], 0);
+        let ts = a["last_access"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{ts}"
+        );
+    }
+    ok(dc(&store).args(["rm", "two"]));
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    assert_eq!(ls[0]["name"], "one");
+    assert_eq!(ls[0]["unique_bytes"], 2 << 20);
+    let human = String::from_utf8(ok(dc(&store).arg("stats"))).unwrap();
+    assert!(
+        human.contains("2.00 MiB") && human.contains("dedupe ratio"),
+        "{human}"
+    );
+}
+
+#[test]
+fn put_replaces_an_artifact_atomically() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let (d1, d2) = (t.path().join("d1"), t.path().join("d2"));
+    fs::create_dir(&d1).unwrap();
+    fs::create_dir(&d2).unwrap();
+    write(&d1.join("a"), b"first a");
+    write(&d1.join("b"), b"first b");
+    write(&d2.join("a"), b"second a");
+    put(&store, "x", &[&d1]);
+    put(&store, "x", &[&d2]);
+    assert_eq!(cat(&store, "x", "a"), b"second a");
+    let o = fails(dc(&store).args(["cat", "x", "b"]));
+    assert!(stderr(&o).contains("has no file \"b\""), "{}", stderr(&o));
+    verify_full_clean(&store);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_nonzero_exit() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let f = t.path().join("f");
+    write(&f, b"data");
+    for bad in ["a/b", "..", ".", ""] {
+        let o = fails(dc(&store).args(["put", bad]).arg(&f));
+        let e = stderr(&o);
+        assert!(
+            e.starts_with("deploycache: invalid artifact name"),
+            "{bad:?}: {e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    let o = fails(dc(&store).args(["put", "x", "/nonexistent/file.tar"]));
+    assert!(
+        stderr(&o).contains("/nonexistent/file.tar") && stderr(&o).contains("No such file"),
+        "{}",
+        stderr(&o)
+    );
+    // A failed put leaves no artifact behind.
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    assert_eq!(ls.as_array().unwrap().len(), 0);
+
+    let o = fails(dc(&t.path().join("nope")).arg("ls"));
+    assert!(
+        stderr(&o).contains("no store at") && stderr(&o).contains("nope"),
+        "{}",
+        stderr(&o)
+    );
+
+    let foreign = t.path().join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    write(&foreign.join("something.txt"), b"not ours");
+    let o = fails(dc(&foreign).args(["put", "x"]).arg(&f));
+    assert!(
+        stderr(&o).contains("is not a deploycache store"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "a foreign directory must not be written to"
+    );
+
+    let o = fails(dc(&store).args(["cat", "missing", "f"]));
+    assert!(
+        stderr(&o).contains("no artifact \"missing\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = fails(dc(&store).args(["rm", "missing"]));
+    assert!(
+        stderr(&o).contains("no artifact \"missing\""),
+        "{}",
+        stderr(&o)
+    );
+    for o in [
+        fails(dc(&store).args(["put", "x"]).arg(t.path())),
+        fails(dc(&store).args(["put", "x", "/dev/null"])),
+    ] {
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_damaged_chunk_is_reported_never_served() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let f = t.path().join("env_1.img.gz");
+    let data = random_bytes(4 << 20, 77);
+    write(&f, &data);
+    put(&store, "art", &[&f]);
+    // Flip one byte in the middle of the (only) pack: inside some chunk's payload.
+    let pack = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .expect("a pack file")
+        .into_path();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&pack, &bytes).unwrap();
+
+    let o = fails(dc(&store).args(["cat", "art", "env_1.img.gz"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("corrupt chunk")
+            && e.contains("\"art\"")
+            && e.contains("env_1.img.gz")
+            && e.contains("offset"),
+        "{e}"
+    );
+    // Whatever cat wrote before the damaged chunk is a strict prefix: no wrong bytes.
+    assert!(o.stdout.len() < data.len() && data.starts_with(&o.stdout));
+
+    let dst = t.path().join("out");
+    let o = fails(dc(&store).args(["export", "art"]).arg(&dst));
+    assert!(stderr(&o).contains("corrupt chunk"), "{}", stderr(&o));
+    assert!(
+        !dst.join("env_1.img.gz").exists(),
+        "export must not leave a damaged file under its final name"
+    );
+
+    let o = Command::new(bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["verify", "--full"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("corrupt chunk") && out.contains("art/env_1.img.gz at offset"),
+        "{out}"
+    );
+    // The quick verify does not read chunk bytes, so it cannot see this.
+    ok(dc(&store).arg("verify"));
+}
+
+#[test]
+fn kill_9_during_put_leaves_a_clean_store_and_no_partial_artifact() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let (old, new) = (t.path().join("old"), t.path().join("new"));
+    fs::create_dir(&old).unwrap();
+    fs::create_dir(&new).unwrap();
+    let old_a = random_bytes(2 << 20, 100);
+    write(&old.join("a.tar"), &old_a);
+    put(&store, "key", &[&old]);
+    let new_a = random_bytes(40 << 20, 101);
+    let new_b = text_bytes(24 << 20, 102);
+    write(&new.join("a.tar"), &new_a);
+    write(&new.join("b.img"), &new_b);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xdead);
+    let mut outcomes = (0, 0);
+    for round in 0..8 {
+        let mut child = dc(&store)
+            .args(["put", "key"])
+            .arg(&new)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..400) + round * 10));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        verify_full_clean(&store);
+        // "key" is entirely the old version or entirely the new one.
+        let files = json(&ok(dc(&store).args(["ls", "key", "--json"])));
+        let names: Vec<&str> = files
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        if names == ["a.tar"] {
+            assert_eq!(cat(&store, "key", "a.tar"), old_a);
+            outcomes.0 += 1;
+        } else {
+            assert_eq!(names, ["a.tar", "b.img"]);
+            assert_eq!(cat(&store, "key", "a.tar"), new_a);
+            assert_eq!(cat(&store, "key", "b.img"), new_b);
+            outcomes.1 += 1;
+            // Start over from the old version for the next round.
+            put(&store, "key", &[&old]);
+        }
+    }
+    assert!(
+        outcomes.0 > 0,
+        "no kill landed mid-put; the test proved nothing: {outcomes:?}"
+    );
+}
+
+#[test]
+fn concurrent_puts_sharing_chunks() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    ok(dc(&store).arg("init"));
+    let base = random_bytes(6 << 20, 5);
+    let mut inputs = Vec::new();
+    for i in 0..4u64 {
+        let dir = t.path().join(format!("in{i}"));
+        fs::create_dir(&dir).unwrap();
+        let mut data = base.clone();
+        data.extend_from_slice(&random_bytes(1 << 20, 50 + i));
+        data.extend_from_slice(&base[..2 << 20]);
+        write(&dir.join("opnfv-bootstraps-cache.tar"), &data);
+        inputs.push((dir, data));
+    }
+    let children: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, _))| {
+            dc(&store)
+                .args(["put", &format!("art{i}")])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for (i, (_, data)) in inputs.iter().enumerate() {
+        assert_eq!(
+            &cat(&store, &format!("art{i}"), "opnfv-bootstraps-cache.tar"),
+            data
+        );
+    }
+    verify_full_clean(&store);
+    let s = stats(&store);
+    // Each 1 MiB tail is unique; the 6 MiB base is stored about once (two
+    // racing writers may both store a chunk; never more than 4 times).
+    let unique = s["unique_bytes"].as_u64().unwrap();
+    assert!(unique < (6 + 4 + 2) << 20, "{s}");
+}
+
+#[test]
+fn import_adopts_a_plain_cache_idempotently() {
+    let t = TempDir::new().unwrap();
+    let (store, cache) = (t.path().join("s"), t.path().join("deploy-cache"));
+    let shas = [
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+    ];
+    for (i, sha) in shas.iter().enumerate() {
+        let d = cache.join(sha);
+        fs::create_dir_all(&d).unwrap();
+        write(
+            &d.join("opnfv-bootstraps-cache.tar"),
+            &random_bytes(3 << 20, 7),
+        ); // same in both
+        write(&d.join("id_rsa.pub"), format!("ssh-rsa AAAA{i}").as_bytes());
+    }
+    fs::create_dir_all(cache.join("3333333333333333333333333333333333333333")).unwrap(); // an empty miss
+    write(&cache.join("stray.txt"), b"x");
+    let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
+    assert!(out.contains("imported 2 artifacts"), "{out}");
+    let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
+    assert!(
+        out.contains("imported 0 artifacts") && out.contains("2 already present"),
+        "{out}"
+    );
+    for (i, sha) in shas.iter().enumerate() {
+        assert_eq!(
+            cat(&store, sha, "id_rsa.pub"),
+            format!("ssh-rsa AAAA{i}").as_bytes()
+        );
+        assert_eq!(
+            cat(&store, sha, "opnfv-bootstraps-cache.tar"),
+            random_bytes(3 << 20, 7)
+        );
+    }
+    let s = stats(&store);
+    assert_eq!(s["artifacts"], 2);
+    assert!(
+        s["unique_bytes"].as_u64().unwrap() < (3 << 20) + 100,
+        "the tar is stored once: {s}"
+    );
+}
+
+#[test]
+fn a_store_held_by_another_host_is_refused_by_name() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    ok(dc(&store).arg("init"));
+    write(&store.join("owner"), b"jumphost-b.example\n");
+    // The other host's process holds its shared lock (flock(1) from util-linux).
+    let mut holder = Command::new("flock")
+        .args(["-s", "-o"])
+        .arg(store.join("lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock(1)");
+    std::thread::sleep(Duration::from_millis(200));
+    let o = fails(dc(&store).arg("ls"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        stderr(&o).contains("in use by host \"jumphost-b.example\""),
+        "{}",
+        stderr(&o)
+    );
+    // Once that host is gone, this host takes the store over.
+    ok(dc(&store).arg("ls"));
+    assert_eq!(
+        fs::read_to_string(store.join("owner")).unwrap().trim(),
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+}
+
+/// A 4 GiB file (sparse, with data islands) goes in and out with memory
+/// bounded well under 100 MiB.
+#[test]
+fn four_gib_sparse_file_round_trips_in_bounded_memory() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let f = t.path().join("big.img");
+    {
+        use std::os::unix::fs::FileExt;
+        let file = fs::File::create(&f).unwrap();
+        file.set_len(4 << 30).unwrap();
+        for (i, at) in [0u64, 1 << 30, 3 << 30, (4 << 30) - 777].iter().enumerate() {
+            file.write_all_at(&random_bytes(777, i as u64), *at)
+                .unwrap();
+        }
+    }
+    let rss = |args: &[&str]| -> (u64, Vec<u8>) {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/time (apt-get install time)");
+        let o = out.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let kib: u64 = stderr(&o).trim().lines().last().unwrap().parse().unwrap();
+        (kib, o.stdout)
+    };
+    let (put_kib, _) = rss(&["put", "big", f.to_str().unwrap()]);
+    assert!(put_kib < 100 * 1024, "put peak RSS {put_kib} KiB");
+    // Hash the output as it streams: never hold 4 GiB in the test either.
+    let mut child = dc(&store)
+        .args(["cat", "big", "big.img"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut hasher, mut buf, mut total) = (blake3::Hasher::new(), vec![0u8; 1 << 20], 0u64);
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(total, 4 << 30);
+    let mut expect = blake3::Hasher::new();
+    expect.update_reader(fs::File::open(&f).unwrap()).unwrap();
+    assert_eq!(hasher.finalize(), expect.finalize());
+    let (cat_kib, _) = rss(&["cat", "big", "big.img"]);
+    assert!(cat_kib < 100 * 1024, "cat peak RSS {cat_kib} KiB");
+}
