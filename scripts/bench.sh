@@ -2,7 +2,7 @@
 # deploycache benchmark: one run, side by side on one disk, against cp+sync,
 # casync, borg and restic. Results go to BENCHMARKS.md as Markdown tables.
 #
-#   scripts/bench.sh [--scale S] [--out FILE] [--quick] [--repeat N] [--keep]
+#   scripts/bench.sh [--scale S] [--out FILE] [--quick] [--repeat N] [--chunk-sweep] [--keep]
 #
 #   --scale S   corpus size multiplier (default 1: tar ~300 MB, ext4 512 MiB)
 #   --out FILE  report path (default BENCHMARKS.md at the repository root;
@@ -10,6 +10,8 @@
 #   --quick     tiny corpus (scale 0.02): tests this script in ~2 minutes
 #   --repeat N  time every measurement N times and report the median (default 1;
 #               the machine is shared, so BENCHMARKS.md is made with --repeat 3)
+#   --chunk-sweep  also store both versions with casync at average chunk sizes
+#               16 KiB..1 MiB to show dedupe versus chunk size (~8 min at scale 1)
 #   --keep      keep the stores and copies under $BENCH_DIR/run afterwards
 #
 # Scratch data lives under $BENCH_DIR (default /work/benchdata); DEPLOYCACHE_BIN
@@ -31,6 +33,7 @@ SCALE=1
 OUT=
 QUICK=0
 REPEAT=1
+SWEEP=0
 KEEP=0
 # Fixed and printed nowhere but here: the benchmark repositories hold only
 # synthetic data, the password exists because restic demands one.
@@ -43,7 +46,7 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -55,6 +58,7 @@ parse_args() {
         --quick) QUICK=1; shift ;;
         --repeat) REPEAT=${2:?--repeat needs a count}; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --chunk-sweep) SWEEP=1; shift ;;
         -h | --help) usage ;;
         *) usage ;;
         esac
@@ -550,6 +554,8 @@ main() {
     rm -rf "$RUN"
     mkdir -p "$RUN"
     RESULTS=$RUN/results.tsv
+    # borg's and restic's caches go with the run, not into ~/.cache and ~/.config.
+    export BORG_BASE_DIR=$RUN/borg-base RESTIC_CACHE_DIR=$RUN/restic-cache
     export_for_measure
     trap cleanup EXIT
     drop_caches
@@ -565,8 +571,10 @@ main() {
     run_ingest ingest "$CORPUS/v1" "$CORPUS/v2"
     log "ingest: raw ext4 images"
     run_ingest raw "$CORPUS/v1-raw" "$CORPUS/v2-raw"
-    log "chunk-size sweep (casync as the probe)"
-    run_chunk_sweep
+    if ((SWEEP)); then
+        log "chunk-size sweep (casync as the probe)"
+        run_chunk_sweep
+    fi
     log "read-back"
     run_readback
     log "mounts and scp"
