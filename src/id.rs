@@ -7,9 +7,16 @@ use std::str::FromStr;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId(pub(crate) [u8; 32]);
 
-/// BLAKE3 of a whole file's bytes.
+/// A file's digest: BLAKE3 (in derive-key mode, so it can never collide
+/// with a chunk id) over its chunk list, `raw_len: u32le || chunk id` per
+/// chunk. Chunk ids are BLAKE3 of the chunk bytes, so this commits to every
+/// byte of the file like a content hash would, and costs 36 bytes of
+/// hashing per chunk instead of a second pass over the data.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileHash(pub(crate) [u8; 32]);
+
+/// The BLAKE3 derive-key context of [`FileHash`]: part of the store format.
+const FILE_DIGEST_CONTEXT: &str = "deploycache 2026-11-25 file digest v1";
 
 impl ChunkId {
     pub fn of(data: &[u8]) -> Self {
@@ -24,6 +31,18 @@ impl ChunkId {
 }
 
 impl FileHash {
+    pub fn of_chunks(
+        chunks: impl IntoIterator<Item = impl std::borrow::Borrow<(ChunkId, u32)>>,
+    ) -> Self {
+        let mut h = blake3::Hasher::new_derive_key(FILE_DIGEST_CONTEXT);
+        for c in chunks {
+            let (id, len) = c.borrow();
+            h.update(&len.to_le_bytes());
+            h.update(id.as_bytes());
+        }
+        FileHash(*h.finalize().as_bytes())
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -119,7 +119,7 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
         let mut staged = Vec::new();
         for (fname, _, _) in &c.files {
             progress.set_message(format!("{}/{fname}", c.name));
-            staged.push(store.stage_path(&c.dir.join(fname), fname.clone(), &progress)?);
+            staged.push(store.stage_path(&c.dir.join(fname), fname.clone(), &progress, true)?);
         }
         report.logical_bytes += staged.iter().map(|s| s.meta.size).sum::<u64>();
         store.commit_artifact(&c.name, staged, true)?;

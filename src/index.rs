@@ -54,7 +54,25 @@ CREATE TABLE IF NOT EXISTS files(
     mode INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     hash BLOB NOT NULL,
-    UNIQUE(artifact, name)
+    committed INTEGER NOT NULL,
+    -- NULL: visible. Otherwise why the file was kept aside (a cut-short
+    -- transfer); quarantined files keep their chunks referenced.
+    quarantine TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS files_visible ON files(artifact, name) WHERE quarantine IS NULL;
+CREATE INDEX IF NOT EXISTS files_artifact ON files(artifact);
+CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
+-- put/import's files cache (as borg's and restic's): a source file whose
+-- path, device, inode, size, mtime and ctime are unchanged has this hash,
+-- so its chunk list can be taken from a stored file with that hash.
+CREATE TABLE IF NOT EXISTS source_files(
+    path BLOB PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS file_chunks(
     file INTEGER NOT NULL REFERENCES files(id),
@@ -119,6 +137,28 @@ pub struct Totals {
     pub compressed_bytes: u64,
     pub unreferenced_chunks: u64,
     pub unreferenced_bytes: u64,
+    pub quarantined_files: u64,
+    pub quarantined_bytes: u64,
+}
+
+/// A file kept aside because its content was incomplete for its type.
+#[derive(Clone, Debug)]
+pub struct QuarantineEntry {
+    pub artifact: String,
+    pub file: FileRow,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// What identifies an unchanged source file for the files cache.
+#[derive(Clone, Debug)]
+pub struct SourceKey {
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
 pub struct Index {
@@ -244,7 +284,7 @@ impl Index {
         .map_err(ie)?;
         let aid = tx.last_insert_rowid();
         for f in files {
-            insert_file(&tx, aid, f).map_err(ie)?;
+            insert_file(&tx, aid, f, None).map_err(ie)?;
         }
         tx.commit().map_err(ie)
     }
@@ -268,7 +308,7 @@ impl Index {
         if let Some(fid) = file_id(&tx, aid, &file.meta.name).map_err(ie)? {
             delete_file(&tx, fid).map_err(ie)?;
         }
-        insert_file(&tx, aid, file).map_err(ie)?;
+        insert_file(&tx, aid, file, None).map_err(ie)?;
         tx.commit().map_err(ie)
     }
 
@@ -359,7 +399,7 @@ impl Index {
             }
             let n: i64 = tx
                 .query_row(
-                    "SELECT count(*) FROM files WHERE artifact = ?1",
+                    "SELECT count(*) FROM files WHERE artifact = ?1 AND quarantine IS NULL",
                     [existing],
                     |r| r.get(0),
                 )
@@ -414,6 +454,131 @@ impl Index {
         tx.commit().map_err(ie)
     }
 
+    /// Keep a file aside (not visible) with the reason, its chunks referenced.
+    pub fn quarantine_file(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        file: &NewFile,
+        reason: &str,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let ie = |e: rusqlite::Error| Error::Index {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.tx()?;
+        let aid = artifact_id(&tx, ns, artifact)
+            .map_err(ie)?
+            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        insert_file(&tx, aid, file, Some(reason)).map_err(ie)?;
+        tx.commit().map_err(ie)
+    }
+
+    /// Quarantined files of a namespace, newest first.
+    pub fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed
+                 FROM files f JOIN artifacts a ON a.id = f.artifact
+                 WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([ns], |r| {
+                Ok(QuarantineEntry {
+                    file: row_file(r)?,
+                    artifact: r.get(6)?,
+                    reason: r.get(7)?,
+                    at: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// A file's chunk list by file id (visible or quarantined).
+    pub fn file_by_id(&self, file_id: i64) -> Result<Option<FileRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE id = ?1",
+                [file_id],
+                row_file,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The files cache: the hash recorded for a source file with exactly this stat.
+    pub fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM source_files
+                 WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
+            )
+            .map_err(|e| self.err(e))?;
+        let h: Option<Vec<u8>> = st
+            .query_row(
+                params![
+                    key.path,
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.size as i64,
+                    key.mtime_ns,
+                    key.ctime_ns
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(h.and_then(|h| FileHash::from_slice(&h)))
+    }
+
+    pub fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO source_files(path, dev, ino, size, mtime_ns, ctime_ns, hash)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.path,
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.size as i64,
+                    key.mtime_ns,
+                    key.ctime_ns,
+                    &hash.as_bytes()[..]
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The chunk list of any stored file with this content hash and size.
+    pub fn chunks_of_content(
+        &self,
+        hash: &FileHash,
+        size: u64,
+    ) -> Result<Option<Vec<(ChunkId, u32)>>> {
+        let fid: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM files WHERE hash = ?1 AND size = ?2 LIMIT 1",
+                params![&hash.as_bytes()[..], size as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(fid) = fid else { return Ok(None) };
+        let spans = self.file_chunks(fid)?;
+        Ok(Some(spans.iter().map(|s| (s.id, s.loc.raw_len)).collect()))
+    }
+
     pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
         Ok(artifact_id(&self.conn, ns, name)
             .map_err(|e| self.err(e))?
@@ -436,8 +601,8 @@ impl Index {
             .conn
             .prepare(
                 "SELECT a.id, a.name, a.created, a.last_access,
-                        (SELECT count(*) FROM files f WHERE f.artifact = a.id),
-                        (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id)
+                        (SELECT count(*) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
+                        (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL)
                  FROM artifacts a WHERE a.namespace = ?1 ORDER BY a.name",
             )
             .map_err(|e| self.err(e))?;
@@ -485,7 +650,7 @@ impl Index {
             .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
         let mut st = self
             .conn
-            .prepare_cached("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 ORDER BY name")
+            .prepare_cached("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name")
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([aid], row_file)
@@ -501,7 +666,7 @@ impl Index {
             .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
         self.conn
             .query_row(
-                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND name = ?2",
+                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND name = ?2 AND quarantine IS NULL",
                 params![aid, file],
                 row_file,
             )
@@ -544,9 +709,13 @@ impl Index {
         };
         Ok(Totals {
             artifacts: q("SELECT count(*) FROM artifacts")?,
-            files: q("SELECT count(*) FROM files")?,
+            files: q("SELECT count(*) FROM files WHERE quarantine IS NULL")?,
             chunks: q("SELECT count(*) FROM chunks WHERE refs > 0")?,
-            logical_bytes: q("SELECT coalesce(sum(size), 0) FROM files")?,
+            logical_bytes: q("SELECT coalesce(sum(size), 0) FROM files WHERE quarantine IS NULL")?,
+            quarantined_files: q("SELECT count(*) FROM files WHERE quarantine IS NOT NULL")?,
+            quarantined_bytes: q(
+                "SELECT coalesce(sum(size), 0) FROM files WHERE quarantine IS NOT NULL",
+            )?,
             unique_bytes: q("SELECT coalesce(sum(raw_len), 0) FROM chunks WHERE refs > 0")?,
             compressed_bytes: q("SELECT coalesce(sum(stored_len), 0) FROM chunks WHERE refs > 0")?,
             unreferenced_chunks: q("SELECT count(*) FROM chunks WHERE refs <= 0")?,
@@ -704,6 +873,32 @@ impl Index {
                 ));
             }
         }
+        // Each file's digest commits to its chunk list (id.rs).
+        let mut all = self
+            .conn
+            .prepare("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact")
+            .map_err(|e| self.err(e))?;
+        let files = all
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        for (fid, a, f, hash) in files {
+            let spans = self.file_chunks(fid)?;
+            let digest = FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len)));
+            if FileHash::from_slice(&hash) != Some(digest) {
+                problems.push(format!(
+                    "artifact {a:?} file {f:?}: chunk list does not match the file digest"
+                ));
+            }
+        }
         Ok(problems)
     }
 }
@@ -748,12 +943,19 @@ fn artifact_id(conn: &Connection, ns: &str, name: &str) -> rusqlite::Result<Opti
 }
 
 fn file_id(conn: &Connection, artifact: i64, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT id FROM files WHERE artifact = ?1 AND name = ?2")?
-        .query_row(params![artifact, name], |r| r.get(0))
-        .optional()
+    conn.prepare_cached(
+        "SELECT id FROM files WHERE artifact = ?1 AND name = ?2 AND quarantine IS NULL",
+    )?
+    .query_row(params![artifact, name], |r| r.get(0))
+    .optional()
 }
 
-fn insert_file(tx: &Transaction<'_>, artifact: i64, f: &NewFile) -> rusqlite::Result<()> {
+fn insert_file(
+    tx: &Transaction<'_>,
+    artifact: i64,
+    f: &NewFile,
+    quarantine: Option<&str>,
+) -> rusqlite::Result<()> {
     {
         let mut pack = tx.prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")?;
         let mut chunk = tx.prepare_cached(
@@ -774,8 +976,18 @@ fn insert_file(tx: &Transaction<'_>, artifact: i64, f: &NewFile) -> rusqlite::Re
         }
     }
     tx.execute(
-        "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-        params![artifact, f.meta.name, f.meta.size as i64, f.meta.mode, f.meta.mtime_ns, &f.hash.as_bytes()[..]],
+        "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash, committed, quarantine)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            artifact,
+            f.meta.name,
+            f.meta.size as i64,
+            f.meta.mode,
+            f.meta.mtime_ns,
+            &f.hash.as_bytes()[..],
+            now(),
+            quarantine
+        ],
     )?;
     let fid = tx.last_insert_rowid();
     let mut ins = tx.prepare_cached(

@@ -48,6 +48,10 @@ enum Command {
         /// Files, or directories whose regular files are stored.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Read every file, even one unchanged since an earlier put (same path,
+        /// inode, size, mtime and ctime), instead of reusing its stored chunk list.
+        #[arg(long)]
+        no_files_cache: bool,
     },
     /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
     /// Idempotent and resumable: artifacts already stored are skipped.
@@ -73,6 +77,9 @@ enum Command {
     Ls {
         /// Show this artifact's files instead of all artifacts.
         name: Option<String>,
+        /// List files kept aside because their content was incomplete (cut-short transfers).
+        #[arg(long, conflicts_with = "name")]
+        quarantine: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -182,9 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, true)?;
             println!("store ready at {}", s.root().display());
         }
-        Command::Put { name, paths } => {
+        Command::Put {
+            name,
+            paths,
+            no_files_cache,
+        } => {
             let s = open(&cli, true)?;
-            let r = s.put(name, paths, tty().then_some("put"))?;
+            let r = s.put(name, paths, tty().then_some("put"), !*no_files_cache)?;
             println!(
                 "{name}: {} files, {} stored, {} new",
                 r.files,
@@ -218,13 +229,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat { name, file } => {
             let s = open(&cli, false)?;
             let r = s.open_file(name, file)?;
+            // Chunks are large: write them straight to fd 1, not through
+            // stdout's line buffer (which scans binary data for newlines).
+            use std::os::fd::AsFd;
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let fd = stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating stdout")?;
+            let mut out = std::fs::File::from(fd);
             s.copy_to(&r, &mut out, &deploycache::progress::Progress::hidden())?;
             out.flush().context("writing to stdout")?;
             s.touch(name)?;
         }
-        Command::Ls { name: None, json } => {
+        Command::Ls {
+            quarantine: true,
+            json,
+            ..
+        } => {
+            let s = open(&cli, false)?;
+            let list = s.list_quarantine()?;
+            if *json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|q| {
+                        serde_json::json!({
+                            "artifact": q.artifact, "file": q.file.meta.name, "size": q.file.meta.size,
+                            "reason": q.reason, "quarantined": rfc3339(q.at),
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{:<20}  {:<42} {:<36} {:>14}  REASON",
+                    "QUARANTINED", "ARTIFACT", "FILE", "SIZE"
+                )?;
+                for q in &list {
+                    writeln!(
+                        out,
+                        "{:<20}  {:<42} {:<36} {:>14}  {}",
+                        rfc3339(q.at),
+                        q.artifact,
+                        q.file.meta.name,
+                        q.file.meta.size,
+                        q.reason
+                    )?;
+                }
+            }
+        }
+        Command::Ls {
+            name: None, json, ..
+        } => {
             let s = open(&cli, false)?;
             let list = s.list()?;
             if *json {
@@ -262,6 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls {
             name: Some(name),
             json,
+            ..
         } => {
             let s = open(&cli, false)?;
             let files = s.list_files(name)?;
@@ -271,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|f| {
                         serde_json::json!({
                             "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
-                            "mtime": rfc3339_ns(f.meta.mtime_ns), "blake3": f.hash.to_string(),
+                            "mtime": rfc3339_ns(f.meta.mtime_ns), "digest": f.hash.to_string(),
                         })
                     })
                     .collect();

@@ -148,11 +148,11 @@ pub fn new_compressor() -> zstd::bulk::Compressor<'static> {
 pub fn decode(
     id: &ChunkId,
     loc: &Location,
-    payload: &[u8],
+    payload: Vec<u8>,
 ) -> std::result::Result<Vec<u8>, String> {
     let data = match loc.codec {
-        Codec::Raw => payload.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(payload, loc.raw_len as usize)
+        Codec::Raw => payload,
+        Codec::Zstd => zstd::bulk::decompress(&payload, loc.raw_len as usize)
             .map_err(|e| format!("zstd payload does not decode: {e}"))?,
     };
     if data.len() != loc.raw_len as usize {
@@ -190,6 +190,9 @@ impl PackWriter {
             .create_new(true)
             .open(&path)
             .at(&path)?;
+        // Held while this process may still append: gc never deletes a
+        // pack it cannot lock (store-layout.md, "How gc reclaims space").
+        file.lock().at(&path)?;
         file.write_all(PACK_MAGIC).at(&path)?;
         Ok(PackWriter {
             name,

@@ -37,9 +37,9 @@ const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~4 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
-const MAX_INFLIGHT_CHUNKS: usize = 16;
+const MAX_INFLIGHT_CHUNKS: usize = 64;
 /// Reads for `cat`/`export` decode this many chunks ahead, in parallel.
-const READ_AHEAD_CHUNKS: usize = 8;
+const READ_AHEAD_CHUNKS: usize = 32;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 1024 * 1024;
 
@@ -154,17 +154,8 @@ impl Store {
     /// Start writing one file. The returned writer pins the chunks it uses
     /// against gc until it is committed or dropped.
     pub fn file_writer(&self) -> Result<FileWriter> {
-        let mut w = self.file_writer_unhashed()?;
-        w.hasher = Some(blake3::Hasher::new());
-        Ok(w)
-    }
-
-    /// A writer that leaves the whole-file hash to the caller, who hands it
-    /// to [`FileWriter::finish_hashed`] (lets `put` hash on its reader thread).
-    pub fn file_writer_unhashed(&self) -> Result<FileWriter> {
         Ok(FileWriter {
             chunker: Chunker::new(),
-            hasher: None,
             size: 0,
             sink: ChunkSink::default(),
             _gc: GcGuard::writer(&self.root)?,
@@ -188,6 +179,20 @@ impl Store {
         res
     }
 
+    /// Keep a file aside instead of committing it: not visible, listed by
+    /// [`Store::list_quarantine`], its chunks kept.
+    pub fn quarantine_file(&self, artifact: &str, file: StagedFile, reason: &str) -> Result<()> {
+        let res = self
+            .index()
+            .quarantine_file(&self.ns, artifact, &file.row(), reason);
+        self.forget_pending(std::slice::from_ref(&file));
+        res
+    }
+
+    pub fn list_quarantine(&self) -> Result<Vec<index::QuarantineEntry>> {
+        self.index().list_quarantine(&self.ns)
+    }
+
     fn forget_pending(&self, files: &[StagedFile]) {
         let mut pending = lock(&self.pending);
         for f in files {
@@ -198,59 +203,72 @@ impl Store {
     }
 
     /// Store one file from disk (streamed: memory does not grow with size).
+    ///
+    /// With `use_cache`, a file unchanged since an earlier put (same path,
+    /// device, inode, size, mtime and ctime: the files cache of borg and
+    /// restic) is not read again when a stored file has its content.
     pub fn stage_path(
         &self,
         path: &Path,
         file_name: String,
         progress: &Progress,
+        use_cache: bool,
     ) -> Result<StagedFile> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         if !before.is_file() {
             return Err(Error::NotRegularFile(path.to_owned()));
         }
-        let mut w = self.file_writer_unhashed()?;
-        // Read and hash the whole file on a second thread, so disk waits and
-        // the whole-file hash overlap chunking.
+        let meta = FileMeta {
+            name: file_name,
+            size: before.len(),
+            mode: before.permissions().mode() & 0o7777,
+            mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
+        };
+        let key = source_key(path, &before);
+        if let (true, Some(key)) = (use_cache, &key) {
+            let index = self.index();
+            if let Some(hash) = index.cached_source_hash(key)? {
+                if let Some(chunks) = index.chunks_of_content(&hash, before.len())? {
+                    drop(index);
+                    progress.inc(before.len());
+                    return Ok(StagedFile {
+                        meta,
+                        hash,
+                        chunks,
+                        new_chunks: Vec::new(),
+                        _gc: GcGuard::writer(&self.root)?,
+                    });
+                }
+            }
+        }
+        let mut w = self.file_writer()?;
+        // Read on a second thread, so disk waits overlap chunking.
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
-            let reader = s.spawn(move || {
-                let mut hasher = blake3::Hasher::new();
-                loop {
-                    let mut buf = vec![0u8; READ_BLOCK];
-                    match read_full(&mut file, &mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            hasher.update(&buf);
-                            if tx.send(Ok(buf)).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
+            s.spawn(move || loop {
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(READ_BLOCK);
+                match read_block(&mut file, &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if tx.send(Ok(buf)).is_err() {
                             break;
                         }
                     }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
                 }
-                FileHash(*hasher.finalize().as_bytes())
             });
             for block in rx {
                 let block = block.at(path)?;
                 w.write(self, &block)?;
                 progress.inc(block.len() as u64);
             }
-            let meta = FileMeta {
-                name: file_name,
-                size: 0,
-                mode: before.permissions().mode() & 0o7777,
-                mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
-            };
-            let hash = reader
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            w.finish_hashed(self, meta, hash)
+            w.finish(self, meta)
         })?;
         let after = fs::metadata(path).at(path)?;
         if after.len() != staged.meta.size
@@ -258,6 +276,9 @@ impl Store {
             || after.mtime_nsec() != before.mtime_nsec()
         {
             return Err(Error::ChangedWhileReading(path.to_owned()));
+        }
+        if let Some(key) = key {
+            self.index().remember_source(&key, &staged.hash)?;
         }
         Ok(staged)
     }
@@ -269,6 +290,7 @@ impl Store {
         name: &str,
         paths: &[PathBuf],
         progress_label: Option<&str>,
+        use_cache: bool,
     ) -> Result<PutReport> {
         name::check_artifact(name)?;
         let inputs = collect_inputs(paths)?;
@@ -281,7 +303,7 @@ impl Store {
         let mut staged = Vec::with_capacity(inputs.len());
         for (path, file_name, _) in &inputs {
             progress.set_message(format!("{name}/{file_name}"));
-            staged.push(self.stage_path(path, file_name.clone(), &progress)?);
+            staged.push(self.stage_path(path, file_name.clone(), &progress, use_cache)?);
         }
         progress.finish();
         let logical: u64 = staged.iter().map(|f| f.meta.size).sum();
@@ -302,6 +324,14 @@ impl Store {
         let index = self.index();
         let row = index.file(&self.ns, artifact, file)?;
         let spans = index.file_chunks(row.id)?;
+        // The digest commits to every chunk id; each chunk is checked against
+        // its id when read. Together: every byte served is the byte stored.
+        if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
+            return Err(Error::Index {
+                path: self.root.join("index.sqlite"),
+                message: format!("artifact {artifact:?} file {file:?}: chunk list does not match the file digest; run `deploycache verify`"),
+            });
+        }
         Ok(FileReader {
             artifact: artifact.to_owned(),
             file: file.to_owned(),
@@ -336,7 +366,7 @@ impl Store {
             .map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
         let payload =
             pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
-        pack::decode(&span.id, &span.loc, &payload).map_err(corrupt)
+        pack::decode(&span.id, &span.loc, payload).map_err(corrupt)
     }
 
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
@@ -354,14 +384,13 @@ impl Store {
         Ok(done)
     }
 
-    /// Stream a whole file to `out` and check the whole-file hash at the
-    /// end. Chunks are read and decoded ahead on worker threads (worker k
-    /// takes chunks k, k+W, k+2W, …; the caller takes them back in order),
-    /// so disk reads, decompression and hashing overlap.
+    /// Stream a whole file to `out`. Chunks are read, decoded and checked
+    /// ahead on worker threads (worker k takes chunks k, k+W, k+2W, …; the
+    /// caller takes them back in order), so disk reads, decompression and
+    /// hashing overlap.
     pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
         let n = r.spans.len();
         let w = self.workers.min(n).max(1);
-        let mut hasher = blake3::Hasher::new();
         std::thread::scope(|s| -> Result<()> {
             let rxs: Vec<_> = (0..w)
                 .map(|k| {
@@ -385,21 +414,11 @@ impl Store {
                         io::Error::other("reader thread exited"),
                     )
                 })??;
-                hasher.update(&c);
                 out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
                 progress.inc(c.len() as u64);
             }
             Ok(())
         })?;
-        if FileHash(*hasher.finalize().as_bytes()) != r.row.hash {
-            return Err(Error::CorruptChunk {
-                chunk: r.spans.last().map(|s| s.id).unwrap_or(ChunkId([0; 32])),
-                artifact: r.artifact.clone(),
-                file: r.file.clone(),
-                offset: 0,
-                why: "whole-file BLAKE3 does not match the index".into(),
-            });
-        }
         Ok(())
     }
 
@@ -606,8 +625,6 @@ pub struct PutReport {
 /// [`StagedFile`] from [`FileWriter::finish`] is committed.
 pub struct FileWriter {
     chunker: Chunker,
-    /// None when the caller hashes the bytes itself ([`FileWriter::finish_hashed`]).
-    hasher: Option<blake3::Hasher>,
     size: u64,
     sink: ChunkSink,
     _gc: GcGuard,
@@ -616,9 +633,6 @@ pub struct FileWriter {
 impl FileWriter {
     /// Append bytes to the file.
     pub fn write(&mut self, store: &Store, data: &[u8]) -> Result<()> {
-        if let Some(h) = &mut self.hasher {
-            h.update(data);
-        }
         self.size += data.len() as u64;
         let FileWriter { chunker, sink, .. } = self;
         chunker.push(data, |c| sink.submit(store, c))
@@ -634,27 +648,7 @@ impl FileWriter {
     }
 
     /// Flush the last chunks and make them durable. `meta.size` is filled in.
-    pub fn finish(mut self, store: &Store, meta: FileMeta) -> Result<StagedFile> {
-        let hash = match self.hasher.take() {
-            Some(h) => FileHash(*h.finalize().as_bytes()),
-            None => {
-                return Err(Error::io(
-                    &store.packs_dir,
-                    io::Error::other("FileWriter without a hash: use finish_hashed"),
-                ))
-            }
-        };
-        self.finish_hashed(store, meta, hash)
-    }
-
-    /// Like [`FileWriter::finish`], for a writer made with
-    /// [`Store::file_writer_unhashed`] whose caller hashed the bytes.
-    pub fn finish_hashed(
-        mut self,
-        store: &Store,
-        mut meta: FileMeta,
-        hash: FileHash,
-    ) -> Result<StagedFile> {
+    pub fn finish(mut self, store: &Store, mut meta: FileMeta) -> Result<StagedFile> {
         name::check_file(&meta.name)?;
         let FileWriter { chunker, sink, .. } = &mut self;
         chunker.finish(|c| sink.submit(store, c))?;
@@ -665,7 +659,7 @@ impl FileWriter {
         meta.size = self.size;
         Ok(StagedFile {
             meta,
-            hash,
+            hash: FileHash::of_chunks(&self.sink.chunks),
             chunks: std::mem::take(&mut self.sink.chunks),
             new_chunks: std::mem::take(&mut self.sink.new_chunks),
             _gc: self._gc,
@@ -858,6 +852,29 @@ fn init(root: &Path) -> Result<()> {
     pack::sync_dir(root)
 }
 
+/// The files-cache key of a source file, or None when the file changed too
+/// recently to trust its timestamps (it may still be changing within one
+/// timestamp tick: the "racy git" problem).
+fn source_key(path: &Path, md: &fs::Metadata) -> Option<index::SourceKey> {
+    use std::os::unix::ffi::OsStrExt;
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    if md.mtime() >= now - 2 || md.ctime() >= now - 2 {
+        return None;
+    }
+    let abs = fs::canonicalize(path).ok()?;
+    Some(index::SourceKey {
+        path: abs.as_os_str().as_bytes().to_vec(),
+        dev: md.dev(),
+        ino: md.ino(),
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+    })
+}
+
 /// The files `put` stores: (path, name in the artifact, size).
 fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
     let mut out: Vec<(PathBuf, String, u64)> = Vec::new();
@@ -899,17 +916,13 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
     Ok(out)
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+fn read_block(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        match r.take(READ_BLOCK as u64).read_to_end(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            res => return res,
         }
     }
-    Ok(n)
 }
 
 /// Map `f` over `items` on up to `workers` threads, keeping order.

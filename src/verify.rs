@@ -83,7 +83,7 @@ pub fn verify(store: &Store, full: bool, show_progress: bool) -> Result<Report> 
                 let results = par_map(part, 2, |(id, loc)| {
                     pack::read_payload(&file, path, loc)
                         .map_err(|e| e.to_string())
-                        .and_then(|payload| pack::decode(id, loc, &payload).map(|_| ()))
+                        .and_then(|payload| pack::decode(id, loc, payload).map(|_| ()))
                 });
                 for ((id, loc), res) in part.iter().zip(results) {
                     report.chunks_checked += 1;

@@ -611,3 +611,39 @@ fn four_gib_sparse_file_round_trips_in_bounded_memory() {
     let (cat_kib, _) = rss(&["cat", "big", "big.img"]);
     assert!(cat_kib < 100 * 1024, "cat peak RSS {cat_kib} KiB");
 }
+
+/// The files cache must never serve stale content: a file rewritten in place
+/// with the same size and its old mtime restored has a new ctime.
+#[test]
+fn files_cache_sees_a_rewrite_that_keeps_size_and_mtime() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let dir = t.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    let f = dir.join("env_1.img.gz");
+    let old_mtime = std::time::SystemTime::now() - Duration::from_secs(3600);
+    write(&f, &random_bytes(1 << 20, 1));
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    // The cache only trusts files whose ctime is a few seconds old.
+    std::thread::sleep(Duration::from_millis(2100));
+    put(&store, "a", &[&dir]);
+    put(&store, "b", &[&dir]); // served from the files cache
+    assert_eq!(cat(&store, "b", "env_1.img.gz"), random_bytes(1 << 20, 1));
+    let new = random_bytes(1 << 20, 2);
+    write(&f, &new);
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    put(&store, "c", &[&dir]);
+    assert_eq!(cat(&store, "c", "env_1.img.gz"), new);
+    verify_full_clean(&store);
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need (when missing) and runs every test.
+# The tests mount real FUSE filesystems, start sshd on 127.0.0.1 and drive
+# the binary with real tools, so they need: fuse3 (fusermount3, /dev/fuse),
+# openssh-server + openssh-client (sshd, scp, ssh-keygen), GNU time
+# (/usr/bin/time, for peak-RSS checks), util-linux (flock), tar, gzip, rsync.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v scp >/dev/null || need+=(openssh-client)
+[ -x /usr/bin/time ] || need+=(time)
+command -v flock >/dev/null || need+=(util-linux)
+command -v rsync >/dev/null || need+=(rsync)
+command -v tar >/dev/null || need+=(tar)
+command -v gzip >/dev/null || need+=(gzip)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# FUSE needs the device node; containers sometimes lack it until modprobe.
+[ -e /dev/fuse ] || { modprobe fuse 2>/dev/null || true; }
+
+# Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
+exec cargo test --all-targets -- --test-threads="$(nproc)" "$@"
