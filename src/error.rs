@@ -12,8 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}{}", path.display(), io_hint(source))]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {error}{}", path.display(), io_hint(error))]
+    Io { path: PathBuf, error: io::Error },
 
     #[error("no store at {}: create one with `deploycache init` (or any `put`/`import`), or point --store / $DEPLOYCACHE_STORE at an existing store", .0.display())]
     NoStore(PathBuf),
@@ -76,7 +76,7 @@ pub enum Error {
 /// A short, actionable hint for the I/O errors users meet most.
 fn io_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::ENOSPC) => " (free space on that filesystem, or run `deploycache gc`)",
+        Some(libc::ENOSPC) => " (free space on that filesystem)",
         Some(libc::EDQUOT) => " (disk quota exceeded: free space or raise the quota)",
         Some(libc::EACCES) | Some(libc::EPERM) => {
             " (check the permissions, or run as the store's owner)"
@@ -90,14 +90,14 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
     /// The errno a FUSE handler replies with for this error.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Io { error, .. } => error.raw_os_error().unwrap_or(libc::EIO),
             Error::NoArtifact(_) | Error::NoFile { .. } | Error::NoStore(_) => libc::ENOENT,
             Error::ArtifactExists(_) => libc::EEXIST,
             Error::InvalidName { .. } => libc::EINVAL,

@@ -161,6 +161,20 @@ pub struct SourceKey {
     pub ctime_ns: i64,
 }
 
+/// Attach the index path to a rusqlite error.
+trait Sql<T> {
+    fn sql(self, path: &Path) -> Result<T>;
+}
+
+impl<T> Sql<T> for rusqlite::Result<T> {
+    fn sql(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::Index {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
 pub struct Index {
     conn: Connection,
     path: PathBuf,
@@ -183,17 +197,15 @@ impl Index {
             conn,
             path: path.to_owned(),
         };
-        ix.conn
-            .busy_timeout(Duration::from_secs(60))
-            .map_err(|e| ix.err(e))?;
+        ix.conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
         // WAL: readers never block the writer. synchronous=FULL: a committed
         // artifact survives power loss, not only a process crash.
         ix.conn
             .execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
             )
-            .map_err(|e| ix.err(e))?;
-        ix.conn.execute_batch(SCHEMA).map_err(|e| ix.err(e))?;
+            .sql(path)?;
+        ix.conn.execute_batch(SCHEMA).sql(path)?;
         let version: Option<String> = ix
             .conn
             .query_row(
@@ -202,7 +214,7 @@ impl Index {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| ix.err(e))?;
+            .sql(path)?;
         match version {
             None => {
                 ix.conn
@@ -210,7 +222,7 @@ impl Index {
                         "INSERT OR IGNORE INTO meta(key, value) VALUES('format_version', ?1)",
                         [FORMAT_VERSION.to_string()],
                     )
-                    .map_err(|e| ix.err(e))?;
+                    .sql(path)?;
             }
             Some(v) if v == FORMAT_VERSION.to_string() => {}
             Some(v) => {
@@ -224,21 +236,30 @@ impl Index {
         Ok(ix)
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        Error::Index {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction and commit it; an error
+    /// rolls everything back.
+    fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, &Path) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&self.path)?;
+        let value = f(&tx, &self.path)?;
+        tx.commit().sql(&self.path)?;
+        Ok(value)
     }
 
-    fn tx(&mut self) -> Result<Transaction<'_>> {
-        let path = self.path.clone();
-        self.conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::Index {
-                path,
-                message: e.to_string(),
-            })
+    /// All rows of a query, each mapped by `f`.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare_cached(sql).sql(&self.path)?;
+        let rows = st
+            .query_map(params, f)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<T>>>());
+        rows.sql(&self.path)
     }
 
     /// Where a chunk is stored, if the index knows it.
@@ -249,10 +270,10 @@ impl Index {
                 "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.codec
                  FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         st.query_row([&id.as_bytes()[..]], row_location)
             .optional()
-            .map_err(|e| self.err(e))
+            .sql(&self.path)
     }
 
     /// Commit a whole artifact: all its files appear at once. With `replace`,
@@ -264,29 +285,25 @@ impl Index {
         files: &[NewFile],
         replace: bool,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        if let Some(old) = artifact_id(&tx, ns, name).map_err(ie)? {
-            if !replace {
-                return Err(Error::ArtifactExists(name.to_owned()));
+        self.write(|tx, path| {
+            if let Some(old) = artifact_id(tx, ns, name).sql(path)? {
+                if !replace {
+                    return Err(Error::ArtifactExists(name.to_owned()));
+                }
+                delete_artifact(tx, old).sql(path)?;
             }
-            delete_artifact(&tx, old).map_err(ie)?;
-        }
-        let t = now();
-        tx.execute(
-            "INSERT INTO artifacts(namespace, name, created, last_access) VALUES(?1, ?2, ?3, ?3)",
-            params![ns, name, t],
-        )
-        .map_err(ie)?;
-        let aid = tx.last_insert_rowid();
-        for f in files {
-            insert_file(&tx, aid, f, None).map_err(ie)?;
-        }
-        tx.commit().map_err(ie)
+            let t = now();
+            tx.execute(
+                "INSERT INTO artifacts(namespace, name, created, last_access) VALUES(?1, ?2, ?3, ?3)",
+                params![ns, name, t],
+            )
+            .sql(path)?;
+            let aid = tx.last_insert_rowid();
+            for f in files {
+                insert_file(tx, aid, f, None).sql(path)?;
+            }
+            Ok(())
+        })
     }
 
     /// Create an empty artifact (the FUSE view's mkdir). Fails if it exists.
@@ -296,125 +313,83 @@ impl Index {
 
     /// Add or replace one file of an existing artifact (the FUSE view's close).
     pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
-        if let Some(fid) = file_id(&tx, aid, &file.meta.name).map_err(ie)? {
-            delete_file(&tx, fid).map_err(ie)?;
-        }
-        insert_file(&tx, aid, file, None).map_err(ie)?;
-        tx.commit().map_err(ie)
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            if let Some(fid) = file_id(tx, aid, &file.meta.name).sql(path)? {
+                delete_file(tx, fid).sql(path)?;
+            }
+            insert_file(tx, aid, file, None).sql(path)?;
+            Ok(())
+        })
     }
 
     /// Drop an artifact and release its chunk references.
     pub fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, name)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(name.to_owned()))?;
-        delete_artifact(&tx, aid).map_err(ie)?;
-        tx.commit().map_err(ie)
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, name)?;
+            delete_artifact(tx, aid).sql(path)?;
+            Ok(())
+        })
     }
 
     /// Drop one file of an artifact.
     pub fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
-        let fid = file_id(&tx, aid, file)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoFile {
-                artifact: artifact.to_owned(),
-                file: file.to_owned(),
-            })?;
-        delete_file(&tx, fid).map_err(ie)?;
-        tx.commit().map_err(ie)
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            let fid = need_file(tx, path, aid, artifact, file)?;
+            delete_file(tx, fid).sql(path)?;
+            Ok(())
+        })
     }
 
     /// Rename a file, possibly into another artifact, replacing any file of the target name.
     pub fn rename_file(&mut self, ns: &str, from: (&str, &str), to: (&str, &str)) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let from_a = artifact_id(&tx, ns, from.0)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(from.0.to_owned()))?;
-        let to_a = artifact_id(&tx, ns, to.0)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(to.0.to_owned()))?;
-        let fid = file_id(&tx, from_a, from.1)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoFile {
-                artifact: from.0.to_owned(),
-                file: from.1.to_owned(),
-            })?;
-        if let Some(existing) = file_id(&tx, to_a, to.1).map_err(ie)? {
-            if existing == fid {
-                return Ok(());
+        self.write(|tx, path| {
+            let from_a = need_artifact(tx, path, ns, from.0)?;
+            let to_a = need_artifact(tx, path, ns, to.0)?;
+            let fid = need_file(tx, path, from_a, from.0, from.1)?;
+            if let Some(existing) = file_id(tx, to_a, to.1).sql(path)? {
+                if existing == fid {
+                    return Ok(());
+                }
+                delete_file(tx, existing).sql(path)?;
             }
-            delete_file(&tx, existing).map_err(ie)?;
-        }
-        tx.execute(
-            "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3",
-            params![to_a, to.1, fid],
-        )
-        .map_err(ie)?;
-        tx.commit().map_err(ie)
+            tx.execute(
+                "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3",
+                params![to_a, to.1, fid],
+            )
+            .sql(path)?;
+            Ok(())
+        })
     }
 
     /// Rename an artifact. Fails if the target exists and is not empty.
     pub fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, from)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(from.to_owned()))?;
-        if let Some(existing) = artifact_id(&tx, ns, to).map_err(ie)? {
-            if existing == aid {
-                return Ok(());
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, from)?;
+            if let Some(existing) = artifact_id(tx, ns, to).sql(path)? {
+                if existing == aid {
+                    return Ok(());
+                }
+                let n: i64 = tx
+                    .query_row(
+                        "SELECT count(*) FROM files WHERE artifact = ?1 AND quarantine IS NULL",
+                        [existing],
+                        |r| r.get(0),
+                    )
+                    .sql(path)?;
+                if n > 0 {
+                    return Err(Error::ArtifactExists(to.to_owned()));
+                }
+                delete_artifact(tx, existing).sql(path)?;
             }
-            let n: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM files WHERE artifact = ?1 AND quarantine IS NULL",
-                    [existing],
-                    |r| r.get(0),
-                )
-                .map_err(ie)?;
-            if n > 0 {
-                return Err(Error::ArtifactExists(to.to_owned()));
-            }
-            delete_artifact(&tx, existing).map_err(ie)?;
-        }
-        tx.execute(
-            "UPDATE artifacts SET name = ?1 WHERE id = ?2",
-            params![to, aid],
-        )
-        .map_err(ie)?;
-        tx.commit().map_err(ie)
+            tx.execute(
+                "UPDATE artifacts SET name = ?1 WHERE id = ?2",
+                params![to, aid],
+            )
+            .sql(path)?;
+            Ok(())
+        })
     }
 
     pub fn update_file_meta(
@@ -425,33 +400,22 @@ impl Index {
         mode: Option<u32>,
         mtime_ns: Option<i64>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
-        let fid = file_id(&tx, aid, file)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoFile {
-                artifact: artifact.to_owned(),
-                file: file.to_owned(),
-            })?;
-        if let Some(m) = mode {
-            tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid])
-                .map_err(ie)?;
-        }
-        if let Some(t) = mtime_ns {
-            tx.execute(
-                "UPDATE files SET mtime_ns = ?1 WHERE id = ?2",
-                params![t, fid],
-            )
-            .map_err(ie)?;
-        }
-        tx.commit().map_err(ie)
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            let fid = need_file(tx, path, aid, artifact, file)?;
+            if let Some(m) = mode {
+                tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid])
+                    .sql(path)?;
+            }
+            if let Some(t) = mtime_ns {
+                tx.execute(
+                    "UPDATE files SET mtime_ns = ?1 WHERE id = ?2",
+                    params![t, fid],
+                )
+                .sql(path)?;
+            }
+            Ok(())
+        })
     }
 
     /// Keep a file aside (not visible) with the reason, its chunks referenced.
@@ -462,41 +426,25 @@ impl Index {
         file: &NewFile,
         reason: &str,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let ie = |e: rusqlite::Error| Error::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.tx()?;
-        let aid = artifact_id(&tx, ns, artifact)
-            .map_err(ie)?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
-        insert_file(&tx, aid, file, Some(reason)).map_err(ie)?;
-        tx.commit().map_err(ie)
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            insert_file(tx, aid, file, Some(reason)).sql(path)?;
+            Ok(())
+        })
     }
 
     /// Quarantined files of a namespace, newest first.
     pub fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed
+        let rows = self.rows("SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed
                  FROM files f JOIN artifacts a ON a.id = f.artifact
-                 WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([ns], |r| {
+                 WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC", [ns], |r| {
                 Ok(QuarantineEntry {
                     file: row_file(r)?,
                     artifact: r.get(6)?,
                     reason: r.get(7)?,
                     at: r.get(8)?,
                 })
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            })?;
         Ok(rows)
     }
 
@@ -509,7 +457,7 @@ impl Index {
                 row_file,
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .sql(&self.path)
     }
 
     /// The files cache: the hash recorded for a source file with exactly this stat.
@@ -520,7 +468,7 @@ impl Index {
                 "SELECT hash FROM source_files
                  WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         let h: Option<Vec<u8>> = st
             .query_row(
                 params![
@@ -534,7 +482,7 @@ impl Index {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         Ok(h.and_then(|h| FileHash::from_slice(&h)))
     }
 
@@ -555,7 +503,7 @@ impl Index {
                     &hash.as_bytes()[..]
                 ])
             })
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         Ok(())
     }
 
@@ -573,16 +521,14 @@ impl Index {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         let Some(fid) = fid else { return Ok(None) };
         let spans = self.file_chunks(fid)?;
         Ok(Some(spans.iter().map(|s| (s.id, s.loc.raw_len)).collect()))
     }
 
     pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
-        Ok(artifact_id(&self.conn, ns, name)
-            .map_err(|e| self.err(e))?
-            .is_some())
+        Ok(artifact_id(&self.conn, ns, name).sql(&self.path)?.is_some())
     }
 
     /// Record a read of the artifact (for `ls` and eviction).
@@ -592,22 +538,15 @@ impl Index {
                 "UPDATE artifacts SET last_access = ?3 WHERE namespace = ?1 AND name = ?2 AND last_access < ?3",
                 params![ns, name, now()],
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         Ok(())
     }
 
     pub fn list_artifacts(&self, ns: &str) -> Result<Vec<ArtifactSummary>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT a.id, a.name, a.created, a.last_access,
+        let rows = self.rows("SELECT a.id, a.name, a.created, a.last_access,
                         (SELECT count(*) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
                         (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL)
-                 FROM artifacts a WHERE a.namespace = ?1 ORDER BY a.name",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([ns], |r| {
+                 FROM artifacts a WHERE a.namespace = ?1 ORDER BY a.name", [ns], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     ArtifactSummary {
@@ -619,10 +558,7 @@ impl Index {
                         unique_bytes: 0,
                     },
                 ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            })?;
         let mut unique = self
             .conn
             .prepare_cached(
@@ -633,37 +569,25 @@ impl Index {
                     FROM files f JOIN file_chunks fc ON fc.file = f.id JOIN chunks c ON c.id = fc.chunk
                     WHERE f.artifact = ?1 GROUP BY c.id) WHERE refs = n",
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         let mut out = Vec::with_capacity(rows.len());
         for (aid, mut s) in rows {
             s.unique_bytes = unique
                 .query_row([aid], |r| r.get::<_, i64>(0))
-                .map_err(|e| self.err(e))? as u64;
+                .sql(&self.path)? as u64;
             out.push(s);
         }
         Ok(out)
     }
 
     pub fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
-        let aid = artifact_id(&self.conn, ns, artifact)
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([aid], row_file)
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+        let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
+        let rows = self.rows("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name", [aid], row_file)?;
         Ok(rows)
     }
 
     pub fn file(&self, ns: &str, artifact: &str, file: &str) -> Result<FileRow> {
-        let aid = artifact_id(&self.conn, ns, artifact)
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| Error::NoArtifact(artifact.to_owned()))?;
+        let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
         self.conn
             .query_row(
                 "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND name = ?2 AND quarantine IS NULL",
@@ -671,7 +595,7 @@ impl Index {
                 row_file,
             )
             .optional()
-            .map_err(|e| self.err(e))?
+            .sql(&self.path)?
             .ok_or_else(|| Error::NoFile { artifact: artifact.to_owned(), file: file.to_owned() })
     }
 
@@ -684,7 +608,7 @@ impl Index {
                  FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk JOIN packs p ON p.id = c.pack
                  WHERE fc.file = ?1 ORDER BY fc.seq",
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         let rows = st
             .query_map([file_id], |r| {
                 let id: Vec<u8> = r.get(0)?;
@@ -694,9 +618,9 @@ impl Index {
                     loc: location_from(r, 2)?,
                 })
             })
-            .map_err(|e| self.err(e))?
+            .sql(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         Ok(rows)
     }
 
@@ -705,7 +629,7 @@ impl Index {
             self.conn
                 .query_row(sql, [], |r| r.get::<_, i64>(0))
                 .map(|v| v as u64)
-                .map_err(|e| self.err(e))
+                .sql(&self.path)
         };
         Ok(Totals {
             artifacts: q("SELECT count(*) FROM artifacts")?,
@@ -727,15 +651,9 @@ impl Index {
 
     /// Every pack the index knows.
     pub fn packs(&self) -> Result<Vec<PackName>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name FROM packs ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let names = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+        let names = self.rows("SELECT name FROM packs ORDER BY name", [], |r| {
+            r.get::<_, String>(0)
+        })?;
         Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
     }
 
@@ -747,7 +665,7 @@ impl Index {
                 "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
                  FROM chunks c JOIN packs p ON p.id = c.pack WHERE p.name = ?1 ORDER BY c.offset",
             )
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         let rows = st
             .query_map([pack.to_string()], |r| {
                 let id: Vec<u8> = r.get(0)?;
@@ -756,29 +674,19 @@ impl Index {
                     location_from(r, 1)?,
                 ))
             })
-            .map_err(|e| self.err(e))?
+            .sql(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         Ok(rows)
     }
 
     /// Who references a chunk: (artifact, file, offset) triples, for error reports.
     pub fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
+        let rows = self.rows("SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
                  FROM file_chunks fc JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
-                 WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([&id.as_bytes()[..]], |r| {
+                 WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset", [&id.as_bytes()[..]], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            })?;
         Ok(rows)
     }
 
@@ -788,41 +696,32 @@ impl Index {
         let integrity: String = self
             .conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+            .sql(&self.path)?;
         if integrity != "ok" {
             problems.push(format!("SQLite quick_check: {integrity}"));
         }
         let mut fk = self
             .conn
             .prepare("PRAGMA foreign_key_check")
-            .map_err(|e| self.err(e))?;
-        let n = fk
-            .query_map([], |_| Ok(()))
-            .map_err(|e| self.err(e))?
-            .count();
+            .sql(&self.path)?;
+        let n = fk.query_map([], |_| Ok(())).sql(&self.path)?.count();
         if n > 0 {
             problems.push(format!(
                 "{n} rows point at missing rows (foreign_key_check)"
             ));
         }
-        let mut refs = self
-            .conn
-            .prepare(
-                "SELECT c.id, c.refs, (SELECT count(*) FROM file_chunks fc WHERE fc.chunk = c.id) AS n
+        let bad = self.rows(
+            "SELECT c.id, c.refs, (SELECT count(*) FROM file_chunks fc WHERE fc.chunk = c.id) AS n
                  FROM chunks c WHERE c.refs != n",
-            )
-            .map_err(|e| self.err(e))?;
-        let bad = refs
-            .query_map([], |r| {
+            [],
+            |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
                 ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            },
+        )?;
         for (id, stored, actual) in bad {
             let id = ChunkId::from_slice(&id)
                 .map(|c| c.to_string())
@@ -831,20 +730,13 @@ impl Index {
                 "chunk {id}: reference count {stored}, but {actual} file positions use it"
             ));
         }
-        let mut files = self
-            .conn
-            .prepare(
-                "SELECT a.name, f.name, f.size,
+        let rows = self.rows("SELECT a.name, f.name, f.size,
                         (SELECT coalesce(sum(c.raw_len), 0) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id),
                         (SELECT count(*) FROM file_chunks fc WHERE fc.file = f.id),
                         (SELECT coalesce(max(seq), -1) FROM file_chunks fc WHERE fc.file = f.id),
                         (SELECT count(*) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id
                            AND fc.offset + c.raw_len != coalesce((SELECT fc2.offset FROM file_chunks fc2 WHERE fc2.file = f.id AND fc2.seq = fc.seq + 1), f.size))
-                 FROM files f JOIN artifacts a ON a.id = f.artifact",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = files
-            .query_map([], |r| {
+                 FROM files f JOIN artifacts a ON a.id = f.artifact", [], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -854,10 +746,7 @@ impl Index {
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
                 ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            })?;
         for (a, f, size, sum, count, max_seq, gaps) in rows {
             if sum != size {
                 problems.push(format!(
@@ -874,22 +763,14 @@ impl Index {
             }
         }
         // Each file's digest commits to its chunk list (id.rs).
-        let mut all = self
-            .conn
-            .prepare("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact")
-            .map_err(|e| self.err(e))?;
-        let files = all
-            .query_map([], |r| {
+        let files = self.rows("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact", [], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, Vec<u8>>(3)?,
                 ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            })?;
         for (fid, a, f, hash) in files {
             let spans = self.file_chunks(fid)?;
             let digest = FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len)));
@@ -940,6 +821,29 @@ fn artifact_id(conn: &Connection, ns: &str, name: &str) -> rusqlite::Result<Opti
     conn.prepare_cached("SELECT id FROM artifacts WHERE namespace = ?1 AND name = ?2")?
         .query_row(params![ns, name], |r| r.get(0))
         .optional()
+}
+
+/// The id of an artifact that must exist.
+fn need_artifact(conn: &Connection, path: &Path, ns: &str, name: &str) -> Result<i64> {
+    artifact_id(conn, ns, name)
+        .sql(path)?
+        .ok_or_else(|| Error::NoArtifact(name.to_owned()))
+}
+
+/// The id of a visible file that must exist.
+fn need_file(
+    conn: &Connection,
+    path: &Path,
+    artifact_id: i64,
+    artifact: &str,
+    file: &str,
+) -> Result<i64> {
+    file_id(conn, artifact_id, file)
+        .sql(path)?
+        .ok_or_else(|| Error::NoFile {
+            artifact: artifact.to_owned(),
+            file: file.to_owned(),
+        })
 }
 
 fn file_id(conn: &Connection, artifact: i64, name: &str) -> rusqlite::Result<Option<i64>> {

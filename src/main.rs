@@ -164,7 +164,7 @@ fn main() -> ExitCode {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || matches!(c.downcast_ref::<deploycache::Error>(), Some(deploycache::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<deploycache::Error>(), Some(deploycache::Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

@@ -38,8 +38,9 @@ const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~4 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
 const MAX_INFLIGHT_CHUNKS: usize = 64;
-/// Reads for `cat`/`export` decode this many chunks ahead, in parallel.
-const READ_AHEAD_CHUNKS: usize = 32;
+/// Sequential reads fetch runs of chunks that lie close together in a pack
+/// with one read of at most this many bytes.
+pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 1024 * 1024;
 
@@ -245,11 +246,17 @@ impl Store {
         let mut w = self.file_writer()?;
         // Read on a second thread, so disk waits overlap chunking.
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        // Blocks go back to the reader for reuse: fresh 1 MiB buffers would
+        // cost a page fault per 4 KiB on every block.
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(8);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
             s.spawn(move || loop {
+                let mut buf = recycle_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
+                buf.clear();
                 // read_to_end fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(READ_BLOCK);
                 match read_block(&mut file, &mut buf) {
                     Ok(0) => break,
                     Ok(_) => {
@@ -267,6 +274,7 @@ impl Store {
                 let block = block.at(path)?;
                 w.write(self, &block)?;
                 progress.inc(block.len() as u64);
+                let _ = recycle_tx.try_send(block);
             }
             w.finish(self, meta)
         })?;
@@ -369,6 +377,55 @@ impl Store {
         pack::decode(&span.id, &span.loc, payload).map_err(corrupt)
     }
 
+    /// Read, decode and check chunks `range` of a file (a segment from
+    /// [`FileReader::segments`]): the byte range they span in their pack is
+    /// fetched with one read, so the kernel sees large sequential reads.
+    pub fn read_chunks(
+        &self,
+        r: &FileReader,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let spans = &r.spans[range.clone()];
+        let first = &spans[0];
+        if spans.len() < 2 || spans.iter().any(|s| s.loc.pack != first.loc.pack) {
+            return range.map(|i| self.read_chunk(r, i)).collect();
+        }
+        let start = spans.iter().map(|s| s.loc.offset).min().unwrap_or(0);
+        let end = spans
+            .iter()
+            .map(|s| s.loc.offset + s.loc.stored_len as u64)
+            .max()
+            .unwrap_or(0);
+        let whole = Location {
+            offset: start,
+            stored_len: (end - start) as u32,
+            ..first.loc
+        };
+        let path = self.pack_path(first.loc.pack);
+        let buf = match self
+            .pack_file(first.loc.pack)
+            .and_then(|f| pack::read_payload(&f, &path, &whole))
+        {
+            Ok(b) => b,
+            // Report the failure against the chunk it hits.
+            Err(_) => return range.map(|i| self.read_chunk(r, i)).collect(),
+        };
+        spans
+            .iter()
+            .map(|span| {
+                let at = (span.loc.offset - start) as usize;
+                let payload = buf[at..at + span.loc.stored_len as usize].to_vec();
+                pack::decode(&span.id, &span.loc, payload).map_err(|why| Error::CorruptChunk {
+                    chunk: span.id,
+                    artifact: r.artifact.clone(),
+                    file: r.file.clone(),
+                    offset: span.offset,
+                    why,
+                })
+            })
+            .collect()
+    }
+
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
     pub fn read_at(&self, r: &FileReader, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let mut done = 0;
@@ -389,15 +446,19 @@ impl Store {
     /// caller takes them back in order), so disk reads, decompression and
     /// hashing overlap.
     pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
-        let n = r.spans.len();
-        let w = self.workers.min(n).max(1);
+        let segments = r.segments();
+        let n = segments.len();
+        // Twice the cores: while one thread hashes a segment, another
+        // waits on the disk for the next.
+        let w = (2 * self.workers).min(n).max(1);
         std::thread::scope(|s| -> Result<()> {
             let rxs: Vec<_> = (0..w)
                 .map(|k| {
-                    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(READ_AHEAD_CHUNKS);
+                    let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(2);
+                    let segments = &segments;
                     s.spawn(move || {
-                        for i in (k..n).step_by(w) {
-                            let res = self.read_chunk(r, i);
+                        for seg in segments.iter().skip(k).step_by(w) {
+                            let res = self.read_chunks(r, seg.clone());
                             let failed = res.is_err();
                             if tx.send(res).is_err() || failed {
                                 return;
@@ -407,19 +468,20 @@ impl Store {
                     rx
                 })
                 .collect();
-            for i in 0..n {
-                let c = rxs[i % w].recv().map_err(|_| {
+            for (i, seg) in segments.iter().enumerate() {
+                let chunks = rxs[i % w].recv().map_err(|_| {
                     Error::io(
-                        self.pack_path(r.spans[i].loc.pack),
+                        self.pack_path(r.spans[seg.start].loc.pack),
                         io::Error::other("reader thread exited"),
                     )
                 })??;
-                out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
-                progress.inc(c.len() as u64);
+                for c in chunks {
+                    out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
+                    progress.inc(c.len() as u64);
+                }
             }
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Write the artifact's files into `dest` byte-identical, with mode and
@@ -535,6 +597,10 @@ impl StoreCore {
             return Ok(Outcome::Indexed);
         }
         let enc = pack::encode_with_id(id, data, compressor);
+        // Appended by the worker, so the write overlaps the writer thread's
+        // chunking. Workers finish nearly in file order, so a file's new
+        // chunks land close together; reads fetch them as one run
+        // (FileReader::segments).
         let mut writer = lock(&self.writer);
         // Another worker may have stored the same chunk meanwhile.
         if let Some(loc) = lock(&self.pending).get(&id) {
@@ -717,7 +783,7 @@ impl ChunkSink {
     }
 }
 
-/// What a worker did with a chunk.
+/// What a worker found out about a chunk.
 enum Outcome {
     /// The index already has it.
     Indexed,
@@ -817,6 +883,47 @@ impl FileReader {
         self.spans.len()
     }
 
+    /// The file's chunks cut into runs that one read can fetch: consecutive
+    /// chunks in one pack whose records fill (nearly: at least 3/4) the
+    /// byte range they span, at most [`SEGMENT_BYTES`] long in the pack and
+    /// decoded. A file's new
+    /// chunks are appended close together, though the chunk workers may
+    /// swap neighbours.
+    pub fn segments(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let (mut lo, mut hi, mut used, mut raw) = (0u64, 0u64, 0u64, 0u64);
+        for i in 0..self.spans.len() {
+            let loc = &self.spans[i].loc;
+            let (a, b) = record_range(loc);
+            if i > start {
+                let (nlo, nhi) = (lo.min(a), hi.max(b));
+                let nused = used + (b - a);
+                let nraw = raw + loc.raw_len as u64;
+                let dense = nused * 4 >= (nhi - nlo) * 3;
+                // Bounded in decoded bytes too: a run of one repeated chunk
+                // (zeros) spans a few bytes of pack but any number of bytes
+                // of file.
+                if loc.pack != self.spans[start].loc.pack
+                    || !dense
+                    || nhi - nlo > SEGMENT_BYTES
+                    || nraw > SEGMENT_BYTES
+                {
+                    out.push(start..i);
+                    start = i;
+                } else {
+                    (lo, hi, used, raw) = (nlo, nhi, nused, nraw);
+                    continue;
+                }
+            }
+            (lo, hi, used, raw) = (a, b, b - a, loc.raw_len as u64);
+        }
+        if start < self.spans.len() {
+            out.push(start..self.spans.len());
+        }
+        out
+    }
+
     /// Index of the chunk holding byte `pos`, if `pos` is inside the file.
     pub fn chunk_at(&self, pos: u64) -> Option<usize> {
         if pos >= self.size() {
@@ -824,6 +931,14 @@ impl FileReader {
         }
         Some(self.spans.partition_point(|s| s.offset <= pos) - 1)
     }
+}
+
+/// The bytes a chunk's record occupies in its pack (header included).
+fn record_range(loc: &Location) -> (u64, u64) {
+    (
+        loc.offset - pack::RECORD_HEADER_LEN as u64,
+        loc.offset + loc.stored_len as u64,
+    )
 }
 
 fn check_format(root: &Path, s: &str) -> Result<()> {

@@ -647,3 +647,45 @@ fn files_cache_sees_a_rewrite_that_keeps_size_and_mtime() {
     assert_eq!(cat(&store, "c", "env_1.img.gz"), new);
     verify_full_clean(&store);
 }
+
+/// A full disk is an error naming the path, and leaves no partial artifact.
+/// Needs root (a small tmpfs is the full disk), as the tests run in CI.
+#[test]
+fn a_full_disk_fails_cleanly() {
+    let t = TempDir::new().unwrap();
+    let small = t.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&small);
+    let store = small.join("store");
+    let f = t.path().join("opnfv-bootstraps-cache.tar");
+    write(&f, &random_bytes(4 << 20, 1));
+    put(&store, "fits", &[&f]);
+    let big = t.path().join("env_1.img.gz");
+    write(&big, &random_bytes(16 << 20, 2));
+    let o = fails(dc(&store).args(["put", "too-big"]).arg(&big));
+    let e = stderr(&o);
+    assert!(
+        e.contains("No space left on device") && e.contains(small.to_str().unwrap()),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(
+        cat(&store, "fits", "opnfv-bootstraps-cache.tar"),
+        random_bytes(4 << 20, 1)
+    );
+    verify_full_clean(&store);
+}
