@@ -149,27 +149,29 @@ record() { (IFS=$'\t'; echo "$*") >>"$RESULTS"; }
 bytes_of() { du -sb --apparent-size "$@" | awk '{ s += $1 } END { print s + 0 }'; }
 disk_bytes() { if [[ -e $1 ]]; then du -sb "$1" | cut -f1; else echo 0; fi; }
 
-# measure SECTION TOOL OP BYTES CMD...: time CMD (stdout discarded) and its
-# peak RSS. The wall clock is taken around /usr/bin/time for nanosecond
-# resolution; /usr/bin/time's %M is the largest RSS of the process tree.
+# measure SECTION TOOL OP BYTES CMD...: time CMD (stdout discarded), its peak
+# RSS and its CPU time (user+sys: on a shared machine the CPU a tool burns is
+# steadier than its wall time). The wall clock is taken around /usr/bin/time
+# for nanosecond resolution; %M is the largest RSS in the process tree.
 measure() {
-    local section=$1 tool=$2 op=$3 bytes=$4 t0 t1 rc=0 secs rss
+    local section=$1 tool=$2 op=$3 bytes=$4 t0 t1 rc=0 secs rss cpu
     shift 4
     t0=$(date +%s%N)
     # CMD is usually one of this script's functions (exported below), so it
     # runs in a child bash; that bash's few MiB never exceed the tools' own.
-    /usr/bin/time -f '%e %M' -o "$RUN/time.out" bash -c '"$@"' bench "$@" >/dev/null 2>"$RUN/cmd.err" || rc=$?
+    /usr/bin/time -f '%e %M %U %S' -o "$RUN/time.out" bash -c '"$@"' bench "$@" >/dev/null 2>"$RUN/cmd.err" || rc=$?
     t1=$(date +%s%N)
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
     rss=$(awk 'END { print $2 }' "$RUN/time.out")
+    cpu=$(awk 'END { printf "%.2f", $3 + $4 }' "$RUN/time.out")
     if ((rc)); then
         log "FAILED ($rc): $tool $op: $*"
         tail -5 "$RUN/cmd.err" >&2
-        record time "$section" "$tool" "$op" "$bytes" "$secs" "${rss:-0}" "failed (exit $rc)"
+        record time "$section" "$tool" "$op" "$bytes" "$secs" "${rss:-0}" "failed (exit $rc)" 0
         return 0
     fi
-    log "$section $tool $op: ${secs}s, $((bytes / 1000000)) MB, peak RSS ${rss} KiB"
-    record time "$section" "$tool" "$op" "$bytes" "$secs" "$rss" ok
+    log "$section $tool $op: ${secs}s, $((bytes / 1000000)) MB, peak RSS ${rss} KiB, CPU ${cpu}s"
+    record time "$section" "$tool" "$op" "$bytes" "$secs" "$rss" ok "$cpu"
 }
 
 # reps COLD CMD...: run CMD (a measure call) REPEAT times; with COLD=1 the page

@@ -3,7 +3,7 @@
 
 results.tsv holds tab-separated records (see `record` calls in bench.sh):
   info KEY VALUE | file PATH BYTES | json KEY JSON | note TEXT | skip SECTION TEXT
-  time SECTION TOOL OP BYTES SECONDS RSS_KIB STATUS
+  time SECTION TOOL OP BYTES SECONDS RSS_KIB STATUS [CPU_SECONDS]
   size SECTION TOOL STAGE BYTES | lat TOOL P50_US P99_US COUNT | rss TOOL WHAT KIB
 MB means 10^6 bytes; MiB 2^20.
 """
@@ -44,7 +44,7 @@ def load(path):
             elif kind == "time":
                 r["time"].setdefault((f[1], f[2], f[3]), []).append({
                     "bytes": int(f[4]), "secs": float(f[5]), "rss": int(f[6] or 0),
-                    "status": f[7]})
+                    "status": f[7], "cpu": float(f[8]) if len(f) > 8 and f[8] else None})
             elif kind == "size":
                 r["size"][(f[1], f[2], f[3])] = int(f[4])
             elif kind == "lat":
@@ -66,8 +66,16 @@ def summarize(runs):
     secs = sorted(x["secs"] for x in ok)
     mid = len(secs) // 2
     median = secs[mid] if len(secs) % 2 else (secs[mid - 1] + secs[mid]) / 2
+    cpus = sorted(x["cpu"] for x in ok if x.get("cpu") is not None)
     return {"bytes": ok[0]["bytes"], "secs": median, "rss": max(x["rss"] for x in ok),
-            "status": "ok", "runs": len(ok)}
+            "status": "ok", "runs": len(ok), "cpu": cpus[len(cpus) // 2] if cpus else None}
+
+
+def fmt_cpu(t):
+    """CPU seconds (user+sys) per GB processed."""
+    if not t or t["status"] != "ok" or t.get("cpu") is None or not t["bytes"]:
+        return "–"
+    return "%.1f s/GB" % (t["cpu"] / (t["bytes"] / 1e9))
 
 
 def mbs(t):
@@ -128,11 +136,13 @@ def ingest_section(r, section, title, what):
         s12 = r["size"].get((section, tool, "v1+v2"))
         logical = sum(x["bytes"] for x in row_t[:2] if x) or None
         rows.append([TOOL_LABEL[tool]] + [fmt_rate(x) for x in row_t] +
-                    ["%.0f MiB" % (max(rss) / 1024) if rss else "–",
+                    [fmt_cpu(row_t[0]),
+                     "%.0f MiB" % (max(rss) / 1024) if rss else "–",
                      fmt_bytes(s1), fmt_bytes(s12),
                      fmt_ratio(ratio(logical, s12))])
     out = "## %s\n\n%s\n\n" % (title, what)
-    out += table(["tool", "v1 (new)", "v2 (update)", "v1 again (stored)", "peak RSS",
+    out += table(["tool", "v1 (new)", "v2 (update)", "v1 again (stored)", "CPU for v1",
+                  "peak RSS",
                   "store after v1", "after v1+v2", "v1+v2 logical / store"], rows)
     return out
 
@@ -171,6 +181,10 @@ def verdicts(r):
         ratio(g("ingest", "deploycache", "v1"), g("ingest", "cp", "v1")), 0.8)
     add("2", "ingest of the update (v2) ≥ 0.8× cp+sync",
         ratio(g("ingest", "deploycache", "v2"), g("ingest", "cp", "v2")), 0.8)
+    add("2", "raw ext4 image, new data (v1) ≥ 0.8× cp+sync",
+        ratio(g("raw", "deploycache", "v1"), g("raw", "cp", "v1")), 0.8)
+    add("2", "raw ext4 image, update (v2) ≥ 0.8× cp+sync",
+        ratio(g("raw", "deploycache", "v2"), g("raw", "cp", "v2")), 0.8)
     add("2", "re-ingest of a stored version ≥ 2× cp+sync",
         ratio(g("ingest", "deploycache", "v1-again"), g("ingest", "cp", "v1-again")), 2)
     add("2", "ingest ≥ 2× borg create",
@@ -311,10 +325,10 @@ def read_section(r):
                             ("restic", "dump cold", "`restic dump` (tar of the snapshot), cold")):
         x = t.get(("read", tool, op))
         if x:
-            rows.append([label, fmt_rate(x), fmt_secs(x), fmt_rss(x)])
+            rows.append([label, fmt_rate(x), fmt_secs(x), fmt_cpu(x), fmt_rss(x)])
     return ("## Read-back\n\nAll files of v2 (%s), to /dev/null unless noted.\n\n"
             % fmt_bytes(next((x["bytes"] for k, x in t.items() if k[0] == "read" and x["bytes"]), None))
-            + table(["what", "speed", "time", "peak RSS"], rows))
+            + table(["what", "speed", "time", "CPU (user+sys)", "peak RSS"], rows))
 
 
 def mount_section(r):
@@ -354,7 +368,8 @@ def main():
         "borgbackup, restic, squashfs-tools, fuse3, openssh-server and time when missing). "
         "Every tool works side by side on the same disk; every ingest is timed up to a finished "
         "`sync`; \"cold\" means the page cache was dropped just before. Every time is the "
-        "median of %s run(s); peak RSS the largest of them. MB = 10^6 bytes.\n\n"
+        "median of %s run(s); peak RSS the largest of them; CPU is user+sys seconds per GB "
+        "processed (steadier than wall time on this shared machine). MB = 10^6 bytes.\n\n"
         % (i.get("deploycache", "?"), i.get("scale", "?"), i.get("repeat", "1"),
            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            i.get("repeat", "1"), i.get("repeat", "1")),
