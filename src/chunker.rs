@@ -8,6 +8,9 @@
 //!   them (or the pinned `fastcdc` version) makes new data stop deduplicating
 //!   against every existing store: that is a format change (store-layout.md).
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use fastcdc::v2020::{cut, select_masks, Normalization};
 
 /// Smallest chunk, except the last chunk of a file.
@@ -22,10 +25,33 @@ pub const MAX_SIZE: usize = 256 * 1024;
 /// FastCDC normalization level (how tightly sizes cluster around `AVG_SIZE`).
 const LEVEL: Normalization = Normalization::Level1;
 
-/// A push-based chunker: feed it bytes in pieces of any size, receive chunks.
+/// A chunk's bytes: a range of a block the caller handed over (no copy), or
+/// bytes of its own where a chunk straddles two blocks.
+#[derive(Clone, Debug)]
+pub enum ChunkBytes {
+    Shared(Arc<Vec<u8>>, Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Shared(block, r) => &block[r.clone()],
+            ChunkBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// A push-based chunker: feed it blocks of any size, receive chunks.
+///
+/// Chunks that lie inside one block are handed out as ranges of it, without
+/// copying; only the bytes of a chunk that straddles two blocks are copied
+/// (into `carry`), at most `MAX_SIZE` per block.
 pub struct Chunker {
-    buf: Vec<u8>,
-    start: usize,
+    /// The start of the chunk in progress: fewer than `MAX_SIZE` bytes that
+    /// came before the current block.
+    carry: Vec<u8>,
     mask_s: u64,
     mask_l: u64,
 }
@@ -40,15 +66,15 @@ impl Chunker {
     pub fn new() -> Self {
         let (mask_s, mask_l) = select_masks(AVG_SIZE, LEVEL);
         Chunker {
-            buf: Vec::with_capacity(2 * MAX_SIZE),
-            start: 0,
+            carry: Vec::new(),
             mask_s,
             mask_l,
         }
     }
 
-    fn next_cut(&self) -> usize {
-        let window = &self.buf[self.start..];
+    /// Length of the chunk starting at `window[0]`. `window` must hold at
+    /// least `MAX_SIZE` bytes, or be the end of the input.
+    fn cut(&self, window: &[u8]) -> usize {
         let (_, len) = cut(
             window,
             MIN_SIZE,
@@ -62,43 +88,66 @@ impl Chunker {
         len
     }
 
-    /// Append `data`, calling `emit` with every chunk that is now complete.
+    /// Append `data` (copied into a block of its own).
     pub fn push<E>(
         &mut self,
-        mut data: &[u8],
-        mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+        data: &[u8],
+        emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
-        while !data.is_empty() {
-            // Take in only what completes a MAX_SIZE window, so the buffer
-            // stays bounded by 2 * MAX_SIZE whatever the caller pushes.
-            let room = (self.start + MAX_SIZE)
-                .saturating_sub(self.buf.len())
-                .max(1);
-            let take = room.min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            while self.buf.len() - self.start >= MAX_SIZE {
-                let len = self.next_cut();
-                emit(&self.buf[self.start..self.start + len])?;
-                self.start += len;
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.push_block(data.to_vec(), emit)
+    }
+
+    /// Append a block, calling `emit` with every chunk that is now complete.
+    pub fn push_block<E>(
+        &mut self,
+        block: Vec<u8>,
+        mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let block = Arc::new(block);
+        let mut pos = 0;
+        // The seam: a chunk in progress from earlier blocks.
+        while !self.carry.is_empty() {
+            let take = (MAX_SIZE - self.carry.len()).min(block.len() - pos);
+            let before = self.carry.len();
+            self.carry.extend_from_slice(&block[pos..pos + take]);
+            pos += take;
+            if self.carry.len() < MAX_SIZE {
+                return Ok(()); // the block is used up; the chunk goes on
             }
-            if self.start >= MAX_SIZE {
-                self.buf.drain(..self.start);
-                self.start = 0;
+            let len = self.cut(&self.carry);
+            if len >= before {
+                // The rest came from this block: give it back, uncopied.
+                pos -= self.carry.len() - len;
+                self.carry.truncate(len);
+                emit(ChunkBytes::Owned(std::mem::take(&mut self.carry)))?;
+            } else {
+                let rest = self.carry.split_off(len);
+                emit(ChunkBytes::Owned(std::mem::replace(&mut self.carry, rest)))?;
             }
         }
+        while block.len() - pos >= MAX_SIZE {
+            let len = self.cut(&block[pos..]);
+            emit(ChunkBytes::Shared(block.clone(), pos..pos + len))?;
+            pos += len;
+        }
+        self.carry.extend_from_slice(&block[pos..]);
         Ok(())
     }
 
     /// Emit whatever is left: the file's last chunks.
-    pub fn finish<E>(&mut self, mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        while self.start < self.buf.len() {
-            let len = self.next_cut();
-            emit(&self.buf[self.start..self.start + len])?;
-            self.start += len;
+    pub fn finish<E>(
+        &mut self,
+        mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = std::mem::take(&mut self.carry);
+        while !rest.is_empty() {
+            let len = self.cut(&rest);
+            let tail = rest.split_off(len);
+            emit(ChunkBytes::Owned(std::mem::replace(&mut rest, tail)))?;
         }
-        self.buf.clear();
-        self.start = 0;
         Ok(())
     }
 }
@@ -107,7 +156,7 @@ impl Chunker {
 pub fn chunk_lengths(data: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut c = Chunker::new();
-    let mut f = |ch: &[u8]| -> Result<(), ()> {
+    let mut f = |ch: ChunkBytes| -> Result<(), ()> {
         out.push(ch.len());
         Ok(())
     };
@@ -130,24 +179,28 @@ mod tests {
 
     fn chunks_with_pieces(data: &[u8], piece_sizes: &[usize]) -> Vec<usize> {
         let mut out = Vec::new();
+        let mut bytes = Vec::new();
         let mut c = Chunker::new();
         let mut rest = data;
         let mut i = 0;
+        let mut record = |ch: ChunkBytes| -> Result<(), ()> {
+            out.push(ch.len());
+            bytes.extend_from_slice(&ch);
+            Ok(())
+        };
         while !rest.is_empty() {
             let n = piece_sizes[i % piece_sizes.len()].clamp(1, rest.len());
-            c.push(&rest[..n], |ch: &[u8]| -> Result<(), ()> {
-                out.push(ch.len());
-                Ok(())
-            })
-            .unwrap();
+            // Alternate the copying and the block-taking entry points.
+            if i % 2 == 0 {
+                c.push(&rest[..n], &mut record).unwrap();
+            } else {
+                c.push_block(rest[..n].to_vec(), &mut record).unwrap();
+            }
             rest = &rest[n..];
             i += 1;
         }
-        c.finish(|ch: &[u8]| -> Result<(), ()> {
-            out.push(ch.len());
-            Ok(())
-        })
-        .unwrap();
+        c.finish(&mut record).unwrap();
+        assert!(bytes == data, "chunks do not concatenate to the input");
         out
     }
 

@@ -83,53 +83,54 @@ impl PackName {
     }
 }
 
-/// A chunk ready to be appended: id computed, payload compressed or not.
+/// A chunk ready to be appended: id computed, compressed where that pays.
 pub struct EncodedChunk {
     pub id: ChunkId,
     pub raw_len: u32,
-    pub codec: Codec,
-    pub payload: Vec<u8>,
+    /// The zstd frame, or None to store the chunk's bytes as they are.
+    pub compressed: Option<Vec<u8>>,
 }
 
-/// Hash and (where it pays) compress one chunk. Pure CPU; callers run it in parallel.
-pub fn encode(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> EncodedChunk {
-    let id = ChunkId::of(data);
-    encode_with_id(id, data, compressor)
+impl EncodedChunk {
+    pub fn codec(&self) -> Codec {
+        if self.compressed.is_some() {
+            Codec::Zstd
+        } else {
+            Codec::Raw
+        }
+    }
 }
 
+/// Compress one chunk where that pays. Pure CPU; callers run it in parallel.
 pub fn encode_with_id(
     id: ChunkId,
     data: &[u8],
     compressor: &mut zstd::bulk::Compressor<'static>,
 ) -> EncodedChunk {
     // Keep the compressed form only when it saves at least 1/32: squashfs,
-    // gzip and kernels then cost one failed zstd pass and no decode on read.
+    // gzip and kernels then cost a sample's zstd pass and no decode on read.
     let limit = data.len() - data.len() / 32;
-    let mut out = Vec::with_capacity(limit);
-    let compressed = limit > 0
-        && looks_compressible(data, compressor)
-        && matches!(compressor.compress_to_buffer(data, &mut out), Ok(n) if n < limit);
-    if compressed {
-        EncodedChunk {
-            id,
-            raw_len: data.len() as u32,
-            codec: Codec::Zstd,
-            payload: out,
+    let compressed = if limit > 0 && looks_compressible(data, compressor) {
+        let mut out = Vec::with_capacity(limit);
+        match compressor.compress_to_buffer(data, &mut out) {
+            Ok(n) if n < limit => Some(out),
+            _ => None,
         }
     } else {
-        EncodedChunk {
-            id,
-            raw_len: data.len() as u32,
-            codec: Codec::Raw,
-            payload: data.to_vec(),
-        }
+        None
+    };
+    EncodedChunk {
+        id,
+        raw_len: data.len() as u32,
+        compressed,
     }
 }
 
-/// Compress a 16 KiB sample from the middle of a large chunk first: already
-/// compressed data (squashfs, gzip, kernels) then costs 1/16 of a zstd pass.
+/// Compress a 4 KiB sample from the middle of a chunk first: already
+/// compressed data (squashfs, gzip, kernels) then costs 1/16 of a zstd pass
+/// at the average chunk size.
 fn looks_compressible(data: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> bool {
-    const SAMPLE: usize = 16 * 1024;
+    const SAMPLE: usize = 4 * 1024;
     if data.len() < 4 * SAMPLE {
         return true;
     }
@@ -212,18 +213,19 @@ impl PackWriter {
         self.len <= PACK_MAGIC.len() as u64
     }
 
-    /// Append one record; returns where its payload is.
-    pub fn append(&mut self, chunk: &EncodedChunk) -> Result<Location> {
+    /// Append one record (`raw` is the chunk's bytes); returns where its payload is.
+    pub fn append(&mut self, chunk: &EncodedChunk, raw: &[u8]) -> Result<Location> {
+        let payload = chunk.compressed.as_deref().unwrap_or(raw);
         let mut header = [0u8; RECORD_HEADER_LEN];
         header[..4].copy_from_slice(RECORD_MAGIC);
         header[4..36].copy_from_slice(chunk.id.as_bytes());
         header[36..40].copy_from_slice(&chunk.raw_len.to_le_bytes());
-        header[40..44].copy_from_slice(&(chunk.payload.len() as u32).to_le_bytes());
-        header[44] = chunk.codec as u8;
+        header[40..44].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[44] = chunk.codec() as u8;
         let res = self
             .file
             .write_all(&header)
-            .and_then(|_| self.file.write_all(&chunk.payload));
+            .and_then(|_| self.file.write_all(payload));
         if let Err(e) = res {
             // A partial record may be on disk; nothing will point at it, but
             // later appends must not land after garbage of unknown length.
@@ -231,13 +233,13 @@ impl PackWriter {
             return Err(Error::io(&self.path, e));
         }
         let offset = self.len + RECORD_HEADER_LEN as u64;
-        self.len = offset + chunk.payload.len() as u64;
+        self.len = offset + payload.len() as u64;
         Ok(Location {
             pack: self.name,
             offset,
-            stored_len: chunk.payload.len() as u32,
+            stored_len: payload.len() as u32,
             raw_len: chunk.raw_len,
-            codec: chunk.codec,
+            codec: chunk.codec(),
         })
     }
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
 
-use crate::chunker::Chunker;
+use crate::chunker::{ChunkBytes, Chunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ChunkId, FileHash};
 use crate::index::{self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, NewFile, Totals};
@@ -41,8 +41,10 @@ const MAX_INFLIGHT_CHUNKS: usize = 64;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
+/// Sequential reads ask the kernel for this many segments ahead (32 MiB).
+const PREFETCH_SEGMENTS: usize = 16;
 /// Input is read in blocks of this size.
-const READ_BLOCK: usize = 1024 * 1024;
+const READ_BLOCK: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct OpenOptions {
@@ -245,18 +247,14 @@ impl Store {
         }
         let mut w = self.file_writer()?;
         // Read on a second thread, so disk waits overlap chunking.
-        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-        // Blocks go back to the reader for reuse: fresh 1 MiB buffers would
-        // cost a page fault per 4 KiB on every block.
-        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(8);
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(2);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
             s.spawn(move || loop {
-                let mut buf = recycle_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
-                buf.clear();
-                // read_to_end fills spare capacity without zeroing it first.
+                // Each block is handed to the chunker whole: its chunks are
+                // ranges of it, not copies. read_to_end fills spare capacity
+                // without zeroing it first.
+                let mut buf = Vec::with_capacity(READ_BLOCK);
                 match read_block(&mut file, &mut buf) {
                     Ok(0) => break,
                     Ok(_) => {
@@ -272,9 +270,8 @@ impl Store {
             });
             for block in rx {
                 let block = block.at(path)?;
-                w.write(self, &block)?;
                 progress.inc(block.len() as u64);
-                let _ = recycle_tx.try_send(block);
+                w.write_block(self, block)?;
             }
             w.finish(self, meta)
         })?;
@@ -426,6 +423,28 @@ impl Store {
             .collect()
     }
 
+    /// Ask the kernel to start reading chunks `range` of a file into the
+    /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
+    pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>) {
+        let spans = &r.spans[range];
+        let Some(first) = spans.first() else { return };
+        if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
+            return;
+        }
+        let (lo, hi) = spans
+            .iter()
+            .map(|s| record_range(&s.loc))
+            .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+        if let Ok(f) = self.pack_file(first.loc.pack) {
+            let _ = rustix::fs::fadvise(
+                &*f,
+                lo,
+                std::num::NonZeroU64::new(hi - lo),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+    }
+
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
     pub fn read_at(&self, r: &FileReader, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let mut done = 0;
@@ -468,7 +487,15 @@ impl Store {
                     rx
                 })
                 .collect();
+            // Keep the disk busy ahead of the readers: the kernel's own
+            // read-ahead cannot follow several threads reading one pack.
+            for seg in segments.iter().take(PREFETCH_SEGMENTS) {
+                self.prefetch(r, seg.clone());
+            }
             for (i, seg) in segments.iter().enumerate() {
+                if let Some(ahead) = segments.get(i + PREFETCH_SEGMENTS) {
+                    self.prefetch(r, ahead.clone());
+                }
                 let chunks = rxs[i % w].recv().map_err(|_| {
                     Error::io(
                         self.pack_path(r.spans[seg.start].loc.pack),
@@ -606,12 +633,17 @@ impl StoreCore {
         if let Some(loc) = lock(&self.pending).get(&id) {
             return Ok(Outcome::Stored(*loc));
         }
-        let loc = self.append(&mut writer, &enc)?;
+        let loc = self.append(&mut writer, &enc, data)?;
         lock(&self.pending).insert(id, loc);
         Ok(Outcome::Stored(loc))
     }
 
-    fn append(&self, writer: &mut Option<PackWriter>, e: &EncodedChunk) -> Result<Location> {
+    fn append(
+        &self,
+        writer: &mut Option<PackWriter>,
+        e: &EncodedChunk,
+        raw: &[u8],
+    ) -> Result<Location> {
         if writer
             .as_ref()
             .is_some_and(|p| p.len() >= pack::PACK_TARGET_SIZE)
@@ -628,7 +660,10 @@ impl StoreCore {
         if writer.is_none() {
             *writer = Some(PackWriter::create(&self.packs_dir)?);
         }
-        writer.as_mut().expect("pack writer just created").append(e)
+        writer
+            .as_mut()
+            .expect("pack writer just created")
+            .append(e, raw)
     }
 
     /// Make the chunks a writer stored durable before the index points at them.
@@ -704,6 +739,13 @@ impl FileWriter {
         chunker.push(data, |c| sink.submit(store, c))
     }
 
+    /// Append a block the caller no longer needs (saves a copy).
+    pub fn write_block(&mut self, store: &Store, block: Vec<u8>) -> Result<()> {
+        self.size += block.len() as u64;
+        let FileWriter { chunker, sink, .. } = self;
+        chunker.push_block(block, |c| sink.submit(store, c))
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.size
@@ -745,12 +787,9 @@ struct ChunkSink {
 }
 
 impl ChunkSink {
-    fn submit(&mut self, store: &Store, data: &[u8]) -> Result<()> {
+    fn submit(&mut self, store: &Store, data: ChunkBytes) -> Result<()> {
         let (tx, rx) = mpsc::sync_channel(1);
-        store.pool.submit(Job {
-            data: data.to_vec(),
-            reply: tx,
-        });
+        store.pool.submit(Job { data, reply: tx });
         self.inflight.push_back(rx);
         while self.inflight.len() > MAX_INFLIGHT_CHUNKS {
             self.complete_one(store)?;
@@ -799,7 +838,7 @@ struct Encoded {
 }
 
 struct Job {
-    data: Vec<u8>,
+    data: ChunkBytes,
     reply: mpsc::SyncSender<Encoded>,
 }
 

@@ -656,7 +656,7 @@ fn a_full_disk_fails_cleanly() {
     let small = t.path().join("small");
     fs::create_dir(&small).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
         .arg(&small)
         .status()
         .unwrap();
@@ -673,7 +673,7 @@ fn a_full_disk_fails_cleanly() {
     write(&f, &random_bytes(4 << 20, 1));
     put(&store, "fits", &[&f]);
     let big = t.path().join("env_1.img.gz");
-    write(&big, &random_bytes(16 << 20, 2));
+    write(&big, &random_bytes(32 << 20, 2));
     let o = fails(dc(&store).args(["put", "too-big"]).arg(&big));
     let e = stderr(&o);
     assert!(
