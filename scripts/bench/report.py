@@ -358,6 +358,23 @@ def mount_section(r):
     return out
 
 
+def load_warning(i):
+    """Say so when others' work competed for the CPUs during the run."""
+    try:
+        start = float(i.get("load", "0").split()[0])
+        end = float(i.get("load_end", "0").split()[0])
+        cores = int(i.get("nproc", "0"))
+    except ValueError:
+        return ""
+    if cores and max(start, end) > cores:
+        return ("**Note:** the load average was %.1f at the start and %.1f at the end on %d "
+                "cores: other work shared the machine, which slows the CPU-bound tools "
+                "(deploycache, casync, borg, restic) more than `cp` and `cat`. The CPU columns "
+                "(seconds per GB) are less sensitive to that than the speeds.\n\n"
+                % (start, end, cores))
+    return ""
+
+
 def main():
     r = load(sys.argv[1])
     i = r["info"]
@@ -373,6 +390,7 @@ def main():
         % (i.get("deploycache", "?"), i.get("scale", "?"), i.get("repeat", "1"),
            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            i.get("repeat", "1"), i.get("repeat", "1")),
+        load_warning(i),
         verdicts(r) + "\n",
         machine_section(r) + "\n",
         corpus_section(r) + "\n",
@@ -380,9 +398,9 @@ def main():
                        "Each tool gets an empty store, then v1 (all new data), v2 (the update) and "
                        "v1 again under a new name (everything already stored). Store sizes are "
                        "`du -sb` of the store directory (borg's and restic's local caches are "
-                       "outside it and not counted). borg and restic skip unchanged files by "
-                       "their files cache on a second backup of the same path, which is why "
-                       "their \"v1 again\" can be fast.") + "\n",
+                       "outside it and not counted). deploycache, borg and restic keep a files "
+                       "cache (path, inode, size, mtime) and skip reading a file they have "
+                       "stored before, which is why their \"v1 again\" can beat the disk.") + "\n",
         ingest_section(r, "raw", "Ingest: raw ext4 images",
                        "The same sequence with `v1-raw/` and `v2-raw/` (one uncompressed ext4 "
                        "image each), fresh stores.") + "\n",
