@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Turn scripts/bench.sh's results.tsv into BENCHMARKS.md: report.py RESULTS OUT.
+
+results.tsv holds tab-separated records (see `record` calls in bench.sh):
+  info KEY VALUE | file PATH BYTES | json KEY JSON | note TEXT | skip SECTION TEXT
+  time SECTION TOOL OP BYTES SECONDS RSS_KIB STATUS [CPU_SECONDS]
+  size SECTION TOOL STAGE BYTES | lat TOOL P50_US P99_US COUNT | rss TOOL WHAT KIB
+MB means 10^6 bytes; MiB 2^20.
+"""
+import datetime
+import json
+import sys
+
+TOOLS = ["deploycache", "cp", "casync", "borg", "restic"]
+TOOL_LABEL = {
+    "deploycache": "deploycache put",
+    "cp": "cp -r + sync",
+    "casync": "casync make (default zstd)",
+    "borg": "borg create (lz4, --encryption none)",
+    "restic": "restic backup (repo v1, no compression)",
+}
+
+
+def load(path):
+    r = {"info": {}, "file": {}, "json": {}, "note": [], "skip": [], "time": {},
+         "size": {}, "lat": {}, "rss": {}, "sweep": {}}
+    with open(path) as fh:
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            kind = f[0]
+            if kind == "info":
+                r["info"][f[1]] = f[2] if len(f) > 2 else ""
+            elif kind == "file":
+                r["file"][f[1]] = int(f[2])
+            elif kind == "json":
+                try:
+                    r["json"][f[1]] = json.loads(f[2])
+                except (ValueError, IndexError):
+                    r["note"].append("unparsable JSON for %s" % f[1])
+            elif kind == "note":
+                r["note"].append(f[1])
+            elif kind == "skip":
+                r["skip"].append((f[1], f[2]))
+            elif kind == "time":
+                r["time"].setdefault((f[1], f[2], f[3]), []).append({
+                    "bytes": int(f[4]), "secs": float(f[5]), "rss": int(f[6] or 0),
+                    "status": f[7], "cpu": float(f[8]) if len(f) > 8 and f[8] else None})
+            elif kind == "size":
+                r["size"][(f[1], f[2], f[3])] = int(f[4])
+            elif kind == "lat":
+                r["lat"][f[1]] = (float(f[2]), float(f[3]), int(f[4]))
+            elif kind == "sweep":
+                r["sweep"][(f[1], int(f[2]), f[3])] = int(f[4])
+            elif kind == "rss":
+                r["rss"][(f[1], f[2])] = int(f[3])
+    r["time"] = {k: summarize(v) for k, v in r["time"].items()}
+    return r
+
+
+def summarize(runs):
+    """Repeats of one measurement: the median time and the largest RSS of the
+    runs that succeeded; a failure shows only when every run failed."""
+    ok = [x for x in runs if x["status"] == "ok"]
+    if not ok:
+        return runs[0]
+    secs = sorted(x["secs"] for x in ok)
+    mid = len(secs) // 2
+    median = secs[mid] if len(secs) % 2 else (secs[mid - 1] + secs[mid]) / 2
+    cpus = sorted(x["cpu"] for x in ok if x.get("cpu") is not None)
+    return {"bytes": ok[0]["bytes"], "secs": median, "rss": max(x["rss"] for x in ok),
+            "status": "ok", "runs": len(ok), "cpu": cpus[len(cpus) // 2] if cpus else None}
+
+
+def fmt_cpu(t):
+    """CPU seconds (user+sys) per GB processed."""
+    if not t or t["status"] != "ok" or t.get("cpu") is None or not t["bytes"]:
+        return "–"
+    return "%.1f s/GB" % (t["cpu"] / (t["bytes"] / 1e9))
+
+
+def mbs(t):
+    """MB/s of a timing row, or None when it did not run or failed."""
+    if not t or t["status"] != "ok" or t["secs"] <= 0:
+        return None
+    return t["bytes"] / 1e6 / t["secs"]
+
+
+def fmt_rate(t):
+    if not t:
+        return "–"
+    if t["status"] != "ok":
+        return t["status"]
+    return "%.0f MB/s" % mbs(t) if mbs(t) >= 10 else "%.1f MB/s" % mbs(t)
+
+
+def fmt_secs(t):
+    return "%.2f s" % t["secs"] if t and t["status"] == "ok" else "–"
+
+
+def fmt_rss(t):
+    return "%.0f MiB" % (t["rss"] / 1024) if t and t["status"] == "ok" else "–"
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "–"
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= div:
+            return "%.1f %s" % (n / div, unit) if n < 100 * div else "%.0f %s" % (n / div, unit)
+    return "%d B" % n
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else "%.2f×" % x
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out) + "\n"
+
+
+def ingest_section(r, section, title, what):
+    t = r["time"]
+    rows = []
+    for tool in TOOLS:
+        row_t = [t.get((section, tool, op)) for op in ("v1", "v2", "v1-again")]
+        if not any(row_t):
+            continue
+        rss = [x["rss"] for x in row_t if x and x["status"] == "ok"]
+        s1 = r["size"].get((section, tool, "v1"))
+        s12 = r["size"].get((section, tool, "v1+v2"))
+        logical = sum(x["bytes"] for x in row_t[:2] if x) or None
+        rows.append([TOOL_LABEL[tool]] + [fmt_rate(x) for x in row_t] +
+                    [fmt_cpu(row_t[0]),
+                     "%.0f MiB" % (max(rss) / 1024) if rss else "–",
+                     fmt_bytes(s1), fmt_bytes(s12),
+                     fmt_ratio(ratio(logical, s12))])
+    out = "## %s\n\n%s\n\n" % (title, what)
+    out += table(["tool", "v1 (new)", "v2 (update)", "v1 again (stored)", "CPU for v1",
+                  "peak RSS",
+                  "store after v1", "after v1+v2", "v1+v2 logical / store"], rows)
+    return out
+
+
+def stats_section(r):
+    out = ""
+    for key, title in (("ingest-deploycache-stats", "artifact directories"),
+                       ("raw-deploycache-stats", "raw ext4 images")):
+        s = r["json"].get(key)
+        if not s:
+            continue
+        out += "`deploycache stats --json` after v1, v2, v1 again (%s):\n\n" % title
+        keys = ["artifacts", "files", "chunks", "logical_bytes", "unique_bytes",
+                "stored_bytes", "dedupe_ratio", "total_ratio"]
+        out += table(keys, [[s.get(k, "–") if not isinstance(s.get(k), float)
+                             else "%.2f" % s[k] for k in keys]]) + "\n"
+    return ("## deploycache's own accounting\n\n" + out) if out else ""
+
+
+def verdicts(r):
+    """The "Done when" targets of issues 2 and 3, measured side by side."""
+    t, size = r["time"], r["size"]
+    g = lambda *k: mbs(t.get(k))  # noqa: E731
+    rows = []
+
+    def add(issue, target, measured, need, higher_is_better=True, detail=""):
+        if measured is None:
+            verdict = "n/a"
+        else:
+            ok = measured >= need if higher_is_better else measured <= need
+            verdict = "pass" if ok else "**MISS**"
+        rows.append([issue, target, (fmt_ratio(measured) if measured is not None else "n/a")
+                     + (" " + detail if detail and measured is not None else ""), verdict])
+
+    add("2", "ingest of new data (v1) ≥ 0.8× cp+sync",
+        ratio(g("ingest", "deploycache", "v1"), g("ingest", "cp", "v1")), 0.8)
+    add("2", "ingest of the update (v2) ≥ 0.8× cp+sync",
+        ratio(g("ingest", "deploycache", "v2"), g("ingest", "cp", "v2")), 0.8)
+    add("2", "raw ext4 image, new data (v1) ≥ 0.8× cp+sync",
+        ratio(g("raw", "deploycache", "v1"), g("raw", "cp", "v1")), 0.8)
+    add("2", "raw ext4 image, update (v2) ≥ 0.8× cp+sync",
+        ratio(g("raw", "deploycache", "v2"), g("raw", "cp", "v2")), 0.8)
+    add("2", "re-ingest of a stored version ≥ 2× cp+sync",
+        ratio(g("ingest", "deploycache", "v1-again"), g("ingest", "cp", "v1-again")), 2)
+    add("2", "ingest ≥ 2× borg create",
+        ratio(g("ingest", "deploycache", "v1"), g("ingest", "borg", "v1")), 2)
+    add("2", "ingest ≥ 4× casync make",
+        ratio(g("ingest", "deploycache", "v1"), g("ingest", "casync", "v1")), 4)
+    dc = size.get(("ingest", "deploycache", "v1+v2"))
+    for other in ("casync", "borg"):
+        add("2", "store after v1+v2 ≤ %s's (size ratio ≤ 1)" % other,
+            ratio(dc, size.get(("ingest", other, "v1+v2"))), 1, False)
+    dcr = size.get(("raw", "deploycache", "v1+v2"))
+    for other in ("casync", "borg"):
+        add("2", "raw ext4 images: store after v1+v2 ≤ %s's" % other,
+            ratio(dcr, size.get(("raw", other, "v1+v2"))), 1, False)
+    add("2", "`cat` read-back ≥ 0.8× plain file, cold",
+        ratio(g("read", "deploycache", "cat cold"), g("read", "plain", "cat cold")), 0.8)
+    add("2", "`cat` read-back ≥ 0.8× plain file, warm",
+        ratio(g("read", "deploycache", "cat warm"), g("read", "plain", "cat warm")), 0.8)
+    rss = [x["rss"] for (sec, tool, _), x in t.items()
+           if tool == "deploycache" and sec in ("ingest", "raw", "read") and x["status"] == "ok"]
+    rows.append(["2", "peak RSS < 100 MiB throughout (put, cat)",
+                 "%.0f MiB" % (max(rss) / 1024) if rss else "n/a",
+                 "n/a" if not rss else ("pass" if max(rss) < 100 * 1024 else "**MISS**")])
+    add("3", "mount: cold sequential read ≥ 0.7× plain",
+        ratio(g("mount", "deploycache", "seq read cold"), g("mount", "plain", "seq read cold")), 0.7)
+    add("3", "mount: warm sequential read ≥ 0.9× plain",
+        ratio(g("mount", "deploycache", "seq read warm"), g("mount", "plain", "seq read warm")), 0.9)
+    add("3", "mount: cold read ≥ 2× borg mount",
+        ratio(g("mount", "deploycache", "seq read cold"), g("mount", "borg", "seq read cold")), 2)
+    add("3", "mount: cold read ≥ 5× casync mount",
+        ratio(g("mount", "deploycache", "seq read cold"), g("mount", "casync", "seq read cold")), 5)
+    add("3", "scp out of the mount ≥ 0.9× plain dir",
+        ratio(g("scp", "deploycache", "scp out (cold)"), g("scp", "plain", "scp out (cold)")), 0.9)
+    add("3", "scp into the mount ≥ 0.8× plain dir",
+        ratio(g("scp", "deploycache", "scp in"), g("scp", "plain", "scp in")), 0.8)
+    lat = r["lat"].get("deploycache")
+    rows.append(["3", "random 4 KiB read, cold, p99 < 2 ms",
+                 "%.2f ms" % (lat[1] / 1000) if lat else "n/a",
+                 "n/a" if not lat else ("pass" if lat[1] < 2000 else "**MISS**")])
+    hwm = r["rss"].get(("deploycache", "daemon VmHWM"))
+    rows.append(["3", "daemon RSS < 200 MiB serving 4 parallel reads",
+                 "%.0f MiB" % (hwm / 1024) if hwm else "n/a",
+                 "n/a" if not hwm else ("pass" if hwm < 200 * 1024 else "**MISS**")])
+    return ("## Targets from the issues' \"Done when\"\n\n"
+            "Ratios are deploycache's speed (or size) over the other's, from the rows below.\n\n"
+            + table(["issue", "target", "measured", "verdict"], rows))
+
+
+def corpus_section(r):
+    files = r["file"]
+    names = sorted({p.split("/", 1)[1] for p in files})
+    rows = []
+    for n in names:
+        v1 = files.get("v1/" + n) or files.get("v1-raw/" + n)
+        v2 = files.get("v2/" + n) or files.get("v2-raw/" + n)
+        where = "v1-raw/, v2-raw/" if ("v1-raw/" + n) in files else "v1/, v2/"
+        rows.append([n, where, fmt_bytes(v1), fmt_bytes(v2)])
+    c1, c2 = r["json"].get("corpus-v1", {}), r["json"].get("corpus-v2", {})
+    out = "## Corpus\n\n"
+    out += ("Built by `scripts/bench/corpus.sh` (scale %s), deterministically: the same bytes on "
+            "every run with Debian 12's mksquashfs, e2fsprogs, gzip and tar (`MANIFEST` in the "
+            "corpus directory lists every sha256).\n\n" % r["info"].get("scale", "?"))
+    out += table(["file", "in", "v1", "v2"], rows) + "\n"
+    if c1 and c2:
+        out += ("Synthetic root file system (`scripts/bench/rootfs.py`): v1 has %d packages, %d "
+                "files, %s; v2 changes %d packages (%d files, %.1f%% of the files), adds %d and "
+                "removes %d, as a package update would.\n\n"
+                % (c1["packages"], c1["files"], fmt_bytes(c1["bytes"]), c2["changed_packages"],
+                   c2["changed_files"], 100.0 * c2["changed_files"] / max(1, c2["files"]),
+                   c2["added_packages"], c2["removed_packages"]))
+    out += CORPUS_MODEL
+    return out
+
+
+CORPUS_MODEL = """What the stand-in models (instead of debootstrap, whose output changes with the mirror
+and the day; the generator is integer-only Mersenne Twister, so platform-independent):
+
+- **Packages** of 3–15 files laid out like .debs: ELF-like executables and shared libraries
+  (x86-64-like byte statistics, repeated code snippets, a string table, zero padding: gzip
+  takes them to ~50%, zstd ~45%), text (scripts, python, docs, copyright: gzip ~25%) and
+  already-compressed data (man pages, images: incompressible). By bytes roughly 55% ELF,
+  30% text, 15% compressed. Kernel modules under `lib/modules`, `var/lib/dpkg/status`.
+- **The update (v2)**: ~3% of packages bumped: their text files get lines inserted, half of
+  their ELF files are spliced at 1–4 places (a small patch), the other half and their
+  compressed files are rebuilt entirely; ~1% new packages (sorted in between, so squashfs and
+  ext4 layouts shift), one removed, `dpkg/status` rewritten. Same kernel; the initrd is
+  regenerated because it carries files of an updated package.
+- **Artifacts** built from the root as CI builds them: `opnfv-bootstraps-cache.tar` =
+  `<uuid>/{root.squashfs (gzip), vmlinuz, initrd.img (gzip'd newc cpio), metadata.yaml}`;
+  `env_1_ubuntu_1404_amd64.img.gz` = gzip'd ext4 image of the root (Ubuntu 14.04's ext4
+  feature set, populated in sorted order with debugfs); `…-boot.img.gz` = gzip'd small ext4
+  image with kernel, initrd and grub; the yaml; a fake (unusable) key pair.
+  The raw ext4 images (`v1-raw/`, `v2-raw/`) are benchmarked separately: a gzip stream
+  changes entirely after its first changed byte, so only the raw image shows what
+  content-defined chunking can share between versions of a disk image.
+"""
+
+
+def machine_section(r):
+    i = r["info"]
+    keys = [("cpu", "CPU"), ("nproc", "cores"), ("memory", "memory"), ("disk", "disk (df -T)"),
+            ("kernel", "kernel"), ("os", "OS"), ("load", "load"), ("load_end", "load at the end"), ("drop_caches", "page cache dropped before cold runs"),
+            ("deploycache", "deploycache"), ("casync", "casync"), ("borg", "borg"),
+            ("restic", "restic"), ("ssh", "OpenSSH"), ("squashfs", "mksquashfs"),
+            ("e2fsprogs", "e2fsprogs")]
+    return "## Machine\n\n" + table(["", ""], [[label, i.get(k, "?")] for k, label in keys if k in i])
+
+
+def sweep_section(r):
+    sw = r["sweep"]
+    if not sw:
+        return ""
+    rows = []
+    for avg in sorted({k[1] for k in sw}):
+        row = ["%d KiB (min %d, max %d KiB)" % (avg // 1024, avg // 4096, avg * 4 // 1024)]
+        for d in ("ingest", "raw"):
+            a, b = sw.get((d, avg, "v1")), sw.get((d, avg, "v2"))
+            row += [fmt_bytes(b), fmt_bytes(b - a) if a is not None and b is not None else "–"]
+        rows.append(row)
+    return ("## Chunk size versus dedupe on this corpus\n\n"
+            "casync's chunker as the probe (`casync make --chunk-size=AVG/4:AVG:AVG*4`, its "
+            "default zstd), fresh store per row; \"v2 adds\" is what storing v2 after v1 costs. "
+            "deploycache's chunk sizes are constants in `src/chunker.rs`, so this is the "
+            "evidence for choosing them.\n\n"
+            + table(["average chunk", "artifact dirs: store after v1+v2", "v2 adds",
+                     "raw ext4: store after v1+v2", "v2 adds"], rows) + "\n")
+
+
+def read_section(r):
+    t = r["time"]
+    rows = []
+    for tool, op, label in (("plain", "cat cold", "`cat` of the plain files (cp copy), cold"),
+                            ("plain", "cat warm", "`cat` of the plain files, warm"),
+                            ("deploycache", "cat cold", "`deploycache cat`, cold"),
+                            ("deploycache", "cat warm", "`deploycache cat`, warm"),
+                            ("casync", "extract cold", "`casync extract` to a directory (+sync), cold"),
+                            ("borg", "extract --stdout cold", "`borg extract --stdout`, cold"),
+                            ("restic", "dump cold", "`restic dump` (tar of the snapshot), cold")):
+        x = t.get(("read", tool, op))
+        if x:
+            rows.append([label, fmt_rate(x), fmt_secs(x), fmt_cpu(x), fmt_rss(x)])
+    return ("## Read-back\n\nAll files of v2 (%s), to /dev/null unless noted.\n\n"
+            % fmt_bytes(next((x["bytes"] for k, x in t.items() if k[0] == "read" and x["bytes"]), None))
+            + table(["what", "speed", "time", "CPU (user+sys)", "peak RSS"], rows))
+
+
+def mount_section(r):
+    t = r["time"]
+    out = "## The mounted view (issue 3)\n\n"
+    for sec, text in r["skip"]:
+        out += "- %s\n" % text
+    if r["skip"]:
+        out += "\n"
+    rows = []
+    for (sec, tool, op), x in t.items():
+        if sec == "mount":
+            rows.append(["%s: %s" % (tool, op), fmt_bytes(x["bytes"]), fmt_rate(x), fmt_rss(x)])
+    out += "Sequential reads of the largest v2 file (`cat FILE > /dev/null`):\n\n"
+    out += table(["what", "bytes", "speed", "peak RSS of the reader"], rows) + "\n"
+    rows = [["%s: %s" % (tool, op), fmt_rate(x), fmt_secs(x)]
+            for (sec, tool, op), x in t.items() if sec == "scp"]
+    out += ("`scp` of the whole v2 artifact over an sshd on 127.0.0.1 (`scp out` = from the "
+            "directory to a plain directory; `scp in` = from the corpus into a new directory "
+            "there, like the cache-miss flow), each followed by `sync`:\n\n")
+    out += table(["what", "speed", "time"], rows) + "\n"
+    rows = [[tool, "%.0f µs" % p50, "%.0f µs" % p99, n] for tool, (p50, p99, n) in r["lat"].items()]
+    out += "Random 4 KiB `pread` latency, page cache dropped first (`scripts/bench/randread.py`):\n\n"
+    out += table(["file", "p50", "p99", "reads"], rows) + "\n"
+    for (tool, what), kib in r["rss"].items():
+        out += "- %s %s: %.0f MiB\n" % (tool, what, kib / 1024)
+    return out
+
+
+def load_warning(i):
+    """Say so when others' work competed for the CPUs during the run."""
+    try:
+        start = float(i.get("load", "0").split()[0])
+        end = float(i.get("load_end", "0").split()[0])
+        cores = int(i.get("nproc", "0"))
+    except ValueError:
+        return ""
+    if cores and max(start, end) > cores:
+        return ("**Note:** the load average was %.1f at the start and %.1f at the end on %d "
+                "cores: other work shared the machine, which slows the CPU-bound tools "
+                "(deploycache, casync, borg, restic) more than `cp` and `cat`. The CPU columns "
+                "(seconds per GB) are less sensitive to that than the speeds.\n\n"
+                % (start, end, cores))
+    return ""
+
+
+def main():
+    r = load(sys.argv[1])
+    i = r["info"]
+    parts = [
+        "# Benchmarks\n\n",
+        "Generated by `scripts/bench.sh` (%s, scale %s, --repeat %s) on %s. Reproduce on a fresh Debian 12 "
+        "machine with the Rust toolchain, as root: `scripts/bench.sh --repeat %s` (it installs casync, "
+        "borgbackup, restic, squashfs-tools, fuse3, openssh-server and time when missing). "
+        "Every tool works side by side on the same disk; every ingest is timed up to a finished "
+        "`sync`; \"cold\" means the page cache was dropped just before. Every time is the "
+        "median of %s run(s); peak RSS the largest of them; CPU is user+sys seconds per GB "
+        "processed (steadier than wall time on this shared machine). MB = 10^6 bytes.\n\n"
+        % (i.get("deploycache", "?"), i.get("scale", "?"), i.get("repeat", "1"),
+           datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           i.get("repeat", "1"), i.get("repeat", "1")),
+        load_warning(i),
+        verdicts(r) + "\n",
+        machine_section(r) + "\n",
+        corpus_section(r) + "\n",
+        ingest_section(r, "ingest", "Ingest: artifact directories",
+                       "Each tool gets an empty store, then v1 (all new data), v2 (the update) and "
+                       "v1 again under a new name (everything already stored). Store sizes are "
+                       "`du -sb` of the store directory (borg's and restic's local caches are "
+                       "outside it and not counted). deploycache, borg and restic keep a files "
+                       "cache (path, inode, size, mtime) and skip reading a file they have "
+                       "stored before, which is why their \"v1 again\" can beat the disk.") + "\n",
+        ingest_section(r, "raw", "Ingest: raw ext4 images",
+                       "The same sequence with `v1-raw/` and `v2-raw/` (one uncompressed ext4 "
+                       "image each), fresh stores.") + "\n",
+        stats_section(r),
+        sweep_section(r),
+        read_section(r) + "\n",
+        mount_section(r),
+    ]
+    if r["note"]:
+        parts.append("\n## Notes\n\n" + "".join("- %s\n" % n for n in r["note"]))
+    with open(sys.argv[2], "w") as fh:
+        fh.write("".join(parts))
+
+
+if __name__ == "__main__":
+    main()
