@@ -109,7 +109,16 @@ fn time_ns(t: TimeOrNow) -> i64 {
 struct ReadHandle {
     reader: FileReader,
     last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+    /// Chunks below this index have been handed to the kernel's read-ahead.
+    prefetched: std::sync::atomic::AtomicUsize,
+    /// The chunk of the last decode (usize::MAX before the first), to tell
+    /// sequential readers from random ones.
+    last_chunk: std::sync::atomic::AtomicUsize,
 }
+
+/// Sequential readers get the pack ranges of this many chunks ahead
+/// (about 4 MiB) started in the page cache, a window at a time.
+const PREFETCH_CHUNKS: usize = 64;
 
 impl ReadHandle {
     fn chunk(&self, store: &Store, i: usize) -> Result<Arc<Vec<u8>>> {
@@ -118,11 +127,40 @@ impl ReadHandle {
                 return Ok(data.clone());
             }
         }
+        self.read_ahead(store, i);
         // Decoded without the lock held: concurrent reads of one handle
         // may decode a chunk twice, but never wait on each other's I/O.
         let data = Arc::new(store.read_chunk(&self.reader, i)?);
         *lock(&self.last) = Some((i, data.clone()));
         Ok(data)
+    }
+
+    /// On sequential reads, keep the kernel reading the packs ahead: when
+    /// a read reaches the second half of the prefetched window, start the
+    /// next window (POSIX_FADV_WILLNEED; no waiting). Random reads fetch
+    /// only what they read.
+    fn read_ahead(&self, store: &Store, i: usize) {
+        use std::sync::atomic::Ordering;
+        let prev = self.last_chunk.swap(i, Ordering::Relaxed);
+        if prev.wrapping_add(1) != i {
+            return;
+        }
+        let ahead = self.prefetched.load(Ordering::Relaxed);
+        if i + PREFETCH_CHUNKS / 2 < ahead {
+            return;
+        }
+        let from = ahead.max(i + 1);
+        let to = (from + PREFETCH_CHUNKS).min(self.reader.chunk_count());
+        if from < to
+            && self
+                .prefetched
+                .compare_exchange(ahead, to, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            for seg in self.reader.segments_of(from..to) {
+                store.prefetch(&self.reader, seg);
+            }
+        }
     }
 
     fn read(&self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -500,6 +538,8 @@ impl View {
             let fh = self.new_fh(Handle::Read(Arc::new(ReadHandle {
                 reader,
                 last: Mutex::new(None),
+                prefetched: std::sync::atomic::AtomicUsize::new(0),
+                last_chunk: std::sync::atomic::AtomicUsize::new(usize::MAX),
             })));
             return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
         }
@@ -679,10 +719,25 @@ impl View {
 
     /// Finish the session of `ino`: commit, quarantine, or discard.
     fn commit(&self, ino: u64) -> Result<()> {
-        let Some(s) = lock(&self.sessions).remove(&ino) else {
+        let Some(arc) = self.session(ino) else {
             return Ok(());
         };
-        let mut s = lock(&s);
+        let mut s = lock(&arc);
+        if s.done {
+            return Ok(());
+        }
+        s.done = true;
+        let res = self.finish_session(ino, &mut s);
+        // Leave the map only now, still holding the session: whoever waited
+        // on it sees `done` and finds the committed file.
+        let mut map = lock(&self.sessions);
+        if map.get(&ino).is_some_and(|x| Arc::ptr_eq(x, &arc)) {
+            map.remove(&ino);
+        }
+        res
+    }
+
+    fn finish_session(&self, ino: u64, s: &mut Session) -> Result<()> {
         if s.unlinked || !s.dirty || s.failed.is_some() {
             if let Some(e) = s.failed {
                 log_line(&format!("{}: discarded after a failed write", s.name));
@@ -690,7 +745,7 @@ impl View {
             }
             return Ok(());
         }
-        let res = self.commit_session(ino, &mut s);
+        let res = self.commit_session(ino, s);
         if let Err(e) = &res {
             log_line(&format!(
                 "committing {}: {e}; nothing was committed",
@@ -743,40 +798,46 @@ impl View {
         size: Option<u64>,
         mtime: Option<TimeOrNow>,
     ) -> Result<FileAttr> {
-        let node = lock(&self.inodes).get(ino).cloned();
-        let Some(Node::File { dir, name, row, .. }) = node else {
-            if node.is_none() {
-                return Err(errno_err(libc::ENOENT, format!("inode {ino}")));
-            }
+        if mode.is_none() && size.is_none() && mtime.is_none() {
+            return self.attr_of(ino);
+        }
+        let is_dir =
+            matches!(lock(&self.inodes).get(ino), Some(n) if !matches!(n, Node::File { .. }));
+        if is_dir {
             // Directories have no stored mode or times: accepted, unchanged
             // (so `cp -a` and `rsync -a` of a tree succeed).
             return Ok(self.dir_attr(ino));
-        };
-        if mode.is_none() && size.is_none() && mtime.is_none() {
-            return self.attr_of(ino);
         }
         self.writable()?;
         let mode = mode.map(|m| m & 0o7777);
         let mtime_ns = mtime.map(time_ns);
-        if let Some(s) = self.session(ino) {
-            let mut s = lock(&s);
-            if let Some(m) = mode {
-                s.mode = m;
-                s.dirty = true;
+        if let Some(arc) = self.session(ino) {
+            // Waits for a commit in progress; a done session takes no changes.
+            let mut s = lock(&arc);
+            if !s.done {
+                if let Some(m) = mode {
+                    s.mode = m;
+                    s.dirty = true;
+                }
+                if let Some(t) = mtime_ns {
+                    s.mtime_ns = Some(t);
+                    s.dirty = true;
+                }
+                if let Some(n) = size {
+                    s.truncate(&self.store, &self.spill_dir, n)?;
+                }
+                if s.created {
+                    return Ok(self.file_attr(ino, Self::session_info(&s)));
+                }
+                drop(s);
+                return self.attr_of(ino);
             }
-            if let Some(t) = mtime_ns {
-                s.mtime_ns = Some(t);
-                s.dirty = true;
-            }
-            if let Some(n) = size {
-                s.truncate(&self.store, &self.spill_dir, n)?;
-            }
-            if s.created {
-                return Ok(self.file_attr(ino, Self::session_info(&s)));
-            }
-            drop(s);
-            return self.attr_of(ino);
         }
+        // Read after any commit we waited for above.
+        let node = lock(&self.inodes).get(ino).cloned();
+        let Some(Node::File { dir, name, row, .. }) = node else {
+            return Err(errno_err(libc::ENOENT, format!("inode {ino}")));
+        };
         let Some(row) = row else {
             return self.attr_of(ino);
         };

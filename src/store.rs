@@ -1023,10 +1023,15 @@ impl FileReader {
     /// chunks are appended close together, though the chunk workers may
     /// swap neighbours.
     pub fn segments(&self) -> Vec<std::ops::Range<usize>> {
+        self.segments_of(0..self.spans.len())
+    }
+
+    /// [`FileReader::segments`] of chunks `range` only.
+    pub fn segments_of(&self, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
         let mut out = Vec::new();
-        let mut start = 0;
+        let mut start = range.start;
         let (mut lo, mut hi, mut used, mut raw) = (0u64, 0u64, 0u64, 0u64);
-        for i in 0..self.spans.len() {
+        for i in range.clone() {
             let loc = &self.spans[i].loc;
             let (a, b) = record_range(loc);
             if i > start {
@@ -1051,8 +1056,8 @@ impl FileReader {
             }
             (lo, hi, used, raw) = (a, b, b - a, loc.raw_len as u64);
         }
-        if start < self.spans.len() {
-            out.push(start..self.spans.len());
+        if start < range.end {
+            out.push(start..range.end);
         }
         out
     }

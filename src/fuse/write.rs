@@ -55,6 +55,11 @@ pub struct Session {
     pub unlinked: bool,
     /// The first error, returned again on every later write, flush and close.
     pub failed: Option<i32>,
+    /// Committed, quarantined or discarded: takes no more changes. Set, and
+    /// the session left in the view's map, while the commit runs, so that a
+    /// chmod or utimes racing the commit waits for it and then applies to
+    /// the committed file instead of being lost.
+    pub done: bool,
     base: Option<FileReader>,
     base_limit: u64,
     size: u64,
@@ -84,6 +89,7 @@ impl Session {
             owner: None,
             unlinked: false,
             failed: None,
+            done: false,
             base,
             base_limit: size,
             size,
