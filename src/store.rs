@@ -37,9 +37,9 @@ mod view;
 
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "deploycache-store ";
-/// Chunks a writer may have in the worker pool at once (~4 MiB at the
+/// Chunks a writer may have in the worker pool at once (~2 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
-const MAX_INFLIGHT_CHUNKS: usize = 64;
+const MAX_INFLIGHT_CHUNKS: usize = 32;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
@@ -186,7 +186,13 @@ impl Store {
         Ok(FileWriter {
             chunker: Chunker::new(),
             size: 0,
-            sink: ChunkSink::default(),
+            sink: ChunkSink {
+                new_chunks: Pending {
+                    core: Arc::downgrade(&self.core),
+                    chunks: Vec::new(),
+                },
+                ..ChunkSink::default()
+            },
             _gc: GcGuard::writer(&self.root)?,
         })
     }
@@ -224,7 +230,7 @@ impl Store {
     fn after_commit(&self, files: &[StagedFile], res: Result<()>) -> Result<()> {
         if res.is_ok() {
             let mut created = lock(&self.created_packs);
-            for (_, loc) in files.iter().flat_map(|f| &f.new_chunks) {
+            for (_, loc) in files.iter().flat_map(|f| f.new_chunks.iter()) {
                 if let Some(c) = created.get_mut(&loc.pack) {
                     *c = true;
                 }
@@ -237,7 +243,7 @@ impl Store {
     fn forget_pending(&self, files: &[StagedFile]) {
         let mut pending = lock(&self.pending);
         for f in files {
-            for (id, _) in &f.new_chunks {
+            for (id, _) in f.new_chunks.iter() {
                 pending.remove(id);
             }
         }
@@ -277,7 +283,7 @@ impl Store {
                         meta,
                         hash,
                         chunks,
-                        new_chunks: Vec::new(),
+                        new_chunks: Pending::default(),
                         _gc: GcGuard::writer(&self.root)?,
                     });
                 }
@@ -285,7 +291,7 @@ impl Store {
         }
         let mut w = self.file_writer()?;
         // Read on a second thread, so disk waits overlap chunking.
-        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(2);
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
         let staged = std::thread::scope(|s| -> Result<StagedFile> {
             let mut file = &file;
             s.spawn(move || loop {
@@ -343,11 +349,7 @@ impl Store {
             None => Progress::hidden(),
         };
         let before = self.index().totals()?;
-        let mut staged = Vec::with_capacity(inputs.len());
-        for (path, file_name, _) in &inputs {
-            progress.set_message(format!("{name}/{file_name}"));
-            staged.push(self.stage_path(path, file_name.clone(), &progress, use_cache)?);
-        }
+        let staged = self.stage_all(&inputs, &progress, use_cache)?;
         progress.finish();
         let logical: u64 = staged.iter().map(|f| f.meta.size).sum();
         let files = staged.len();
@@ -358,6 +360,56 @@ impl Store {
             logical_bytes: logical,
             new_unique_bytes: after.unique_bytes.saturating_sub(before.unique_bytes),
         })
+    }
+
+    /// Stage files two (one per core) at a time, largest first: chunking
+    /// a stream is sequential, so an artifact of several big files (a tar
+    /// and an image) is chunked on both cores at once. Keeps input order.
+    fn stage_all(
+        &self,
+        inputs: &[(PathBuf, String, u64)],
+        progress: &Progress,
+        use_cache: bool,
+    ) -> Result<Vec<StagedFile>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].2));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: Vec<(usize, Result<StagedFile>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..self.workers.min(inputs.len()).max(1))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if k >= order.len() || failed.load(std::sync::atomic::Ordering::Relaxed)
+                            {
+                                return out;
+                            }
+                            let (path, file_name, _) = &inputs[order[k]];
+                            let res = self.stage_path(path, file_name.clone(), progress, use_cache);
+                            if res.is_err() {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            out.push((order[k], res));
+                        }
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut slots: Vec<Option<StagedFile>> = (0..inputs.len()).map(|_| None).collect();
+        for (i, res) in results {
+            slots[i] = Some(res?);
+        }
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| Error::ChangedWhileReading(inputs[i].0.clone())))
+            .collect()
     }
 
     // ---- reading -------------------------------------------------------
@@ -421,52 +473,17 @@ impl Store {
     }
 
     /// Read, decode and check chunks `range` of a file (a segment from
-    /// [`FileReader::segments`]): the byte range they span in their pack is
-    /// fetched with one read, so the kernel sees large sequential reads.
+    /// [`FileReader::segments`], whose pack range [`Store::prefetch`] asked
+    /// the kernel to read ahead as one sequential run).
     pub fn read_chunks(
         &self,
         r: &FileReader,
         range: std::ops::Range<usize>,
     ) -> Result<Vec<Vec<u8>>> {
-        let spans = &r.spans[range.clone()];
-        let first = &spans[0];
-        if spans.len() < 2 || spans.iter().any(|s| s.loc.pack != first.loc.pack) {
-            return range.map(|i| self.read_chunk(r, i)).collect();
-        }
-        let start = spans.iter().map(|s| s.loc.offset).min().unwrap_or(0);
-        let end = spans
-            .iter()
-            .map(|s| s.loc.offset + s.loc.stored_len as u64)
-            .max()
-            .unwrap_or(0);
-        let whole = Location {
-            offset: start,
-            stored_len: (end - start) as u32,
-            ..first.loc
-        };
-        let path = self.pack_path(first.loc.pack);
-        let buf = match self
-            .pack_file(first.loc.pack)
-            .and_then(|f| pack::read_payload(&f, &path, &whole))
-        {
-            Ok(b) => b,
-            // Report the failure against the chunk it hits.
-            Err(_) => return range.map(|i| self.read_chunk(r, i)).collect(),
-        };
-        spans
-            .iter()
-            .map(|span| {
-                let at = (span.loc.offset - start) as usize;
-                let payload = buf[at..at + span.loc.stored_len as usize].to_vec();
-                pack::decode(&span.id, &span.loc, payload).map_err(|why| Error::CorruptChunk {
-                    chunk: span.id,
-                    artifact: r.artifact.clone(),
-                    file: r.file.clone(),
-                    offset: span.offset,
-                    why,
-                })
-            })
-            .collect()
+        // One read per chunk, straight into the chunk's own buffer (no
+        // copy out of a larger one): the segment was prefetched into the
+        // page cache, so these reads do not wait on the disk one by one.
+        range.map(|i| self.read_chunk(r, i)).collect()
     }
 
     /// Ask the kernel to start reading chunks `range` of a file into the
@@ -829,7 +846,7 @@ impl FileWriter {
 struct ChunkSink {
     inflight: VecDeque<mpsc::Receiver<Encoded>>,
     chunks: Vec<(ChunkId, u32)>,
-    new_chunks: Vec<(ChunkId, Location)>,
+    new_chunks: Pending,
     /// Chunks already in this file; Some(location) when this writer must
     /// provide the index row.
     seen: HashMap<ChunkId, Option<Location>>,
@@ -983,8 +1000,45 @@ pub struct StagedFile {
     pub meta: FileMeta,
     pub hash: FileHash,
     chunks: Vec<(ChunkId, u32)>,
-    new_chunks: Vec<(ChunkId, Location)>,
+    new_chunks: Pending,
     _gc: GcGuard,
+}
+
+/// Chunks a writer stored that the index does not point at yet, with the
+/// process-wide `pending` entries that let other writers share them. When
+/// a writer or staged file is dropped uncommitted (an error, a discarded
+/// mount write), its entries leave `pending`, so the map only ever holds
+/// chunks of writes in flight.
+#[derive(Default)]
+pub(crate) struct Pending {
+    core: Weak<StoreCore>,
+    chunks: Vec<(ChunkId, Location)>,
+}
+
+impl std::ops::Deref for Pending {
+    type Target = Vec<(ChunkId, Location)>;
+    fn deref(&self) -> &Self::Target {
+        &self.chunks
+    }
+}
+
+impl std::ops::DerefMut for Pending {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.chunks
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.upgrade() {
+            let mut pending = lock(&core.pending);
+            for (id, loc) in &self.chunks {
+                if pending.get(id) == Some(loc) {
+                    pending.remove(id);
+                }
+            }
+        }
+    }
 }
 
 impl StagedFile {
@@ -993,7 +1047,7 @@ impl StagedFile {
             meta: self.meta.clone(),
             hash: self.hash,
             chunks: self.chunks.clone(),
-            new_chunks: self.new_chunks.clone(),
+            new_chunks: self.new_chunks.chunks.clone(),
         }
     }
 }

@@ -9,6 +9,7 @@ MB means 10^6 bytes; MiB 2^20.
 """
 import datetime
 import json
+import os
 import sys
 
 TOOLS = ["deploycache", "cp", "casync", "borg", "restic"]
@@ -411,6 +412,12 @@ def main():
     ]
     if r["note"]:
         parts.append("\n## Notes\n\n" + "".join("- %s\n" % n for n in r["note"]))
+    # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
+    # which writes its own section; carry it into the report.
+    fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "BENCHMARKS-fingerprint.md")
+    if os.path.exists(fp):
+        with open(fp) as fh:
+            parts.append("\n" + fh.read())
     with open(sys.argv[2], "w") as fh:
         fh.write("".join(parts))
 
