@@ -27,4 +27,12 @@ fi
 [ -e /dev/fuse ] || { modprobe fuse 2>/dev/null || true; }
 
 # Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
-exec cargo test --all-targets -- --test-threads="$(nproc)" "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets -- --test-threads="$(nproc)" "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo prints one per target,
+# and the last target, an example, has no tests).
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
