@@ -43,8 +43,10 @@ const MAX_INFLIGHT_CHUNKS: usize = 32;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
-/// Sequential reads ask the kernel for this many segments ahead (32 MiB).
-const PREFETCH_SEGMENTS: usize = 16;
+/// Sequential reads ask the kernel for this many segments ahead (128 MiB):
+/// a deduplicated file is spread over several packs, so the disk needs many
+/// requests in flight to keep up with a plain contiguous file.
+const PREFETCH_SEGMENTS: usize = 64;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 4 * 1024 * 1024;
 
