@@ -1,18 +1,21 @@
 //! deploycache: a content-addressed, deduplicating artifact store with a FUSE view.
 //!
 //! The path of a byte, from `scp` into the store and back out:
-//! 1. `scp` writes into `<mount>/<sha>/file`; the FUSE view (`fuse`) hands the
-//!    bytes to a [`store::FileWriter`] as they arrive (or `put` reads a file).
-//! 2. [`chunker`] cuts the stream at content-defined points (FastCDC, ~256 KiB).
+//! 1. `scp` writes into `<mount>/<sha>/file`; the FUSE view ([`fuse`]) hands the
+//!    bytes to a [`store::FileWriter`] as they arrive (or `put` reads a file),
+//!    and checks a `.tar`/`.gz` for completeness as it streams.
+//! 2. [`chunker`] cuts the stream at content-defined points (FastCDC, ~64 KiB).
 //! 3. Each chunk is named by its BLAKE3 ([`id::ChunkId`]); chunks the index
 //!    already holds are only referenced, new ones are zstd-compressed where
 //!    that pays and appended to this process's pack file ([`pack`]).
 //! 4. When the file is closed, the pack is fsynced, then one SQLite
-//!    transaction ([`index`]) records the file, its chunk list and the chunk
-//!    reference counts: the file appears whole or not at all.
-//! 5. A read looks the file's chunk list up once ([`store::Store::open_file`]),
-//!    then reads each needed record from its pack, decompresses it and checks
-//!    its BLAKE3 before a byte is returned; a mismatch is an error, never data.
+//!    transaction ([`index`]) records the file, its chunk list, its digest
+//!    (BLAKE3 over the chunk list) and the chunk reference counts: the file
+//!    appears whole or not at all (or, cut short, only in quarantine).
+//! 5. A read looks the file's chunk list up once ([`store::Store::open_file`])
+//!    and checks it against the digest, then reads each needed record from its
+//!    pack, decompresses it and checks its BLAKE3 before a byte is returned; a
+//!    mismatch is an error, never data.
 //!
 //! `store-layout.md` is the on-disk contract.
 
