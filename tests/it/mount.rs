@@ -175,6 +175,20 @@ fn verify_full(store: &Path) {
     );
 }
 
+/// A temp dir with an initialised store `s`, a source dir `src` and a
+/// mountpoint path `mnt`.
+fn fresh() -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let t = TempDir::new().unwrap();
+    let (store, src, mp) = (
+        t.path().join("s"),
+        t.path().join("src"),
+        t.path().join("mnt"),
+    );
+    fs::create_dir(&src).unwrap();
+    ok(dc(&store).arg("init"));
+    (t, store, src, mp)
+}
+
 #[test]
 fn read_only_view_serves_every_byte_and_refuses_changes() {
     let t = TempDir::new().unwrap();
@@ -274,14 +288,7 @@ fn read_only_view_serves_every_byte_and_refuses_changes() {
 
 #[test]
 fn writes_commit_on_close_and_behave_like_a_directory() {
-    let t = TempDir::new().unwrap();
-    let (store, src, mp) = (
-        t.path().join("s"),
-        t.path().join("src"),
-        t.path().join("mnt"),
-    );
-    fs::create_dir(&src).unwrap();
-    ok(dc(&store).arg("init"));
+    let (t, store, src, mp) = fresh();
     let m = Mounted::daemon(&store, &mp, &[]);
     let dir = m.path(SHA);
     fs::create_dir(&dir).unwrap();
@@ -377,14 +384,7 @@ fn cat_store(store: &Path, a: &str, f: &str) -> Vec<u8> {
 
 #[test]
 fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
-    let t = TempDir::new().unwrap();
-    let (store, src, mp) = (
-        t.path().join("s"),
-        t.path().join("src"),
-        t.path().join("mnt"),
-    );
-    fs::create_dir(&src).unwrap();
-    ok(dc(&store).arg("init"));
+    let (t, store, src, mp) = fresh();
     let m = Mounted::foreground(&store, &mp, &[]);
     let dir = m.path(SHA);
     fs::create_dir(&dir).unwrap();
@@ -485,14 +485,7 @@ fn concurrent_readers_and_a_reader_kept_open_across_an_overwrite() {
 
 #[test]
 fn kill_9_of_the_daemon_loses_only_the_file_being_written() {
-    let t = TempDir::new().unwrap();
-    let (store, src, mp) = (
-        t.path().join("s"),
-        t.path().join("src"),
-        t.path().join("mnt"),
-    );
-    fs::create_dir(&src).unwrap();
-    ok(dc(&store).arg("init"));
+    let (_t, store, _src, mp) = fresh();
     let mut m = Mounted::foreground(&store, &mp, &[]);
     let dir = m.path(SHA);
     fs::create_dir(&dir).unwrap();
