@@ -497,6 +497,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 threads: *threads,
             };
             if *daemon {
+                // Create or check the store here, so its errors (a foreign
+                // directory, another host) come from this command, and the
+                // default log file has a directory to live in.
+                drop(open(&cli, true)?);
                 let log = log.clone().unwrap_or_else(|| root.join("mount.log"));
                 spawn_daemon(&root, &cli.namespace, mountpoint, &cfg, &log)?;
                 println!(

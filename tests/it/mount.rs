@@ -772,3 +772,20 @@ fn adopt_imports_the_plain_cache_then_serves_it() {
         "the plain files stay underneath"
     );
 }
+
+/// Regression: `mount --daemon` on a store that did not exist yet failed to
+/// open its log file (inside the store directory) and never mounted.
+#[test]
+fn daemon_mount_creates_a_missing_store() {
+    let t = TempDir::new().unwrap();
+    let (store, mp) = (t.path().join("new-store"), t.path().join("mnt"));
+    let m = Mounted::daemon(&store, &mp, &[]);
+    fs::create_dir(m.path(SHA)).unwrap();
+    fs::write(m.path(SHA).join("id_rsa.pub"), b"ssh-rsa AAAA test\n").unwrap();
+    assert!(store.join("FORMAT").is_file() && store.join("mount.log").is_file());
+    m.unmount();
+    assert_eq!(
+        ok(dc(&store).args(["cat", SHA, "id_rsa.pub"])),
+        b"ssh-rsa AAAA test\n"
+    );
+}
