@@ -400,7 +400,10 @@ fn kill_9_during_put_leaves_a_clean_store_and_no_partial_artifact() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..400) + round * 10));
+        // Kill moments spread over the put (start-up, chunking, the pack
+        // fsyncs, the commit), jittered: the early ones always land before
+        // the commit, so the old-version branch below is always exercised.
+        std::thread::sleep(Duration::from_millis(round * 45 + rng.random_range(0..30)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         verify_full_clean(&store);
