@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drop an artifact (its space returns at the next gc).
+    /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); gc, which frees them, is not built yet.
     Rm {
         /// Artifact name.
         name: String,
@@ -388,7 +388,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm { name } => {
             let s = open(&cli, false)?;
             s.remove(name)?;
-            println!("removed {name}; its unshared space is reclaimed by the next gc");
+            println!(
+                "removed {name}; its unshared chunks are now reclaimable (see `deploycache stats`)"
+            );
         }
         Command::Stats { json } => {
             let s = open(&cli, false)?;
@@ -430,7 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "index            {:>11}", human(st.index_bytes))?;
                 writeln!(
                     out,
-                    "reclaimable      {:>11}  ({} unreferenced chunks, freed by gc)",
+                    "reclaimable      {:>11}  ({} unreferenced chunks, to be freed by gc)",
                     human(t.unreferenced_bytes),
                     t.unreferenced_chunks
                 )?;
