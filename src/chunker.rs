@@ -52,6 +52,9 @@ pub struct Chunker {
     /// The start of the chunk in progress: fewer than `MAX_SIZE` bytes that
     /// came before the current block.
     carry: Vec<u8>,
+    /// Capacity to give `carry` when it starts, so that a caller using
+    /// [`Chunker::take_carry`] can read its next block in behind it.
+    block_capacity: usize,
     mask_s: u64,
     mask_l: u64,
 }
@@ -67,6 +70,7 @@ impl Chunker {
         let (mask_s, mask_l) = select_masks(AVG_SIZE, LEVEL);
         Chunker {
             carry: Vec::new(),
+            block_capacity: 0,
             mask_s,
             mask_l,
         }
@@ -133,8 +137,25 @@ impl Chunker {
             emit(ChunkBytes::Shared(block.clone(), pos..pos + len))?;
             pos += len;
         }
+        if self.carry.capacity() < self.block_capacity {
+            self.carry = Vec::with_capacity(self.block_capacity);
+        }
         self.carry.extend_from_slice(&block[pos..]);
         Ok(())
+    }
+
+    /// Give the chunk in progress a buffer of `capacity` bytes when it
+    /// starts (see [`Chunker::take_carry`]).
+    pub fn set_block_capacity(&mut self, capacity: usize) {
+        self.block_capacity = capacity;
+    }
+
+    /// Take the bytes of the chunk in progress. A caller that appends its
+    /// next input to them and hands the whole back to [`Chunker::push_block`]
+    /// saves the copy at the seam between blocks: only the carried bytes
+    /// (less than `MAX_SIZE`) are ever copied.
+    pub fn take_carry(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
     }
 
     /// Emit whatever is left: the file's last chunks.
@@ -190,11 +211,16 @@ mod tests {
         };
         while !rest.is_empty() {
             let n = piece_sizes[i % piece_sizes.len()].clamp(1, rest.len());
-            // Alternate the copying and the block-taking entry points.
-            if i % 2 == 0 {
-                c.push(&rest[..n], &mut record).unwrap();
-            } else {
-                c.push_block(rest[..n].to_vec(), &mut record).unwrap();
+            // Rotate through the copying, the block-taking and the
+            // read-behind-the-carry entry points.
+            match i % 3 {
+                0 => c.push(&rest[..n], &mut record).unwrap(),
+                1 => c.push_block(rest[..n].to_vec(), &mut record).unwrap(),
+                _ => {
+                    let mut block = c.take_carry();
+                    block.extend_from_slice(&rest[..n]);
+                    c.push_block(block, &mut record).unwrap()
+                }
             }
             rest = &rest[n..];
             i += 1;

@@ -49,6 +49,8 @@ pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
 const PREFETCH_SEGMENTS: usize = 64;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 4 * 1024 * 1024;
+/// `put` asks the kernel to read this far ahead of the chunker.
+const READ_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct OpenOptions {
@@ -292,35 +294,25 @@ impl Store {
             }
         }
         let mut w = self.file_writer()?;
-        // Read on a second thread, so disk waits overlap chunking.
-        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
-        let staged = std::thread::scope(|s| -> Result<StagedFile> {
-            let mut file = &file;
-            s.spawn(move || loop {
-                // Each block is handed to the chunker whole: its chunks are
-                // ranges of it, not copies. read_to_end fills spare capacity
-                // without zeroing it first.
-                let mut buf = Vec::with_capacity(READ_BLOCK);
-                match read_block(&mut file, &mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        if tx.send(Ok(buf)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                }
-            });
-            for block in rx {
-                let block = block.at(path)?;
-                progress.inc(block.len() as u64);
-                w.write_block(self, block)?;
+        w.chunker
+            .set_block_capacity(READ_BLOCK + crate::chunker::MAX_SIZE);
+        let mut offset = 0u64;
+        let staged = loop {
+            // The kernel reads ahead of the chunker, so the read below is a
+            // copy out of the page cache, not a wait on the disk.
+            let _ = rustix::fs::fadvise(
+                &file,
+                offset,
+                std::num::NonZeroU64::new(READ_AHEAD_BYTES),
+                rustix::fs::Advice::WillNeed,
+            );
+            let n = w.write_from(self, &mut &file, path)?;
+            if n == 0 {
+                break w.finish(self, meta)?;
             }
-            w.finish(self, meta)
-        })?;
+            offset += n as u64;
+            progress.inc(n as u64);
+        };
         let after = fs::metadata(path).at(path)?;
         if after.len() != staged.meta.size
             || after.mtime() != before.mtime()
@@ -807,11 +799,17 @@ impl FileWriter {
         chunker.push(data, |c| sink.submit(store, c))
     }
 
-    /// Append a block the caller no longer needs (saves a copy).
-    pub fn write_block(&mut self, store: &Store, block: Vec<u8>) -> Result<()> {
-        self.size += block.len() as u64;
+    /// Read the next block of `r` in behind the chunk in progress and chunk
+    /// it; returns how many bytes were read (0 at the end). Each byte is
+    /// copied once, by the read, except the few carried between blocks.
+    pub fn write_from(&mut self, store: &Store, r: &mut impl Read, path: &Path) -> Result<usize> {
+        let mut buf = self.chunker.take_carry();
+        buf.reserve(READ_BLOCK);
+        let n = read_block(r, &mut buf).at(path)?;
+        self.size += n as u64;
         let FileWriter { chunker, sink, .. } = self;
-        chunker.push_block(block, |c| sink.submit(store, c))
+        chunker.push_block(buf, |c| sink.submit(store, c))?;
+        Ok(n)
     }
 
     /// Bytes written so far.
