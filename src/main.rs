@@ -284,73 +284,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let s = open(&cli, false)?;
             let list = s.list_quarantine()?;
-            if *json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|q| {
-                        serde_json::json!({
-                            "artifact": q.artifact, "file": q.file.meta.name, "size": q.file.meta.size,
-                            "reason": q.reason, "quarantined": rfc3339(q.at),
-                        })
+            print_list(
+                *json,
+                &list,
+                |q| {
+                    serde_json::json!({
+                        "artifact": q.artifact, "file": q.file.meta.name, "size": q.file.meta.size,
+                        "reason": q.reason, "quarantined": rfc3339(q.at),
                     })
-                    .collect();
-                print_json(&v)?;
-            } else {
-                let mut out = std::io::stdout().lock();
-                writeln!(
-                    out,
+                },
+                format!(
                     "{:<20}  {:<42} {:<36} {:>14}  REASON",
                     "QUARANTINED", "ARTIFACT", "FILE", "SIZE"
-                )?;
-                for q in &list {
-                    writeln!(
-                        out,
+                ),
+                |q| {
+                    format!(
                         "{:<20}  {:<42} {:<36} {:>14}  {}",
                         rfc3339(q.at),
                         q.artifact,
                         q.file.meta.name,
                         q.file.meta.size,
                         q.reason
-                    )?;
-                }
-            }
+                    )
+                },
+            )?;
         }
         Command::Ls {
             name: None, json, ..
         } => {
             let s = open(&cli, false)?;
             let list = s.list()?;
-            if *json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "name": a.name, "files": a.files, "logical_bytes": a.logical_bytes,
-                            "unique_bytes": a.unique_bytes, "created": rfc3339(a.created),
-                            "last_access": rfc3339(a.last_access),
-                        })
+            print_list(
+                *json,
+                &list,
+                |a| {
+                    serde_json::json!({
+                        "name": a.name, "files": a.files, "logical_bytes": a.logical_bytes,
+                        "unique_bytes": a.unique_bytes, "created": rfc3339(a.created),
+                        "last_access": rfc3339(a.last_access),
                     })
-                    .collect();
-                print_json(&v)?;
-            } else {
-                let mut out = std::io::stdout().lock();
-                writeln!(
-                    out,
+                },
+                format!(
                     "{:<42} {:>5} {:>11} {:>11}  LAST ACCESS",
                     "NAME", "FILES", "SIZE", "UNIQUE"
-                )?;
-                for a in &list {
-                    writeln!(
-                        out,
+                ),
+                |a| {
+                    format!(
                         "{:<42} {:>5} {:>11} {:>11}  {}",
                         a.name,
                         a.files,
                         human(a.logical_bytes),
                         human(a.unique_bytes),
                         rfc3339(a.last_access)
-                    )?;
-                }
-            }
+                    )
+                },
+            )?;
         }
         Command::Ls {
             name: Some(name),
@@ -359,31 +347,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let s = open(&cli, false)?;
             let files = s.list_files(name)?;
-            if *json {
-                let v: Vec<_> = files
-                    .iter()
-                    .map(|f| {
-                        serde_json::json!({
-                            "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
-                            "mtime": rfc3339_ns(f.meta.mtime_ns), "digest": f.hash.to_string(),
-                        })
+            print_list(
+                *json,
+                &files,
+                |f| {
+                    serde_json::json!({
+                        "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
+                        "mtime": rfc3339_ns(f.meta.mtime_ns), "digest": f.hash.to_string(),
                     })
-                    .collect();
-                print_json(&v)?;
-            } else {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE")?;
-                for f in &files {
-                    writeln!(
-                        out,
+                },
+                format!("{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE"),
+                |f| {
+                    format!(
                         "{:<44} {:>14} {:>05o}  {}",
                         f.meta.name,
                         f.meta.size,
                         f.meta.mode,
                         rfc3339_ns(f.meta.mtime_ns)
-                    )?;
-                }
-            }
+                    )
+                },
+            )?;
         }
         Command::Rm { name } => {
             let s = open(&cli, false)?;
@@ -626,6 +609,25 @@ fn spawn_daemon(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// A list as JSON (one object per item), or as a table with a header line.
+fn print_list<T>(
+    json: bool,
+    items: &[T],
+    to_json: impl Fn(&T) -> serde_json::Value,
+    header: String,
+    row: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&items.iter().map(to_json).collect::<Vec<_>>());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for item in items {
+        writeln!(out, "{}", row(item))?;
+    }
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {

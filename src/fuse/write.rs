@@ -140,14 +140,21 @@ impl Session {
         Ok(())
     }
 
-    pub fn write(&mut self, store: &Store, spill_dir: &Path, off: u64, data: &[u8]) -> Result<()> {
+    /// Mark the file changed at byte `at`; a change behind what has already
+    /// streamed into the store moves the content to a spill file first.
+    fn change_at(&mut self, store: &Store, spill_dir: &Path, at: u64) -> Result<()> {
         self.dirty = true;
         self.touched = true;
         if let Body::Stream { pos, .. } = &self.body {
-            if off < *pos {
+            if at < *pos {
                 self.spill(store, spill_dir)?;
             }
         }
+        Ok(())
+    }
+
+    pub fn write(&mut self, store: &Store, spill_dir: &Path, off: u64, data: &[u8]) -> Result<()> {
+        self.change_at(store, spill_dir, off)?;
         match &mut self.body {
             Body::Stream { w, pos } => {
                 let Session {
@@ -196,13 +203,7 @@ impl Session {
         if n == self.size {
             return Ok(());
         }
-        self.dirty = true;
-        self.touched = true;
-        if let Body::Stream { pos, .. } = &self.body {
-            if n < *pos {
-                self.spill(store, spill_dir)?;
-            }
-        }
+        self.change_at(store, spill_dir, n)?;
         match &mut self.body {
             Body::Stream { .. } => {
                 // Bytes past a shrink read back as zeros if the file grows again.

@@ -13,6 +13,13 @@ use tempfile::TempDir;
 
 use crate::common::*;
 
+/// A temp dir and the path of a store `s` in it (not created yet).
+fn temp_store() -> (TempDir, std::path::PathBuf) {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    (t, store)
+}
+
 fn put(store: &Path, name: &str, paths: &[&Path]) -> String {
     let mut c = dc(store);
     c.arg("put").arg(name);
@@ -139,8 +146,7 @@ fn export_restores_bytes_mode_and_mtime() {
 
 #[test]
 fn dedupe_after_insert_near_start_reuses_most_bytes() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let v1 = random_bytes(48 << 20, 1);
     let mut v2 = v1.clone();
     v2.splice(
@@ -173,8 +179,7 @@ fn dedupe_after_insert_near_start_reuses_most_bytes() {
 
 #[test]
 fn stats_and_ls_json_carry_the_documented_keys() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let f = t.path().join("opnfv-bootstraps-cache.tar");
     write(&f, &text_bytes(2 << 20, 3));
     put(&store, "one", &[&f]);
@@ -235,8 +240,7 @@ fn stats_and_ls_json_carry_the_documented_keys() {
 
 #[test]
 fn put_replaces_an_artifact_atomically() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let (d1, d2) = (t.path().join("d1"), t.path().join("d2"));
     fs::create_dir(&d1).unwrap();
     fs::create_dir(&d2).unwrap();
@@ -253,8 +257,7 @@ fn put_replaces_an_artifact_atomically() {
 
 #[test]
 fn bad_input_gets_one_clear_line_and_nonzero_exit() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let f = t.path().join("f");
     write(&f, b"data");
     for bad in ["a/b", "..", ".", ""] {
@@ -321,8 +324,7 @@ fn bad_input_gets_one_clear_line_and_nonzero_exit() {
 
 #[test]
 fn a_damaged_chunk_is_reported_never_served() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let f = t.path().join("env_1.img.gz");
     let data = random_bytes(4 << 20, 77);
     write(&f, &data);
@@ -377,8 +379,7 @@ fn a_damaged_chunk_is_reported_never_served() {
 
 #[test]
 fn kill_9_during_put_leaves_a_clean_store_and_no_partial_artifact() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let (old, new) = (t.path().join("old"), t.path().join("new"));
     fs::create_dir(&old).unwrap();
     fs::create_dir(&new).unwrap();
@@ -435,8 +436,7 @@ fn kill_9_during_put_leaves_a_clean_store_and_no_partial_artifact() {
 
 #[test]
 fn concurrent_puts_sharing_chunks() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     ok(dc(&store).arg("init"));
     let base = random_bytes(6 << 20, 5);
     let mut inputs = Vec::new();
@@ -526,8 +526,7 @@ fn import_adopts_a_plain_cache_idempotently() {
 
 #[test]
 fn a_store_held_by_another_host_is_refused_by_name() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (_t, store) = temp_store();
     ok(dc(&store).arg("init"));
     write(&store.join("owner"), b"jumphost-b.example\n");
     // The other host's process holds its shared lock (flock(1) from util-linux).
@@ -560,8 +559,7 @@ fn a_store_held_by_another_host_is_refused_by_name() {
 /// bounded well under 100 MiB.
 #[test]
 fn four_gib_sparse_file_round_trips_in_bounded_memory() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let f = t.path().join("big.img");
     {
         use std::os::unix::fs::FileExt;
@@ -619,8 +617,7 @@ fn four_gib_sparse_file_round_trips_in_bounded_memory() {
 /// with the same size and its old mtime restored has a new ctime.
 #[test]
 fn files_cache_sees_a_rewrite_that_keeps_size_and_mtime() {
-    let t = TempDir::new().unwrap();
-    let store = t.path().join("s");
+    let (t, store) = temp_store();
     let dir = t.path().join("d");
     fs::create_dir(&dir).unwrap();
     let f = dir.join("env_1.img.gz");
