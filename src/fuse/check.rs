@@ -9,6 +9,8 @@
 //! - anything else: always complete.
 
 use std::io::{self, Write};
+use std::sync::mpsc;
+use std::thread;
 
 use flate2::write::MultiGzDecoder;
 
@@ -188,9 +190,91 @@ fn parse_size(f: &[u8]) -> Option<u64> {
     parse_octal(f)
 }
 
+/// Inflating is the costliest step of the write path (several times the
+/// chunker's CPU), so it runs on a thread of its own: a write request only
+/// copies its bytes into a batch, and the inflate overlaps the transfer.
+/// Batches are bounded ([`GZ_BATCH`] × ([`GZ_QUEUE`] + 2) bytes in flight
+/// per file at most); a full queue makes the writer wait.
+pub struct GzCheck {
+    batch: Vec<u8>,
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<thread::JoinHandle<Result<(), String>>>,
+    /// Used when no thread could be started.
+    inline: Option<Box<Inflate>>,
+}
+
+const GZ_BATCH: usize = 1 << 20;
+const GZ_QUEUE: usize = 4;
+
+impl GzCheck {
+    fn new() -> GzCheck {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(GZ_QUEUE);
+        let worker = thread::Builder::new()
+            .name("gzip-check".into())
+            .spawn(move || {
+                let mut inflate = Inflate::new();
+                for batch in rx {
+                    inflate.update(&batch);
+                }
+                inflate.finish()
+            });
+        match worker {
+            Ok(worker) => GzCheck {
+                batch: Vec::with_capacity(GZ_BATCH),
+                tx: Some(tx),
+                worker: Some(worker),
+                inline: None,
+            },
+            Err(_) => GzCheck {
+                batch: Vec::new(),
+                tx: None,
+                worker: None,
+                inline: Some(Box::new(Inflate::new())),
+            },
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        if let Some(inflate) = &mut self.inline {
+            return inflate.update(data);
+        }
+        while !data.is_empty() {
+            let n = (GZ_BATCH - self.batch.len()).min(data.len());
+            self.batch.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.batch.len() == GZ_BATCH {
+                self.send();
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(GZ_BATCH));
+        if let Some(tx) = &self.tx {
+            // A send fails only when the worker is gone (it never exits
+            // early); finish() then reports what it returned.
+            let _ = tx.send(batch);
+        }
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        if let Some(inflate) = self.inline.take() {
+            return inflate.finish();
+        }
+        if !self.batch.is_empty() {
+            self.send();
+        }
+        drop(self.tx.take());
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(verdict)) => verdict,
+            _ => Err("gzip: the check's thread failed".into()),
+        }
+    }
+}
+
 /// Inflates each gzip member into a counting sink; flate2 checks every
 /// member's CRC32 and ISIZE.
-pub struct GzCheck {
+struct Inflate {
     dec: MultiGzDecoder<Sink>,
     pos: u64,
     bad: Option<String>,
@@ -208,9 +292,9 @@ impl Write for Sink {
     }
 }
 
-impl GzCheck {
-    fn new() -> GzCheck {
-        GzCheck {
+impl Inflate {
+    fn new() -> Inflate {
+        Inflate {
             dec: MultiGzDecoder::new(Sink),
             pos: 0,
             bad: None,
