@@ -41,7 +41,7 @@ use fuser::{
 
 use crate::error::{Error, Result};
 use crate::name;
-use crate::store::{FileReader, Store};
+use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
 use write::Session;
 
@@ -114,11 +114,13 @@ struct ReadHandle {
     /// The chunk of the last decode (usize::MAX before the first), to tell
     /// sequential readers from random ones.
     last_chunk: std::sync::atomic::AtomicUsize,
+    /// What the sequential prefetch last asked for, per pack.
+    runs: Mutex<PrefetchRuns>,
 }
 
 /// Sequential readers get the pack ranges of this many chunks ahead
 /// (about 4 MiB) started in the page cache, a window at a time.
-const PREFETCH_CHUNKS: usize = 64;
+const PREFETCH_CHUNKS: usize = 256;
 
 impl ReadHandle {
     fn chunk(&self, store: &Store, i: usize) -> Result<Arc<Vec<u8>>> {
@@ -157,28 +159,45 @@ impl ReadHandle {
                 .compare_exchange(ahead, to, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
+            let mut runs = lock(&self.runs);
             for seg in self.reader.segments_of(from..to) {
-                store.prefetch(&self.reader, seg);
+                store.prefetch(&self.reader, seg, &mut runs);
             }
         }
     }
 
-    fn read(&self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Read `[offset, offset + size)` into the front of `buf` (grown as
+    /// needed, never shrunk: one buffer per FUSE thread serves every
+    /// request); returns the byte count. Chunks wholly inside the request
+    /// are read and checked in place; the partial ones at its edges come
+    /// through the handle's chunk cache, as the next request needs them too.
+    fn read(&self, store: &Store, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<usize> {
         let end = self.reader.size().min(offset.saturating_add(size as u64));
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut pos = offset;
+        let total = end.saturating_sub(offset) as usize;
+        if buf.len() < total {
+            buf.resize(total, 0);
+        }
+        let (mut pos, mut at) = (offset, 0usize);
         while pos < end {
             let Some(i) = self.reader.chunk_at(pos) else {
                 break;
             };
             let (start, len) = self.reader.chunk_span(i);
+            if pos == start && start + len <= end {
+                self.read_ahead(store, i);
+                store.read_chunk_into(&self.reader, i, &mut buf[at..at + len as usize])?;
+                at += len as usize;
+                pos += len;
+                continue;
+            }
             let data = self.chunk(store, i)?;
             let from = (pos - start) as usize;
             let to = ((end - start).min(len)) as usize;
-            out.extend_from_slice(&data[from..to]);
+            buf[at..at + to - from].copy_from_slice(&data[from..to]);
+            at += to - from;
             pos = start + to as u64;
         }
-        Ok(out)
+        Ok(at)
     }
 }
 
@@ -540,6 +559,7 @@ impl View {
                 last: Mutex::new(None),
                 prefetched: std::sync::atomic::AtomicUsize::new(0),
                 last_chunk: std::sync::atomic::AtomicUsize::new(usize::MAX),
+                runs: Mutex::new(PrefetchRuns::new()),
             })));
             return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
         }
@@ -612,14 +632,15 @@ impl View {
         }
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Read into the front of `buf`; returns the byte count.
+    pub fn read(&self, fh: u64, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<usize> {
         let h = match lock(&self.handles).get(&fh) {
             Some(Handle::Read(h)) => Ok(h.clone()),
             Some(Handle::Write(ino)) => Err(*ino),
             None => return Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
         };
         match h {
-            Ok(h) => h.read(&self.store, offset, size).inspect_err(|e| {
+            Ok(h) => h.read(&self.store, offset, size, buf).inspect_err(|e| {
                 log_line(&format!(
                     "read of {}/{} at {offset} failed: {e}",
                     h.reader.artifact, h.reader.file
@@ -628,7 +649,12 @@ impl View {
             Err(ino) => {
                 let s = self.session_for(ino, false)?;
                 let mut s = lock(&s);
-                s.read(&self.store, &self.spill_dir, offset, size)
+                let data = s.read(&self.store, &self.spill_dir, offset, size)?;
+                if buf.len() < data.len() {
+                    buf.resize(data.len(), 0);
+                }
+                buf[..data.len()].copy_from_slice(&data);
+                Ok(data.len())
             }
         }
     }
@@ -1149,10 +1175,14 @@ impl Filesystem for View {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(&e)),
+        thread_local! {
+            /// Each FUSE thread's read buffer, reused across requests.
+            static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        READ_BUF.with_borrow_mut(|buf| match self.read(fh.0, offset, size, buf) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(&e)),
+        })
     }
 
     fn write(
@@ -1355,10 +1385,45 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
         cfg.threads.max(1),
         if cfg.read_only { ", read-only" } else { "" }
     ));
+    let mp = mountpoint.to_owned();
+    std::thread::spawn(move || raise_read_ahead(&mp));
     let res = session.run().map_err(|e| Error::io(mountpoint, e));
     signal_handle.close();
     log_line(&format!("unmounted {}", mountpoint.display()));
     res
+}
+
+/// The kernel gives a FUSE mount 128 KiB of read-ahead, whatever the
+/// INIT reply asks for: sequential reads then arrive as 128 KiB requests,
+/// each a round trip. The mount's read-ahead is raised through sysfs (as
+/// root), so cold sequential reads arrive as 1 MiB requests (`max_write`
+/// caps each) several at a time and the daemon's pack prefetch can run ahead.
+const READ_AHEAD_KB: u32 = 4096;
+
+/// Set the mount's read-ahead once it serves; best effort, logged.
+fn raise_read_ahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..200 {
+        if is_mounted(mountpoint) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    match std::fs::write(&knob, READ_AHEAD_KB.to_string()) {
+        Ok(()) => log_line(&format!("read-ahead {READ_AHEAD_KB} KiB ({knob})")),
+        Err(e) => log_line(&format!(
+            "read-ahead left at the kernel's 128 KiB: cannot write {knob}: {e}"
+        )),
+    }
 }
 
 /// True when `path` is a mount point (its device differs from its parent's).

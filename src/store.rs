@@ -40,6 +40,8 @@ const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~2 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
 const MAX_INFLIGHT_CHUNKS: usize = 32;
+/// Packs a process appends to at once (see `StoreCore::writers`).
+const PACK_LANES: usize = 4;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
@@ -47,6 +49,13 @@ pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
 /// a deduplicated file is spread over several packs, so the disk needs many
 /// requests in flight to keep up with a plain contiguous file.
 const PREFETCH_SEGMENTS: usize = 64;
+/// A sequential prefetch bridges gaps up to this size between the ranges
+/// it needs in one pack, rather than issue a separate request after each.
+const PREFETCH_GAP: u64 = 0;
+/// Per pack, the byte run a reader last prefetched (see [`Store::prefetch`]).
+pub type PrefetchRuns = HashMap<PackName, (u64, u64)>;
+/// Segment buffers each reader thread of [`Store::copy_to`] cycles through.
+const SEGMENT_BUFFERS: usize = 3;
 /// Input is read in blocks of this size.
 const READ_BLOCK: usize = 4 * 1024 * 1024;
 /// `put` asks the kernel to read this far ahead of the chunker.
@@ -73,8 +82,14 @@ pub struct StoreCore {
     root: PathBuf,
     packs_dir: PathBuf,
     index: Mutex<Index>,
-    /// The pack this process appends to.
-    writer: Mutex<Option<PackWriter>>,
+    /// The packs this process appends to, one per lane: each file writer
+    /// has a lane of its own, so files written at the same time (two files
+    /// of a put, several scp streams into a mount) do not interleave their
+    /// chunks in one pack, and each file's new chunks stay contiguous for
+    /// sequential reads.
+    writers: Vec<Mutex<Option<PackWriter>>>,
+    /// Lane of the next file writer.
+    next_lane: std::sync::atomic::AtomicUsize,
     /// Sealed packs being fsynced in the background.
     sealing: Mutex<Vec<(PackName, std::thread::JoinHandle<Result<()>>)>>,
     /// Packs whose fsync failed: nothing in them may be committed.
@@ -99,7 +114,9 @@ impl Drop for Store {
         for (_, h) in sealing {
             let _ = h.join();
         }
-        lock(&self.writer).take();
+        for w in &self.writers {
+            lock(w).take();
+        }
         let created = std::mem::take(&mut *lock(&self.created_packs));
         for (name, committed) in created {
             if !committed {
@@ -154,7 +171,8 @@ impl Store {
             root: root.to_owned(),
             packs_dir: root.join("packs"),
             index: Mutex::new(index),
-            writer: Mutex::new(None),
+            writers: (0..PACK_LANES).map(|_| Mutex::new(None)).collect(),
+            next_lane: std::sync::atomic::AtomicUsize::new(0),
             sealing: Mutex::new(Vec::new()),
             failed_packs: Mutex::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
@@ -195,6 +213,9 @@ impl Store {
                     core: Arc::downgrade(&self.core),
                     chunks: Vec::new(),
                 },
+                lane: self
+                    .next_lane
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 ..ChunkSink::default()
             },
             _gc: GcGuard::writer(&self.root)?,
@@ -466,32 +487,155 @@ impl Store {
         pack::decode(&span.id, &span.loc, payload).map_err(corrupt)
     }
 
+    /// Read chunk `i` of a file into `dst` (exactly its length) and check
+    /// it. A raw chunk is read and hashed in place; anything else, and any
+    /// failure, takes [`Store::read_chunk`]'s path, whose error names the
+    /// chunk, file and offset.
+    pub fn read_chunk_into(&self, r: &FileReader, i: usize, dst: &mut [u8]) -> Result<()> {
+        let span = &r.spans[i];
+        let loc = &span.loc;
+        if loc.codec == pack::Codec::Raw
+            && loc.stored_len == loc.raw_len
+            && dst.len() == loc.raw_len as usize
+        {
+            if let Ok(file) = self.pack_file(loc.pack) {
+                if std::os::unix::fs::FileExt::read_exact_at(&*file, dst, loc.offset).is_ok()
+                    && ChunkId::of(dst) == span.id
+                {
+                    return Ok(());
+                }
+            }
+        }
+        let data = self.read_chunk(r, i)?;
+        if data.len() != dst.len() {
+            return Err(Error::CorruptChunk {
+                chunk: span.id,
+                artifact: r.artifact.clone(),
+                file: r.file.clone(),
+                offset: span.offset,
+                why: format!(
+                    "decoded to {} bytes, the file needs {}",
+                    data.len(),
+                    dst.len()
+                ),
+            });
+        }
+        dst.copy_from_slice(&data);
+        Ok(())
+    }
+
     /// Read, decode and check chunks `range` of a file (a segment from
     /// [`FileReader::segments`], whose pack range [`Store::prefetch`] asked
-    /// the kernel to read ahead as one sequential run).
-    pub fn read_chunks(
+    /// the kernel to read ahead as one sequential run) into `seg`, reusing
+    /// its buffers: one read for the whole run, raw chunks checked and
+    /// served in place, compressed ones decoded beside them. On any failure
+    /// the chunks are read again one by one, so that an error names the
+    /// exact chunk, file and offset.
+    fn read_segment(
         &self,
         r: &FileReader,
         range: std::ops::Range<usize>,
-    ) -> Result<Vec<Vec<u8>>> {
-        // One read per chunk, straight into the chunk's own buffer (no
-        // copy out of a larger one): the segment was prefetched into the
-        // page cache, so these reads do not wait on the disk one by one.
-        range.map(|i| self.read_chunk(r, i)).collect()
+        seg: &mut Segment,
+    ) -> Result<()> {
+        seg.clear();
+        if self.try_read_segment(r, range.clone(), seg).is_some() {
+            return Ok(());
+        }
+        seg.clear();
+        for i in range {
+            let data = self.read_chunk(r, i)?;
+            seg.push_decoded(&data);
+        }
+        Ok(())
+    }
+
+    /// [`Store::read_segment`]'s fast path; `None` on any failure.
+    fn try_read_segment(
+        &self,
+        r: &FileReader,
+        range: std::ops::Range<usize>,
+        seg: &mut Segment,
+    ) -> Option<()> {
+        let spans = &r.spans[range];
+        let Some(first) = spans.first() else {
+            return Some(());
+        };
+        if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
+            return None;
+        }
+        let (lo, hi) = pack_range(spans);
+        let n = (hi - lo) as usize;
+        if seg.packed.len() < n {
+            seg.packed.resize(n, 0);
+        }
+        let file = self.pack_file(first.loc.pack).ok()?;
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut seg.packed[..n], lo).ok()?;
+        // A run of one repeated chunk (zeros) is checked once.
+        let mut last: Option<(u64, Part)> = None;
+        for s in spans {
+            if let Some((offset, part)) = &last {
+                if *offset == s.loc.offset {
+                    seg.parts.push(part.clone());
+                    continue;
+                }
+            }
+            let at = (s.loc.offset - lo) as usize;
+            let payload = &seg.packed[at..at + s.loc.stored_len as usize];
+            let raw_len = s.loc.raw_len as usize;
+            let part = match s.loc.codec {
+                pack::Codec::Raw if payload.len() == raw_len => Part::Packed(at..at + raw_len),
+                pack::Codec::Raw => return None,
+                pack::Codec::Zstd => {
+                    let start = seg.decoded_len;
+                    if seg.decoded.len() < start + raw_len {
+                        seg.decoded.resize(start + raw_len, 0);
+                    }
+                    let dctx = match &mut seg.dctx {
+                        Some(d) => d,
+                        None => seg.dctx.insert(zstd::bulk::Decompressor::new().ok()?),
+                    };
+                    let got = dctx
+                        .decompress_to_buffer(payload, &mut seg.decoded[start..start + raw_len])
+                        .ok()?;
+                    if got != raw_len {
+                        return None;
+                    }
+                    seg.decoded_len += raw_len;
+                    Part::Decoded(start..start + raw_len)
+                }
+            };
+            if ChunkId::of(seg.bytes(&part)) != s.id {
+                return None;
+            }
+            seg.parts.push(part.clone());
+            last = Some((s.loc.offset, part));
+        }
+        Some(())
     }
 
     /// Ask the kernel to start reading chunks `range` of a file into the
     /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
-    pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>) {
+    /// `runs` remembers, per pack, the run this reader last prefetched: a
+    /// range starting less than [`PREFETCH_GAP`] past its end is extended
+    /// back to it, so a file whose chunks skip over a few old
+    /// chunks of a pack (an update of an earlier version) still reads that
+    /// pack as one sequential stream instead of many small requests.
+    pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>, runs: &mut PrefetchRuns) {
         let spans = &r.spans[range];
         let Some(first) = spans.first() else { return };
         if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
             return;
         }
-        let (lo, hi) = spans
-            .iter()
-            .map(|s| record_range(&s.loc))
-            .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+        let (mut lo, hi) = pack_range(spans);
+        let run = runs.entry(first.loc.pack).or_insert((lo, lo));
+        if lo >= run.0 && hi <= run.1 {
+            return;
+        }
+        if lo >= run.0 && lo <= run.1 + PREFETCH_GAP {
+            (lo, run.1) = (run.1, hi);
+        } else {
+            *run = (lo, hi);
+        }
         if let Ok(f) = self.pack_file(first.loc.pack) {
             let _ = rustix::fs::fadvise(
                 &*f,
@@ -528,41 +672,51 @@ impl Store {
         // waits on the disk for the next.
         let w = (2 * self.workers).min(n).max(1);
         std::thread::scope(|s| -> Result<()> {
-            let rxs: Vec<_> = (0..w)
+            // Each reader owns SEGMENT_BUFFERS buffers, passed to the
+            // writer full and handed back empty: no allocation per chunk.
+            let (rxs, backs): (Vec<_>, Vec<_>) = (0..w)
                 .map(|k| {
-                    let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(2);
+                    let (tx, rx) = mpsc::sync_channel::<Result<Segment>>(SEGMENT_BUFFERS);
+                    let (back, empty) = mpsc::sync_channel::<Segment>(SEGMENT_BUFFERS);
+                    for _ in 0..SEGMENT_BUFFERS {
+                        let _ = back.send(Segment::default());
+                    }
                     let segments = &segments;
                     s.spawn(move || {
-                        for seg in segments.iter().skip(k).step_by(w) {
-                            let res = self.read_chunks(r, seg.clone());
+                        for range in segments.iter().skip(k).step_by(w) {
+                            let Ok(mut seg) = empty.recv() else { return };
+                            let res = self.read_segment(r, range.clone(), &mut seg).map(|()| seg);
                             let failed = res.is_err();
                             if tx.send(res).is_err() || failed {
                                 return;
                             }
                         }
                     });
-                    rx
+                    (rx, back)
                 })
-                .collect();
+                .unzip();
             // Keep the disk busy ahead of the readers: the kernel's own
             // read-ahead cannot follow several threads reading one pack.
+            let mut runs = PrefetchRuns::new();
             for seg in segments.iter().take(PREFETCH_SEGMENTS) {
-                self.prefetch(r, seg.clone());
+                self.prefetch(r, seg.clone(), &mut runs);
             }
-            for (i, seg) in segments.iter().enumerate() {
+            for (i, range) in segments.iter().enumerate() {
                 if let Some(ahead) = segments.get(i + PREFETCH_SEGMENTS) {
-                    self.prefetch(r, ahead.clone());
+                    self.prefetch(r, ahead.clone(), &mut runs);
                 }
-                let chunks = rxs[i % w].recv().map_err(|_| {
+                let seg = rxs[i % w].recv().map_err(|_| {
                     Error::io(
-                        self.pack_path(r.spans[seg.start].loc.pack),
+                        self.pack_path(r.spans[range.start].loc.pack),
                         io::Error::other("reader thread exited"),
                     )
                 })??;
-                for c in chunks {
-                    out.write_all(&c).map_err(|e| Error::io("<output>", e))?;
-                    progress.inc(c.len() as u64);
+                for part in &seg.parts {
+                    let bytes = seg.bytes(part);
+                    out.write_all(bytes).map_err(|e| Error::io("<output>", e))?;
+                    progress.inc(bytes.len() as u64);
                 }
+                let _ = backs[i % w].send(seg);
             }
             Ok(())
         })
@@ -670,6 +824,7 @@ impl StoreCore {
     /// store it if nobody has it. Runs on the worker threads.
     fn store_chunk(
         &self,
+        lane: usize,
         id: ChunkId,
         data: &[u8],
         compressor: &mut zstd::bulk::Compressor<'static>,
@@ -686,13 +841,16 @@ impl StoreCore {
         // chunking. Workers finish nearly in file order, so a file's new
         // chunks land close together; reads fetch them as one run
         // (FileReader::segments).
-        let mut writer = lock(&self.writer);
+        let mut writer = lock(&self.writers[lane % PACK_LANES]);
         // Another worker may have stored the same chunk meanwhile.
         if let Some(loc) = lock(&self.pending).get(&id) {
             return Ok(Outcome::Stored(*loc));
         }
         let loc = self.append(&mut writer, &enc, data)?;
-        lock(&self.pending).insert(id, loc);
+        drop(writer);
+        // A worker on another lane may have stored it in the meantime: the
+        // first copy wins, and this record stays unreferenced (gc's to take).
+        let loc = *lock(&self.pending).entry(id).or_insert(loc);
         Ok(Outcome::Stored(loc))
     }
 
@@ -753,10 +911,11 @@ impl StoreCore {
                 )
             }));
         }
-        let mut writer = lock(&self.writer);
-        if let Some(p) = writer.as_mut() {
-            if new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
-                p.sync()?;
+        for w in &self.writers {
+            if let Some(p) = lock(w).as_mut() {
+                if new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
+                    p.sync()?;
+                }
             }
         }
         Ok(())
@@ -850,12 +1009,18 @@ struct ChunkSink {
     /// Chunks already in this file; Some(location) when this writer must
     /// provide the index row.
     seen: HashMap<ChunkId, Option<Location>>,
+    /// The pack lane new chunks go to.
+    lane: usize,
 }
 
 impl ChunkSink {
     fn submit(&mut self, store: &Store, data: ChunkBytes) -> Result<()> {
         let (tx, rx) = mpsc::sync_channel(1);
-        store.pool.submit(Job { data, reply: tx });
+        store.pool.submit(Job {
+            lane: self.lane,
+            data,
+            reply: tx,
+        });
         self.inflight.push_back(rx);
         while self.inflight.len() > MAX_INFLIGHT_CHUNKS {
             self.complete_one(store)?;
@@ -904,6 +1069,7 @@ struct Encoded {
 }
 
 struct Job {
+    lane: usize,
     data: ChunkBytes,
     reply: mpsc::SyncSender<Encoded>,
 }
@@ -974,7 +1140,8 @@ impl Pool {
                     let Ok(job) = job else { return }; // the store was dropped
                     let Some(core) = store.upgrade() else { return };
                     let id = ChunkId::of(&job.data);
-                    let outcome = core.store_chunk(id, &job.data, &mut compressor, &mut reader);
+                    let outcome =
+                        core.store_chunk(job.lane, id, &job.data, &mut compressor, &mut reader);
                     let _ = job.reply.send(Encoded {
                         id,
                         raw_len: job.data.len() as u32,
@@ -1126,6 +1293,57 @@ impl FileReader {
 }
 
 /// The bytes a chunk's record occupies in its pack (header included).
+/// Where a chunk's checked bytes are in a [`Segment`].
+#[derive(Clone)]
+enum Part {
+    Packed(std::ops::Range<usize>),
+    Decoded(std::ops::Range<usize>),
+}
+
+/// A run of a file's chunks read with one read and checked, with buffers
+/// that keep their size from one run to the next.
+#[derive(Default)]
+struct Segment {
+    /// The pack bytes of the run: raw chunks are served from here.
+    packed: Vec<u8>,
+    /// Decoded compressed chunks, `decoded_len` bytes of it in use.
+    decoded: Vec<u8>,
+    decoded_len: usize,
+    /// The chunks in file order.
+    parts: Vec<Part>,
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Segment {
+    fn clear(&mut self) {
+        self.parts.clear();
+        self.decoded_len = 0;
+    }
+
+    fn push_decoded(&mut self, data: &[u8]) {
+        let start = self.decoded_len;
+        self.decoded.truncate(start);
+        self.decoded.extend_from_slice(data);
+        self.decoded_len += data.len();
+        self.parts.push(Part::Decoded(start..self.decoded_len));
+    }
+
+    fn bytes(&self, part: &Part) -> &[u8] {
+        match part {
+            Part::Packed(r) => &self.packed[r.clone()],
+            Part::Decoded(r) => &self.decoded[r.clone()],
+        }
+    }
+}
+
+/// The pack bytes that chunks (all in one pack) span, record headers included.
+fn pack_range(spans: &[ChunkSpan]) -> (u64, u64) {
+    spans
+        .iter()
+        .map(|s| record_range(&s.loc))
+        .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
+}
+
 fn record_range(loc: &Location) -> (u64, u64) {
     (
         loc.offset - pack::RECORD_HEADER_LEN as u64,
