@@ -12,9 +12,10 @@ import json
 import os
 import sys
 
-TOOLS = ["deploycache", "cp", "casync", "borg", "restic"]
+TOOLS = ["deploycache", "deploycache-fast", "cp", "casync", "borg", "restic"]
 TOOL_LABEL = {
     "deploycache": "deploycache put",
+    "deploycache-fast": "deploycache put --compression fast",
     "cp": "cp -r + sync",
     "casync": "casync make (default zstd)",
     "borg": "borg create (lz4, --encryption none)",
@@ -184,6 +185,8 @@ def verdicts(r):
         ratio(g("ingest", "deploycache", "v2"), g("ingest", "cp", "v2")), 0.8)
     add("2", "raw ext4 image, new data (v1) ≥ 0.8× cp+sync",
         ratio(g("raw", "deploycache", "v1"), g("raw", "cp", "v1")), 0.8)
+    add("2", "raw ext4 image, new data (v1), `--compression fast` ≥ 0.8× cp+sync",
+        ratio(g("raw", "deploycache-fast", "v1"), g("raw", "cp", "v1")), 0.8)
     add("2", "raw ext4 image, update (v2) ≥ 0.8× cp+sync",
         ratio(g("raw", "deploycache", "v2"), g("raw", "cp", "v2")), 0.8)
     add("2", "re-ingest of a stored version ≥ 2× cp+sync",

@@ -480,6 +480,88 @@ fn concurrent_puts_sharing_chunks() {
     assert!(unique < (6 + 4 + 2) << 20, "{s}");
 }
 
+/// A put stages two files at once, each on a pack lane of its own: files
+/// sharing chunks race to store them, and every chunk must still be
+/// indexed once and read back from wherever it landed.
+#[test]
+fn files_of_one_put_sharing_chunks_are_stored_once() {
+    let (t, store) = temp_store();
+    ok(dc(&store).arg("init"));
+    let dir = t.path().join("in");
+    fs::create_dir(&dir).unwrap();
+    let a = random_bytes(6 << 20, 71);
+    let mut b = random_bytes(1 << 20, 72);
+    b.extend_from_slice(&a);
+    let c = random_bytes(3 << 20, 73);
+    write(&dir.join("a.img"), &a);
+    write(&dir.join("b.img"), &b);
+    write(&dir.join("c.img"), &a);
+    write(&dir.join("d.img"), &c);
+    put(&store, "x", &[&dir]);
+    for (name, data) in [("a.img", &a), ("b.img", &b), ("c.img", &a), ("d.img", &c)] {
+        assert!(cat(&store, "x", name) == *data, "{name} read back wrong");
+    }
+    verify_full_clean(&store);
+    let s = stats(&store);
+    // `a` is stored once although three files hold it, racing on two lanes.
+    let unique = s["unique_bytes"].as_u64().unwrap();
+    // `b`'s chunking meets `a`'s again within a chunk or two of the seam.
+    let distinct: u64 = (6 + 1 + 3) << 20;
+    assert!(unique >= distinct, "{s}");
+    assert!(unique <= distinct + 2 * MAX_SIZE as u64, "{s}");
+}
+
+/// `--compression` picks how new chunks are stored; the bytes read back
+/// are the same whatever wrote them, and one store can mix them.
+#[test]
+fn compression_settings_trade_size_and_read_back_the_same_bytes() {
+    let t = TempDir::new().unwrap();
+    let data = text_bytes(4 << 20, 81);
+    let file = t.path().join("root.img");
+    write(&file, &data);
+    let stored = |setting: &str| {
+        let store = t.path().join(setting);
+        ok(dc(&store)
+            .args(["--compression", setting, "put", "a"])
+            .arg(&file));
+        assert!(
+            cat(&store, "a", "root.img") == data,
+            "{setting}: bytes differ"
+        );
+        verify_full_clean(&store);
+        stats(&store)["stored_bytes"].as_u64().unwrap()
+    };
+    let (zstd, fast, none) = (stored("zstd"), stored("fast"), stored("none"));
+    assert!(
+        zstd < fast && fast < none,
+        "zstd {zstd}, fast {fast}, none {none}"
+    );
+    assert!(none >= data.len() as u64, "none stored {none} bytes");
+
+    // A store written under `none`, then `zstd`: both artifacts read back.
+    let mixed = t.path().join("none");
+    let mut other = data.clone();
+    other.reverse();
+    write(&file, &other);
+    ok(dc(&mixed)
+        .args(["--compression", "zstd", "put", "b"])
+        .arg(&file));
+    assert!(cat(&mixed, "a", "root.img") == data);
+    assert!(cat(&mixed, "b", "root.img") == other);
+    verify_full_clean(&mixed);
+
+    let o = dc(&mixed)
+        .args(["--compression", "lz4", "stats"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("zstd (default), fast or none"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn import_adopts_a_plain_cache_idempotently() {
     let t = TempDir::new().unwrap();
