@@ -42,6 +42,8 @@ const FORMAT_PREFIX: &str = "deploycache-store ";
 const MAX_INFLIGHT_CHUNKS: usize = 32;
 /// Packs a process appends to at once (see `StoreCore::writers`).
 const PACK_LANES: usize = 4;
+/// Chunk lists kept by `StoreCore::recent_files` (a 2 GB file's is ~2.5 MiB).
+const RECENT_FILES: usize = 16;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes.
 pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
@@ -109,7 +111,15 @@ pub struct StoreCore {
     /// failed put, a full disk) hold nothing anyone can reach: they are
     /// deleted.
     created_packs: Mutex<HashMap<PackName, bool>>,
+    /// Chunk lists of recently opened files, by file row id and digest
+    /// (checked against the digest when loaded): a mount reopening a file
+    /// skips loading and rehashing its list. Locations in them may go stale
+    /// only through gc, which readers already survive (store-layout.md).
+    recent_files: Mutex<VecDeque<RecentFile>>,
 }
+
+/// A file row id, its digest, and its checked chunk list.
+type RecentFile = (i64, FileHash, Arc<[ChunkSpan]>);
 
 impl Drop for Store {
     /// Delete the packs this process wrote that no index row points into
@@ -183,6 +193,7 @@ impl Store {
             pending: Mutex::new(HashMap::new()),
             pack_files: Mutex::new(HashMap::new()),
             created_packs: Mutex::new(HashMap::new()),
+            recent_files: Mutex::new(VecDeque::new()),
         });
         Ok(Store {
             pool: Pool::start(workers, Arc::downgrade(&core), opts.compression),
