@@ -225,18 +225,25 @@ name_of() { printf '%s' "$1" | sha1sum | cut -c1-40; }
 # run_ingest SECTION DIR_V1 DIR_V2: for every tool, a fresh store; ingest v1,
 # v2, then v1 again under a new name; record sizes after v1 and after v1+v2.
 run_ingest() {
-    local section=$1 v1=$2 v2=$3 tool store b1 b2 rep op tools=("${TOOLS[@]}")
+    local section=$1 v1=$2 v2=$3 tool store b1 b2 rep op tools=() t
     b1=$(bytes_of "$v1")
     b2=$(bytes_of "$v2")
-    [[ $section == raw ]] && tools=(deploycache deploycache-fast "${TOOLS[@]:1}")
-    for tool in "${tools[@]}"; do
-        store=$RUN/$section-$tool
+    t=("${TOOLS[@]}")
+    [[ $section == raw ]] && t=(deploycache deploycache-fast "${TOOLS[@]:1}")
+    for tool in "${t[@]}"; do
         if [[ $tool == deploycache* ]] && ! has_sub put; then
             for op in v1 v2 v1-again; do na "$section" "$tool" "$op" "no put yet"; done
             continue
         fi
-        # The sequence is stateful (v2 lands on v1), so a repeat starts from an empty store.
-        for ((rep = 0; rep < REPEAT; rep++)); do
+        tools+=("$tool")
+    done
+    # Repetitions go round the tools (every tool once, then again), so that
+    # a change in the shared machine's load hits every tool alike. The
+    # sequence is stateful (v2 lands on v1): each repetition starts from an
+    # empty store.
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        for tool in "${tools[@]}"; do
+            store=$RUN/$section-$tool
             init_store "$tool" "$store"
             drop_caches
             measure "$section" "$tool" v1 "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1")" "$v1"
@@ -247,15 +254,17 @@ run_ingest() {
             drop_caches
             measure "$section" "$tool" v1-again "$b1" "ingest_$tool" "$store" "$(name_of "$section-v1-again")" "$v1"
         done
-        if [[ $tool == deploycache ]] && has_sub verify; then
-            "$DC" --store "$store" verify >"$RUN/verify.out" 2>&1 ||
-                record note "deploycache verify failed on the $section store: $(tail -1 "$RUN/verify.out")"
-        fi
-        if [[ $tool == deploycache ]] && has_sub stats; then
-            "$DC" --store "$store" stats --json >"$RUN/stats.json" 2>/dev/null &&
-                record json "$section-deploycache-stats" "$(tr -d '\n' <"$RUN/stats.json")"
-        fi
     done
+    [[ " ${tools[*]} " == *" deploycache "* ]] || return 0
+    store=$RUN/$section-deploycache
+    if has_sub verify; then
+        "$DC" --store "$store" verify >"$RUN/verify.out" 2>&1 ||
+            record note "deploycache verify failed on the $section store: $(tail -1 "$RUN/verify.out")"
+    fi
+    if has_sub stats; then
+        "$DC" --store "$store" stats --json >"$RUN/stats.json" 2>/dev/null &&
+            record json "$section-deploycache-stats" "$(tr -d '\n' <"$RUN/stats.json")"
+    fi
 }
 
 # Dedupe versus average chunk size on this corpus, with casync's chunker as the
@@ -313,17 +322,30 @@ run_readback() {
     name=$(name_of ingest-v2)
     bytes=$(bytes_of "$v2")
     for f in "$v2"/*; do files+=("$(basename "$f")"); done
-    local plain=$RUN/ingest-cp/$name
-    reps 1 measure read plain "cat cold" "$bytes" cat_plain "${files[@]/#/$plain/}"
-    reps 0 measure read plain "cat warm" "$bytes" cat_plain "${files[@]/#/$plain/}"
+    local plain=$RUN/ingest-cp/$name dc=0 rep
+    local store=$RUN/ingest-deploycache
     if has_sub cat && has_sub put; then
-        check_deploycache_cat "$RUN/ingest-deploycache" "$name" "$v2"
-        reps 1 measure read deploycache "cat cold" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
-        reps 0 measure read deploycache "cat warm" "$bytes" cat_deploycache "$RUN/ingest-deploycache" "$name" "${files[@]}"
+        dc=1
+        check_deploycache_cat "$store" "$name" "$v2"
     else
         na read deploycache "cat cold" "no put/cat yet"
         na read deploycache "cat warm" "no put/cat yet"
     fi
+    # plain and deploycache in alternation, as in run_mount_vs_plain.
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        drop_caches
+        measure read plain "cat cold" "$bytes" cat_plain "${files[@]/#/$plain/}"
+        if ((dc)); then
+            drop_caches
+            measure read deploycache "cat cold" "$bytes" cat_deploycache "$store" "$name" "${files[@]}"
+        fi
+    done
+    cat_plain "${files[@]/#/$plain/}" >/dev/null
+    ((dc)) && cat_deploycache "$store" "$name" "${files[@]}" >/dev/null
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        measure read plain "cat warm" "$bytes" cat_plain "${files[@]/#/$plain/}"
+        ((dc)) && measure read deploycache "cat warm" "$bytes" cat_deploycache "$store" "$name" "${files[@]}"
+    done
     reps 1 measure read casync "extract cold" "$bytes" extract_casync "$RUN/ingest-casync" "$name" "$RUN/casync-extract"
     rm -rf "$RUN/casync-extract"
     reps 1 measure read borg "extract --stdout cold" "$bytes" extract_borg "$RUN/ingest-borg" "$name"
@@ -410,56 +432,66 @@ scp_out() { scp_cmd "root@127.0.0.1:$1/*" "$2/" && sync; }
 # The cache-miss flow: mkdir -p C/<sha>, then scp the files in.
 scp_in() { mkdir -p "$2" && scp_cmd "$1"/* "root@127.0.0.1:$2/" && sync; }
 
-# scp of the whole v2 artifact out of and into DIR (plain or mounted).
-run_scp() {
-    local tool=$1 src_dir=$2 into_parent=$3 bytes
+# One repetition of scp of the whole v2 artifact out of and into DIR (plain
+# or mounted); INTO_PARENT gets a new artifact directory each time, as each
+# cache miss makes one.
+scp_once() {
+    local tool=$1 src_dir=$2 into_parent=$3 rep=$4 bytes
     bytes=$(bytes_of "$CORPUS/v2")
-    local rep
-    for ((rep = 0; rep < REPEAT; rep++)); do
-        rm -rf "$RUN/scp-dst" && mkdir -p "$RUN/scp-dst"
-        drop_caches
-        measure scp "$tool" "scp out (cold)" "$bytes" scp_out "$src_dir" "$RUN/scp-dst"
-        rm -rf "$RUN/scp-dst"
-        drop_caches
-        # A new artifact directory each time, as each cache miss makes one.
-        measure scp "$tool" "scp in" "$bytes" scp_in "$CORPUS/v2" "$into_parent/$(name_of "scp-in-v2-$rep")"
-    done
+    rm -rf "$RUN/scp-dst" && mkdir -p "$RUN/scp-dst"
+    drop_caches
+    measure scp "$tool" "scp out (cold)" "$bytes" scp_out "$src_dir" "$RUN/scp-dst"
+    rm -rf "$RUN/scp-dst"
+    drop_caches
+    measure scp "$tool" "scp in" "$bytes" scp_in "$CORPUS/v2" "$into_parent/$(name_of "scp-in-v2-$tool-$rep")"
 }
 
 # The file every mount benchmark reads: the largest of v2.
 bench_file() { find "$CORPUS/v2" -type f -printf '%s %f\n' | sort -n | tail -1 | cut -d' ' -f2; }
 
-run_plain_mount_baselines() {
-    local f plain
+# The plain directory and the deploycache mount, measured in alternation
+# (plain, then mount, in every repetition) so that a change in the shared
+# machine's load hits both alike.
+run_mount_vs_plain() {
+    local f name mp=$RUN/mnt-deploycache store=$RUN/ingest-deploycache plain plain_dir pid
+    local size rep mounted=1
     f=$(bench_file)
-    plain=$RUN/ingest-cp/$(name_of ingest-v2)/$f
-    reps 1 measure mount plain "seq read cold" "$(stat -c %s "$plain")" seq_read "$plain"
-    reps 0 measure mount plain "seq read warm" "$(stat -c %s "$plain")" seq_read "$plain"
-    record_latency plain "$plain"
-    run_scp plain "$RUN/ingest-cp/$(name_of ingest-v2)" "$RUN/scp-plain"
-}
-
-run_deploycache_mount() {
-    local f mp=$RUN/mnt-deploycache store=$RUN/ingest-deploycache name pid
+    name=$(name_of ingest-v2)
+    plain_dir=$RUN/ingest-cp/$name
+    plain=$plain_dir/$f
+    size=$(stat -c %s "$plain")
+    mkdir -p "$mp" "$RUN/scp-plain"
     if ! has_sub mount || ! has_sub put; then
         log "skipped: deploycache mount not available"
         record skip mount "skipped: deploycache mount not available"
-        return
-    fi
-    f=$(bench_file)
-    name=$(name_of ingest-v2)
-    mkdir -p "$mp"
-    if ! "$DC" --store "$store" mount "$mp" --daemon >"$RUN/mount.log" 2>&1 || ! wait_mounted "$mp" 10; then
+        mounted=0
+    elif ! "$DC" --store "$store" mount "$mp" --daemon >"$RUN/mount.log" 2>&1 || ! wait_mounted "$mp" 10; then
         log "deploycache mount failed: $(tail -3 "$RUN/mount.log")"
         record skip mount "skipped: deploycache mount failed to start ($(tail -1 "$RUN/mount.log"))"
-        return
+        mounted=0
     fi
-    local size
-    size=$(stat -c %s "$CORPUS/v2/$f")
-    reps 1 measure mount deploycache "seq read cold" "$size" seq_read "$mp/$name/$f"
-    reps 0 measure mount deploycache "seq read warm" "$size" seq_read "$mp/$name/$f"
-    record_latency deploycache "$mp/$name/$f"
-    run_scp deploycache "$mp/$name" "$mp"
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        drop_caches
+        measure mount plain "seq read cold" "$size" seq_read "$plain"
+        if ((mounted)); then
+            drop_caches
+            measure mount deploycache "seq read cold" "$size" seq_read "$mp/$name/$f"
+        fi
+    done
+    # Warm: each file was just read once (above), so its pages are cached.
+    seq_read "$plain" >/dev/null
+    ((mounted)) && seq_read "$mp/$name/$f" >/dev/null
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        measure mount plain "seq read warm" "$size" seq_read "$plain"
+        ((mounted)) && measure mount deploycache "seq read warm" "$size" seq_read "$mp/$name/$f"
+    done
+    record_latency plain "$plain"
+    ((mounted)) && record_latency deploycache "$mp/$name/$f"
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        scp_once plain "$plain_dir" "$RUN/scp-plain" "$rep"
+        ((mounted)) && scp_once deploycache "$mp/$name" "$mp" "$rep"
+    done
+    ((mounted)) || return 0
     drop_caches
     measure mount deploycache "4 parallel seq reads cold (for daemon RSS)" "$((4 * size))" parallel_read "$mp/$name/$f"
     if pid=$(pid_of_mount "$mp"); then
@@ -585,8 +617,7 @@ main() {
     run_readback
     log "mounts and scp"
     start_sshd
-    run_plain_mount_baselines
-    run_deploycache_mount
+    run_mount_vs_plain
     run_borg_mount
     run_casync_mount
     stop_sshd
