@@ -291,10 +291,11 @@ run_chunk_sweep() {
 
 # --- read-back ----------------------------------------------------------------------
 
+# All files in one process, as cat_plain reads them.
 cat_deploycache() {
-    local store=$1 name=$2 f
+    local store=$1 name=$2
     shift 2
-    for f in "$@"; do "$DC" --store "$store" cat "$name" "$f" || return; done
+    "$DC" --store "$store" cat "$name" "$@"
 }
 cat_plain() { cat "$@"; }
 extract_casync() { rm -rf "$3" && casync extract --store="$1/default.castr" "$1/$2.caidx" "$3" && sync; }

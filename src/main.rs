@@ -78,12 +78,14 @@ enum Command {
         /// Destination directory (created if missing).
         dest: PathBuf,
     },
-    /// Write one file's bytes to stdout.
+    /// Write files' bytes to stdout, one after another.
     Cat {
         /// Artifact name.
         name: String,
-        /// File name inside the artifact.
-        file: String,
+        /// File names inside the artifact. All are opened before the first
+        /// byte is written, so a missing name writes nothing.
+        #[arg(required = true)]
+        files: Vec<String>,
     },
     /// List artifacts, or the files of one artifact.
     Ls {
@@ -274,9 +276,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dest.display()
             );
         }
-        Command::Cat { name, file } => {
+        Command::Cat { name, files } => {
             let s = open(&cli, false)?;
-            let r = s.open_file(name, file)?;
+            let readers = files
+                .iter()
+                .map(|f| s.open_file(name, f))
+                .collect::<Result<Vec<_>, _>>()?;
             // Chunks are large: write them straight to fd 1, not through
             // stdout's line buffer (which scans binary data for newlines).
             use std::os::fd::AsFd;
@@ -286,7 +291,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .try_clone_to_owned()
                 .context("duplicating stdout")?;
             let mut out = std::fs::File::from(fd);
-            s.copy_to(&r, &mut out, &deploycache::progress::Progress::hidden())?;
+            for r in &readers {
+                s.copy_to(r, &mut out, &deploycache::progress::Progress::hidden())?;
+            }
             out.flush().context("writing to stdout")?;
             s.touch(name)?;
         }

@@ -562,6 +562,24 @@ fn compression_settings_trade_size_and_read_back_the_same_bytes() {
     );
 }
 
+/// `cat NAME FILE...` writes the files one after another, like cat(1);
+/// a missing name fails before any byte is written.
+#[test]
+fn cat_of_several_files_concatenates_them_or_writes_nothing() {
+    let (t, store) = temp_store();
+    let dir = t.path().join("in");
+    fs::create_dir(&dir).unwrap();
+    let (a, b) = (random_bytes(300_000, 91), text_bytes(200_000, 92));
+    write(&dir.join("a.img"), &a);
+    write(&dir.join("b.yaml"), &b);
+    put(&store, "x", &[&dir]);
+    let both = ok(dc(&store).args(["cat", "x", "b.yaml", "a.img", "b.yaml"]));
+    assert!(both == [&b[..], &a[..], &b[..]].concat());
+    let o = fails(dc(&store).args(["cat", "x", "a.img", "nosuch"]));
+    assert!(o.stdout.is_empty(), "{} bytes written", o.stdout.len());
+    assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_adopts_a_plain_cache_idempotently() {
     let t = TempDir::new().unwrap();
