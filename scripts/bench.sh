@@ -79,7 +79,7 @@ ensure_tools() {
         [casync]=casync [borg]=borgbackup [restic]=restic [mksquashfs]=squashfs-tools
         [fusermount3]=fuse3 [sshd]=openssh-server [scp]=openssh-client
         [ssh-keygen]=openssh-client [python3]=python3 [debugfs]=e2fsprogs
-        [lscpu]=util-linux
+        [lscpu]=util-linux [b3sum]=b3sum
     )
     local missing=() cmd
     for cmd in "${!need[@]}"; do
@@ -346,6 +346,8 @@ run_readback() {
     for ((rep = 0; rep < REPEAT; rep++)); do
         measure read plain "cat warm" "$bytes" cat_plain "${files[@]/#/$plain/}"
         ((dc)) && measure read deploycache "cat warm" "$bytes" cat_deploycache "$store" "$name" "${files[@]}"
+        # The floor of a checked read: BLAKE3 alone over the same bytes.
+        measure read b3sum "warm" "$bytes" b3sum --num-threads "$(nproc)" "${files[@]/#/$plain/}"
     done
     reps 1 measure read casync "extract cold" "$bytes" extract_casync "$RUN/ingest-casync" "$name" "$RUN/casync-extract"
     rm -rf "$RUN/casync-extract"
@@ -488,9 +490,19 @@ run_mount_vs_plain() {
     done
     record_latency plain "$plain"
     ((mounted)) && record_latency deploycache "$mp/$name/$f"
+    # The same v2 bytes under names the completeness check ignores (hard
+    # links, no .tar/.gz suffix): the difference to "scp in" is the check.
+    local nocheck=$RUN/v2-nocheck g
+    rm -rf "$nocheck" && mkdir -p "$nocheck"
+    for g in "$CORPUS"/v2/*; do ln "$g" "$nocheck/$(basename "$g").nocheck" 2>/dev/null || cp "$g" "$nocheck/$(basename "$g").nocheck"; done
     for ((rep = 0; rep < REPEAT; rep++)); do
         scp_once plain "$plain_dir" "$RUN/scp-plain" "$rep"
-        ((mounted)) && scp_once deploycache "$mp/$name" "$mp" "$rep"
+        if ((mounted)); then
+            scp_once deploycache "$mp/$name" "$mp" "$rep"
+            drop_caches
+            measure scp deploycache "scp in, no completeness check (same bytes, names without .tar/.gz)" \
+                "$(bytes_of "$nocheck")" scp_in "$nocheck" "$mp/$(name_of "scp-in-nocheck-$rep")"
+        fi
     done
     ((mounted)) || return 0
     drop_caches
