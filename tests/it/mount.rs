@@ -378,6 +378,59 @@ fn writes_commit_on_close_and_behave_like_a_directory() {
     verify_full(&store);
 }
 
+/// A damaged chunk reads as EIO through the mount, with a log line; every
+/// byte that is served is the stored byte.
+#[test]
+fn a_damaged_chunk_reads_as_eio_never_wrong_bytes() {
+    let (t, store, src, mp) = fresh();
+    let data = random_bytes(6 << 20, 101);
+    write(&src.join("env_1.img"), &data);
+    ok(dc(&store).args(["put", SHA]).arg(&src));
+    let pack = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .expect("a pack file")
+        .into_path();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    fs::write(&pack, &bytes).unwrap();
+
+    let log = t.path().join("mount.log");
+    let m = Mounted::daemon(&store, &mp, &["--log", log.to_str().unwrap()]);
+    let file = m.path(&format!("{SHA}/env_1.img"));
+    // cat stops at the damaged chunk: what it wrote is a strict prefix.
+    let o = Command::new("cat").arg(&file).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Input/output error"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.stdout.len() < data.len() && data.starts_with(&o.stdout));
+    // Reads anywhere: the right bytes or EIO, never other bytes.
+    let f = fs::File::open(&file).unwrap();
+    let mut failed = 0;
+    for off in (0..data.len()).step_by(48 * 1024) {
+        let mut buf = vec![0u8; 100_000];
+        match f.read_at(&mut buf, off as u64) {
+            Ok(n) => assert!(buf[..n] == data[off..off + n], "wrong bytes at {off}"),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "at {off}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "no read met the damaged chunk");
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("corrupt chunk") && logged.contains("env_1.img"),
+        "{logged}"
+    );
+    m.unmount();
+}
+
 fn cat_store(store: &Path, a: &str, f: &str) -> Vec<u8> {
     ok(dc(store).args(["cat", a, f]))
 }
