@@ -120,7 +120,7 @@ struct ReadHandle {
 
 /// Sequential readers get the pack ranges of this many chunks ahead
 /// (about 4 MiB) started in the page cache, a window at a time.
-const PREFETCH_CHUNKS: usize = 256;
+const PREFETCH_CHUNKS: usize = 64;
 
 impl ReadHandle {
     fn chunk(&self, store: &Store, i: usize) -> Result<Arc<Vec<u8>>> {
