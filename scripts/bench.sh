@@ -9,7 +9,7 @@
 #               with --quick, $BENCH_DIR/BENCHMARKS-quick.md)
 #   --quick     tiny corpus (scale 0.02): tests this script in ~2 minutes
 #   --repeat N  time every measurement N times and report the median (default 1;
-#               the machine is shared, so BENCHMARKS.md is made with --repeat 3)
+#               the machine is shared, so BENCHMARKS.md is made with --repeat 5)
 #   --chunk-sweep  also store both versions with casync at average chunk sizes
 #               16 KiB..1 MiB to show dedupe versus chunk size (~8 min at scale 1)
 #   --keep      keep the stores and copies under $BENCH_DIR/run afterwards
