@@ -632,10 +632,9 @@ impl Store {
     /// Ask the kernel to start reading chunks `range` of a file into the
     /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
     /// `runs` remembers, per pack, the run this reader last prefetched: a
-    /// range starting less than [`PREFETCH_GAP`] past its end is extended
-    /// back to it, so a file whose chunks skip over a few old
-    /// chunks of a pack (an update of an earlier version) still reads that
-    /// pack as one sequential stream instead of many small requests.
+    /// range that overlaps it or starts within `PREFETCH_GAP` of its end
+    /// asks only for the bytes past it, so the kernel sees one growing
+    /// sequential run per pack instead of overlapping requests.
     pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>, runs: &mut PrefetchRuns) {
         let spans = &r.spans[range];
         let Some(first) = spans.first() else { return };
