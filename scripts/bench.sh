@@ -490,19 +490,9 @@ run_mount_vs_plain() {
     done
     record_latency plain "$plain"
     ((mounted)) && record_latency deploycache "$mp/$name/$f"
-    # The same v2 bytes under names the completeness check ignores (hard
-    # links, no .tar/.gz suffix): the difference to "scp in" is the check.
-    local nocheck=$RUN/v2-nocheck g
-    rm -rf "$nocheck" && mkdir -p "$nocheck"
-    for g in "$CORPUS"/v2/*; do ln "$g" "$nocheck/$(basename "$g").nocheck" 2>/dev/null || cp "$g" "$nocheck/$(basename "$g").nocheck"; done
     for ((rep = 0; rep < REPEAT; rep++)); do
         scp_once plain "$plain_dir" "$RUN/scp-plain" "$rep"
-        if ((mounted)); then
-            scp_once deploycache "$mp/$name" "$mp" "$rep"
-            drop_caches
-            measure scp deploycache "scp in, no completeness check (same bytes, names without .tar/.gz)" \
-                "$(bytes_of "$nocheck")" scp_in "$nocheck" "$mp/$(name_of "scp-in-nocheck-$rep")"
-        fi
+        ((mounted)) && scp_once deploycache "$mp/$name" "$mp" "$rep"
     done
     ((mounted)) || return 0
     drop_caches

@@ -3,11 +3,13 @@
 //! The path of a byte, from `scp` into the store and back out:
 //! 1. `scp` writes into `<mount>/<sha>/file`; the FUSE view ([`fuse`]) hands the
 //!    bytes to a [`store::FileWriter`] as they arrive (or `put` reads a file),
-//!    and checks a `.tar`/`.gz` for completeness as it streams.
+//!    and checks a tar or gzip stream (by name, else by its first bytes)
+//!    for completeness as it streams.
 //! 2. [`chunker`] cuts the stream at content-defined points (FastCDC, ~64 KiB).
 //! 3. Each chunk is named by its BLAKE3 ([`id::ChunkId`]); chunks the index
 //!    already holds are only referenced, new ones are zstd-compressed where
-//!    that pays and appended to this process's pack file ([`pack`]).
+//!    that pays and appended to a pack file of this process ([`pack`]; one
+//!    per file being written at the same time).
 //! 4. When the file is closed, the pack is fsynced, then one SQLite
 //!    transaction ([`index`]) records the file, its chunk list, its digest
 //!    (BLAKE3 over the chunk list) and the chunk reference counts: the file

@@ -4,9 +4,13 @@
 //!
 //! - `*.tar`: walk the headers block by block; complete once the archive's
 //!   two zero end blocks arrive and no member is cut short.
-//! - `*.gz`: inflate every member, checking each trailer (CRC32 and ISIZE);
-//!   complete once the last member's trailer checks out.
-//! - anything else: always complete.
+//! - `*.gz`, `*.tgz`: inflate every member, checking each trailer (CRC32
+//!   and ISIZE); complete once the last member's trailer checks out.
+//! - any other name: the first bytes decide. A gzip header (`1f 8b 08`)
+//!   gets the gzip check and a ustar header (`ustar` at 257) the tar check,
+//!   so a transfer under a temporary name (rsync's `.NAME.XXXXXX`, renamed
+//!   into place afterwards) is checked as its content says; anything else
+//!   is always complete.
 
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -19,17 +23,38 @@ const BLOCK: usize = 512;
 /// The incremental check for one file.
 pub enum Check {
     None,
+    /// The name says nothing: the first `SNIFF_LEN` bytes gathered so
+    /// far, which will decide.
+    Sniff(Vec<u8>),
     Tar(TarCheck),
     Gzip(GzCheck),
 }
+
+/// Bytes a nameless check looks at: a tar's first header block.
+const SNIFF_LEN: usize = BLOCK;
 
 impl Check {
     /// The check that applies to a file of this name.
     pub fn for_name(name: &str) -> Check {
         if name.ends_with(".tar") {
             Check::Tar(TarCheck::default())
-        } else if name.ends_with(".gz") {
+        } else if name.ends_with(".gz") || name.ends_with(".tgz") {
             Check::Gzip(GzCheck::new())
+        } else {
+            Check::Sniff(Vec::with_capacity(SNIFF_LEN))
+        }
+    }
+
+    /// The check that the first bytes of a file call for (see the module doc).
+    fn for_content(head: &[u8]) -> Check {
+        // gzip: ID1 ID2, method 8 (deflate), and no reserved flag bits.
+        let gzip = head.len() >= 3
+            && head[..3] == [0x1f, 0x8b, 8]
+            && head.get(3).is_none_or(|f| f & 0xe0 == 0);
+        if gzip {
+            Check::Gzip(GzCheck::new())
+        } else if head.get(257..262) == Some(b"ustar") {
+            Check::Tar(TarCheck::default())
         } else {
             Check::None
         }
@@ -39,6 +64,16 @@ impl Check {
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Check::None => {}
+            Check::Sniff(head) => {
+                let n = (SNIFF_LEN - head.len()).min(data.len());
+                head.extend_from_slice(&data[..n]);
+                if head.len() == SNIFF_LEN {
+                    let head = std::mem::take(head);
+                    *self = Check::for_content(&head);
+                    self.update(&head);
+                    self.update(&data[n..]);
+                }
+            }
             Check::Tar(t) => t.update(data),
             Check::Gzip(g) => g.update(data),
         }
@@ -48,6 +83,12 @@ impl Check {
     pub fn finish(self) -> Result<(), String> {
         match self {
             Check::None => Ok(()),
+            // Shorter than a tar block: decide on what there is.
+            Check::Sniff(head) => {
+                let mut c = Check::for_content(&head);
+                c.update(&head);
+                c.finish()
+            }
             Check::Tar(t) => t.finish(),
             Check::Gzip(g) => g.finish(),
         }
@@ -406,5 +447,39 @@ mod tests {
         bad[n - 6] ^= 1; // ISIZE/CRC damaged
         assert!(check("x.gz", &bad, 4096).is_err());
         assert_eq!(check("id_rsa", b"", 1), Ok(()));
+    }
+
+    /// Under a name that says nothing (rsync's temporary names), the
+    /// content decides: gzip and tar are checked, anything else is not.
+    #[test]
+    fn nameless_files_are_checked_by_their_first_bytes() {
+        use flate2::{write::GzEncoder, Compression};
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(&vec![3u8; 200_000]).unwrap();
+        let gz = e.finish().unwrap();
+        let tar = tar_of(&[("a", 3000)]);
+        let tmp = ".env_1.img.gz.Xy12Ab";
+        for piece in [1, 100, 511, 512, 513, 65536] {
+            assert_eq!(check(tmp, &gz, piece), Ok(()), "piece {piece}");
+            assert!(
+                check(tmp, &gz[..gz.len() - 3], piece).is_err(),
+                "piece {piece}"
+            );
+            assert_eq!(check(".c.tar.Q1w2E3", &tar, piece), Ok(()), "piece {piece}");
+            assert!(check(".c.tar.Q1w2E3", &tar[..2048], piece).is_err());
+        }
+        // A gzip cut inside its own header, and a short complete one.
+        assert!(check(tmp, &gz[..5], 2).is_err());
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(b"tiny").unwrap();
+        assert_eq!(check(tmp, &e.finish().unwrap(), 7), Ok(()));
+        // Other content is never held back, whatever its length.
+        assert_eq!(
+            check("id_rsa", b"-----BEGIN OPENSSH PRIVATE KEY-----", 3),
+            Ok(())
+        );
+        assert_eq!(check("raw.img", &vec![0u8; 100_000], 4096), Ok(()));
+        assert_eq!(check("x", &[0x1f], 1), Ok(()));
+        assert_eq!(check("x", &[0x1f, 0x8b, 8, 0xff], 1), Ok(()));
     }
 }
