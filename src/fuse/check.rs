@@ -13,6 +13,7 @@
 //!   is always complete.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
@@ -235,38 +236,75 @@ fn parse_size(f: &[u8]) -> Option<u64> {
 /// chunker's CPU), so it runs on a thread of its own: a write request only
 /// copies its bytes into a batch, and the inflate overlaps the transfer.
 /// Batches are bounded ([`GZ_BATCH`] × ([`GZ_QUEUE`] + 2) bytes in flight
-/// per file at most); a full queue makes the writer wait.
+/// per file at most); a full queue makes the writer wait. At most
+/// [`GZ_THREADS`] such threads run at once in a process; the checks of
+/// files written beyond that inflate inline, on the writer's request, so
+/// memory stays bounded however many files are written at once.
 pub struct GzCheck {
     batch: Vec<u8>,
     tx: Option<mpsc::SyncSender<Vec<u8>>>,
     worker: Option<thread::JoinHandle<Result<(), String>>>,
-    /// Used when no thread could be started.
+    /// Used when no thread could be started, or all places are taken.
     inline: Option<Box<Inflate>>,
 }
 
 const GZ_BATCH: usize = 1 << 20;
 const GZ_QUEUE: usize = 4;
+const GZ_THREADS: usize = 8;
+
+/// Check threads running in this process.
+static GZ_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds one of `GZ_THREADS` places until dropped.
+struct Place(&'static AtomicUsize);
+
+impl Place {
+    fn take(running: &'static AtomicUsize, max: usize) -> Option<Place> {
+        running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(running))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl GzCheck {
     fn new() -> GzCheck {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(GZ_QUEUE);
-        let worker = thread::Builder::new()
-            .name("gzip-check".into())
-            .spawn(move || {
-                let mut inflate = Inflate::new();
-                for batch in rx {
-                    inflate.update(&batch);
-                }
-                inflate.finish()
-            });
+        GzCheck::within(&GZ_RUNNING, GZ_THREADS)
+    }
+
+    /// A check on a thread of its own if one of `max` places is free.
+    fn within(running: &'static AtomicUsize, max: usize) -> GzCheck {
+        let worker = Place::take(running, max).and_then(|place| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(GZ_QUEUE);
+            thread::Builder::new()
+                .name("gzip-check".into())
+                .spawn(move || {
+                    let _place = place;
+                    let mut inflate = Inflate::new();
+                    for batch in rx {
+                        inflate.update(&batch);
+                    }
+                    inflate.finish()
+                })
+                .ok()
+                .map(|w| (tx, w))
+        });
         match worker {
-            Ok(worker) => GzCheck {
+            Some((tx, worker)) => GzCheck {
                 batch: Vec::with_capacity(GZ_BATCH),
                 tx: Some(tx),
                 worker: Some(worker),
                 inline: None,
             },
-            Err(_) => GzCheck {
+            None => GzCheck {
                 batch: Vec::new(),
                 tx: None,
                 worker: None,
@@ -447,6 +485,33 @@ mod tests {
         bad[n - 6] ^= 1; // ISIZE/CRC damaged
         assert!(check("x.gz", &bad, 4096).is_err());
         assert_eq!(check("id_rsa", b"", 1), Ok(()));
+    }
+
+    /// Beyond the thread budget, checks inflate inline and give the same
+    /// verdicts; a finished check gives its place back.
+    #[test]
+    fn gzip_checks_beyond_the_thread_budget_run_inline() {
+        use flate2::{write::GzEncoder, Compression};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(&vec![9u8; 3 << 20]).unwrap();
+        let gz = e.finish().unwrap();
+        let mut checks: Vec<GzCheck> = (0..3).map(|_| GzCheck::within(&RUNNING, 2)).collect();
+        let threaded: Vec<bool> = checks.iter().map(|c| c.worker.is_some()).collect();
+        assert_eq!(threaded, [true, true, false]);
+        for c in &mut checks {
+            c.update(&gz[..gz.len() - 1]);
+        }
+        let last = checks.pop().unwrap();
+        assert!(last.finish().is_err());
+        for c in checks {
+            assert!(c.finish().is_err());
+        }
+        assert_eq!(RUNNING.load(Ordering::Acquire), 0);
+        let mut c = GzCheck::within(&RUNNING, 2);
+        assert!(c.worker.is_some());
+        c.update(&gz);
+        assert_eq!(c.finish(), Ok(()));
     }
 
     /// Under a name that says nothing (rsync's temporary names), the
