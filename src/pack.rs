@@ -153,25 +153,49 @@ impl EncodedChunk {
 pub fn encode_with_id(
     id: ChunkId,
     data: &[u8],
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    compressor: Option<&mut ChunkCompressor>,
 ) -> EncodedChunk {
-    // Keep the compressed form only when it saves at least 1/32: squashfs,
-    // gzip and kernels then cost a sample's zstd pass and no decode on read.
-    let limit = data.len() - data.len() / 32;
-    let compressed = compressor.and_then(|c| {
-        if limit == 0 || !looks_compressible(data, c) {
-            return None;
-        }
-        let mut out = Vec::with_capacity(limit);
-        match c.compress_to_buffer(data, &mut out) {
-            Ok(n) if n < limit => Some(out),
-            _ => None,
-        }
-    });
     EncodedChunk {
         id,
         raw_len: data.len() as u32,
-        compressed,
+        compressed: compressor.and_then(|c| c.compress(data)),
+    }
+}
+
+/// A worker's zstd context, and how its recent chunks compressed.
+pub struct ChunkCompressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    /// Chunks in a row that compressed: after [`TRUSTED_STREAK`] of them
+    /// (a raw disk image), the sample pass is skipped until one does not.
+    streak: u32,
+}
+
+/// See [`ChunkCompressor::streak`].
+const TRUSTED_STREAK: u32 = 8;
+
+impl ChunkCompressor {
+    /// The compressed form when it saves at least 1/32 (squashfs, gzip and
+    /// kernels then cost a sample's zstd pass and no decode on read).
+    fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let limit = data.len() - data.len() / 32;
+        if limit == 0 {
+            return None;
+        }
+        if self.streak < TRUSTED_STREAK && !looks_compressible(data, &mut self.zstd) {
+            self.streak = 0;
+            return None;
+        }
+        let mut out = Vec::with_capacity(limit);
+        match self.zstd.compress_to_buffer(data, &mut out) {
+            Ok(n) if n < limit => {
+                self.streak = self.streak.saturating_add(1);
+                Some(out)
+            }
+            _ => {
+                self.streak = 0;
+                None
+            }
+        }
     }
 }
 
@@ -191,8 +215,11 @@ fn looks_compressible(data: &[u8], compressor: &mut zstd::bulk::Compressor<'stat
 
 /// A compressor for `compression`, or None to store chunks as they are
 /// (also when zstd cannot allocate its context).
-pub fn new_compressor(compression: Compression) -> Option<zstd::bulk::Compressor<'static>> {
-    zstd::bulk::Compressor::new(compression.zstd_level()?).ok()
+pub fn new_compressor(compression: Compression) -> Option<ChunkCompressor> {
+    Some(ChunkCompressor {
+        zstd: zstd::bulk::Compressor::new(compression.zstd_level()?).ok()?,
+        streak: 0,
+    })
 }
 
 /// Turn a record payload back into the chunk's bytes and check its BLAKE3.
@@ -400,4 +427,51 @@ pub fn scan(path: &Path, name: PackName) -> Result<(Vec<ScannedRecord>, Option<S
         pos = offset + stored_len as u64;
     }
     Ok((out, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(len: usize) -> Vec<u8> {
+        (0..len).map(|i| b"abcdefgh packages\n"[i % 18]).collect()
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Whatever the streak, a chunk is kept compressed only when that
+    /// saves space; a long streak of compressible chunks skips the sample,
+    /// so a chunk whose middle alone is noise then compresses too.
+    #[test]
+    fn compression_pays_or_is_skipped_whatever_the_streak() {
+        let mut c = new_compressor(Compression::Zstd).unwrap();
+        let mut mixed = text(64 * 1024);
+        mixed[30 * 1024..34 * 1024].copy_from_slice(&noise(4 * 1024, 5));
+        assert!(c.compress(&mixed).is_none(), "the sample sees only noise");
+        for _ in 0..TRUSTED_STREAK {
+            assert!(c.compress(&text(64 * 1024)).is_some());
+        }
+        assert!(
+            c.compress(&mixed).is_some(),
+            "a trusted stream skips the sample"
+        );
+        assert!(c.compress(&noise(64 * 1024, 9)).is_none());
+        assert!(c.compress(&mixed).is_none(), "noise resets the streak");
+        assert!(new_compressor(Compression::None).is_none());
+        let fast = new_compressor(Compression::Fast)
+            .unwrap()
+            .compress(&text(64 * 1024));
+        let zstd = c.compress(&text(64 * 1024));
+        assert!(fast.is_some() && zstd.is_some());
+    }
 }

@@ -843,7 +843,7 @@ impl StoreCore {
         lane: usize,
         id: ChunkId,
         data: &[u8],
-        compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+        compressor: Option<&mut pack::ChunkCompressor>,
         reader: &mut WorkerIndex,
     ) -> Result<Outcome> {
         if let Some(loc) = lock(&self.pending).get(&id) {
