@@ -44,6 +44,13 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The settings by their names on the command line.
+    const NAMES: [(&'static str, Compression); 3] = [
+        ("zstd", Compression::Zstd),
+        ("fast", Compression::Fast),
+        ("none", Compression::None),
+    ];
+
     fn zstd_level(self) -> Option<i32> {
         match self {
             Compression::Zstd => Some(1),
@@ -55,25 +62,22 @@ impl Compression {
 
 impl std::fmt::Display for Compression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Compression::Zstd => "zstd",
-            Compression::Fast => "fast",
-            Compression::None => "none",
-        })
+        let (name, _) = Self::NAMES
+            .iter()
+            .find(|(_, c)| c == self)
+            .expect("every setting has a name");
+        f.write_str(name)
     }
 }
 
 impl std::str::FromStr for Compression {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "zstd" => Ok(Compression::Zstd),
-            "fast" => Ok(Compression::Fast),
-            "none" => Ok(Compression::None),
-            _ => Err(format!(
-                "unknown compression {s:?}: use zstd (default), fast or none"
-            )),
-        }
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| format!("unknown compression {s:?}: use zstd (default), fast or none"))
     }
 }
 

@@ -51,12 +51,6 @@ pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
 /// a deduplicated file is spread over several packs, so the disk needs many
 /// requests in flight to keep up with a plain contiguous file.
 const PREFETCH_SEGMENTS: usize = 64;
-/// A sequential prefetch bridges gaps up to this size between the ranges
-/// it needs in one pack, rather than issue a separate request after each.
-/// Measured on the benchmark corpus: bridging 1 MiB gaps read 38% more
-/// bytes (a gap often holds other files' chunks) and was slower, so only
-/// adjacent or overlapping ranges are joined.
-const PREFETCH_GAP: u64 = 0;
 /// Per pack, the byte run a reader last prefetched (see [`Store::prefetch`]).
 pub type PrefetchRuns = HashMap<PackName, (u64, u64)>;
 /// Segment buffers each reader thread of [`Store::copy_to`] cycles through.
@@ -456,22 +450,44 @@ impl Store {
     /// checked against its id when read. Together: every byte served is the
     /// byte stored.
     fn reader_for(&self, artifact: &str, row: FileRow) -> Result<FileReader> {
-        let spans = self.index().file_chunks(row.id)?;
-        if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
-            return Err(Error::Index {
-                path: self.root.join("index.sqlite"),
-                message: format!(
-                    "artifact {artifact:?} file {:?}: chunk list does not match the file digest; run `deploycache verify`",
-                    row.meta.name
-                ),
-            });
-        }
+        let spans = match self.recent_spans(&row) {
+            Some(spans) => spans,
+            None => {
+                let spans: Arc<[ChunkSpan]> = self.index().file_chunks(row.id)?.into();
+                if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
+                    return Err(Error::Index {
+                        path: self.root.join("index.sqlite"),
+                        message: format!(
+                            "artifact {artifact:?} file {:?}: chunk list does not match the file digest; run `deploycache verify`",
+                            row.meta.name
+                        ),
+                    });
+                }
+                let mut recent = lock(&self.recent_files);
+                recent.push_front((row.id, row.hash, spans.clone()));
+                recent.truncate(RECENT_FILES);
+                spans
+            }
+        };
         Ok(FileReader {
             artifact: artifact.to_owned(),
             file: row.meta.name.clone(),
             row,
-            spans: spans.into(),
+            spans,
         })
+    }
+
+    /// A checked chunk list of this file row from `recent_files`, moved to
+    /// the front.
+    fn recent_spans(&self, row: &FileRow) -> Option<Arc<[ChunkSpan]>> {
+        let mut recent = lock(&self.recent_files);
+        let at = recent
+            .iter()
+            .position(|(id, hash, _)| (*id, *hash) == (row.id, row.hash))?;
+        let entry = recent.remove(at)?;
+        let spans = entry.2.clone();
+        recent.push_front(entry);
+        Some(spans)
     }
 
     fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
@@ -488,13 +504,7 @@ impl Store {
     pub fn read_chunk(&self, r: &FileReader, i: usize) -> Result<Vec<u8>> {
         let span = &r.spans[i];
         let path = self.pack_path(span.loc.pack);
-        let corrupt = |why: String| Error::CorruptChunk {
-            chunk: span.id,
-            artifact: r.artifact.clone(),
-            file: r.file.clone(),
-            offset: span.offset,
-            why,
-        };
+        let corrupt = |why: String| r.corrupt(i, why);
         let file = self
             .pack_file(span.loc.pack)
             .map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
@@ -524,17 +534,12 @@ impl Store {
         }
         let data = self.read_chunk(r, i)?;
         if data.len() != dst.len() {
-            return Err(Error::CorruptChunk {
-                chunk: span.id,
-                artifact: r.artifact.clone(),
-                file: r.file.clone(),
-                offset: span.offset,
-                why: format!(
-                    "decoded to {} bytes, the file needs {}",
-                    data.len(),
-                    dst.len()
-                ),
-            });
+            let why = format!(
+                "decoded to {} bytes, the file needs {}",
+                data.len(),
+                dst.len()
+            );
+            return Err(r.corrupt(i, why));
         }
         dst.copy_from_slice(&data);
         Ok(())
@@ -632,9 +637,11 @@ impl Store {
     /// Ask the kernel to start reading chunks `range` of a file into the
     /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
     /// `runs` remembers, per pack, the run this reader last prefetched: a
-    /// range that overlaps it or starts within `PREFETCH_GAP` of its end
-    /// asks only for the bytes past it, so the kernel sees one growing
-    /// sequential run per pack instead of overlapping requests.
+    /// range that overlaps it or starts at its end asks only for the bytes
+    /// past it, so the kernel sees one growing sequential run per pack
+    /// instead of overlapping requests. Gaps are not bridged: on the
+    /// benchmark corpus, bridging gaps of up to 1 MiB read 38% more bytes (a
+    /// gap often holds other files' chunks) and was slower.
     pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>, runs: &mut PrefetchRuns) {
         let spans = &r.spans[range];
         let Some(first) = spans.first() else { return };
@@ -646,7 +653,7 @@ impl Store {
         if lo >= run.0 && hi <= run.1 {
             return;
         }
-        if lo >= run.0 && lo <= run.1 + PREFETCH_GAP {
+        if lo >= run.0 && lo <= run.1 {
             (lo, run.1) = (run.1, hi);
         } else {
             *run = (lo, hi);
@@ -1245,6 +1252,17 @@ pub struct FileReader {
 }
 
 impl FileReader {
+    /// The error for chunk `i` of this file failing its check.
+    fn corrupt(&self, i: usize, why: String) -> Error {
+        Error::CorruptChunk {
+            chunk: self.spans[i].id,
+            artifact: self.artifact.clone(),
+            file: self.file.clone(),
+            offset: self.spans[i].offset,
+            why,
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.row.meta.size
     }
@@ -1308,7 +1326,6 @@ impl FileReader {
     }
 }
 
-/// The bytes a chunk's record occupies in its pack (header included).
 /// Where a chunk's checked bytes are in a [`Segment`].
 #[derive(Clone)]
 enum Part {
@@ -1360,6 +1377,7 @@ fn pack_range(spans: &[ChunkSpan]) -> (u64, u64) {
         .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
 }
 
+/// The bytes a chunk's record occupies in its pack (header included).
 fn record_range(loc: &Location) -> (u64, u64) {
     (
         loc.offset - pack::RECORD_HEADER_LEN as u64,

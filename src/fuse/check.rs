@@ -46,6 +46,13 @@ impl Check {
         }
     }
 
+    /// The check that the first bytes `head` call for, fed with them.
+    fn decided(head: Vec<u8>) -> Check {
+        let mut c = Check::for_content(&head);
+        c.update(&head);
+        c
+    }
+
     /// The check that the first bytes of a file call for (see the module doc).
     fn for_content(head: &[u8]) -> Check {
         // gzip: ID1 ID2, method 8 (deflate), and no reserved flag bits.
@@ -69,9 +76,7 @@ impl Check {
                 let n = (SNIFF_LEN - head.len()).min(data.len());
                 head.extend_from_slice(&data[..n]);
                 if head.len() == SNIFF_LEN {
-                    let head = std::mem::take(head);
-                    *self = Check::for_content(&head);
-                    self.update(&head);
+                    *self = Check::decided(std::mem::take(head));
                     self.update(&data[n..]);
                 }
             }
@@ -85,11 +90,7 @@ impl Check {
         match self {
             Check::None => Ok(()),
             // Shorter than a tar block: decide on what there is.
-            Check::Sniff(head) => {
-                let mut c = Check::for_content(&head);
-                c.update(&head);
-                c.finish()
-            }
+            Check::Sniff(head) => Check::decided(head).finish(),
             Check::Tar(t) => t.finish(),
             Check::Gzip(g) => g.finish(),
         }
@@ -240,12 +241,14 @@ fn parse_size(f: &[u8]) -> Option<u64> {
 /// [`GZ_THREADS`] such threads run at once in a process; the checks of
 /// files written beyond that inflate inline, on the writer's request, so
 /// memory stays bounded however many files are written at once.
-pub struct GzCheck {
-    batch: Vec<u8>,
-    tx: Option<mpsc::SyncSender<Vec<u8>>>,
-    worker: Option<thread::JoinHandle<Result<(), String>>>,
-    /// Used when no thread could be started, or all places are taken.
-    inline: Option<Box<Inflate>>,
+pub enum GzCheck {
+    Threaded {
+        batch: Vec<u8>,
+        tx: mpsc::SyncSender<Vec<u8>>,
+        worker: thread::JoinHandle<Result<(), String>>,
+    },
+    /// No place free (or no thread could be started): inflate inline.
+    Inline(Box<Inflate>),
 }
 
 const GZ_BATCH: usize = 1 << 20;
@@ -282,7 +285,7 @@ impl GzCheck {
 
     /// A check on a thread of its own if one of `max` places is free.
     fn within(running: &'static AtomicUsize, max: usize) -> GzCheck {
-        let worker = Place::take(running, max).and_then(|place| {
+        let threaded = Place::take(running, max).and_then(|place| {
             let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(GZ_QUEUE);
             thread::Builder::new()
                 .name("gzip-check".into())
@@ -295,65 +298,53 @@ impl GzCheck {
                     inflate.finish()
                 })
                 .ok()
-                .map(|w| (tx, w))
+                .map(|worker| GzCheck::Threaded {
+                    batch: Vec::with_capacity(GZ_BATCH),
+                    tx,
+                    worker,
+                })
         });
-        match worker {
-            Some((tx, worker)) => GzCheck {
-                batch: Vec::with_capacity(GZ_BATCH),
-                tx: Some(tx),
-                worker: Some(worker),
-                inline: None,
-            },
-            None => GzCheck {
-                batch: Vec::new(),
-                tx: None,
-                worker: None,
-                inline: Some(Box::new(Inflate::new())),
-            },
-        }
+        threaded.unwrap_or_else(|| GzCheck::Inline(Box::new(Inflate::new())))
     }
 
     fn update(&mut self, mut data: &[u8]) {
-        if let Some(inflate) = &mut self.inline {
-            return inflate.update(data);
-        }
-        while !data.is_empty() {
-            let n = (GZ_BATCH - self.batch.len()).min(data.len());
-            self.batch.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.batch.len() == GZ_BATCH {
-                self.send();
+        match self {
+            GzCheck::Inline(inflate) => inflate.update(data),
+            GzCheck::Threaded { batch, tx, .. } => {
+                while !data.is_empty() {
+                    let n = (GZ_BATCH - batch.len()).min(data.len());
+                    batch.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if batch.len() == GZ_BATCH {
+                        let full = std::mem::replace(batch, Vec::with_capacity(GZ_BATCH));
+                        // A send fails only when the worker is gone (it
+                        // never exits early); finish() reports its verdict.
+                        let _ = tx.send(full);
+                    }
+                }
             }
         }
     }
 
-    fn send(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(GZ_BATCH));
-        if let Some(tx) = &self.tx {
-            // A send fails only when the worker is gone (it never exits
-            // early); finish() then reports what it returned.
-            let _ = tx.send(batch);
-        }
-    }
-
-    fn finish(mut self) -> Result<(), String> {
-        if let Some(inflate) = self.inline.take() {
-            return inflate.finish();
-        }
-        if !self.batch.is_empty() {
-            self.send();
-        }
-        drop(self.tx.take());
-        match self.worker.take().map(|w| w.join()) {
-            Some(Ok(verdict)) => verdict,
-            _ => Err("gzip: the check's thread failed".into()),
+    fn finish(self) -> Result<(), String> {
+        match self {
+            GzCheck::Inline(inflate) => inflate.finish(),
+            GzCheck::Threaded { batch, tx, worker } => {
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                drop(tx);
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err("gzip: the check's thread failed".into()))
+            }
         }
     }
 }
 
 /// Inflates each gzip member into a counting sink; flate2 checks every
 /// member's CRC32 and ISIZE.
-struct Inflate {
+pub struct Inflate {
     dec: MultiGzDecoder<Sink>,
     pos: u64,
     bad: Option<String>,
@@ -497,7 +488,10 @@ mod tests {
         e.write_all(&vec![9u8; 3 << 20]).unwrap();
         let gz = e.finish().unwrap();
         let mut checks: Vec<GzCheck> = (0..3).map(|_| GzCheck::within(&RUNNING, 2)).collect();
-        let threaded: Vec<bool> = checks.iter().map(|c| c.worker.is_some()).collect();
+        let threaded: Vec<bool> = checks
+            .iter()
+            .map(|c| matches!(c, GzCheck::Threaded { .. }))
+            .collect();
         assert_eq!(threaded, [true, true, false]);
         for c in &mut checks {
             c.update(&gz[..gz.len() - 1]);
@@ -509,7 +503,7 @@ mod tests {
         }
         assert_eq!(RUNNING.load(Ordering::Acquire), 0);
         let mut c = GzCheck::within(&RUNNING, 2);
-        assert!(c.worker.is_some());
+        assert!(matches!(c, GzCheck::Threaded { .. }));
         c.update(&gz);
         assert_eq!(c.finish(), Ok(()));
     }

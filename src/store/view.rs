@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::{lock, FileReader, StagedFile, Store, RECENT_FILES};
+use super::{FileReader, StagedFile, Store};
 use crate::error::{Error, Result};
 use crate::pack;
 
@@ -24,25 +24,7 @@ impl Store {
                 artifact: artifact.to_owned(),
                 file: format!("#{file_id}"),
             })?;
-        let key = (row.id, row.hash);
-        let mut recent = lock(&self.recent_files);
-        if let Some(at) = recent.iter().position(|(id, h, _)| (*id, *h) == key) {
-            let entry = recent.remove(at).expect("position is in range");
-            let spans = entry.2.clone();
-            recent.push_front(entry);
-            return Ok(FileReader {
-                artifact: artifact.to_owned(),
-                file: row.meta.name.clone(),
-                row,
-                spans,
-            });
-        }
-        drop(recent);
-        let r = self.reader_for(artifact, row)?;
-        let mut recent = lock(&self.recent_files);
-        recent.push_front((key.0, key.1, r.spans.clone()));
-        recent.truncate(RECENT_FILES);
-        Ok(r)
+        self.reader_for(artifact, row)
     }
 
     /// Names of the namespace's artifacts, sorted: the view's root listing

@@ -82,3 +82,18 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
 pub fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
+
+/// Flip one bit in the middle of a store's only pack: inside some chunk's
+/// payload (a store with one small artifact has one pack).
+pub fn damage_only_pack(store: &Path, bit: u8) {
+    let pack = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .expect("a pack file")
+        .into_path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= bit;
+    std::fs::write(&pack, &bytes).unwrap();
+}

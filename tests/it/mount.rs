@@ -386,16 +386,7 @@ fn a_damaged_chunk_reads_as_eio_never_wrong_bytes() {
     let data = random_bytes(6 << 20, 101);
     write(&src.join("env_1.img"), &data);
     ok(dc(&store).args(["put", SHA]).arg(&src));
-    let pack = walkdir::WalkDir::new(store.join("packs"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
-        .expect("a pack file")
-        .into_path();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x10;
-    fs::write(&pack, &bytes).unwrap();
+    damage_only_pack(&store, 0x10);
 
     let log = t.path().join("mount.log");
     let m = Mounted::daemon(&store, &mp, &["--log", log.to_str().unwrap()]);

@@ -329,17 +329,7 @@ fn a_damaged_chunk_is_reported_never_served() {
     let data = random_bytes(4 << 20, 77);
     write(&f, &data);
     put(&store, "art", &[&f]);
-    // Flip one byte in the middle of the (only) pack: inside some chunk's payload.
-    let pack = walkdir::WalkDir::new(store.join("packs"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
-        .expect("a pack file")
-        .into_path();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    fs::write(&pack, &bytes).unwrap();
+    damage_only_pack(&store, 0x40);
 
     let o = fails(dc(&store).args(["cat", "art", "env_1.img.gz"]));
     let e = stderr(&o);
