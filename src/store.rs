@@ -45,12 +45,16 @@ const PACK_LANES: usize = 4;
 /// Chunk lists kept by `StoreCore::recent_files` (a 2 GB file's is ~2.5 MiB).
 const RECENT_FILES: usize = 16;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
-/// with one read of at most this many bytes.
-pub const SEGMENT_BYTES: u64 = 2 * 1024 * 1024;
-/// Sequential reads ask the kernel for this many segments ahead (128 MiB):
-/// a deduplicated file is spread over several packs, so the disk needs many
+/// with one read of at most this many bytes. Small enough that a reader's
+/// buffers stay in its core's L2 cache between the read and the BLAKE3
+/// check: warm `cat` took 0.14 s with 2 MiB runs, 0.12 s with 256 KiB.
+pub const SEGMENT_BYTES: u64 = 256 * 1024;
+/// Sequential reads ask the kernel for this many bytes ahead: a
+/// deduplicated file is spread over several packs, so the disk needs many
 /// requests in flight to keep up with a plain contiguous file.
-const PREFETCH_SEGMENTS: usize = 64;
+const PREFETCH_BYTES: u64 = 128 * 1024 * 1024;
+/// [`PREFETCH_BYTES`] in segments.
+const PREFETCH_SEGMENTS: usize = (PREFETCH_BYTES / SEGMENT_BYTES) as usize;
 /// Per pack, the byte run a reader last prefetched (see [`Store::prefetch`]).
 pub type PrefetchRuns = HashMap<PackName, (u64, u64)>;
 /// Segment buffers each reader thread of [`Store::copy_to`] cycles through.
