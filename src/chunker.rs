@@ -22,6 +22,8 @@ pub const MIN_SIZE: usize = 16 * 1024;
 pub const AVG_SIZE: usize = 64 * 1024;
 /// Largest chunk.
 pub const MAX_SIZE: usize = 256 * 1024;
+/// [`Chunker::push`] gathers pieces into blocks of about this size.
+const GATHER: usize = 4 * MAX_SIZE;
 /// FastCDC normalization level (how tightly sizes cluster around `AVG_SIZE`).
 const LEVEL: Normalization = Normalization::Level1;
 
@@ -49,8 +51,9 @@ impl std::ops::Deref for ChunkBytes {
 /// copying; only the bytes of a chunk that straddles two blocks are copied
 /// (into `carry`), at most `MAX_SIZE` per block.
 pub struct Chunker {
-    /// The start of the chunk in progress: fewer than `MAX_SIZE` bytes that
-    /// came before the current block.
+    /// Bytes not yet cut: the start of the chunk in progress (fewer than
+    /// `MAX_SIZE` bytes that came before the current block), or pieces
+    /// [`Chunker::push`] is gathering (fewer than [`GATHER`]).
     carry: Vec<u8>,
     /// Capacity to give `carry` when it starts, so that a caller using
     /// [`Chunker::take_carry`] can read its next block in behind it.
@@ -92,16 +95,24 @@ impl Chunker {
         len
     }
 
-    /// Append `data` (copied into a block of its own).
+    /// Append `data`, copied once: pieces gather behind the chunk in
+    /// progress until about [`GATHER`] bytes are there, then are cut as one
+    /// block. (A FUSE write is often 32 KiB: copying each into a block of
+    /// its own and then into the carry copied every byte twice.)
     pub fn push<E>(
         &mut self,
         data: &[u8],
         emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
-        if data.is_empty() {
+        if self.carry.capacity() < GATHER {
+            self.carry.reserve(GATHER - self.carry.len());
+        }
+        self.carry.extend_from_slice(data);
+        if self.carry.len() < GATHER {
             return Ok(());
         }
-        self.push_block(data.to_vec(), emit)
+        let gathered = std::mem::take(&mut self.carry);
+        self.push_block(gathered, emit)
     }
 
     /// Append a block, calling `emit` with every chunk that is now complete.
@@ -110,6 +121,14 @@ impl Chunker {
         block: Vec<u8>,
         mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
+        let block = if self.carry.len() >= MAX_SIZE {
+            // Pieces gathered by `push` come first: cut them with the block.
+            let mut gathered = std::mem::take(&mut self.carry);
+            gathered.extend_from_slice(&block);
+            gathered
+        } else {
+            block
+        };
         let block = Arc::new(block);
         let mut pos = 0;
         // The seam: a chunk in progress from earlier blocks.
@@ -153,7 +172,7 @@ impl Chunker {
     /// Take the bytes of the chunk in progress. A caller that appends its
     /// next input to them and hands the whole back to [`Chunker::push_block`]
     /// saves the copy at the seam between blocks: only the carried bytes
-    /// (less than `MAX_SIZE`) are ever copied.
+    /// are ever copied.
     pub fn take_carry(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.carry)
     }
