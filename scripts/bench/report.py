@@ -370,24 +370,43 @@ def limits_section(r):
         return ""
     return """## What limits the remaining misses
 
+Measured with `perf` and side-by-side runs on the machine above (2 cores), at git b7dbf09.
+
 - **`cat` warm.** Every chunk is BLAKE3-checked before a byte of it is served (issue 2: never
-  wrong bytes). The `b3sum` row hashes the same bytes with every core and nothing else: it
-  memory-maps the files, so it copies nothing, and on this machine it keeps up with plain
-  `cat`. `deploycache cat` reads each run of chunks out of the page cache with `pread` (one
-  more copy of every byte, and the page cache's own bookkeeping) and then hashes it: about
-  twice the CPU of either alone. A memory-mapped prototype (measured beside this build, warm:
-  0.66× plain `cat` where this build did 0.5×) traded the copy for page faults and still
-  missed; it was dropped, because a mapped pack turns a disk error or a truncated pack into
-  SIGBUS, a crash, where `pread` gives an error that names the pack.
+  wrong bytes). For the 557 MB of v2, `deploycache cat` spends about 0.10 CPU seconds hashing
+  and 0.08 copying pack bytes out of the page cache with `pread`; plain `cat` spends 0.08 on
+  its one copy. Split perfectly over both cores, hash plus copy (0.23 CPU seconds with the
+  kernel's page-cache bookkeeping) cannot beat about 0.115 s, 0.7× plain `cat`; the two
+  reader threads reach 1.7 of the 2 cores. The `b3sum` row hashes the same bytes with no
+  copy because it memory-maps the files. deploycache does not: the crate forbids `unsafe`,
+  and a mapped pack turns a disk error or a truncated pack into SIGBUS, a crash, where
+  `pread` gives an error that names the pack. Reads of 256 KiB runs that stay in the core's
+  L2 cache between the copy and the hash took warm `cat` from 0.158 to 0.134 s this round
+  (`hyperfine`, 15 runs each, side by side).
 - **`scp` into the mount.** Every gzip or tar stream written through the mount is checked as
   it streams in (issue 3: a cut-short transfer must never look cached): a `.gz` is inflated to
-  check its CRC32 and length. Measured at git 35054b4, when only names chose the check, the
-  same v2 bytes under names the check ignored went in at 2.27 s, against 3.27 s checked and
-  2.07 s into a plain directory: the check is the whole gap. The inflate (zlib-rs, on a thread
-  of its own per file) took about 1.5 CPU seconds for the 587 MB inside the two v2 images
-  (`perf`, on the machine above), on the same 2 cores that ssh and sshd keep busy; with more
-  cores it runs beside them.
-- **Raw ext4 ingest.** zstd level 1 on compressible data is the largest CPU cost of `put`;
+  check its CRC32 and length. ssh, sshd and scp keep the 2 cores about 80% busy on their own
+  (about 2.8 CPU seconds for the v2 artifact into a plain directory). The mount adds the
+  inflate, 1.2 CPU seconds for the 587 MB inside the two images (zlib-rs; 1.5 s before this
+  round), and about 1 CPU second of chunking, hashing and FUSE traffic. Measured at git 35054b4,
+  the same bytes under names the check ignored went in at 2.27 s against 2.07 s into a plain
+  directory (0.91×): that is the ceiling without the check. The fastest inflater on Debian,
+  ISA-L's `igzip`, reads and inflates the 537 MB image in 0.87 s where this check takes
+  1.11 s; even that would leave scp in near 0.75×. With more cores the check runs beside ssh instead of taking its CPU. The bench
+  writes bytes the store already holds; a miss that brings new bytes (v2 into a store holding
+  only v1) measured the same in one repetition, 2.98 s against 2.03 s.
+- **`scp` out of the mount.** Warm (page cache), both take 1.6 s. Cold, deploycache's time
+  stays within 1.9–2.2 s, while the plain directory's swings between 1.5 and 2.4 s from one
+  repetition to the next, so the ratio lands anywhere from 0.77× to 1.03× (side-by-side runs
+  of 6 to 8 repetitions measured 1.00× and 1.03×; this report's median, 0.77×). The mount's
+  extra work is a BLAKE3 check and one more copy of every byte, about 0.2 CPU seconds for the
+  v2 artifact, on cores that ssh keeps busy. A larger kernel read-ahead (16 MiB) and FUSE's
+  writeback cache were tried and changed nothing.
+- **Raw ext4 ingest.** zstd level 1 on compressible data is the largest CPU cost of `put`,
+  and `cp`+`sync` is bound by the disk: from run to run it took 0.6 to 1.0 s for the 537 MB
+  image while `put` took 1.03–1.15 s (it writes half the bytes: 257 MB after zstd), so this
+  ratio moves with the disk, between 0.75× and 0.99× in the runs of this round and the last.
+  On a slower disk, such as the NFS that `/iso_mount` usually is, writing half the bytes wins.
   `--compression fast` trades about 40% more stored bytes on such images for speed (its row
   above).
 
