@@ -347,7 +347,7 @@ impl GzCheck {
 /// Deflate is zlib-rs through flate2, in raw mode; the header and trailer
 /// are read here so that the CRC32 is crc32fast's (carry-less multiply),
 /// about ten times faster than the one zlib's gzip mode computes. With a
-/// 1 MiB output buffer, a 537 MB image checks in 1.12 s where flate2's
+/// 1 MiB output buffer, a 537 MB image checks in 1.11 s where flate2's
 /// `MultiGzDecoder` (32 KiB buffer, gzip mode) took 1.35 s.
 pub struct Inflate {
     state: GzState,
@@ -456,19 +456,20 @@ impl Inflate {
     }
 
     fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
+        let (pos, len) = (self.pos, data.len());
+        // The file offset of `data[0]` as it advances.
+        let at = |data: &[u8]| pos + (len - data.len()) as u64;
         while !data.is_empty() {
             match &mut self.state {
                 GzState::Header(h) => {
                     let had = h.len();
                     h.extend_from_slice(&data[..data.len().min(GZ_MAX_HEADER + 1 - had)]);
+                    let start = at(data) - had as u64;
                     match gzip_header(h) {
-                        Header::Bad(e) => return Err(format!("{e} at offset {}", self.pos)),
-                        Header::NeedMore if h.len() > GZ_MAX_HEADER => {
-                            return Err(format!(
-                                "gzip: member header at offset {} is over {GZ_MAX_HEADER} bytes",
-                                self.pos
-                            ))
-                        }
+                        Header::Bad(e) => return Err(format!("{e} at offset {start}")),
+                        Header::NeedMore if h.len() > GZ_MAX_HEADER => return Err(format!(
+                            "gzip: member header at offset {start} is over {GZ_MAX_HEADER} bytes"
+                        )),
                         Header::NeedMore => return Ok(()),
                         Header::Done(len) => {
                             data = &data[len - had..];
@@ -487,7 +488,7 @@ impl Inflate {
                     let (in0, out0) = (dec.total_in(), dec.total_out());
                     let status = dec
                         .decompress(data, &mut self.out, flate2::FlushDecompress::None)
-                        .map_err(|e| format!("gzip: {e} (within bytes {}..)", self.pos))?;
+                        .map_err(|e| format!("gzip: {e} (deflate data at offset {})", at(data)))?;
                     let used = (dec.total_in() - in0) as usize;
                     let made = (dec.total_out() - out0) as usize;
                     crc.update(&self.out[..made]);
@@ -503,7 +504,7 @@ impl Inflate {
                     } else if used == 0 && made < self.out.len() {
                         // No progress with input left: zlib wants none of it
                         // (cannot happen mid-stream; guard against a loop).
-                        return Err(format!("gzip: deflate stalled at offset {}", self.pos));
+                        return Err(format!("gzip: deflate stalled at offset {}", at(data)));
                     }
                 }
                 GzState::Trailer { crc, size, got } => {
@@ -750,7 +751,8 @@ mod tests {
         assert!(err.contains("trailer says"), "{err}");
         let mut zeros = gz.clone();
         zeros.extend_from_slice(&[0u8; 16]);
-        assert!(check("a.gz", &zeros, 4).is_err());
+        let err = check("a.gz", &zeros, 4).unwrap_err();
+        assert!(err.contains(&format!("at offset {n}")), "{err}");
         let mut half = gz.clone();
         half.extend_from_slice(&gz[..6]);
         let err = check("a.gz", &half, 4).unwrap_err();
