@@ -467,9 +467,11 @@ impl Inflate {
                     let start = at(data) - had as u64;
                     match gzip_header(h) {
                         Header::Bad(e) => return Err(format!("{e} at offset {start}")),
-                        Header::NeedMore if h.len() > GZ_MAX_HEADER => return Err(format!(
+                        Header::NeedMore if h.len() > GZ_MAX_HEADER => {
+                            return Err(format!(
                             "gzip: member header at offset {start} is over {GZ_MAX_HEADER} bytes"
-                        )),
+                        ))
+                        }
                         Header::NeedMore => return Ok(()),
                         Header::Done(len) => {
                             data = &data[len - had..];
