@@ -96,7 +96,7 @@ impl Chunker {
     }
 
     /// Append `data`, copied once: pieces gather behind the chunk in
-    /// progress until about [`GATHER`] bytes are there, then are cut as one
+    /// progress until about 1 MiB (`GATHER`) is there, then are cut as one
     /// block. (A FUSE write is often 32 KiB: copying each into a block of
     /// its own and then into the carry copied every byte twice.)
     pub fn push<E>(

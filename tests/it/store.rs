@@ -614,6 +614,80 @@ fn import_adopts_a_plain_cache_idempotently() {
     );
 }
 
+/// `kill -9` of an import part-way: the artifacts it committed are whole,
+/// the store verifies, and the next import picks up where it stopped
+/// (it redoes none of the committed ones and finishes the rest).
+#[test]
+fn an_interrupted_import_resumes_where_it_stopped() {
+    let t = TempDir::new().unwrap();
+    let (store, cache) = (t.path().join("s"), t.path().join("deploy-cache"));
+    let shas: Vec<String> = (0..10u64).map(|i| format!("{i:040x}")).collect();
+    let content = |i: u64| random_bytes(12 << 20, 300 + i);
+    for (i, sha) in shas.iter().enumerate() {
+        let d = cache.join(sha);
+        fs::create_dir_all(&d).unwrap();
+        write(&d.join("opnfv-bootstraps-cache.tar"), &content(i as u64));
+        write(&d.join("id_rsa.pub"), format!("key {i}").as_bytes());
+    }
+    ok(dc(&store).arg("init"));
+    let mut child = dc(&store)
+        .arg("import")
+        .arg(&cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first artifact is committed.
+    let listed = |store: &Path| -> Vec<String> {
+        json(&ok(dc(store).args(["ls", "--json"])))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while listed(&store).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    verify_full_clean(&store);
+    let done = listed(&store);
+    assert!(
+        !done.is_empty() && done.len() < shas.len(),
+        "the kill did not land mid-import; the test proved nothing: {done:?}"
+    );
+    for name in &done {
+        let i = shas.iter().position(|s| s == name).unwrap();
+        assert_eq!(
+            cat(&store, name, "opnfv-bootstraps-cache.tar"),
+            content(i as u64)
+        );
+        assert_eq!(
+            cat(&store, name, "id_rsa.pub"),
+            format!("key {i}").as_bytes()
+        );
+    }
+    let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
+    assert!(
+        out.contains(&format!("imported {} artifacts", shas.len() - done.len()))
+            && out.contains(&format!("{} already present", done.len())),
+        "{out}"
+    );
+    for (i, sha) in shas.iter().enumerate() {
+        assert_eq!(
+            cat(&store, sha, "opnfv-bootstraps-cache.tar"),
+            content(i as u64)
+        );
+        assert_eq!(
+            cat(&store, sha, "id_rsa.pub"),
+            format!("key {i}").as_bytes()
+        );
+    }
+    verify_full_clean(&store);
+}
+
 #[test]
 fn a_store_held_by_another_host_is_refused_by_name() {
     let (_t, store) = temp_store();
