@@ -852,3 +852,116 @@ fn daemon_mount_creates_a_missing_store() {
         b"ssh-rsa AAAA test\n"
     );
 }
+
+/// Two branches mount one store, each under its namespace: each view holds
+/// only its own artifacts, and the bytes both write are stored once.
+#[test]
+fn branches_mount_their_own_namespace_and_share_chunks() {
+    let (t, store, src, _) = fresh();
+    make_tar(t.path(), &src.join("opnfv-bootstraps-cache.tar"), 4, 61);
+    let data = fs::read(src.join("opnfv-bootstraps-cache.tar")).unwrap();
+    let master = Mounted::foreground(&store, &t.path().join("m1"), &["--namespace", "master"]);
+    let stable = Mounted::foreground(&store, &t.path().join("m2"), &["--namespace", "stable"]);
+    for (m, sha) in [(&master, SHA), (&stable, SHA2)] {
+        sh(&format!(
+            "mkdir -p {0} && cp {1}/opnfv-bootstraps-cache.tar {0}/",
+            m.path(sha).display(),
+            src.display()
+        ));
+    }
+    let names = |m: &Mounted| -> Vec<String> {
+        fs::read_dir(&m.mp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert_eq!(names(&master), [SHA]);
+    assert_eq!(names(&stable), [SHA2]);
+    same_bytes(
+        &src.join("opnfv-bootstraps-cache.tar"),
+        &stable.path(&format!("{SHA2}/opnfv-bootstraps-cache.tar")),
+    );
+    let listed = json(&ok(dc(&store).args([
+        "--namespace",
+        "master",
+        "ls",
+        "--json",
+    ])));
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [SHA]);
+    master.unmount();
+    stable.unmount();
+    let s = json(&ok(dc(&store).args(["stats", "--json"])));
+    assert_eq!(s["artifacts"], 2, "{s}");
+    assert_eq!(s["logical_bytes"], 2 * data.len() as u64, "{s}");
+    assert!(
+        s["unique_bytes"].as_u64().unwrap() <= data.len() as u64,
+        "both branches' copies share their chunks: {s}"
+    );
+    verify_full(&store);
+}
+
+/// Only the mounting user (root here) gets in unless `--allow-other`, and
+/// then other users get what the modes allow (`default_permissions`).
+/// SIGTERM unmounts a foreground mount cleanly, keeping what was written.
+#[test]
+fn only_the_owner_gets_in_and_sigterm_unmounts_cleanly() {
+    let (t, store, src, mp) = fresh();
+    // Other users must reach the mount point for the checks to mean anything.
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    write(&src.join("id_rsa.pub"), b"ssh-ed25519 AAAA test\n");
+    let as_nobody = |cmd: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "bash",
+                "-c",
+                cmd,
+            ])
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let mut m = Mounted::foreground(&store, &mp, &[]);
+    sh(&format!(
+        "mkdir {0}/{SHA} && cp {1}/id_rsa.pub {0}/{SHA}/",
+        mp.display(),
+        src.display()
+    ));
+    let o = as_nobody(&format!("ls {}", mp.display()));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "another user got in without --allow-other: {o:?}"
+    );
+    let child = m.child.as_mut().unwrap();
+    sh(&format!("kill -TERM {}", child.id()));
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "SIGTERM did not end the mount");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "mount exited {status} on SIGTERM");
+    assert!(!deploycache::fuse::is_mounted(&mp));
+    drop(m);
+
+    let m = Mounted::foreground(&store, &mp, &["--allow-other"]);
+    let o = as_nobody(&format!("cat {}/{SHA}/id_rsa.pub", mp.display()));
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(o.stdout, b"ssh-ed25519 AAAA test\n");
+    let o = as_nobody(&format!("touch {}/{SHA}/x", mp.display()));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "default_permissions let another user write into root's 0755 directory: {o:?}"
+    );
+    m.unmount();
+    verify_full(&store);
+}
