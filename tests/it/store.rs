@@ -853,3 +853,42 @@ fn a_full_disk_fails_cleanly() {
     );
     verify_full_clean(&store);
 }
+
+/// Long work shows a progress bar on a terminal, and nothing at all when
+/// its output goes to a pipe or a CI log.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let t = TempDir::new().unwrap();
+    let dir = t.path().join("in");
+    fs::create_dir(&dir).unwrap();
+    write(&dir.join("env_1.img"), &random_bytes(64 << 20, 77));
+    let (piped, tty) = (t.path().join("s1"), t.path().join("s2"));
+    let o = dc(&piped).args(["put", "a"]).arg(&dir).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("a: 1 files") && !out.contains("eta"),
+        "{out}"
+    );
+    // script(1) runs the command on a pseudo-terminal and copies what it
+    // printed there to its own stdout.
+    let cmd = format!(
+        "{} --store {} put a {}",
+        bin().display(),
+        tty.display(),
+        dir.display()
+    );
+    let o = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env_remove("DEPLOYCACHE_STORE")
+        .output()
+        .expect("script(1) from bsdutils");
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("eta") && out.contains("MiB"), "{out}");
+}
