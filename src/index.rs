@@ -457,6 +457,36 @@ impl Index {
         })
     }
 
+    /// Drop the quarantined files of `artifact`, or of every artifact of
+    /// `ns` when `None`; returns how many files and bytes were dropped.
+    /// Their chunks lose those references (space returns at gc).
+    pub fn remove_quarantined(&mut self, ns: &str, artifact: Option<&str>) -> Result<(u64, u64)> {
+        self.write(|tx, path| {
+            let (sql, key): (&str, Box<dyn rusqlite::ToSql>) = match artifact {
+                Some(name) => (
+                    "SELECT id, size FROM files WHERE artifact = ?1 AND quarantine IS NOT NULL",
+                    Box::new(need_artifact(tx, path, ns, name)?),
+                ),
+                None => (
+                    "SELECT f.id, f.size FROM files f JOIN artifacts a ON a.id = f.artifact
+                     WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL",
+                    Box::new(ns.to_owned()),
+                ),
+            };
+            let rows: Vec<(i64, u64)> = tx
+                .prepare_cached(sql)
+                .sql(path)?
+                .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql(path)?
+                .collect::<rusqlite::Result<_>>()
+                .sql(path)?;
+            for (fid, _) in &rows {
+                delete_file(tx, *fid).sql(path)?;
+            }
+            Ok((rows.len() as u64, rows.iter().map(|r| r.1).sum()))
+        })
+    }
+
     /// Quarantined files of a namespace, newest first.
     pub fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
         let rows = self.rows("SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed

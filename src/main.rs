@@ -100,8 +100,13 @@ enum Command {
     },
     /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); gc, which frees them, is not built yet.
     Rm {
-        /// Artifact name.
-        name: String,
+        /// Artifact name (with --quarantine: only this artifact's quarantined files).
+        #[arg(required_unless_present = "quarantine")]
+        name: Option<String>,
+        /// Drop quarantined files (cut-short transfers, see `ls --quarantine`)
+        /// instead of an artifact: those of NAME, or all of the namespace's.
+        #[arg(long)]
+        quarantine: bool,
     },
     /// Store totals and the dedupe achieved.
     Stats {
@@ -388,12 +393,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
         }
-        Command::Rm { name } => {
+        Command::Rm { name, quarantine } => {
             let s = open(&cli, false)?;
-            s.remove(name)?;
-            println!(
-                "removed {name}; its unshared chunks are now reclaimable (see `deploycache stats`)"
-            );
+            if *quarantine {
+                let (files, bytes) = s.remove_quarantined(name.as_deref())?;
+                println!(
+                    "dropped {files} quarantined files ({}); their unshared chunks are now reclaimable (see `deploycache stats`)",
+                    human(bytes)
+                );
+            } else {
+                let name = name
+                    .as_deref()
+                    .context("rm: name the artifact to drop, or pass --quarantine")?;
+                s.remove(name)?;
+                println!(
+                    "removed {name}; its unshared chunks are now reclaimable (see `deploycache stats`)"
+                );
+            }
         }
         Command::Stats { json } => {
             let s = open(&cli, false)?;
@@ -407,6 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "compressed_bytes": t.compressed_bytes, "stored_bytes": st.pack_bytes,
                     "index_bytes": st.index_bytes, "pack_files": st.pack_files,
                     "unreferenced_chunks": t.unreferenced_chunks, "unreferenced_bytes": t.unreferenced_bytes,
+                    "quarantined_files": t.quarantined_files, "quarantined_bytes": t.quarantined_bytes,
                     "dedupe_ratio": ratio(t.logical_bytes, t.unique_bytes),
                     "total_ratio": ratio(t.logical_bytes, st.pack_bytes),
                 }))?;
@@ -439,6 +456,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     human(t.unreferenced_bytes),
                     t.unreferenced_chunks
                 )?;
+                if t.quarantined_files > 0 {
+                    writeln!(
+                        out,
+                        "quarantined      {:>11}  ({} cut-short files, see `ls --quarantine`; drop with `rm --quarantine`)",
+                        human(t.quarantined_bytes),
+                        t.quarantined_files
+                    )?;
+                }
                 writeln!(
                     out,
                     "dedupe ratio     {:>10.2}x  (logical / unique)",

@@ -809,6 +809,12 @@ impl Store {
         self.index().remove_artifact(&self.ns, artifact)
     }
 
+    /// Drop the quarantined files of `artifact` (of every artifact of the
+    /// namespace when `None`); returns how many files and bytes.
+    pub fn remove_quarantined(&self, artifact: Option<&str>) -> Result<(u64, u64)> {
+        self.index().remove_quarantined(&self.ns, artifact)
+    }
+
     pub fn stats(&self) -> Result<Stats> {
         let totals = self.index().totals()?;
         let mut pack_files = 0;

@@ -492,6 +492,33 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     assert!(q
         .iter()
         .all(|e| e["artifact"] == SHA && !e["reason"].as_str().unwrap().is_empty()));
+    let held: u64 = q.iter().map(|e| e["size"].as_u64().unwrap()).sum();
+    let s = json(&ok(dc(&store).args(["stats", "--json"])));
+    assert_eq!(
+        (
+            s["quarantined_files"].as_u64(),
+            s["quarantined_bytes"].as_u64()
+        ),
+        (Some(4), Some(held)),
+        "{s}"
+    );
+    // Dropping them: a wrong name is one clear line; the right one drops
+    // the quarantined files and nothing else.
+    let o = fails(dc(&store).args(["rm", "--quarantine", SHA2]));
+    assert!(
+        stderr(&o).contains(SHA2) && stderr(&o).lines().count() == 1,
+        "{}",
+        stderr(&o)
+    );
+    let out = String::from_utf8(ok(dc(&store).args(["rm", "--quarantine", SHA]))).unwrap();
+    assert!(out.starts_with("dropped 4 quarantined files"), "{out}");
+    assert!(quarantine(&store).is_empty());
+    assert_eq!(
+        json(&ok(dc(&store).args(["stats", "--json"])))["quarantined_files"],
+        0
+    );
+    same_bytes(&src.join("c.tar"), &dir.join("whole.tar"));
+    same_bytes(&src.join("d.img.gz"), &dir.join("whole.img.gz"));
     m.unmount();
     verify_full(&store);
 }
@@ -862,11 +889,13 @@ fn branches_mount_their_own_namespace_and_share_chunks() {
     let data = fs::read(src.join("opnfv-bootstraps-cache.tar")).unwrap();
     let master = Mounted::foreground(&store, &t.path().join("m1"), &["--namespace", "master"]);
     let stable = Mounted::foreground(&store, &t.path().join("m2"), &["--namespace", "stable"]);
+    make_gz(&t.path().join("cut.img.gz"), 1, 62);
     for (m, sha) in [(&master, SHA), (&stable, SHA2)] {
         sh(&format!(
-            "mkdir -p {0} && cp {1}/opnfv-bootstraps-cache.tar {0}/",
+            "mkdir -p {0} && cp {1}/opnfv-bootstraps-cache.tar {0}/ && head -c 5000 {2} > {0}/cut.img.gz",
             m.path(sha).display(),
-            src.display()
+            src.display(),
+            t.path().join("cut.img.gz").display()
         ));
     }
     let names = |m: &Mounted| -> Vec<String> {
@@ -894,14 +923,33 @@ fn branches_mount_their_own_namespace_and_share_chunks() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [SHA]);
+    // Each branch's cut-short file is its own: dropping the quarantine of
+    // one namespace leaves the other's.
+    let out = String::from_utf8(ok(dc(&store).args([
+        "--namespace",
+        "master",
+        "rm",
+        "--quarantine",
+    ])))
+    .unwrap();
+    assert!(out.starts_with("dropped 1 quarantined files"), "{out}");
+    let left = json(&ok(dc(&store).args([
+        "--namespace",
+        "stable",
+        "ls",
+        "--quarantine",
+        "--json",
+    ])));
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["artifact"], SHA2);
     master.unmount();
     stable.unmount();
     let s = json(&ok(dc(&store).args(["stats", "--json"])));
     assert_eq!(s["artifacts"], 2, "{s}");
     assert_eq!(s["logical_bytes"], 2 * data.len() as u64, "{s}");
     assert!(
-        s["unique_bytes"].as_u64().unwrap() <= data.len() as u64,
-        "both branches' copies share their chunks: {s}"
+        s["unique_bytes"].as_u64().unwrap() <= data.len() as u64 + 5000,
+        "both branches' copies share their chunks (plus stable's cut-short file): {s}"
     );
     verify_full(&store);
 }
