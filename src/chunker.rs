@@ -97,8 +97,9 @@ impl Chunker {
 
     /// Append `data`, copied once: pieces gather behind the chunk in
     /// progress until about 1 MiB (`GATHER`) is there, then are cut as one
-    /// block. (A FUSE write is often 32 KiB: copying each into a block of
-    /// its own and then into the carry copied every byte twice.)
+    /// block. (A FUSE write is smaller than `MAX_SIZE`: scp's arrive as
+    /// about 256 KiB. Copying each into a block of its own, then into the
+    /// carry, copied every byte twice.)
     pub fn push<E>(
         &mut self,
         data: &[u8],
