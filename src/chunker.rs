@@ -178,16 +178,18 @@ impl Chunker {
         std::mem::take(&mut self.carry)
     }
 
-    /// Emit whatever is left: the file's last chunks.
+    /// Emit whatever is left: the file's last chunks, as ranges of what
+    /// was carried (up to `GATHER` bytes gathered by `push`), uncopied.
     pub fn finish<E>(
         &mut self,
         mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut rest = std::mem::take(&mut self.carry);
-        while !rest.is_empty() {
-            let len = self.cut(&rest);
-            let tail = rest.split_off(len);
-            emit(ChunkBytes::Owned(std::mem::replace(&mut rest, tail)))?;
+        let rest = Arc::new(std::mem::take(&mut self.carry));
+        let mut pos = 0;
+        while pos < rest.len() {
+            let len = self.cut(&rest[pos..]);
+            emit(ChunkBytes::Shared(rest.clone(), pos..pos + len))?;
+            pos += len;
         }
         Ok(())
     }
