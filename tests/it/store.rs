@@ -658,16 +658,18 @@ fn an_interrupted_import_resumes_where_it_stopped() {
         !done.is_empty() && done.len() < shas.len(),
         "the kill did not land mid-import; the test proved nothing: {done:?}"
     );
-    for name in &done {
-        let i = shas.iter().position(|s| s == name).unwrap();
+    let whole = |i: usize| {
         assert_eq!(
-            cat(&store, name, "opnfv-bootstraps-cache.tar"),
+            cat(&store, &shas[i], "opnfv-bootstraps-cache.tar"),
             content(i as u64)
         );
         assert_eq!(
-            cat(&store, name, "id_rsa.pub"),
+            cat(&store, &shas[i], "id_rsa.pub"),
             format!("key {i}").as_bytes()
         );
+    };
+    for name in &done {
+        whole(shas.iter().position(|s| s == name).unwrap());
     }
     let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
     assert!(
@@ -675,16 +677,7 @@ fn an_interrupted_import_resumes_where_it_stopped() {
             && out.contains(&format!("{} already present", done.len())),
         "{out}"
     );
-    for (i, sha) in shas.iter().enumerate() {
-        assert_eq!(
-            cat(&store, sha, "opnfv-bootstraps-cache.tar"),
-            content(i as u64)
-        );
-        assert_eq!(
-            cat(&store, sha, "id_rsa.pub"),
-            format!("key {i}").as_bytes()
-        );
-    }
+    (0..shas.len()).for_each(whole);
     verify_full_clean(&store);
 }
 
