@@ -53,7 +53,7 @@ impl std::ops::Deref for ChunkBytes {
 pub struct Chunker {
     /// Bytes not yet cut: the start of the chunk in progress (fewer than
     /// `MAX_SIZE` bytes that came before the current block), or pieces
-    /// [`Chunker::push`] is gathering (fewer than [`GATHER`]).
+    /// [`Chunker::push`] is gathering (about [`GATHER`] at most).
     carry: Vec<u8>,
     /// Capacity to give `carry` when it starts, so that a caller using
     /// [`Chunker::take_carry`] can read its next block in behind it.
@@ -96,24 +96,26 @@ impl Chunker {
     }
 
     /// Append `data`, copied once: pieces gather behind the chunk in
-    /// progress until about 1 MiB (`GATHER`) is there, then are cut as one
-    /// block. (A FUSE write is smaller than `MAX_SIZE`: scp's arrive as
-    /// about 256 KiB. Copying each into a block of its own, then into the
-    /// carry, copied every byte twice.)
+    /// progress in a buffer of about 1 MiB (`GATHER`), which is cut as one
+    /// block when the next piece would not fit. (A FUSE write is smaller
+    /// than `MAX_SIZE`: scp's arrive as about 256 KiB. Copying each into a
+    /// block of its own, then into the carry, copied every byte twice.)
     pub fn push<E>(
         &mut self,
         data: &[u8],
-        emit: impl FnMut(ChunkBytes) -> Result<(), E>,
+        mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
-        if self.carry.capacity() < GATHER {
-            self.carry.reserve(GATHER - self.carry.len());
+        // The carry left after a cut starts with room for a whole gather.
+        self.block_capacity = self.block_capacity.max(GATHER);
+        if self.carry.len() >= MAX_SIZE && self.carry.len() + data.len() > self.carry.capacity() {
+            // Cut what is gathered rather than grow the buffer (a copy).
+            let gathered = std::mem::take(&mut self.carry);
+            self.push_block(gathered, &mut emit)?;
         }
+        self.carry
+            .reserve(data.len().max(GATHER.saturating_sub(self.carry.len())));
         self.carry.extend_from_slice(data);
-        if self.carry.len() < GATHER {
-            return Ok(());
-        }
-        let gathered = std::mem::take(&mut self.carry);
-        self.push_block(gathered, emit)
+        Ok(())
     }
 
     /// Append a block, calling `emit` with every chunk that is now complete.

@@ -462,21 +462,17 @@ impl Index {
     /// Their chunks lose those references (space returns at gc).
     pub fn remove_quarantined(&mut self, ns: &str, artifact: Option<&str>) -> Result<(u64, u64)> {
         self.write(|tx, path| {
-            let (sql, key): (&str, Box<dyn rusqlite::ToSql>) = match artifact {
-                Some(name) => (
-                    "SELECT id, size FROM files WHERE artifact = ?1 AND quarantine IS NOT NULL",
-                    Box::new(need_artifact(tx, path, ns, name)?),
-                ),
-                None => (
-                    "SELECT f.id, f.size FROM files f JOIN artifacts a ON a.id = f.artifact
-                     WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL",
-                    Box::new(ns.to_owned()),
-                ),
-            };
+            if let Some(name) = artifact {
+                need_artifact(tx, path, ns, name)?;
+            }
             let rows: Vec<(i64, u64)> = tx
-                .prepare_cached(sql)
+                .prepare_cached(
+                    "SELECT f.id, f.size FROM files f JOIN artifacts a ON a.id = f.artifact
+                     WHERE a.namespace = ?1 AND (?2 IS NULL OR a.name = ?2)
+                       AND f.quarantine IS NOT NULL",
+                )
                 .sql(path)?
-                .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map(params![ns, artifact], |r| Ok((r.get(0)?, r.get(1)?)))
                 .sql(path)?
                 .collect::<rusqlite::Result<_>>()
                 .sql(path)?;

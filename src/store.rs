@@ -47,7 +47,8 @@ const RECENT_FILES: usize = 16;
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes. Small enough that a reader's
 /// buffers stay in its core's L2 cache between the read and the BLAKE3
-/// check: warm `cat` took 0.14 s with 2 MiB runs, 0.12 s with 256 KiB.
+/// check: warm `cat` of 557 MB took 158 ms with 2 MiB runs, 134 ms with
+/// 256 KiB.
 pub const SEGMENT_BYTES: u64 = 256 * 1024;
 /// Sequential reads ask the kernel for this many bytes ahead: a
 /// deduplicated file is spread over several packs, so the disk needs many
