@@ -519,6 +519,7 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     );
     same_bytes(&src.join("c.tar"), &dir.join("whole.tar"));
     same_bytes(&src.join("d.img.gz"), &dir.join("whole.img.gz"));
+    same_bytes(&src.join("d.img.gz"), &dir.join("f.img.gz"));
     m.unmount();
     verify_full(&store);
 }
