@@ -398,7 +398,7 @@ Measured with `perf` and side-by-side runs on the machine above (2 cores), at gi
 - **`scp` out of the mount.** Warm (page cache), both take 1.6 s. Cold, deploycache's time
   stays within 1.9–2.2 s, while the plain directory's swings between 1.5 and 2.4 s from one
   repetition to the next, so the ratio lands anywhere from 0.77× to 1.03× (side-by-side runs
-  of 6 to 8 repetitions measured 1.00× and 1.03×; this report's median, 0.77×). The mount's
+  of 6 to 8 repetitions measured 1.00× and 1.03×; this round's two full reports, 0.77× and 0.81×). The mount's
   extra work is a BLAKE3 check and one more copy of every byte, about 0.2 CPU seconds for the
   v2 artifact, on cores that ssh keeps busy. A larger kernel read-ahead (16 MiB) and FUSE's
   writeback cache were tried and changed nothing.
