@@ -999,28 +999,16 @@ fn current_ids() -> (u32, u32) {
         .unwrap_or((0, 0))
 }
 
-#[allow(unsafe_code)]
 fn statvfs(path: &Path) -> Result<FsStats> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| errno_err(libc::EINVAL, path))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a NUL-terminated path and `st` points at writable
-    // memory of the right type; statvfs fills it or fails.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(Error::io(path, io::Error::last_os_error()));
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let st = unsafe { st.assume_init() };
+    let st = rustix::fs::statvfs(path).map_err(|e| Error::io(path, e.into()))?;
     Ok(FsStats {
         blocks: st.f_blocks,
         bfree: st.f_bfree,
         bavail: st.f_bavail,
         files: st.f_files,
         ffree: st.f_ffree,
-        bsize: st.f_bsize as u32,
-        frsize: st.f_frsize as u32,
+        bsize: u32::try_from(st.f_bsize).unwrap_or(u32::MAX),
+        frsize: u32::try_from(st.f_frsize).unwrap_or(u32::MAX),
     })
 }
 

@@ -26,6 +26,13 @@ pub const RECORD_HEADER_LEN: usize = 4 + 32 + 4 + 4 + 1 + 3;
 /// A pack is sealed once it grows past this; see store-layout.md for why.
 pub const PACK_TARGET_SIZE: u64 = 64 * 1024 * 1024;
 
+/// Writeback of a pack being appended to is started (not waited for) each
+/// time this many bytes have been appended since the last start, so that the
+/// fsync a commit needs finds little left to write: without it a 250 MB file
+/// written through the mount waited ~0.2 s at `close()` for the disk, with
+/// both cores idle. (RocksDB's `bytes_per_sync` does the same.)
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
 /// How a writer compresses the chunks it stores. Each record names its
 /// own codec, so this is a writer's choice, not part of the store format:
 /// one store can hold chunks written under every setting.
@@ -258,6 +265,8 @@ pub struct PackWriter {
     file: File,
     len: u64,
     synced_len: u64,
+    /// Writeback has been started for every byte below this.
+    writeback_len: u64,
     dir_synced: bool,
 }
 
@@ -282,6 +291,7 @@ impl PackWriter {
             file,
             len: PACK_MAGIC.len() as u64,
             synced_len: 0,
+            writeback_len: 0,
             dir_synced: false,
         })
     }
@@ -312,6 +322,14 @@ impl PackWriter {
         }
         let offset = self.len + RECORD_HEADER_LEN as u64;
         self.len = offset + payload.len() as u64;
+        if self.len - self.writeback_len >= WRITEBACK_STEP {
+            start_writeback(
+                &self.file,
+                self.writeback_len,
+                self.len - self.writeback_len,
+            );
+            self.writeback_len = self.len;
+        }
         Ok(Location {
             pack: self.name,
             offset,
@@ -334,6 +352,22 @@ impl PackWriter {
         }
         self.synced_len = self.len;
         Ok(())
+    }
+}
+
+/// Ask the kernel to start writing `len` bytes at `offset` to disk, without
+/// waiting. Only a hint: durability still comes from `sync`, which reports
+/// any error, so this one's result is ignored.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range takes no pointers; the descriptor is borrowed
+    // from a `File` that outlives the call.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
