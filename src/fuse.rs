@@ -1318,6 +1318,7 @@ impl Filesystem for View {
 /// Serve `store` at `mountpoint` until it is unmounted or the process gets
 /// SIGINT, SIGTERM or SIGHUP (which unmount cleanly).
 pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
+    prepare_mountpoint(mountpoint)?;
     let root = store.root().to_owned();
     let view = View::new(store, cfg.read_only);
     let mut config = Config::default();
@@ -1424,6 +1425,135 @@ pub fn is_mounted(path: &Path) -> bool {
     }
 }
 
+/// Make `mountpoint` ready for a new mount. A deploycache mount whose
+/// daemon is gone (every access fails with ENOTCONN, as after a `kill -9` or
+/// an OOM kill of the daemon) is unmounted, saying so on stderr, so that
+/// restarting a mount just works. A live deploycache mount there is an error
+/// (mounting again would stack a second view over it), and so is a dead FUSE
+/// mount of another program, which is left alone.
+pub fn prepare_mountpoint(mountpoint: &Path) -> Result<()> {
+    // Not stat: the kernel may still answer that from cached attributes.
+    let dead = match std::fs::read_dir(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
+        _ if is_mounted(mountpoint) => false,
+        _ => return Ok(()),
+    };
+    let info = "/proc/self/mountinfo";
+    let table = std::fs::read_to_string(info).map_err(|e| Error::io(info, e))?;
+    let at = absolute(mountpoint);
+    // The last entry for the path is the mount on top.
+    let ours = table
+        .lines()
+        .rev()
+        .filter_map(MountEntry::parse)
+        .find(|m| Some(&m.point) == at.as_ref())
+        .is_some_and(|m| m.is_deploycache());
+    let refuse = |why: String| Err(Error::io(mountpoint, io::Error::other(why)));
+    match (dead, ours) {
+        (false, true) => refuse(format!(
+            "cannot mount: a deploycache mount is already serving here; \
+             `deploycache umount {}` first to mount it anew",
+            mountpoint.display()
+        )),
+        (false, false) => Ok(()),
+        (true, false) => refuse(format!(
+            "cannot mount: a dead FUSE mount of another program is here \
+             (transport endpoint is not connected); remove it with \
+             `fusermount3 -u {}` and mount again",
+            mountpoint.display()
+        )),
+        (true, true) => {
+            unmount(mountpoint).or_else(|_| unmount_lazily(mountpoint))?;
+            log_line(&format!(
+                "{} was a deploycache mount whose daemon had exited; unmounted it",
+                mountpoint.display()
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// `path` made absolute without resolving its last component (which may be
+/// a dead mount that cannot be looked at).
+fn absolute(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(name))
+}
+
+/// One line of `/proc/self/mountinfo` (proc(5)): the fields we need.
+#[derive(Debug, PartialEq)]
+struct MountEntry {
+    point: PathBuf,
+    fstype: String,
+    source: String,
+}
+
+impl MountEntry {
+    fn parse(line: &str) -> Option<MountEntry> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        Some(MountEntry {
+            point: PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(unescape_octal(
+                    fields.get(4)?,
+                )),
+            ),
+            fstype: (*fields.get(sep + 1)?).to_owned(),
+            source: String::from_utf8_lossy(&unescape_octal(fields.get(sep + 2)?)).into_owned(),
+        })
+    }
+
+    /// Mounted by `mount` (fsname deploycache; type "fuse" as root,
+    /// "fuse.deploycache" through fusermount3's subtype).
+    fn is_deploycache(&self) -> bool {
+        (self.fstype == "fuse" || self.fstype == "fuse.deploycache") && self.source == "deploycache"
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash in names as `\NNN`.
+fn unescape_octal(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = b.get(i + 1..i + 4);
+        match digits {
+            Some(d) if b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `fusermount3 -uz`: detach a mount still in use (a shell's working
+/// directory inside a dead mount keeps a plain unmount busy).
+fn unmount_lazily(path: &Path) -> Result<()> {
+    let ok = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::io(
+            path,
+            io::Error::other("cannot unmount the dead mount there; run `umount -l` on it"),
+        ))
+    }
+}
+
 /// Unmount a deploycache mount (`fusermount3 -u`, or umount(8) as root).
 pub fn unmount(path: &Path) -> Result<()> {
     let out = std::process::Command::new("fusermount3")
@@ -1446,5 +1576,30 @@ pub fn unmount(path: &Path) -> Result<()> {
                 )),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_parse_with_escaped_names() {
+        let root =
+            "43 27 0:39 / /tmp/ex/mnt rw,nosuid,nodev,relatime - fuse deploycache rw,user_id=0";
+        let e = MountEntry::parse(root).unwrap();
+        assert_eq!(e.point, PathBuf::from("/tmp/ex/mnt"));
+        assert!(e.is_deploycache());
+        // Optional fields before the separator; a space and a backslash in
+        // the mount point; the subtype fusermount3 gives a user's mount.
+        let user = r"51 27 0:41 / /srv/deploy\040cache/a\134b rw shared:7 master:1 - fuse.deploycache deploycache rw";
+        let e = MountEntry::parse(user).unwrap();
+        assert_eq!(e.point, PathBuf::from(r"/srv/deploy cache/a\b"));
+        assert!(e.is_deploycache());
+        let sshfs = "60 27 0:45 / /mnt/x rw - fuse.sshfs host:/dir rw";
+        assert!(!MountEntry::parse(sshfs).unwrap().is_deploycache());
+        assert!(MountEntry::parse("garbage").is_none());
+        // A backslash not followed by three octal digits is kept as is.
+        assert_eq!(unescape_octal(r"a\9b\12"), br"a\9b\12".to_vec());
     }
 }

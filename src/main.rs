@@ -517,6 +517,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log,
         } => {
             let root = cli.store.clone().unwrap_or_else(default_store);
+            // A mount left dead by a killed daemon is cleared first, so that
+            // restarting the mount (by hand or by systemd) just works.
+            deploycache::fuse::prepare_mountpoint(mountpoint)?;
             if *adopt {
                 let s = open(&cli, true)?;
                 adopt_plain_cache(&s, mountpoint)?;

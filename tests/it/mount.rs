@@ -33,7 +33,8 @@ struct Mounted {
 
 impl Mounted {
     fn foreground(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
-        fs::create_dir_all(mp).unwrap();
+        // Fails on a dead mount, which `mount` itself clears.
+        let _ = fs::create_dir_all(mp);
         let child = dc(store)
             .arg("mount")
             .arg(mp)
@@ -58,7 +59,7 @@ impl Mounted {
     }
 
     fn daemon(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
-        fs::create_dir_all(mp).unwrap();
+        let _ = fs::create_dir_all(mp);
         ok(dc(store).arg("mount").arg("--daemon").arg(mp).args(extra));
         assert!(
             deploycache::fuse::is_mounted(mp),
@@ -600,14 +601,13 @@ fn kill_9_of_the_daemon_loses_only_the_file_being_written() {
         "writes to a dead daemon must fail"
     );
     drop(w);
-    sh(&format!(
-        "fusermount3 -u {} || fusermount3 -uz {}",
-        mp.display(),
-        mp.display()
-    ));
     m.child = None;
+    // The dead mount stays in place, failing every access...
+    let dead = fs::read_dir(&mp).map(|_| ()).unwrap_err();
+    assert_eq!(dead.raw_os_error(), Some(libc::ENOTCONN), "{dead}");
     verify_full(&store);
-    let m = Mounted::foreground(&store, &mp, &[]);
+    // ...until the next mount clears it: no fusermount3 -u by hand.
+    let m = Mounted::daemon(&store, &mp, &[]);
     let names: Vec<String> = fs::read_dir(m.path(SHA))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -874,6 +874,18 @@ fn daemon_mount_creates_a_missing_store() {
     fs::create_dir(m.path(SHA)).unwrap();
     fs::write(m.path(SHA).join("id_rsa.pub"), b"ssh-rsa AAAA test\n").unwrap();
     assert!(store.join("FORMAT").is_file() && store.join("mount.log").is_file());
+    // Mounting again over a live mount would stack a second view on it.
+    let o = fails(dc(&store).arg("mount").arg("--daemon").arg(&mp));
+    let e = stderr(&o);
+    assert!(
+        e.contains("already serving") && e.contains(&*mp.to_string_lossy()),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert_eq!(
+        fs::read(m.path(SHA).join("id_rsa.pub")).unwrap(),
+        b"ssh-rsa AAAA test\n"
+    );
     m.unmount();
     assert_eq!(
         ok(dc(&store).args(["cat", SHA, "id_rsa.pub"])),
