@@ -523,6 +523,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if *adopt {
                 let s = open(&cli, true)?;
                 adopt_plain_cache(&s, mountpoint)?;
+            } else if let Some(n) = hidden_entries(mountpoint) {
+                eprintln!(
+                    "deploycache: warning: {} is not empty: the mount will hide the {n} {} \
+                     in it; to serve a plain cache there, mount with --adopt",
+                    mountpoint.display(),
+                    if n == 1 { "entry" } else { "entries" }
+                );
             }
             let cfg = deploycache::fuse::MountConfig {
                 read_only: *read_only,
@@ -571,6 +578,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many entries a mount over `dir` would hide (None when none, or when
+/// `dir` cannot be read: mounting reports that).
+fn hidden_entries(dir: &std::path::Path) -> Option<usize> {
+    let n = std::fs::read_dir(dir).ok()?.count();
+    (n > 0).then_some(n)
 }
 
 /// `mount --adopt`: import the plain cache under the mountpoint, and keep

@@ -850,6 +850,24 @@ fn adopt_imports_the_plain_cache_then_serves_it() {
     fs::create_dir_all(mp.join(SHA2)).unwrap();
     let data = random_bytes(2 << 20, 51);
     write(&mp.join(SHA).join("id_rsa"), &data);
+    // Without --adopt the plain cache would only be hidden: a warning says so.
+    let out = dc(&store)
+        .arg("mount")
+        .arg("--daemon")
+        .arg(&mp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("hide the 2 entries") && warning.contains("--adopt"),
+        "{warning}"
+    );
+    assert!(
+        !mp.join(SHA).exists(),
+        "the mount shows the store, not the plain cache"
+    );
+    deploycache::fuse::unmount(&mp).unwrap();
     let m = Mounted::daemon(&store, &mp, &["--adopt"]);
     assert_eq!(fs::read(m.path(&format!("{SHA}/id_rsa"))).unwrap(), data);
     assert!(
