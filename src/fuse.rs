@@ -1432,9 +1432,19 @@ pub fn is_mounted(path: &Path) -> bool {
 /// (mounting again would stack a second view over it), and so is a dead FUSE
 /// mount of another program, which is left alone.
 pub fn prepare_mountpoint(mountpoint: &Path) -> Result<()> {
+    let refuse = |why: String| Err(Error::io(mountpoint, io::Error::other(why)));
     // Not stat: the kernel may still answer that from cached attributes.
     let dead = match std::fs::read_dir(mountpoint) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return refuse(format!(
+                "cannot mount: no such directory; create it first (mkdir -p {})",
+                mountpoint.display()
+            ))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return refuse("cannot mount: not a directory".into())
+        }
         _ if is_mounted(mountpoint) => false,
         _ => return Ok(()),
     };
@@ -1448,7 +1458,6 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<()> {
         .filter_map(MountEntry::parse)
         .find(|m| Some(&m.point) == at.as_ref())
         .is_some_and(|m| m.is_deploycache());
-    let refuse = |why: String| Err(Error::io(mountpoint, io::Error::other(why)));
     match (dead, ours) {
         (false, true) => refuse(format!(
             "cannot mount: a deploycache mount is already serving here; \

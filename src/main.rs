@@ -635,6 +635,7 @@ fn spawn_daemon(
         .append(true)
         .open(log)
         .with_context(|| format!("opening the log file {}", log.display()))?;
+    let log_start = out.metadata().map(|m| m.len()).unwrap_or(0);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--store")
         .arg(root)
@@ -665,8 +666,12 @@ fn spawn_daemon(
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
+            // The daemon's own last words (its error) say why; they went to the log.
+            let why = last_line_since(log, log_start)
+                .map(|l| format!(": {}", l.trim_start_matches("deploycache: ")))
+                .unwrap_or_default();
             anyhow::bail!(
-                "the mount daemon exited ({status}) before {} was mounted; see {}",
+                "the mount daemon exited ({status}) before {} was mounted{why} (log: {})",
                 mountpoint.display(),
                 log.display()
             );
@@ -681,6 +686,19 @@ fn spawn_daemon(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The last non-empty line written to `path` after its first `start` bytes.
+fn last_line_since(path: &std::path::Path, start: u64) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(std::io::SeekFrom::Start(start)).ok()?;
+    let mut tail = String::new();
+    f.take(64 * 1024).read_to_string(&mut tail).ok()?;
+    tail.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// A list as JSON (one object per item), or as a table with a header line.
@@ -793,5 +811,27 @@ fn cmd_fingerprint(
             1
         }
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_line_since_reads_only_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mount.log");
+        std::fs::write(&log, "old run: serving\n").unwrap();
+        let start = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(last_line_since(&log, start), None, "nothing new yet");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"deploycache: /m: cannot mount: boom\n\n")
+            .unwrap();
+        assert_eq!(
+            last_line_since(&log, start).as_deref(),
+            Some("deploycache: /m: cannot mount: boom")
+        );
+        assert_eq!(last_line_since(&dir.path().join("none"), 0), None);
     }
 }

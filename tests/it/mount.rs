@@ -882,6 +882,33 @@ fn adopt_imports_the_plain_cache_then_serves_it() {
     );
 }
 
+/// A mount point that is missing or not a directory gets one line saying
+/// what to do, in the foreground and with --daemon, and nothing is mounted.
+#[test]
+fn a_bad_mountpoint_gets_one_clear_line() {
+    let (t, store, _src, _mp) = fresh();
+    let missing = t.path().join("missing");
+    let file = t.path().join("file");
+    write(&file, b"x");
+    for (mp, want) in [(&missing, "mkdir -p"), (&file, "not a directory")] {
+        for daemon in [false, true] {
+            let mut cmd = dc(&store);
+            cmd.arg("mount");
+            if daemon {
+                cmd.arg("--daemon");
+            }
+            let e = stderr(&fails(cmd.arg(mp)));
+            assert!(
+                e.contains(want) && e.contains(&*mp.to_string_lossy()),
+                "{e}"
+            );
+            assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+            assert!(!deploycache::fuse::is_mounted(mp));
+        }
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
 /// Regression: `mount --daemon` on a store that did not exist yet failed to
 /// open its log file (inside the store directory) and never mounted.
 #[test]
