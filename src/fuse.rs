@@ -1563,6 +1563,32 @@ fn unmount_lazily(path: &Path) -> Result<()> {
     }
 }
 
+/// `deploycache umount`: unmount `path`, with errors that say what to do
+/// (nothing mounted there; busy, and how to find out by whom).
+pub fn umount(path: &Path, lazy: bool) -> Result<()> {
+    let refuse = |why: String| Err(Error::io(path, io::Error::other(why)));
+    let dead =
+        matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+    if !dead && !is_mounted(path) {
+        return refuse(if path.exists() {
+            "cannot unmount: nothing is mounted there".into()
+        } else {
+            "cannot unmount: no such directory".into()
+        });
+    }
+    if lazy {
+        return unmount_lazily(path);
+    }
+    match unmount(path) {
+        Err(e) if e.to_string().contains("busy") => refuse(format!(
+            "cannot unmount: busy: a process has a file open or its working directory \
+             there (`fuser -vm {0}` lists them); close them, or `deploycache umount --lazy {0}`",
+            path.display()
+        )),
+        res => res,
+    }
+}
+
 /// Unmount a deploycache mount (`fusermount3 -u`, or umount(8) as root).
 pub fn unmount(path: &Path) -> Result<()> {
     let out = std::process::Command::new("fusermount3")

@@ -157,6 +157,10 @@ enum Command {
     Umount {
         /// The mounted directory.
         mountpoint: PathBuf,
+        /// Detach it now even while files are open there; it goes away once
+        /// the last one is closed
+        #[arg(long)]
+        lazy: bool,
     },
     /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
     Fingerprint {
@@ -561,8 +565,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 deploycache::fuse::mount(s, mountpoint, &cfg)?;
             }
         }
-        Command::Umount { mountpoint } => {
-            deploycache::fuse::unmount(mountpoint)?;
+        Command::Umount { mountpoint, lazy } => {
+            deploycache::fuse::umount(mountpoint, *lazy)?;
         }
         Command::Fingerprint {
             iso_root,

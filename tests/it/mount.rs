@@ -882,6 +882,41 @@ fn adopt_imports_the_plain_cache_then_serves_it() {
     );
 }
 
+/// `umount` of a busy mount says why and what to do, and leaves it serving;
+/// `--lazy` detaches it at once while an open file still reads to its end;
+/// `umount` where nothing is mounted says so.
+#[test]
+fn umount_says_what_to_do_when_busy_and_lazy_detaches() {
+    let (_t, store, _src, mp) = fresh();
+    let m = Mounted::daemon(&store, &mp, &[]);
+    fs::create_dir(m.path(SHA)).unwrap();
+    let data = random_bytes(3 << 20, 71);
+    fs::write(m.path(SHA).join("image.bin"), &data).unwrap();
+    let mut open = fs::File::open(m.path(SHA).join("image.bin")).unwrap();
+    let e = stderr(&fails(dc(&store).arg("umount").arg(&mp)));
+    assert!(e.contains("busy") && e.contains("umount --lazy"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        deploycache::fuse::is_mounted(&mp),
+        "a refused umount leaves the mount"
+    );
+    ok(dc(&store).arg("umount").arg("--lazy").arg(&mp));
+    assert!(
+        !deploycache::fuse::is_mounted(&mp),
+        "--lazy detaches at once"
+    );
+    let mut got = Vec::new();
+    open.read_to_end(&mut got).unwrap();
+    assert!(
+        got == data,
+        "the open file reads to its end after the detach"
+    );
+    drop(open);
+    let e = stderr(&fails(dc(&store).arg("umount").arg(&mp)));
+    assert!(e.contains("nothing is mounted there"), "{e}");
+    drop(m);
+}
+
 /// A mount point that is missing or not a directory gets one line saying
 /// what to do, in the foreground and with --daemon, and nothing is mounted.
 #[test]
