@@ -1341,9 +1341,17 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     };
     config.n_threads = Some(cfg.threads.max(1));
     let mut session = fuser::Session::new(view, mountpoint, &config).map_err(|e| {
+        // A bare ENOENT from here means FUSE itself is missing, not the path.
+        let hint = if !Path::new("/dev/fuse").exists() {
+            "; /dev/fuse is missing: install fuse3 (apt-get install fuse3) or load the module (modprobe fuse)"
+        } else if e.kind() == io::ErrorKind::NotFound {
+            "; is fusermount3 installed (apt-get install fuse3)?"
+        } else {
+            ""
+        };
         Error::io(
             mountpoint,
-            io::Error::new(e.kind(), format!("cannot mount: {e}")),
+            io::Error::new(e.kind(), format!("cannot mount: {e}{hint}")),
         )
     })?;
     let mut unmounter = session.unmount_callable();
