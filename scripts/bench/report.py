@@ -370,45 +370,53 @@ def limits_section(r):
         return ""
     return """## What limits the remaining misses
 
-Measured with `perf` and side-by-side runs on the machine above (2 cores), at git b7dbf09.
+Measured with `perf` and side-by-side runs on the machine above (2 cores); each item names
+the commit it was measured at.
 
 - **`cat` warm.** Every chunk is BLAKE3-checked before a byte of it is served (issue 2: never
-  wrong bytes). For the 557 MB of v2, `deploycache cat` spends about 0.10 CPU seconds hashing
-  and 0.08 copying pack bytes out of the page cache with `pread`; plain `cat` spends 0.08 on
-  its one copy. Split perfectly over both cores, hash plus copy (0.23 CPU seconds with the
-  kernel's page-cache bookkeeping) cannot beat about 0.115 s, 0.7× plain `cat`; the two
-  reader threads reach 1.7 of the 2 cores. The `b3sum` row hashes the same bytes with no
-  copy because it memory-maps the files. deploycache does not: the crate forbids `unsafe`,
-  and a mapped pack turns a disk error or a truncated pack into SIGBUS, a crash, where
-  `pread` gives an error that names the pack. Reads of 256 KiB runs that stay in the core's
-  L2 cache between the copy and the hash took warm `cat` from 0.158 to 0.134 s this round
-  (`hyperfine`, 15 runs each, side by side).
+  wrong bytes). For the 557 MB of v2 (git 0b35fce), `deploycache cat` spends 0.25 CPU seconds:
+  39% hashing, 34% copying pack bytes out of the page cache with `pread`, 8% in the page-cache
+  lookups; plain `cat` spends 0.08 on its one copy. Split perfectly over both cores, the whole
+  0.25 CPU seconds cannot take less than 0.125 s, 0.66× plain `cat`; the reader threads reach
+  1.6 of the 2 cores, hence 0.13 s. The `b3sum` row hashes the same bytes with no copy because it memory-maps the
+  files. deploycache does not: a mapped pack turns a disk error into SIGBUS, a crash, where
+  `pread` gives an error that names the pack, and the bytes served would no longer be the
+  bytes hashed if the page changed in between. Reads of 256 KiB runs that stay in the core's
+  L2 cache between the copy and the hash took warm `cat` from 0.158 to 0.134 s (git 8b6455b).
 - **`scp` into the mount.** Every gzip or tar stream written through the mount is checked as
-  it streams in (issue 3: a cut-short transfer must never look cached): a `.gz` is inflated to
-  check its CRC32 and length. ssh, sshd and scp keep the 2 cores about 80% busy on their own
-  (about 2.8 CPU seconds for the v2 artifact into a plain directory). The mount adds the
-  inflate, 1.2 CPU seconds for the 587 MB inside the two images (zlib-rs; 1.5 s before this
-  round), and about 1 CPU second of chunking, hashing and FUSE traffic. Measured at git 35054b4,
-  the same bytes under names the check ignored went in at 2.27 s against 2.07 s into a plain
-  directory (0.91×): that is the ceiling without the check. The fastest inflater on Debian,
-  ISA-L's `igzip`, reads and inflates the 537 MB image in 0.87 s where this check takes
-  1.11 s; even that would leave scp in near 0.75×. With more cores the check runs beside ssh instead of taking its CPU. The bench
-  writes bytes the store already holds; a miss that brings new bytes (v2 into a store holding
-  only v1) measured the same in one repetition, 2.98 s against 2.03 s.
+  it streams in (issue 3: a cut-short transfer must never look cached, and the check is not a
+  second pass): a `.gz` is inflated to check its CRC32 and length. A `perf` timeline of one
+  scp in of v2 (git 0b35fce) shows where the time goes. While the 248 MB image streams in, the
+  thread inflating it is the slowest stage: it holds about 85% of one core and ssh waits on
+  it. The tar that follows goes in at the plain directory's pace. Over the whole copy, ssh,
+  sshd and scp take 2.55 CPU seconds, the inflate 1.18, and the daemon's chunking, hashing
+  and FUSE traffic 0.84: 4.6 of the 5.0 CPU seconds that 0.8× of the plain directory's
+  2.0 s allows on 2 cores, while the ssh pipeline leaves cores idle even into a plain
+  directory. The inflate is zlib-rs's AVX2 code, unused until git 50b039e because flate2
+  builds zlib-rs without its run-time CPU detection: enabling it took the check of the image
+  from 1.15 to 1.04 s, and scp in from 3.11 to 2.97 s (plain 2.10 s) in a 6-repetition A/B.
+  ISA-L's `igzip`, the fastest inflater on Debian, takes 0.88 s on the image; that would leave
+  scp in near 0.75×. A higher priority for the check thread (nice −10) changed nothing
+  (3.07 s against 3.06 s). Measured at git 35054b4, the same bytes under names the check
+  ignores went in at 0.91× a plain directory: the ceiling without the check. The bench writes
+  bytes the store already holds; a miss that brings new bytes (v2 into a store holding only
+  v1) measured the same.
 - **`scp` out of the mount.** Warm (page cache), both take 1.6 s. Cold, deploycache's time
-  stays within 1.9–2.2 s, while the plain directory's swings between 1.5 and 2.4 s from one
-  repetition to the next, so the ratio lands anywhere from 0.77× to 1.03× (side-by-side runs
-  of 6 to 8 repetitions measured 1.00× and 1.03×; this round's two full reports, 0.77× and 0.81×). The mount's
-  extra work is a BLAKE3 check and one more copy of every byte, about 0.2 CPU seconds for the
-  v2 artifact, on cores that ssh keeps busy. A larger kernel read-ahead (16 MiB) and FUSE's
-  writeback cache were tried and changed nothing.
+  stays within 1.8–2.2 s, while the plain directory's swings between 1.45 and 2.45 s from one
+  repetition to the next, so the ratio lands anywhere from 0.77× to 1.07× (side-by-side runs
+  of 4 to 8 repetitions measured 1.00×, 1.03× and 1.07×; the full reports, 0.77× to 0.82×).
+  In a `perf` timeline (git 0b35fce) the cores are saturated: ssh, sshd and scp use 1.5 of
+  them and the daemon 0.3 (0.45 CPU seconds for v2: BLAKE3 0.12, the copies in and out of it,
+  FUSE's request queue). A larger kernel read-ahead (16 MiB) and FUSE's writeback cache were
+  tried and changed nothing.
 - **Raw ext4 ingest.** zstd level 1 on compressible data is the largest CPU cost of `put`,
-  and `cp`+`sync` is bound by the disk: from run to run it took 0.6 to 1.0 s for the 537 MB
-  image while `put` took 1.03–1.15 s (it writes half the bytes: 257 MB after zstd), so this
-  ratio moves with the disk, between 0.75× and 0.99× in the runs of this round and the last.
-  On a slower disk, such as the NFS that `/iso_mount` usually is, writing half the bytes wins.
-  `--compression fast` trades about 40% more stored bytes on such images for speed (its row
-  above).
+  and `cp`+`sync` is bound by the disk, so this ratio moves with the disk: between 0.75× and
+  1.06× over the last three rounds. Since git 3c9082c, `put` has the kernel start writing each
+  8 MiB of pack as it is appended (`sync_file_range`) instead of leaving it all to the fsync
+  before the commit: 1.05 s to 0.97 s for the 537 MB image, final sync included (4 alternating
+  runs). On a slower disk, such as the NFS that `/iso_mount` usually is, writing half the bytes
+  (257 MB after zstd) wins. `--compression fast` trades about 40% more stored bytes on such
+  images for speed (its row above).
 
 """
 
