@@ -15,6 +15,10 @@
 //!   (commit on flush, so `close()` reports errors such as ENOSPC); a file
 //!   whose content is incomplete for its type is quarantined instead
 //!   (`check`). Nothing half-written is ever committed.
+//! - An artifact with a cut-short (quarantined) file that has not been
+//!   written whole since lists as empty, so the deploy scripts' hit test
+//!   (`isdir and listdir`) misses and the next run fills it again; its other
+//!   files still open by name.
 //! - While a created file is being written, `ls`/`stat` show it with its
 //!   current size, but opening it for reading fails with ENOENT until it is
 //!   committed. While committed content is being overwritten, the name keeps
@@ -40,6 +44,7 @@ use fuser::{
 };
 
 use crate::error::{Error, Result};
+use crate::index::FileRow;
 use crate::name;
 use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
@@ -412,7 +417,13 @@ impl View {
                 .collect());
         }
         let artifact = self.artifact(ino)?;
-        let rows = self.store.list_files(&artifact)?;
+        let mut rows = self.store.list_files(&artifact)?;
+        if self.incomplete(&artifact, &rows)? {
+            // A cut-short file makes its artifact list as empty, so the
+            // deploy scripts' hit test (listdir non-empty) misses and the
+            // next run fills it again. Lookups by name still work.
+            rows.clear();
+        }
         let mut out: Vec<(u64, FileType, String)> = {
             let mut inodes = lock(&self.inodes);
             rows.into_iter()
@@ -439,6 +450,17 @@ impl View {
         }
         out.sort_by(|a, b| a.2.cmp(&b.2));
         Ok(out)
+    }
+
+    /// Whether `artifact` has a cut-short (quarantined) file that has not
+    /// been written whole since.
+    fn incomplete(&self, artifact: &str, visible: &[FileRow]) -> Result<bool> {
+        let quarantined = self
+            .store
+            .index()
+            .quarantined_names(self.store.namespace(), artifact)?;
+        let visible: Vec<&str> = visible.iter().map(|r| r.meta.name.as_str()).collect();
+        Ok(!name::missing(&quarantined, &visible).is_empty())
     }
 
     pub fn statfs(&self) -> Result<FsStats> {
@@ -806,8 +828,10 @@ impl View {
             }
             Err(reason) => {
                 log_line(&format!(
-                    "{artifact}/{}: incomplete, kept aside in quarantine (see `deploycache ls --quarantine`): {reason}",
-                    s.name
+                    "{artifact}/{}: incomplete, kept aside in quarantine (see `deploycache ls --quarantine`): {reason}; \
+                     {artifact} lists no files until {} is written whole",
+                    s.name,
+                    name::intended(&s.name)
                 ));
                 self.store.quarantine_file(&artifact, staged, &reason)?;
                 Ok(())

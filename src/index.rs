@@ -141,6 +141,16 @@ pub struct Totals {
     pub quarantined_bytes: u64,
 }
 
+/// What `remove_quarantined` dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// Quarantined files dropped, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// Artifacts dropped whole, being incomplete without those files.
+    pub incomplete: Vec<String>,
+}
+
 /// A file kept aside because its content was incomplete for its type.
 #[derive(Clone, Debug)]
 pub struct QuarantineEntry {
@@ -458,29 +468,64 @@ impl Index {
     }
 
     /// Drop the quarantined files of `artifact`, or of every artifact of
-    /// `ns` when `None`; returns how many files and bytes were dropped.
-    /// Their chunks lose those references (space returns at gc).
-    pub fn remove_quarantined(&mut self, ns: &str, artifact: Option<&str>) -> Result<(u64, u64)> {
+    /// `ns` when `None`. An artifact that is incomplete without them (a file
+    /// was cut short and never written whole since) is dropped whole:
+    /// listing its other files would make it look cached. Chunks lose those
+    /// references (space returns at gc).
+    pub fn remove_quarantined(&mut self, ns: &str, artifact: Option<&str>) -> Result<Dropped> {
         self.write(|tx, path| {
             if let Some(name) = artifact {
                 need_artifact(tx, path, ns, name)?;
             }
-            let rows: Vec<(i64, u64)> = tx
+            let rows: Vec<(i64, u64, i64, String, String)> = tx
                 .prepare_cached(
-                    "SELECT f.id, f.size FROM files f JOIN artifacts a ON a.id = f.artifact
+                    "SELECT f.id, f.size, a.id, a.name, f.name FROM files f JOIN artifacts a ON a.id = f.artifact
                      WHERE a.namespace = ?1 AND (?2 IS NULL OR a.name = ?2)
-                       AND f.quarantine IS NOT NULL",
+                       AND f.quarantine IS NOT NULL ORDER BY a.name",
                 )
                 .sql(path)?
-                .query_map(params![ns, artifact], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map(params![ns, artifact], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .sql(path)?
                 .collect::<rusqlite::Result<_>>()
                 .sql(path)?;
-            for (fid, _) in &rows {
-                delete_file(tx, *fid).sql(path)?;
+            let mut dropped = Dropped {
+                files: rows.len() as u64,
+                bytes: rows.iter().map(|r| r.1).sum(),
+                incomplete: Vec::new(),
+            };
+            for (aid, group) in rows.chunk_by(|a, b| a.2 == b.2).map(|g| (g[0].2, g)) {
+                let visible: Vec<String> = tx
+                    .prepare_cached("SELECT name FROM files WHERE artifact = ?1 AND quarantine IS NULL")
+                    .sql(path)?
+                    .query_map([aid], |r| r.get(0))
+                    .sql(path)?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql(path)?;
+                let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
+                let quarantined: Vec<String> = group.iter().map(|r| r.4.clone()).collect();
+                if crate::name::missing(&quarantined, &visible).is_empty() {
+                    for r in group {
+                        delete_file(tx, r.0).sql(path)?;
+                    }
+                } else {
+                    delete_artifact(tx, aid).sql(path)?;
+                    dropped.incomplete.push(group[0].3.clone());
+                }
             }
-            Ok((rows.len() as u64, rows.iter().map(|r| r.1).sum()))
+            Ok(dropped)
         })
+    }
+
+    /// Names of the quarantined files of one artifact.
+    pub fn quarantined_names(&self, ns: &str, artifact: &str) -> Result<Vec<String>> {
+        let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
+        self.rows(
+            "SELECT name FROM files WHERE artifact = ?1 AND quarantine IS NOT NULL",
+            [aid],
+            |r| r.get(0),
+        )
     }
 
     /// Quarantined files of a namespace, newest first.

@@ -104,7 +104,8 @@ enum Command {
         #[arg(required_unless_present = "quarantine")]
         name: Option<String>,
         /// Drop quarantined files (cut-short transfers, see `ls --quarantine`)
-        /// instead of an artifact: those of NAME, or all of the namespace's.
+        /// instead of an artifact: those of NAME, or all of the namespace's;
+        /// an artifact still incomplete without them goes too.
         #[arg(long)]
         quarantine: bool,
     },
@@ -400,11 +401,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm { name, quarantine } => {
             let s = open(&cli, false)?;
             if *quarantine {
-                let (files, bytes) = s.remove_quarantined(name.as_deref())?;
+                let d = s.remove_quarantined(name.as_deref())?;
                 println!(
-                    "dropped {files} quarantined files ({}); their unshared chunks are now reclaimable (see `deploycache stats`)",
-                    human(bytes)
+                    "dropped {} quarantined files ({}); their unshared chunks are now reclaimable (see `deploycache stats`)",
+                    d.files,
+                    human(d.bytes)
                 );
+                for a in &d.incomplete {
+                    println!(
+                        "removed {a}: a file of it was cut short and never written whole, so its next run fills it again"
+                    );
+                }
             } else {
                 let name = name
                     .as_deref()

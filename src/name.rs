@@ -62,6 +62,37 @@ pub fn from_os(kind: &'static str, name: &std::ffi::OsStr) -> Result<String> {
     }
 }
 
+/// The name a file was meant to end up with: rsync writes `NAME` as
+/// `.NAME.XXXXXX` (mkstemp's six characters) and renames it once complete,
+/// so a cut-short `.NAME.XXXXXX` stands for a missing `NAME`.
+pub fn intended(name: &str) -> &str {
+    let b = name.as_bytes();
+    let n = b.len();
+    let rsync_temp = n > 8
+        && b[0] == b'.'
+        && b[n - 7] == b'.'
+        && b[n - 6..].iter().all(u8::is_ascii_alphanumeric);
+    if rsync_temp {
+        &name[1..n - 7]
+    } else {
+        name
+    }
+}
+
+/// Names a cut-short (quarantined) file was meant to have and that no
+/// visible file of the artifact has: while there is one, the artifact is
+/// incomplete.
+pub fn missing<'a>(quarantined: &'a [String], visible: &[&str]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = quarantined
+        .iter()
+        .map(|q| intended(q))
+        .filter(|n| !visible.contains(n))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +111,27 @@ mod tests {
         ] {
             assert!(check_artifact(good).is_ok(), "{good:?} rejected");
         }
+    }
+
+    #[test]
+    fn rsync_temp_names_stand_for_their_target() {
+        assert_eq!(intended(".env_1.img.gz.Ab3xZ9"), "env_1.img.gz");
+        assert_eq!(intended("env_1.img.gz"), "env_1.img.gz");
+        // Not mkstemp's pattern: kept as is.
+        assert_eq!(intended(".hidden"), ".hidden");
+        assert_eq!(intended(".a.b_c-d9"), ".a.b_c-d9");
+        assert_eq!(intended("x.Ab3xZ9"), "x.Ab3xZ9");
+    }
+
+    #[test]
+    fn an_artifact_misses_what_was_cut_short_and_not_written_since() {
+        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let quarantined = q(&["c.tar", ".e.img.gz.Ab12Cd", "c.tar", "d.img.gz"]);
+        assert_eq!(
+            missing(&quarantined, &["id_rsa", "d.img.gz"]),
+            ["c.tar", "e.img.gz"]
+        );
+        assert!(missing(&quarantined, &["c.tar", "e.img.gz", "d.img.gz"]).is_empty());
+        assert!(missing(&[], &["id_rsa"]).is_empty());
     }
 }

@@ -811,8 +811,9 @@ impl Store {
     }
 
     /// Drop the quarantined files of `artifact` (of every artifact of the
-    /// namespace when `None`); returns how many files and bytes.
-    pub fn remove_quarantined(&self, artifact: Option<&str>) -> Result<(u64, u64)> {
+    /// namespace when `None`), and whole the artifacts incomplete without
+    /// them; see [`index::Index::remove_quarantined`].
+    pub fn remove_quarantined(&self, artifact: Option<&str>) -> Result<index::Dropped> {
         self.index().remove_quarantined(&self.ns, artifact)
     }
 
