@@ -44,7 +44,6 @@ use fuser::{
 };
 
 use crate::error::{Error, Result};
-use crate::index::FileRow;
 use crate::name;
 use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
@@ -418,7 +417,8 @@ impl View {
         }
         let artifact = self.artifact(ino)?;
         let mut rows = self.store.list_files(&artifact)?;
-        if self.incomplete(&artifact, &rows)? {
+        let ns = self.store.namespace();
+        if !self.store.index().missing_files(ns, &artifact)?.is_empty() {
             // A cut-short file makes its artifact list as empty, so the
             // deploy scripts' hit test (listdir non-empty) misses and the
             // next run fills it again. Lookups by name still work.
@@ -450,17 +450,6 @@ impl View {
         }
         out.sort_by(|a, b| a.2.cmp(&b.2));
         Ok(out)
-    }
-
-    /// Whether `artifact` has a cut-short (quarantined) file that has not
-    /// been written whole since.
-    fn incomplete(&self, artifact: &str, visible: &[FileRow]) -> Result<bool> {
-        let quarantined = self
-            .store
-            .index()
-            .quarantined_names(self.store.namespace(), artifact)?;
-        let visible: Vec<&str> = visible.iter().map(|r| r.meta.name.as_str()).collect();
-        Ok(!name::missing(&quarantined, &visible).is_empty())
     }
 
     pub fn statfs(&self) -> Result<FsStats> {

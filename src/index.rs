@@ -92,6 +92,9 @@ pub struct ArtifactSummary {
     pub unique_bytes: u64,
     pub created: i64,
     pub last_access: i64,
+    /// Names of files that were cut short and not written whole since
+    /// (see [`Index::missing_files`]): non-empty means the artifact is incomplete.
+    pub missing: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -477,15 +480,15 @@ impl Index {
             if let Some(name) = artifact {
                 need_artifact(tx, path, ns, name)?;
             }
-            let rows: Vec<(i64, u64, i64, String, String)> = tx
+            let rows: Vec<(i64, u64, i64, String)> = tx
                 .prepare_cached(
-                    "SELECT f.id, f.size, a.id, a.name, f.name FROM files f JOIN artifacts a ON a.id = f.artifact
+                    "SELECT f.id, f.size, a.id, a.name FROM files f JOIN artifacts a ON a.id = f.artifact
                      WHERE a.namespace = ?1 AND (?2 IS NULL OR a.name = ?2)
                        AND f.quarantine IS NOT NULL ORDER BY a.name",
                 )
                 .sql(path)?
                 .query_map(params![ns, artifact], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .sql(path)?
                 .collect::<rusqlite::Result<_>>()
@@ -495,17 +498,9 @@ impl Index {
                 bytes: rows.iter().map(|r| r.1).sum(),
                 incomplete: Vec::new(),
             };
-            for (aid, group) in rows.chunk_by(|a, b| a.2 == b.2).map(|g| (g[0].2, g)) {
-                let visible: Vec<String> = tx
-                    .prepare_cached("SELECT name FROM files WHERE artifact = ?1 AND quarantine IS NULL")
-                    .sql(path)?
-                    .query_map([aid], |r| r.get(0))
-                    .sql(path)?
-                    .collect::<rusqlite::Result<_>>()
-                    .sql(path)?;
-                let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
-                let quarantined: Vec<String> = group.iter().map(|r| r.4.clone()).collect();
-                if crate::name::missing(&quarantined, &visible).is_empty() {
+            for group in rows.chunk_by(|a, b| a.2 == b.2) {
+                let aid = group[0].2;
+                if missing_files(tx, aid).sql(path)?.is_empty() {
                     for r in group {
                         delete_file(tx, r.0).sql(path)?;
                     }
@@ -518,14 +513,14 @@ impl Index {
         })
     }
 
-    /// Names of the quarantined files of one artifact.
-    pub fn quarantined_names(&self, ns: &str, artifact: &str) -> Result<Vec<String>> {
+    /// Files of an artifact that were cut short and not written whole
+    /// since: the names its quarantined files were meant to have
+    /// ([`name::intended`](crate::name::intended)) that no visible file of it
+    /// has. Non-empty means the artifact is incomplete: the mount lists it
+    /// as empty, and `rm --quarantine` drops it whole.
+    pub fn missing_files(&self, ns: &str, artifact: &str) -> Result<Vec<String>> {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
-        self.rows(
-            "SELECT name FROM files WHERE artifact = ?1 AND quarantine IS NOT NULL",
-            [aid],
-            |r| r.get(0),
-        )
+        missing_files(&self.conn, aid).sql(&self.path)
     }
 
     /// Quarantined files of a namespace, newest first.
@@ -640,10 +635,12 @@ impl Index {
     pub fn list_artifacts(&self, ns: &str) -> Result<Vec<ArtifactSummary>> {
         let rows = self.rows("SELECT a.id, a.name, a.created, a.last_access,
                         (SELECT count(*) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
-                        (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL)
+                        (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
+                        EXISTS (SELECT 1 FROM files f WHERE f.artifact = a.id AND f.quarantine IS NOT NULL)
                  FROM artifacts a WHERE a.namespace = ?1 ORDER BY a.name", [ns], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
+                    r.get::<_, bool>(6)?,
                     ArtifactSummary {
                         name: r.get(1)?,
                         created: r.get(2)?,
@@ -651,6 +648,7 @@ impl Index {
                         files: r.get::<_, i64>(4)? as u64,
                         logical_bytes: r.get::<_, i64>(5)? as u64,
                         unique_bytes: 0,
+                        missing: Vec::new(),
                     },
                 ))
             })?;
@@ -666,10 +664,13 @@ impl Index {
             )
             .sql(&self.path)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (aid, mut s) in rows {
+        for (aid, quarantined, mut s) in rows {
             s.unique_bytes = unique
                 .query_row([aid], |r| r.get::<_, i64>(0))
                 .sql(&self.path)? as u64;
+            if quarantined {
+                s.missing = missing_files(&self.conn, aid).sql(&self.path)?;
+            }
             out.push(s);
         }
         Ok(out)
@@ -1024,6 +1025,27 @@ fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM file_chunks WHERE file = ?1", [fid])?;
     tx.execute("DELETE FROM files WHERE id = ?1", [fid])?;
     Ok(())
+}
+
+/// [`Index::missing_files`] by artifact id, inside any transaction.
+pub(crate) fn missing_files(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<String>> {
+    let names = |quarantined: bool| -> rusqlite::Result<Vec<String>> {
+        conn.prepare_cached(
+            "SELECT name FROM files WHERE artifact = ?1 AND (quarantine IS NOT NULL) = ?2",
+        )?
+        .query_map(params![aid, quarantined], |r| r.get(0))?
+        .collect()
+    };
+    let quarantined = names(true)?;
+    if quarantined.is_empty() {
+        return Ok(Vec::new());
+    }
+    let visible = names(false)?;
+    let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
+    Ok(crate::name::missing(&quarantined, &visible)
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
 }
 
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {

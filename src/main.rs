@@ -351,7 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     serde_json::json!({
                         "name": a.name, "files": a.files, "logical_bytes": a.logical_bytes,
                         "unique_bytes": a.unique_bytes, "created": rfc3339(a.created),
-                        "last_access": rfc3339(a.last_access),
+                        "last_access": rfc3339(a.last_access), "missing": a.missing,
                     })
                 },
                 format!(
@@ -359,14 +359,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "NAME", "FILES", "SIZE", "UNIQUE"
                 ),
                 |a| {
-                    format!(
+                    let mut row = format!(
                         "{:<42} {:>5} {:>11} {:>11}  {}",
                         a.name,
                         a.files,
                         human(a.logical_bytes),
                         human(a.unique_bytes),
                         rfc3339(a.last_access)
-                    )
+                    );
+                    if !a.missing.is_empty() {
+                        row += &format!("  incomplete: {} cut short", a.missing.join(", "));
+                    }
+                    row
                 },
             )?;
         }

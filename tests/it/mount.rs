@@ -491,6 +491,13 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     assert!(q
         .iter()
         .all(|e| e["artifact"] == SHA && !e["reason"].as_str().unwrap().is_empty()));
+    // `ls` names what the artifact misses (rsync's temp name as its target).
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    assert_eq!(
+        ls[0]["missing"],
+        serde_json::json!(["c-noend.tar", "c.tar", "d.img.gz", "e.img.gz"]),
+        "{ls}"
+    );
     let held: u64 = q.iter().map(|e| e["size"].as_u64().unwrap()).sum();
     let s = json(&ok(dc(&store).args(["stats", "--json"])));
     assert_eq!(
@@ -854,6 +861,14 @@ fn deploy_flow_over_scp_through_sshd() {
     names.sort();
     assert_eq!(names, ["huge.img.gz", "id_rsa.pub"]);
     same_bytes(&master.join("huge.img.gz"), &c3.join("huge.img.gz"));
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    let a = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == sha3)
+        .unwrap();
+    assert_eq!(a["missing"], serde_json::json!([]), "{a}");
     // Complete again, it keeps its files when the quarantine is dropped.
     let out = String::from_utf8(ok(dc(&store).args(["rm", "--quarantine", sha3]))).unwrap();
     assert!(

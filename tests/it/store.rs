@@ -219,6 +219,11 @@ fn stats_and_ls_json_carry_the_documented_keys() {
             assert!(a.get(k).is_some(), "ls --json lacks {k}: {a}");
         }
         assert_eq!(a["logical_bytes"], 2 << 20);
+        assert_eq!(
+            a["missing"],
+            serde_json::json!([]),
+            "put artifacts are whole: {a}"
+        );
         // Both share every chunk: nothing is unique to either.
         assert_eq!(a["unique_bytes"], 0);
         let ts = a["last_access"].as_str().unwrap();
