@@ -18,7 +18,7 @@
 //! - An artifact with a cut-short (quarantined) file that has not been
 //!   written whole since lists as empty, so the deploy scripts' hit test
 //!   (`isdir and listdir`) misses and the next run fills it again; its other
-//!   files still open by name.
+//!   files still open by name, and rmdir removes it whole.
 //! - While a created file is being written, `ls`/`stat` show it with its
 //!   current size, but opening it for reading fails with ENOENT until it is
 //!   committed. While committed content is being overwritten, the name keeps
@@ -486,7 +486,15 @@ impl View {
             let s = lock(s);
             s.dir == dir && !s.unlinked
         });
-        if !files.is_empty() || writing {
+        // An incomplete artifact lists as empty, so it removes as empty:
+        // whole, with the files it hides (`rm -rf` of it must work).
+        let incomplete = !files.is_empty()
+            && !self
+                .store
+                .index()
+                .missing_files(self.store.namespace(), &name)?
+                .is_empty();
+        if (!files.is_empty() && !incomplete) || writing {
             return Err(errno_err(libc::ENOTEMPTY, name));
         }
         self.store.remove(&name)?;

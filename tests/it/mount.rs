@@ -536,6 +536,50 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     verify_full(&store);
 }
 
+/// An artifact with a cut-short file lists as empty, so `rm -rf` of it
+/// (which sees it empty) removes it whole, hidden files and all.
+#[test]
+fn rm_rf_removes_an_incomplete_artifact_whole() {
+    let (t, store, src, mp) = fresh();
+    let m = Mounted::foreground(&store, &mp, &[]);
+    let dir = m.path(SHA);
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("id_rsa.pub"), b"ssh-rsa AAAA test\n").unwrap();
+    make_tar(t.path(), &src.join("b.tar"), 2, 81);
+    let half = fs::metadata(src.join("b.tar")).unwrap().len() / 2;
+    sh(&format!(
+        "head -c {half} {}/b.tar > {}/b.tar",
+        src.display(),
+        dir.display()
+    ));
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    // A whole artifact beside it is not touched, and is not empty to rmdir.
+    let other = m.path(SHA2);
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("id_rsa.pub"), b"ssh-rsa BBBB other\n").unwrap();
+    let e = fs::remove_dir(&other).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY), "{e}");
+    sh(&format!("rm -rf {}", dir.display()));
+    wait_until(10, "the removed artifact to leave the view", || {
+        !dir.exists()
+    });
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [SHA2]);
+    assert!(quarantine(&store).is_empty());
+    assert_eq!(
+        fs::read(other.join("id_rsa.pub")).unwrap(),
+        b"ssh-rsa BBBB other\n"
+    );
+    m.unmount();
+    verify_full(&store);
+}
+
 #[test]
 fn concurrent_readers_and_a_reader_kept_open_across_an_overwrite() {
     let t = TempDir::new().unwrap();
