@@ -24,7 +24,6 @@
 //!   committed. While committed content is being overwritten, the name keeps
 //!   showing (and serving) the committed content until the writer closes.
 
-mod check;
 mod inodes;
 mod write;
 
@@ -49,7 +48,7 @@ use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
 use write::Session;
 
-pub use check::Check;
+pub use crate::check::Check;
 
 /// How long the kernel may cache attributes and directory entries. File
 /// entries are not cached: a name must resolve to its newest content.

@@ -1,7 +1,11 @@
 //! `import`: adopt a plain cache directory. Each `DIR/<name>/` holding
 //! regular files becomes artifact `<name>`. Idempotent and resumable: each
 //! artifact commits on its own, and an artifact already stored with the
-//! same file names, sizes and mtimes is skipped.
+//! same file names, sizes and mtimes is skipped. Each file gets the
+//! completeness check of the mount (`check`) as it is read: one cut short
+//! (the legacy cache's own failure: a killed `scp` leaves a truncated file
+//! that the next run takes for a hit) is kept aside, leaving its artifact
+//! incomplete, so the next run fills it again.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +23,10 @@ pub struct ImportReport {
     /// (entry, why) for entries that are not artifacts: empty directories,
     /// plain files at the top level, names that cannot be artifact names.
     pub skipped: Vec<(String, String)>,
+    /// (artifact, file, why) for files found cut short (a truncated `.gz`
+    /// or `.tar`, as a killed `scp` leaves): kept aside (quarantined), which
+    /// leaves their artifact incomplete, so it does not look cached.
+    pub cut_short: Vec<(String, String, String)>,
     pub logical_bytes: u64,
 }
 
@@ -85,15 +93,26 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
-fn already_stored(store: &Store, c: &Candidate) -> Result<bool> {
+/// Whether artifact `c` is stored with the same files (names, sizes,
+/// mtimes), counting those kept aside as cut short.
+fn already_stored(
+    store: &Store,
+    c: &Candidate,
+    kept: &[crate::index::QuarantineEntry],
+) -> Result<bool> {
     let stored = match store.list_files(&c.name) {
         Ok(f) => f,
         Err(crate::Error::NoArtifact(_)) => return Ok(false),
         Err(e) => return Err(e),
     };
+    let kept = kept
+        .iter()
+        .filter(|q| q.artifact == c.name)
+        .map(|q| &q.file);
     let mut have: Vec<(String, u64, i64)> = stored
-        .into_iter()
-        .map(|f| (f.meta.name, f.meta.size, f.meta.mtime_ns))
+        .iter()
+        .chain(kept)
+        .map(|f| (f.meta.name.clone(), f.meta.size, f.meta.mtime_ns))
         .collect();
     have.sort();
     Ok(have == c.files)
@@ -102,8 +121,9 @@ fn already_stored(store: &Store, c: &Candidate) -> Result<bool> {
 pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportReport> {
     let mut report = ImportReport::default();
     let mut todo = Vec::new();
+    let kept = store.list_quarantine()?;
     for c in scan(dir, &mut report)? {
-        if already_stored(store, &c)? {
+        if already_stored(store, &c, &kept)? {
             report.already_present.push(c.name);
         } else {
             todo.push(c);
@@ -116,13 +136,23 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
         Progress::hidden()
     };
     for c in todo {
-        let mut staged = Vec::new();
+        let (mut whole, mut cut) = (Vec::new(), Vec::new());
         for (fname, _, _) in &c.files {
             progress.set_message(format!("{}/{fname}", c.name));
-            staged.push(store.stage_path(&c.dir.join(fname), fname.clone(), &progress, true)?);
+            let (staged, verdict) =
+                store.stage_checked(&c.dir.join(fname), fname.clone(), &progress)?;
+            match verdict {
+                Ok(()) => whole.push(staged),
+                Err(why) => {
+                    report
+                        .cut_short
+                        .push((c.name.clone(), fname.clone(), why.clone()));
+                    cut.push((staged, why));
+                }
+            }
         }
-        report.logical_bytes += staged.iter().map(|s| s.meta.size).sum::<u64>();
-        store.commit_artifact(&c.name, staged, true)?;
+        report.logical_bytes += whole.iter().map(|s| s.meta.size).sum::<u64>();
+        store.commit_artifact_with(&c.name, whole, cut, true)?;
         report.imported.push(c.name);
     }
     progress.finish();

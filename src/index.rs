@@ -320,6 +320,7 @@ impl Index {
         ns: &str,
         name: &str,
         files: &[NewFile],
+        quarantined: &[(NewFile, &str)],
         replace: bool,
     ) -> Result<()> {
         self.write(|tx, path| {
@@ -339,13 +340,16 @@ impl Index {
             for f in files {
                 insert_file(tx, aid, f, None).sql(path)?;
             }
+            for (f, reason) in quarantined {
+                insert_file(tx, aid, f, Some(reason)).sql(path)?;
+            }
             Ok(())
         })
     }
 
     /// Create an empty artifact (the FUSE view's mkdir). Fails if it exists.
     pub fn create_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
-        self.commit_artifact(ns, name, &[], false)
+        self.commit_artifact(ns, name, &[], &[], false)
     }
 
     /// Add or replace one file of an existing artifact (the FUSE view's close).

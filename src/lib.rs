@@ -21,6 +21,7 @@
 //!
 //! `store-layout.md` is the on-disk contract.
 
+pub mod check;
 pub mod chunker;
 pub mod error;
 pub mod fingerprint;

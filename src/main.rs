@@ -269,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (entry, why) in &r.skipped {
                 eprintln!("deploycache: skipped {}: {why}", dir.join(entry).display());
             }
+            report_cut_short(&r);
             println!(
                 "imported {} artifacts ({}), {} already present, {} skipped",
                 r.imported.len(),
@@ -624,6 +625,7 @@ fn adopt_plain_cache(s: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
             p.display()
         );
     }
+    report_cut_short(&r);
     eprintln!(
         "adopted {} artifacts ({}), {} already present",
         r.imported.len(),
@@ -631,6 +633,16 @@ fn adopt_plain_cache(s: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
         r.already_present.len()
     );
     Ok(())
+}
+
+/// One line per file an import found cut short and kept aside.
+fn report_cut_short(r: &deploycache::import::ImportReport) {
+    for (artifact, file, why) in &r.cut_short {
+        eprintln!(
+            "deploycache: {artifact}/{file} is cut short ({why}): kept aside (see `ls --quarantine`); \
+             {artifact} stays incomplete, so the next run fills it again"
+        );
+    }
 }
 
 /// `mount --daemon`: run this binary's foreground mount in the background

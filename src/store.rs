@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
 
+use crate::check::{Check, HEAD_LEN};
 use crate::chunker::{ChunkBytes, Chunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ChunkId, FileHash};
@@ -240,9 +241,27 @@ impl Store {
     /// Commit files as artifact `name` in one transaction. With `replace`,
     /// an earlier artifact of that name is replaced atomically.
     pub fn commit_artifact(&self, name: &str, files: Vec<StagedFile>, replace: bool) -> Result<()> {
+        self.commit_artifact_with(name, files, Vec::new(), replace)
+    }
+
+    /// Commit an artifact whose `cut` files were found cut short, in one
+    /// transaction: those are kept aside (quarantined, with their reason),
+    /// which leaves the artifact incomplete.
+    pub fn commit_artifact_with(
+        &self,
+        name: &str,
+        mut files: Vec<StagedFile>,
+        cut: Vec<(StagedFile, String)>,
+        replace: bool,
+    ) -> Result<()> {
         name::check_artifact(name)?;
         let rows: Vec<NewFile> = files.iter().map(|f| f.row()).collect();
-        let res = self.index().commit_artifact(&self.ns, name, &rows, replace);
+        let kept: Vec<(NewFile, &str)> =
+            cut.iter().map(|(f, why)| (f.row(), why.as_str())).collect();
+        let res = self
+            .index()
+            .commit_artifact(&self.ns, name, &rows, &kept, replace);
+        files.extend(cut.into_iter().map(|(f, _)| f));
         self.after_commit(&files, res)
     }
 
@@ -301,6 +320,41 @@ impl Store {
         progress: &Progress,
         use_cache: bool,
     ) -> Result<StagedFile> {
+        self.stage_inner(path, file_name, progress, use_cache, None)
+    }
+
+    /// Like [`Store::stage_path`], running the completeness check the file's
+    /// name or first bytes call for ([`Check::for_file`]) on the bytes as
+    /// they are chunked: the verdict is `Err(reason)` for a file cut short.
+    /// A file that needs a check is read even if the files cache knows it.
+    pub fn stage_checked(
+        &self,
+        path: &Path,
+        file_name: String,
+        progress: &Progress,
+    ) -> Result<(StagedFile, std::result::Result<(), String>)> {
+        let mut head = Vec::with_capacity(HEAD_LEN);
+        File::open(path)
+            .and_then(|f| f.take(HEAD_LEN as u64).read_to_end(&mut head))
+            .at(path)?;
+        match Check::for_file(&file_name, &head) {
+            None => Ok((self.stage_path(path, file_name, progress, true)?, Ok(()))),
+            Some(mut check) => {
+                let staged =
+                    self.stage_inner(path, file_name, progress, false, Some(&mut check))?;
+                Ok((staged, check.finish()))
+            }
+        }
+    }
+
+    fn stage_inner(
+        &self,
+        path: &Path,
+        file_name: String,
+        progress: &Progress,
+        use_cache: bool,
+        mut check: Option<&mut Check>,
+    ) -> Result<StagedFile> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         if !before.is_file() {
@@ -342,7 +396,11 @@ impl Store {
                 std::num::NonZeroU64::new(READ_AHEAD_BYTES),
                 rustix::fs::Advice::WillNeed,
             );
-            let n = w.write_from(self, &mut &file, path)?;
+            let n = w.write_from(self, &mut &file, path, &mut |b| {
+                if let Some(c) = check.as_deref_mut() {
+                    c.update(b);
+                }
+            })?;
             if n == 0 {
                 break w.finish(self, meta)?;
             }
@@ -996,10 +1054,18 @@ impl FileWriter {
     /// Read the next block of `r` in behind the chunk in progress and chunk
     /// it; returns how many bytes were read (0 at the end). Each byte is
     /// copied once, by the read, except the few carried between blocks.
-    pub fn write_from(&mut self, store: &Store, r: &mut impl Read, path: &Path) -> Result<usize> {
+    pub fn write_from(
+        &mut self,
+        store: &Store,
+        r: &mut impl Read,
+        path: &Path,
+        observe: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize> {
         let mut buf = self.chunker.take_carry();
         buf.reserve(READ_BLOCK);
+        let start = buf.len();
         let n = read_block(r, &mut buf).at(path)?;
+        observe(&buf[start..]);
         self.size += n as u64;
         let FileWriter { chunker, sink, .. } = self;
         chunker.push_block(buf, |c| sink.submit(store, c))?;

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::check::Check;
+use crate::check::Check;
 use crate::error::{Error, IoContext, Result};
 use crate::index::FileMeta;
 use crate::store::{FileReader, FileWriter, StagedFile, Store};

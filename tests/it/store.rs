@@ -583,22 +583,49 @@ fn import_adopts_a_plain_cache_idempotently() {
         "1111111111111111111111111111111111111111",
         "2222222222222222222222222222222222222222",
     ];
+    // A real tar (the check reads it), the same in both.
+    let member = t.path().join("root.squashfs");
+    write(&member, &random_bytes(3 << 20, 7));
+    let tar = t.path().join("bootstraps.tar");
+    let st = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(t.path())
+        .arg("root.squashfs")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tar_bytes = fs::read(&tar).unwrap();
     for (i, sha) in shas.iter().enumerate() {
         let d = cache.join(sha);
         fs::create_dir_all(&d).unwrap();
-        write(
-            &d.join("opnfv-bootstraps-cache.tar"),
-            &random_bytes(3 << 20, 7),
-        ); // same in both
+        write(&d.join("opnfv-bootstraps-cache.tar"), &tar_bytes);
         write(&d.join("id_rsa.pub"), format!("ssh-rsa AAAA{i}").as_bytes());
     }
     fs::create_dir_all(cache.join("3333333333333333333333333333333333333333")).unwrap(); // an empty miss
     write(&cache.join("stray.txt"), b"x");
-    let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
-    assert!(out.contains("imported 2 artifacts"), "{out}");
+    // The legacy cache's own failure: a killed scp left half a tar beside
+    // whole keys. It must not come in looking cached.
+    let cut = "4444444444444444444444444444444444444444";
+    fs::create_dir_all(cache.join(cut)).unwrap();
+    write(&cache.join(cut).join("id_rsa.pub"), b"ssh-rsa CCCC");
+    write(
+        &cache.join(cut).join("opnfv-bootstraps-cache.tar"),
+        &tar_bytes[..tar_bytes.len() / 2],
+    );
+    let o = dc(&store).arg("import").arg(&cache).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(out.contains("imported 3 artifacts"), "{out}");
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("{cut}/opnfv-bootstraps-cache.tar is cut short")),
+        "{e}"
+    );
     let out = String::from_utf8(ok(dc(&store).arg("import").arg(&cache))).unwrap();
     assert!(
-        out.contains("imported 0 artifacts") && out.contains("2 already present"),
+        out.contains("imported 0 artifacts") && out.contains("3 already present"),
         "{out}"
     );
     for (i, sha) in shas.iter().enumerate() {
@@ -606,15 +633,30 @@ fn import_adopts_a_plain_cache_idempotently() {
             cat(&store, sha, "id_rsa.pub"),
             format!("ssh-rsa AAAA{i}").as_bytes()
         );
-        assert_eq!(
-            cat(&store, sha, "opnfv-bootstraps-cache.tar"),
-            random_bytes(3 << 20, 7)
-        );
+        assert_eq!(cat(&store, sha, "opnfv-bootstraps-cache.tar"), tar_bytes);
     }
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    let missing: Vec<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{}:{}", a["name"].as_str().unwrap(), a["missing"]))
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            format!("{}:[]", shas[0]),
+            format!("{}:[]", shas[1]),
+            format!("{cut}:[\"opnfv-bootstraps-cache.tar\"]"),
+        ]
+    );
+    assert_eq!(cat(&store, cut, "id_rsa.pub"), b"ssh-rsa CCCC");
     let s = stats(&store);
-    assert_eq!(s["artifacts"], 2);
+    assert_eq!(s["artifacts"], 3);
+    assert_eq!(s["quarantined_files"], 1);
+    // The tar once, plus at most the one chunk where the cut tar ends.
     assert!(
-        s["unique_bytes"].as_u64().unwrap() < (3 << 20) + 100,
+        s["unique_bytes"].as_u64().unwrap() < tar_bytes.len() as u64 + (256 << 10),
         "the tar is stored once: {s}"
     );
 }
@@ -627,11 +669,13 @@ fn an_interrupted_import_resumes_where_it_stopped() {
     let t = TempDir::new().unwrap();
     let (store, cache) = (t.path().join("s"), t.path().join("deploy-cache"));
     let shas: Vec<String> = (0..10u64).map(|i| format!("{i:040x}")).collect();
+    // A raw image: no completeness check applies (a `.tar` name would get
+    // the tar check, which random bytes fail).
     let content = |i: u64| random_bytes(12 << 20, 300 + i);
     for (i, sha) in shas.iter().enumerate() {
         let d = cache.join(sha);
         fs::create_dir_all(&d).unwrap();
-        write(&d.join("opnfv-bootstraps-cache.tar"), &content(i as u64));
+        write(&d.join("env_1_ubuntu_1404_amd64.img"), &content(i as u64));
         write(&d.join("id_rsa.pub"), format!("key {i}").as_bytes());
     }
     ok(dc(&store).arg("init"));
@@ -665,7 +709,7 @@ fn an_interrupted_import_resumes_where_it_stopped() {
     );
     let whole = |i: usize| {
         assert_eq!(
-            cat(&store, &shas[i], "opnfv-bootstraps-cache.tar"),
+            cat(&store, &shas[i], "env_1_ubuntu_1404_amd64.img"),
             content(i as u64)
         );
         assert_eq!(

@@ -1,6 +1,7 @@
-//! Completeness checks for files written through the view, run on the bytes
-//! as they stream in (never as a second pass): a cut-short transfer must
-//! not look like a cached artifact.
+//! Completeness checks for files written through the view (and for the
+//! files of a plain cache that `import` adopts), run on the bytes as they
+//! stream in (never as a second pass): a cut-short transfer must not look
+//! like a cached artifact.
 //!
 //! - `*.tar`: walk the headers block by block; complete once the archive's
 //!   two zero end blocks arrive and no member is cut short.
@@ -31,6 +32,9 @@ pub enum Check {
 /// Bytes a nameless check looks at: a tar's first header block.
 const SNIFF_LEN: usize = BLOCK;
 
+/// How many first bytes of a file [`Check::for_file`] wants.
+pub const HEAD_LEN: usize = SNIFF_LEN;
+
 impl Check {
     /// The check that applies to a file of this name.
     pub fn for_name(name: &str) -> Check {
@@ -40,6 +44,19 @@ impl Check {
             Check::Gzip(GzCheck::new())
         } else {
             Check::Sniff(Vec::with_capacity(SNIFF_LEN))
+        }
+    }
+
+    /// The check a file of this name whose first bytes are `head` (the
+    /// first [`HEAD_LEN`], or all of a shorter file) calls for, not yet fed;
+    /// `None` when such a file is always complete.
+    pub fn for_file(name: &str, head: &[u8]) -> Option<Check> {
+        match Check::for_name(name) {
+            Check::Sniff(_) => match Check::for_content(head) {
+                Check::None => None,
+                c => Some(c),
+            },
+            c => Some(c),
         }
     }
 
@@ -233,9 +250,9 @@ fn parse_size(f: &[u8]) -> Option<u64> {
 /// Inflating is the costliest step of the write path (several times the
 /// chunker's CPU), so it runs on a thread of its own: a write request only
 /// copies its bytes into a batch, and the inflate overlaps the transfer.
-/// Batches are bounded ([`GZ_BATCH`] × ([`GZ_QUEUE`] + 2) bytes in flight
+/// Batches are bounded (`GZ_BATCH` × (`GZ_QUEUE` + 2) bytes in flight
 /// per file at most); a full queue makes the writer wait. At most
-/// [`GZ_THREADS`] such threads run at once in a process; the checks of
+/// `GZ_THREADS` such threads run at once in a process; the checks of
 /// files written beyond that inflate inline, on the writer's request, so
 /// memory stays bounded however many files are written at once.
 pub enum GzCheck {
