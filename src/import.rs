@@ -136,17 +136,19 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
         Progress::hidden()
     };
     for c in todo {
+        progress.set_message(c.name.clone());
+        let inputs: Vec<(PathBuf, String, u64)> = c
+            .files
+            .iter()
+            .map(|(f, size, _)| (c.dir.join(f), f.clone(), *size))
+            .collect();
         let (mut whole, mut cut) = (Vec::new(), Vec::new());
-        for (fname, _, _) in &c.files {
-            progress.set_message(format!("{}/{fname}", c.name));
-            let (staged, verdict) =
-                store.stage_checked(&c.dir.join(fname), fname.clone(), &progress)?;
+        for (staged, verdict) in store.stage_all_checked(&inputs, &progress)? {
             match verdict {
                 Ok(()) => whole.push(staged),
                 Err(why) => {
-                    report
-                        .cut_short
-                        .push((c.name.clone(), fname.clone(), why.clone()));
+                    let file = staged.meta.name.clone();
+                    report.cut_short.push((c.name.clone(), file, why.clone()));
                     cut.push((staged, why));
                 }
             }

@@ -459,11 +459,36 @@ impl Store {
         progress: &Progress,
         use_cache: bool,
     ) -> Result<Vec<StagedFile>> {
+        self.stage_each(inputs, |path, name| {
+            self.stage_path(path, name, progress, use_cache)
+        })
+    }
+
+    /// [`Store::stage_checked`] for several files, as `put` stages them:
+    /// one per core, largest first (a tar chunks on one core while an image
+    /// inflates on the other). Keeps input order.
+    pub fn stage_all_checked(
+        &self,
+        inputs: &[(PathBuf, String, u64)],
+        progress: &Progress,
+    ) -> Result<Vec<(StagedFile, std::result::Result<(), String>)>> {
+        self.stage_each(inputs, |path, name| {
+            self.stage_checked(path, name, progress)
+        })
+    }
+
+    /// Run `stage` on each input (path, file name, size) on up to one
+    /// thread per core, largest first; results in input order.
+    fn stage_each<T: Send>(
+        &self,
+        inputs: &[(PathBuf, String, u64)],
+        stage: impl Fn(&Path, String) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].2));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
-        let results: Vec<(usize, Result<StagedFile>)> = std::thread::scope(|s| {
+        let results: Vec<(usize, Result<T>)> = std::thread::scope(|s| {
             let threads: Vec<_> = (0..self.workers.min(inputs.len()).max(1))
                 .map(|_| {
                     s.spawn(|| {
@@ -475,7 +500,7 @@ impl Store {
                                 return out;
                             }
                             let (path, file_name, _) = &inputs[order[k]];
-                            let res = self.stage_path(path, file_name.clone(), progress, use_cache);
+                            let res = stage(path, file_name.clone());
                             if res.is_err() {
                                 failed.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
@@ -489,7 +514,7 @@ impl Store {
                 .flat_map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        let mut slots: Vec<Option<StagedFile>> = (0..inputs.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<T>> = (0..inputs.len()).map(|_| None).collect();
         for (i, res) in results {
             slots[i] = Some(res?);
         }
