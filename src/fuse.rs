@@ -1619,7 +1619,9 @@ pub fn umount(path: &Path, lazy: bool) -> Result<()> {
 
 /// Unmount a deploycache mount (`fusermount3 -u`, or umount(8) as root).
 pub fn unmount(path: &Path) -> Result<()> {
+    // The C locale: `umount` below recognises "busy" in its message.
     let out = std::process::Command::new("fusermount3")
+        .env("LC_ALL", "C")
         .arg("-u")
         .arg(path)
         .output();
