@@ -416,8 +416,7 @@ impl View {
         }
         let artifact = self.artifact(ino)?;
         let mut rows = self.store.list_files(&artifact)?;
-        let ns = self.store.namespace();
-        if !self.store.index().missing_files(ns, &artifact)?.is_empty() {
+        if !self.store.missing_files(&artifact)?.is_empty() {
             // A cut-short file makes its artifact list as empty, so the
             // deploy scripts' hit test (listdir non-empty) misses and the
             // next run fills it again. Lookups by name still work.
@@ -487,12 +486,7 @@ impl View {
         });
         // An incomplete artifact lists as empty, so it removes as empty:
         // whole, with the files it hides (`rm -rf` of it must work).
-        let incomplete = !files.is_empty()
-            && !self
-                .store
-                .index()
-                .missing_files(self.store.namespace(), &name)?
-                .is_empty();
+        let incomplete = !files.is_empty() && !self.store.missing_files(&name)?.is_empty();
         if (!files.is_empty() && !incomplete) || writing {
             return Err(errno_err(libc::ENOTEMPTY, name));
         }

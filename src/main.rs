@@ -286,6 +286,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 files.len(),
                 dest.display()
             );
+            let missing = s.missing_files(name)?;
+            if !missing.is_empty() {
+                eprintln!(
+                    "deploycache: warning: {name} is incomplete: {} cut short and not written whole since \
+                     (see `deploycache ls --quarantine`); only its whole files were exported",
+                    missing.join(", ")
+                );
+            }
         }
         Command::Cat { name, files } => {
             let s = open(&cli, false)?;

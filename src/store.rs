@@ -280,6 +280,12 @@ impl Store {
         self.after_commit(std::slice::from_ref(&file), res)
     }
 
+    /// Files of `artifact` cut short and not written whole since; see
+    /// [`Index::missing_files`].
+    pub fn missing_files(&self, artifact: &str) -> Result<Vec<String>> {
+        self.index().missing_files(&self.ns, artifact)
+    }
+
     pub fn list_quarantine(&self) -> Result<Vec<index::QuarantineEntry>> {
         self.index().list_quarantine(&self.ns)
     }

@@ -651,6 +651,22 @@ fn import_adopts_a_plain_cache_idempotently() {
         ]
     );
     assert_eq!(cat(&store, cut, "id_rsa.pub"), b"ssh-rsa CCCC");
+    // Exporting it gives its whole files and says what it misses.
+    let dest = t.path().join("out");
+    let o = dc(&store)
+        .arg("export")
+        .arg(cut)
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("incomplete: opnfv-bootstraps-cache.tar cut short"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(dest.join("id_rsa.pub")).unwrap(), b"ssh-rsa CCCC");
+    assert!(!dest.join("opnfv-bootstraps-cache.tar").exists());
     let s = stats(&store);
     assert_eq!(s["artifacts"], 3);
     assert_eq!(s["quarantined_files"], 1);
