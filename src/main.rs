@@ -66,7 +66,8 @@ enum Command {
         no_files_cache: bool,
     },
     /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
-    /// Idempotent and resumable: artifacts already stored are skipped.
+    /// Idempotent and resumable: artifacts already stored are skipped. A .tar/.gz
+    /// found cut short is quarantined, leaving its artifact incomplete.
     Import {
         /// The plain cache directory (e.g. /iso_mount/opnfv_ci/master/deploy-cache).
         dir: PathBuf,
@@ -126,8 +127,9 @@ enum Command {
     },
     /// Serve the namespace's artifacts as a directory: one subdirectory per
     /// artifact. Reads come from the store; files written (scp, cp) are stored
-    /// when closed; cut-short .tar/.gz files are quarantined. Runs in the
-    /// foreground until unmounted or sent SIGINT/SIGTERM.
+    /// when closed; cut-short .tar/.gz files are quarantined, and their artifact
+    /// lists as empty until they are written whole. Runs in the foreground until
+    /// unmounted or sent SIGINT/SIGTERM.
     Mount {
         /// The directory to mount over.
         mountpoint: PathBuf,
