@@ -32,9 +32,6 @@ pub enum Check {
 /// Bytes a nameless check looks at: a tar's first header block.
 const SNIFF_LEN: usize = BLOCK;
 
-/// How many first bytes of a file [`Check::for_file`] wants.
-pub const HEAD_LEN: usize = SNIFF_LEN;
-
 impl Check {
     /// The check that applies to a file of this name.
     pub fn for_name(name: &str) -> Check {
@@ -44,19 +41,6 @@ impl Check {
             Check::Gzip(GzCheck::new())
         } else {
             Check::Sniff(Vec::with_capacity(SNIFF_LEN))
-        }
-    }
-
-    /// The check a file of this name whose first bytes are `head` (the
-    /// first [`HEAD_LEN`], or all of a shorter file) calls for, not yet fed;
-    /// `None` when such a file is always complete.
-    pub fn for_file(name: &str, head: &[u8]) -> Option<Check> {
-        match Check::for_name(name) {
-            Check::Sniff(_) => match Check::for_content(head) {
-                Check::None => None,
-                c => Some(c),
-            },
-            c => Some(c),
         }
     }
 

@@ -1455,9 +1455,8 @@ pub fn is_mounted(path: &Path) -> bool {
 /// mount of another program, which is left alone.
 pub fn prepare_mountpoint(mountpoint: &Path) -> Result<()> {
     let refuse = |why: String| Err(Error::io(mountpoint, io::Error::other(why)));
-    // Not stat: the kernel may still answer that from cached attributes.
     let dead = match std::fs::read_dir(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
+        Err(e) if is_dead(&e) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return refuse(format!(
                 "cannot mount: no such directory; create it first (mkdir -p {})",
@@ -1504,6 +1503,13 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<()> {
     }
 }
 
+/// Whether listing a mount point failed because its FUSE daemon is gone.
+/// (Listing, not stat: the kernel may still answer a stat from cached
+/// attributes.)
+fn is_dead(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTCONN)
+}
+
 /// `path` made absolute without resolving its last component (which may be
 /// a dead mount that cannot be looked at).
 fn absolute(path: &Path) -> Option<PathBuf> {
@@ -1516,7 +1522,7 @@ fn absolute(path: &Path) -> Option<PathBuf> {
 }
 
 /// One line of `/proc/self/mountinfo` (proc(5)): the fields we need.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct MountEntry {
     point: PathBuf,
     fstype: String,
@@ -1589,8 +1595,7 @@ fn unmount_lazily(path: &Path) -> Result<()> {
 /// (nothing mounted there; busy, and how to find out by whom).
 pub fn umount(path: &Path, lazy: bool) -> Result<()> {
     let refuse = |why: String| Err(Error::io(path, io::Error::other(why)));
-    let dead =
-        matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+    let dead = std::fs::read_dir(path).is_err_and(|e| is_dead(&e));
     if !dead && !is_mounted(path) {
         return refuse(if path.exists() {
             "cannot unmount: nothing is mounted there".into()

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
 
-use crate::check::{Check, HEAD_LEN};
+use crate::check::Check;
 use crate::chunker::{ChunkBytes, Chunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ChunkId, FileHash};
@@ -330,27 +330,18 @@ impl Store {
     }
 
     /// Like [`Store::stage_path`], running the completeness check the file's
-    /// name or first bytes call for ([`Check::for_file`]) on the bytes as
+    /// name or first bytes call for ([`Check::for_name`]) on the bytes as
     /// they are chunked: the verdict is `Err(reason)` for a file cut short.
-    /// A file that needs a check is read even if the files cache knows it.
+    /// The file is always read (the files cache knows no verdicts).
     pub fn stage_checked(
         &self,
         path: &Path,
         file_name: String,
         progress: &Progress,
     ) -> Result<(StagedFile, std::result::Result<(), String>)> {
-        let mut head = Vec::with_capacity(HEAD_LEN);
-        File::open(path)
-            .and_then(|f| f.take(HEAD_LEN as u64).read_to_end(&mut head))
-            .at(path)?;
-        match Check::for_file(&file_name, &head) {
-            None => Ok((self.stage_path(path, file_name, progress, true)?, Ok(()))),
-            Some(mut check) => {
-                let staged =
-                    self.stage_inner(path, file_name, progress, false, Some(&mut check))?;
-                Ok((staged, check.finish()))
-            }
-        }
+        let mut check = Check::for_name(&file_name);
+        let staged = self.stage_inner(path, file_name, progress, false, Some(&mut check))?;
+        Ok((staged, check.finish()))
     }
 
     fn stage_inner(

@@ -111,6 +111,16 @@ impl Drop for Mounted {
     }
 }
 
+/// The names in a directory, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 fn sh(cmd: &str) -> Vec<u8> {
     let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
     assert!(
@@ -208,11 +218,7 @@ fn read_only_view_serves_every_byte_and_refuses_changes() {
     ok(dc(&store).arg("put").arg(SHA).arg(&src));
     let m = Mounted::foreground(&store, &mp, &["--read-only"]);
 
-    let root: Vec<String> = fs::read_dir(&mp)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(root, vec![SHA.to_string()]);
+    assert_eq!(entries(&mp), [SHA]);
     let dir = m.path(SHA);
     for e in fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
@@ -477,7 +483,7 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     ));
     // Files were cut short and not written whole since: the artifact lists
     // as empty (a miss for the deploy scripts); its whole files still open.
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(entries(&dir), Vec::<String>::new());
     same_bytes(&src.join("d.img.gz"), &dir.join("f.img.gz"));
     same_bytes(&src.join("c.tar"), &dir.join("whole.tar"));
     let q = quarantine(&store);
@@ -552,7 +558,7 @@ fn rm_rf_removes_an_incomplete_artifact_whole() {
         src.display(),
         dir.display()
     ));
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(entries(&dir), Vec::<String>::new());
     // A whole artifact beside it is not touched, and is not empty to rmdir.
     let other = m.path(SHA2);
     fs::create_dir(&other).unwrap();
@@ -563,14 +569,7 @@ fn rm_rf_removes_an_incomplete_artifact_whole() {
     wait_until(10, "the removed artifact to leave the view", || {
         !dir.exists()
     });
-    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
-    let names: Vec<&str> = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, [SHA2]);
+    assert_eq!(names(&json(&ok(dc(&store).args(["ls", "--json"])))), [SHA2]);
     assert!(quarantine(&store).is_empty());
     assert_eq!(
         fs::read(other.join("id_rsa.pub")).unwrap(),
@@ -663,11 +662,7 @@ fn kill_9_of_the_daemon_loses_only_the_file_being_written() {
     verify_full(&store);
     // ...until the next mount clears it: no fusermount3 -u by hand.
     let m = Mounted::daemon(&store, &mp, &[]);
-    let names: Vec<String> = fs::read_dir(m.path(SHA))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, vec!["done.bin"]);
+    assert_eq!(entries(&m.path(SHA)), ["done.bin"]);
     assert!(fs::read(m.path(&format!("{SHA}/done.bin"))).unwrap() == done);
     m.unmount();
 }
@@ -898,12 +893,7 @@ fn deploy_flow_over_scp_through_sshd() {
     );
     ssh.scp_ok(&format!("{r}/huge.img.gz {}/huge.img.gz", c3.display()));
     assert!(hit(&c3));
-    let mut names: Vec<String> = fs::read_dir(&c3)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["huge.img.gz", "id_rsa.pub"]);
+    assert_eq!(entries(&c3), ["huge.img.gz", "id_rsa.pub"]);
     same_bytes(&master.join("huge.img.gz"), &c3.join("huge.img.gz"));
     let ls = json(&ok(dc(&store).args(["ls", "--json"])));
     let a = ls
@@ -1085,14 +1075,8 @@ fn branches_mount_their_own_namespace_and_share_chunks() {
             t.path().join("cut.img.gz").display()
         ));
     }
-    let names = |m: &Mounted| -> Vec<String> {
-        fs::read_dir(&m.mp)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect()
-    };
-    assert_eq!(names(&master), [SHA]);
-    assert_eq!(names(&stable), [SHA2]);
+    assert_eq!(entries(&master.mp), [SHA]);
+    assert_eq!(entries(&stable.mp), [SHA2]);
     same_bytes(
         &src.join("opnfv-bootstraps-cache.tar"),
         &stable.path(&format!("{SHA2}/opnfv-bootstraps-cache.tar")),
@@ -1103,13 +1087,7 @@ fn branches_mount_their_own_namespace_and_share_chunks() {
         "ls",
         "--json",
     ])));
-    let listed: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, [SHA]);
+    assert_eq!(names(&listed), [SHA]);
     let s = json(&ok(dc(&store).args(["stats", "--json"])));
     assert_eq!(s["artifacts"], 2, "{s}");
     assert_eq!(s["logical_bytes"], 2 * data.len() as u64, "{s}");
@@ -1250,12 +1228,7 @@ fn the_mount_works_beside_put_rm_and_stats() {
     // The view lists what other processes committed (directory entries
     // live for one second).
     wait_until(10, "the view to show the put and drop the rm", || {
-        let mut names: Vec<String> = fs::read_dir(&m.mp)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names == [SHA, SHA2, "fresh"]
+        entries(&m.mp) == [SHA, SHA2, "fresh"]
     });
     same_bytes(
         &other.join("opnfv-bootstraps-cache.tar"),

@@ -404,18 +404,12 @@ fn kill_9_during_put_leaves_a_clean_store_and_no_partial_artifact() {
         let _ = child.wait();
         verify_full_clean(&store);
         // "key" is entirely the old version or entirely the new one.
-        let files = json(&ok(dc(&store).args(["ls", "key", "--json"])));
-        let names: Vec<&str> = files
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap())
-            .collect();
-        if names == ["a.tar"] {
+        let files = names(&json(&ok(dc(&store).args(["ls", "key", "--json"]))));
+        if files == ["a.tar"] {
             assert_eq!(cat(&store, "key", "a.tar"), old_a);
             outcomes.0 += 1;
         } else {
-            assert_eq!(names, ["a.tar", "b.img"]);
+            assert_eq!(files, ["a.tar", "b.img"]);
             assert_eq!(cat(&store, "key", "a.tar"), new_a);
             assert_eq!(cat(&store, "key", "b.img"), new_b);
             outcomes.1 += 1;
@@ -703,14 +697,7 @@ fn an_interrupted_import_resumes_where_it_stopped() {
         .spawn()
         .unwrap();
     // Kill as soon as the first artifact is committed.
-    let listed = |store: &Path| -> Vec<String> {
-        json(&ok(dc(store).args(["ls", "--json"])))
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let listed = |store: &Path| names(&json(&ok(dc(store).args(["ls", "--json"]))));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while listed(&store).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
