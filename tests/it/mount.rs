@@ -475,9 +475,12 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
         src.display(),
         dir.display()
     ));
-    // Complete ones commit.
+    // Complete ones commit, a gzip with zero padding after its member too
+    // (`dd conv=sync`, tape blocking): `gzip -d` ignores the padding.
     sh(&format!(
-        "cp {0}/c.tar {1}/whole.tar && cp {0}/d.img.gz {1}/whole.img.gz",
+        "cp {0}/c.tar {1}/whole.tar && cp {0}/d.img.gz {1}/whole.img.gz && \
+         (cat {0}/d.img.gz; head -c 4096 /dev/zero) > {0}/padded.img.gz && \
+         gzip -t {0}/padded.img.gz && cp {0}/padded.img.gz {1}/",
         src.display(),
         dir.display()
     ));
@@ -486,6 +489,7 @@ fn cut_short_tar_and_gzip_are_quarantined_not_visible() {
     assert_eq!(entries(&dir), Vec::<String>::new());
     same_bytes(&src.join("d.img.gz"), &dir.join("f.img.gz"));
     same_bytes(&src.join("c.tar"), &dir.join("whole.tar"));
+    same_bytes(&src.join("padded.img.gz"), &dir.join("padded.img.gz"));
     let q = quarantine(&store);
     let mut qn: Vec<&str> = q.iter().map(|e| e["file"].as_str().unwrap()).collect();
     qn.sort();
