@@ -59,7 +59,7 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
             }
         };
         let mut files = Vec::new();
-        let mut nested = false;
+        let mut other = None;
         for f in fs::read_dir(&path).at(&path)? {
             let f = f.at(&path)?;
             let fmd = fs::metadata(f.path()).at(f.path())?;
@@ -69,14 +69,23 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
                     fmd.len(),
                     fmd.mtime() * 1_000_000_000 + fmd.mtime_nsec(),
                 ));
-            } else {
-                nested = true;
+            } else if other.is_none() {
+                let kind = if fmd.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file"
+                };
+                other = Some((f.file_name().to_string_lossy().into_owned(), kind));
             }
         }
-        if nested {
-            report
-                .skipped
-                .push((shown, "holds something other than regular files".into()));
+        if let Some((entry, kind)) = other {
+            report.skipped.push((
+                shown,
+                format!(
+                    "holds {entry:?}, {kind}: an artifact is a directory of regular files \
+                     (move it out, then import again)"
+                ),
+            ));
         } else if files.is_empty() {
             report
                 .skipped

@@ -608,11 +608,24 @@ fn import_adopts_a_plain_cache_idempotently() {
         &cache.join(cut).join("opnfv-bootstraps-cache.tar"),
         &tar_bytes[..tar_bytes.len() / 2],
     );
+    // Not an artifact: a directory inside. Skipped, naming what is in the way.
+    let nested = "5555555555555555555555555555555555555555";
+    fs::create_dir_all(cache.join(nested).join("sub")).unwrap();
+    write(&cache.join(nested).join("id_rsa"), b"k");
     let o = dc(&store).arg("import").arg(&cache).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout.clone()).unwrap();
     assert!(out.contains("imported 3 artifacts"), "{out}");
+    assert!(out.contains("3 skipped"), "{out}");
     let e = stderr(&o);
+    for (what, why) in [
+        (nested.to_string(), "holds \"sub\", a directory"),
+        ("3333333333333333333333333333333333333333".into(), "empty"),
+        ("stray.txt".into(), "not a directory"),
+    ] {
+        let line = format!("skipped {}: {why}", cache.join(what).display());
+        assert!(e.contains(&line), "{line:?} in {e}");
+    }
     assert!(
         e.contains(&format!("{cut}/opnfv-bootstraps-cache.tar is cut short")),
         "{e}"
