@@ -82,6 +82,10 @@ fn io_hint(e: &io::Error) -> &'static str {
             " (check the permissions, or run as the store's owner)"
         }
         Some(libc::EROFS) => " (the filesystem is read-only)",
+        Some(libc::EEXIST) => {
+            " (something else is in the way there: move it, or choose another path)"
+        }
+        Some(libc::ENOTDIR) => " (part of that path is a file, not a directory)",
         _ => "",
     }
 }

@@ -318,6 +318,22 @@ fn bad_input_gets_one_clear_line_and_nonzero_exit() {
         "{}",
         stderr(&o)
     );
+    // Exporting where a file stands: the path, and what is wrong with it.
+    ok(dc(&store).args(["put", "e"]).arg(&f));
+    for (dest, hint) in [
+        (f.clone(), "in the way"),
+        (f.join("sub"), "not a directory"),
+    ] {
+        let o = fails(dc(&store).args(["export", "e"]).arg(&dest));
+        let e = stderr(&o);
+        assert!(
+            e.starts_with(&format!("deploycache: {}: ", dest.display())) && e.contains(hint),
+            "{e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    assert_eq!(fs::read(&f).unwrap(), b"data");
+    ok(dc(&store).args(["rm", "e"]));
     for o in [
         fails(dc(&store).args(["put", "x"]).arg(t.path())),
         fails(dc(&store).args(["put", "x", "/dev/null"])),
