@@ -542,6 +542,7 @@ run_casync_mount() {
 # --- describing the run -----------------------------------------------------------
 
 describe_machine() {
+    record info date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     record info cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
     record info nproc "$(nproc)"
     record info memory "$(free -g | awk '/^Mem:/ { print $2 " GiB" }')"
