@@ -371,10 +371,11 @@ def limits_section(r):
     return """## What limits the remaining misses
 
 Measured with `perf` and side-by-side runs on the machine above (2 cores); each item names
-the commit it was measured at. How far the shared machine moves a ratio: two full runs an
-hour apart, at git 0b35fce and 928459a (the same read and write paths), measured scp in at
-0.73× and 0.67× and a cold read through the mount at 2.08× and 0.73×; an A/B of the two
-builds mounted side by side then took 3.10 s each for scp in (plain 2.08 s).
+the commit it was measured at. How far the shared machine moves a ratio: three full runs
+at git 0b35fce, 928459a and 008d7c6 (the same read and write paths) measured scp in at
+0.73×, 0.67× and 0.76×, scp out at 0.82×, 0.80× and 0.90×, and a cold read through the
+mount at 2.08×, 0.73× and 0.78×; an A/B of the first two builds mounted side by side took
+3.10 s each for scp in (plain 2.08 s).
 
 - **`cat` warm.** Every chunk is BLAKE3-checked before a byte of it is served (issue 2: never
   wrong bytes). For the 557 MB of v2 (git 0b35fce), `deploycache cat` spends 0.25 CPU seconds:
