@@ -1360,6 +1360,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
             "; /dev/fuse is missing: install fuse3 (apt-get install fuse3) or load the module (modprobe fuse)"
         } else if e.kind() == io::ErrorKind::NotFound {
             "; is fusermount3 installed (apt-get install fuse3)?"
+        } else if e.kind() == io::ErrorKind::PermissionDenied && current_ids().0 != 0 {
+            "; a user other than root needs read and write access to /dev/fuse \
+             (mode 0666, as Debian's fuse3 sets it) and a setuid fusermount3"
         } else {
             ""
         };
