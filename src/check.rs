@@ -112,13 +112,26 @@ pub struct TarCheck {
     bad: Option<String>,
     /// Member being read: (name, offset of its header, data size).
     member: Option<(String, u64, u64)>,
+    /// The data of a pax extended header ('x') being read, kept up to
+    /// `PAX_MAX` bytes: its `size` record overrides the next member's
+    /// header (how pax archives carry members of 8 GiB and more).
+    pax: Option<Vec<u8>>,
+    /// The size the last pax extended header gave for the next member.
+    pax_size: Option<u64>,
 }
+
+/// Pax extended headers longer than this are skipped unread.
+const PAX_MAX: usize = 64 * 1024;
 
 impl TarCheck {
     fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() && !self.ended && self.bad.is_none() {
             if self.skip > 0 {
                 let n = (self.skip.min(data.len() as u64)) as usize;
+                if let Some(pax) = &mut self.pax {
+                    let room = PAX_MAX.saturating_sub(pax.len()).min(n);
+                    pax.extend_from_slice(&data[..room]);
+                }
                 self.skip -= n as u64;
                 self.pos += n as u64;
                 data = &data[n..];
@@ -149,18 +162,20 @@ impl TarCheck {
             return;
         }
         let stored = parse_octal(&h[148..156]);
+        // The checksum field counts as spaces. Like GNU tar, accept the sum
+        // of the bytes as signed chars too (old Sun and other tars).
+        let field = |i: usize| (148..156).contains(&i);
         let sum: u64 = h
             .iter()
             .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    b as u64
-                }
-            })
+            .map(|(i, &b)| if field(i) { 32 } else { b as u64 })
             .sum();
-        if stored != Some(sum) {
+        let signed: i64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if field(i) { 32 } else { b as i8 as i64 })
+            .sum();
+        if stored != Some(sum) && stored.map(|s| s as i64) != Some(signed) {
             self.bad = Some(format!(
                 "tar: header checksum mismatch at offset {at} (not a tar, or damaged)"
             ));
@@ -172,11 +187,24 @@ impl TarCheck {
         };
         let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
         let name = String::from_utf8_lossy(&h[..name_end]).into_owned();
+        // A pax extended header's records apply to the member after it.
+        if let Some(mut pax) = self.pax.take() {
+            // Its data, without the padding to a whole block.
+            if let Some((_, _, len)) = &self.member {
+                pax.truncate(usize::try_from(*len).unwrap_or(usize::MAX));
+            }
+            self.pax_size = pax_size(&pax);
+        }
+        let kind = h[156];
         // Hard links, symlinks, devices, directories and FIFOs carry no data.
-        let data = match h[156] {
+        let data = match kind {
             b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
-            _ => size,
+            b'x' | b'g' => size,
+            _ => self.pax_size.take().unwrap_or(size),
         };
+        if kind == b'x' {
+            self.pax = Some(Vec::new());
+        }
         self.skip = data.div_ceil(BLOCK as u64) * BLOCK as u64;
         self.member = Some((name, at, data));
     }
@@ -217,6 +245,23 @@ fn parse_octal(f: &[u8]) -> Option<u64> {
 }
 
 /// A member size: octal, or GNU base-256 when the top bit is set.
+/// The `size` record of a pax extended header's data (POSIX.1-2001 records:
+/// `"<length> <key>=<value>\n"`, the length counting the whole record).
+/// `None` when it has none, or the records cannot be read.
+fn pax_size(mut data: &[u8]) -> Option<u64> {
+    let mut size = None;
+    while !data.is_empty() {
+        let sp = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
+        let record = data.get(sp + 1..len)?.strip_suffix(b"\n")?;
+        if let Some(v) = record.strip_prefix(b"size=") {
+            size = Some(std::str::from_utf8(v).ok()?.parse().ok()?);
+        }
+        data = &data[len..];
+    }
+    size
+}
+
 fn parse_size(f: &[u8]) -> Option<u64> {
     if f[0] & 0x80 != 0 {
         let mut v: u64 = (f[0] & 0x7f) as u64;
@@ -624,6 +669,26 @@ mod tests {
         out
     }
 
+    /// One ustar header block: `name`, type flag `kind`, size field `len`;
+    /// `signed` computes the checksum over signed chars (old Sun tar).
+    fn tar_header(name: &[u8], kind: u8, len: u64, signed: bool) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name);
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[124..136].copy_from_slice(format!("{len:011o}\0").as_bytes());
+        h[156] = kind;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: i64 = if signed {
+            h.iter().map(|&b| b as i8 as i64).sum()
+        } else {
+            h.iter().map(|&b| b as i64).sum()
+        };
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
     fn check(name: &str, data: &[u8], piece: usize) -> Result<(), String> {
         let mut c = Check::for_name(name);
         for p in data.chunks(piece.max(1)) {
@@ -813,6 +878,36 @@ mod tests {
         // Nothing but zeros, or garbage, is no gzip: a tail needs a member.
         assert!(check("a.gz", &[0u8; 64], 8).is_err());
         assert!(check("a.gz", b"garbage", 8).is_err());
+    }
+
+    /// A pax extended header's `size` record gives the next member's data
+    /// size (how pax archives carry members of 8 GiB and more, with 0 in the
+    /// ustar field), and a checksum over signed chars is accepted, as GNU
+    /// tar reads both.
+    #[test]
+    fn tar_pax_sizes_and_signed_checksums_are_read_as_gnu_tar_reads_them() {
+        let record = "15 size=300000\n";
+        assert_eq!(record.len(), 15);
+        let mut t = Vec::new();
+        t.extend_from_slice(&tar_header(b"./PaxHeaders/big.img", b'x', 15, false));
+        t.extend_from_slice(record.as_bytes());
+        t.resize(1024, 0);
+        t.extend_from_slice(&tar_header(b"big.img", b'0', 0, false));
+        t.extend((0..300_000u32).map(|i| (i % 241) as u8 + 1));
+        t.resize(t.len().div_ceil(512) * 512, 0);
+        t.extend_from_slice(&tar_header("k\u{e9}rnel".as_bytes(), b'0', 5, true));
+        t.extend_from_slice(&[b'v'; 512]);
+        let end = t.len();
+        t.extend_from_slice(&[0u8; 1024]);
+        for piece in [1, 100, 512, 4096, 1 << 20] {
+            assert_eq!(check("b.tar", &t, piece), Ok(()), "piece {piece}");
+            let err = check("b.tar", &t[..200_000], piece).unwrap_err();
+            assert!(
+                err.contains("\"big.img\"") && err.contains("cut short"),
+                "{err}"
+            );
+            assert!(check("b.tar", &t[..end], piece).is_err());
+        }
     }
 
     /// Damaged deflate data is named as such, with the member and where.
