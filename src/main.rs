@@ -527,7 +527,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     String::new()
                 };
-                println!("{} problems in {} packs{what}", r.problems.len(), r.packs);
+                let n = r.problems.len();
+                let problems = if n == 1 { "problem" } else { "problems" };
+                let packs = if r.packs == 1 { "pack" } else { "packs" };
+                println!("{n} {problems} in {} {packs}{what}", r.packs);
             }
             if !r.problems.is_empty() {
                 return Ok(ExitCode::from(3));
