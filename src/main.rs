@@ -52,12 +52,13 @@ struct Cli {
 enum Command {
     /// Create an empty store (put and import also create one when missing).
     Init,
-    /// Store files as artifact NAME (a directory's regular files when PATH is a
-    /// directory); replaces an earlier NAME atomically.
+    /// Store files as artifact NAME (a directory's files when PATH is a
+    /// directory, which must hold regular files only); replaces an earlier
+    /// NAME atomically.
     Put {
         /// Artifact name: any valid file name, normally a 40-hex fingerprint.
         name: String,
-        /// Files, or directories whose regular files are stored.
+        /// Files, or directories of regular files (anything else in them is an error).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Read every file, even one unchanged since an earlier put (same path,

@@ -1563,6 +1563,8 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
                 if emd.is_file() {
                     add(ep, emd)?;
                 } else if emd.is_dir() {
+                    return Err(Error::NestedDirectory(ep));
+                } else {
                     return Err(Error::NotRegularFile(ep));
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -334,13 +334,31 @@ fn bad_input_gets_one_clear_line_and_nonzero_exit() {
     }
     assert_eq!(fs::read(&f).unwrap(), b"data");
     ok(dc(&store).args(["rm", "e"]));
-    for o in [
-        fails(dc(&store).args(["put", "x"]).arg(t.path())),
-        fails(dc(&store).args(["put", "x", "/dev/null"])),
+    // A directory given to put holds files only: a subdirectory or a FIFO
+    // in it is named, and nothing is stored.
+    let fifo_dir = t.path().join("with-fifo");
+    fs::create_dir(&fifo_dir).unwrap();
+    write(&fifo_dir.join("a"), b"a");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(fifo_dir.join("pipe"))
+        .status()
+        .unwrap()
+        .success());
+    for (path, why) in [
+        (
+            t.path().to_owned(),
+            "is a directory inside a directory given to put",
+        ),
+        (fifo_dir.clone(), "is not a regular file"),
+        (PathBuf::from("/dev/null"), "is not a regular file"),
     ] {
-        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
-        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+        let o = fails(dc(&store).args(["put", "x"]).arg(&path));
+        let e = stderr(&o);
+        assert!(e.contains(why) && !e.contains("panicked"), "{path:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     }
+    let ls = json(&ok(dc(&store).args(["ls", "--json"])));
+    assert!(!names(&ls).contains(&"x".to_string()), "{ls}");
 }
 
 #[test]
