@@ -89,6 +89,7 @@ fn io_hint(e: &io::Error) -> &'static str {
             " (something else is in the way there: move it, or choose another path)"
         }
         Some(libc::ENOTDIR) => " (part of that path is a file, not a directory)",
+        Some(libc::EISDIR) => " (a directory is in the way there: move it, or choose another path)",
         _ => "",
     }
 }

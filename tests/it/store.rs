@@ -320,14 +320,17 @@ fn bad_input_gets_one_clear_line_and_nonzero_exit() {
     );
     // Exporting where a file stands: the path, and what is wrong with it.
     ok(dc(&store).args(["put", "e"]).arg(&f));
+    let blocked = t.path().join("blocked");
+    fs::create_dir_all(blocked.join("f")).unwrap();
     for (dest, hint) in [
         (f.clone(), "in the way"),
         (f.join("sub"), "not a directory"),
+        (blocked.clone(), "a directory is in the way"),
     ] {
         let o = fails(dc(&store).args(["export", "e"]).arg(&dest));
         let e = stderr(&o);
         assert!(
-            e.starts_with(&format!("deploycache: {}: ", dest.display())) && e.contains(hint),
+            e.starts_with(&format!("deploycache: {}", dest.display())) && e.contains(hint),
             "{e}"
         );
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
