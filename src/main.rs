@@ -513,8 +513,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("problem: {p}");
                 }
                 if r.unindexed_packs > 0 {
+                    let (files, hold) = if r.unindexed_packs == 1 {
+                        ("pack file", "holds")
+                    } else {
+                        ("pack files", "hold")
+                    };
                     println!(
-                        "note: {} pack files ({}) hold no indexed chunks (left by interrupted writes); gc reclaims them",
+                        "note: {} {files} ({}) {hold} no indexed chunks (left by interrupted writes); gc reclaims them",
                         r.unindexed_packs,
                         human(r.unindexed_pack_bytes)
                     );
