@@ -260,8 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, true)?;
             let r = s.put(name, paths, tty().then_some("put"), !*no_files_cache)?;
             println!(
-                "{name}: {} files, {} stored, {} new",
-                r.files,
+                "{name}: {}, {} stored, {} new",
+                count(r.files as u64, "file"),
                 human(r.logical_bytes),
                 human(r.new_unique_bytes)
             );
@@ -274,8 +274,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             report_cut_short(&r);
             println!(
-                "imported {} artifacts ({}), {} already present, {} skipped",
-                r.imported.len(),
+                "imported {} ({}), {} already present, {} skipped",
+                count(r.imported.len() as u64, "artifact"),
                 human(r.logical_bytes),
                 r.already_present.len(),
                 r.skipped.len()
@@ -285,8 +285,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, false)?;
             let files = s.export(name, dest, tty())?;
             println!(
-                "{name}: {} files written to {}",
-                files.len(),
+                "{name}: {} written to {}",
+                count(files.len() as u64, "file"),
                 dest.display()
             );
             let missing = s.missing_files(name)?;
@@ -472,23 +472,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
                 writeln!(
                     out,
-                    "stored on disk   {:>11}  ({} pack files, incl. headers and unreclaimed space)",
+                    "stored on disk   {:>11}  ({}, incl. headers and unreclaimed space)",
                     human(st.pack_bytes),
-                    st.pack_files
+                    count(st.pack_files, "pack file")
                 )?;
                 writeln!(out, "index            {:>11}", human(st.index_bytes))?;
                 writeln!(
                     out,
-                    "reclaimable      {:>11}  ({} unreferenced chunks, to be freed by gc)",
+                    "reclaimable      {:>11}  ({}, to be freed by gc)",
                     human(t.unreferenced_bytes),
-                    t.unreferenced_chunks
+                    count(t.unreferenced_chunks, "unreferenced chunk")
                 )?;
                 if t.quarantined_files > 0 {
                     writeln!(
                         out,
-                        "quarantined      {:>11}  ({} cut-short files, see `ls --quarantine`; drop with `rm --quarantine`)",
+                        "quarantined      {:>11}  ({}, see `ls --quarantine`; drop with `rm --quarantine`)",
                         human(t.quarantined_bytes),
-                        t.quarantined_files
+                        count(t.quarantined_files, "cut-short file")
                     )?;
                 }
                 writeln!(
@@ -513,30 +513,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("problem: {p}");
                 }
                 if r.unindexed_packs > 0 {
-                    let (files, hold) = if r.unindexed_packs == 1 {
-                        ("pack file", "holds")
+                    let hold = if r.unindexed_packs == 1 {
+                        "holds"
                     } else {
-                        ("pack files", "hold")
+                        "hold"
                     };
                     println!(
-                        "note: {} {files} ({}) {hold} no indexed chunks (left by interrupted writes); gc reclaims them",
-                        r.unindexed_packs,
+                        "note: {} ({}) {hold} no indexed chunks (left by interrupted writes); gc reclaims them",
+                        count(r.unindexed_packs as u64, "pack file"),
                         human(r.unindexed_pack_bytes)
                     );
                 }
                 let what = if *full {
                     format!(
-                        ", {} chunks ({}) re-read and re-hashed",
-                        r.chunks_checked,
+                        ", {} ({}) re-read and re-hashed",
+                        count(r.chunks_checked, "chunk"),
                         human(r.bytes_checked)
                     )
                 } else {
                     String::new()
                 };
-                let n = r.problems.len();
-                let problems = if n == 1 { "problem" } else { "problems" };
-                let packs = if r.packs == 1 { "pack" } else { "packs" };
-                println!("{n} {problems} in {} {packs}{what}", r.packs);
+                println!(
+                    "{} in {}{what}",
+                    count(r.problems.len() as u64, "problem"),
+                    count(r.packs as u64, "pack")
+                );
             }
             if !r.problems.is_empty() {
                 return Ok(ExitCode::from(3));
@@ -646,8 +647,8 @@ fn adopt_plain_cache(s: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
     }
     report_cut_short(&r);
     eprintln!(
-        "adopted {} artifacts ({}), {} already present",
-        r.imported.len(),
+        "adopted {} ({}), {} already present",
+        count(r.imported.len() as u64, "artifact"),
         human(r.logical_bytes),
         r.already_present.len()
     );
@@ -773,6 +774,15 @@ fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// "1 file", "2 files": a count with its noun.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn human(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
@@ -863,6 +873,13 @@ fn cmd_fingerprint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_the_noun_in_the_right_number() {
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(2, "pack file"), "2 pack files");
+    }
 
     #[test]
     fn last_line_since_reads_only_what_was_appended() {

@@ -967,7 +967,7 @@ fn progress_shows_on_a_terminal_only() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.starts_with("a: 1 files") && !out.contains("eta"),
+        out.starts_with("a: 1 file,") && !out.contains("eta"),
         "{out}"
     );
     // script(1) runs the command on a pseudo-terminal and copies what it
