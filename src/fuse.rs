@@ -735,6 +735,33 @@ impl View {
         }
     }
 
+    /// fallocate(2). The store keeps no preallocated space, so only growing
+    /// the file (mode 0) has an effect, as a truncate up would; KEEP_SIZE
+    /// is accepted and changes nothing; punching holes and the other modes
+    /// are refused with EOPNOTSUPP, as file systems without them do (glibc's
+    /// posix_fallocate then writes zeros itself).
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let Some(ino) = self.handle_ino(fh)? else {
+            return Err(errno_err(
+                libc::EBADF,
+                format!("file handle {fh} is read-only"),
+            ));
+        };
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(errno_err(libc::EOPNOTSUPP, format!("inode {ino}")));
+        }
+        if mode & libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(length)
+            .ok_or_else(|| errno_err(libc::EFBIG, format!("inode {ino}")))?;
+        if end > self.attr_of(ino)?.size {
+            self.set_attr(ino, None, Some(end), None)?;
+        }
+        Ok(())
+    }
+
     pub fn release(&self, fh: u64) -> Result<()> {
         let h = lock(&self.handles).remove(&fh);
         let Some(Handle::Write(ino)) = h else {
@@ -1230,6 +1257,22 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         match self.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

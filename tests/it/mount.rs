@@ -331,6 +331,15 @@ fn writes_commit_on_close_and_behave_like_a_directory() {
         dir.display()
     ));
     assert_eq!(fs::read(dir.join("key")).unwrap(), b"shABCD\0\0\0Z");
+    // fallocate: growing extends with zeros, KEEP_SIZE changes nothing,
+    // punching a hole is refused (the store keeps no preallocated space).
+    sh(&format!("fallocate -l 3000 {}/pre", dir.display()));
+    assert_eq!(fs::read(dir.join("pre")).unwrap(), vec![0u8; 3000]);
+    sh(&format!("fallocate -n -l 9000 {}/key", dir.display()));
+    assert_eq!(fs::read(dir.join("key")).unwrap(), b"shABCD\0\0\0Z");
+    sh_fails(&format!("fallocate -p -o 0 -l 2 {}/key", dir.display()));
+    assert_eq!(fs::read(dir.join("key")).unwrap(), b"shABCD\0\0\0Z");
+    fs::remove_file(dir.join("pre")).unwrap();
     {
         // Backwards writes through one handle.
         let f = fs::OpenOptions::new()
