@@ -244,7 +244,6 @@ fn parse_octal(f: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(&s).ok()?, 8).ok()
 }
 
-/// A member size: octal, or GNU base-256 when the top bit is set.
 /// The `size` record of a pax extended header's data (POSIX.1-2001 records:
 /// `"<length> <key>=<value>\n"`, the length counting the whole record).
 /// `None` when it has none, or the records cannot be read.
@@ -262,6 +261,7 @@ fn pax_size(mut data: &[u8]) -> Option<u64> {
     size
 }
 
+/// A member size: octal, or GNU base-256 when the top bit is set.
 fn parse_size(f: &[u8]) -> Option<u64> {
     if f[0] & 0x80 != 0 {
         let mut v: u64 = (f[0] & 0x7f) as u64;
