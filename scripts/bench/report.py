@@ -416,10 +416,11 @@ mount at 2.08×, 0.73× and 0.78×; an A/B of the first two builds mounted side 
   the plain directory's pace (1.31–1.34 s against 1.18–1.39 s), the 248 MB image takes
   1.82–1.96 s against 1.05–1.24 s. Over the image's transfer (`perf record -a`), the inflate
   took 1.3 CPU seconds (1.04 alone: it shares the cores), ssh, sshd and scp 1.37, the daemon
-  0.41 (FastCDC's gear hash 0.15, BLAKE3 0.07): 3.1 CPU seconds, which two cores cannot run in
-  less than 1.55 s, against the plain copy's 1.1–1.2 s. With `igzip`'s 0.83 s for the inflate
-  it would still be 1.3 s. The cores sat idle 12% of that time; a check queue of 32 MiB
-  instead of 4 MiB did not change the time.
+  0.54 (its FUSE threads 0.41, its chunk workers 0.12; FastCDC's gear hash 0.15 and BLAKE3
+  0.07 of it): 3.2 CPU seconds, which two cores cannot run in less than 1.6 s, against the
+  plain copy's 1.1–1.2 s. With `igzip`'s 0.83 s for the inflate it would still be about
+  1.4 s. The cores sat idle 12% of that time; a check queue of 32 MiB instead of 4 MiB did
+  not change the time.
 - **`scp` out of the mount.** Warm (page cache), both take 1.6 s. Cold, deploycache's time
   stays within 1.8–2.2 s, while the plain directory's swings between 1.45 and 2.45 s from one
   repetition to the next, so the ratio lands anywhere from 0.77× to 1.07× (side-by-side runs
