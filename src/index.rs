@@ -656,22 +656,27 @@ impl Index {
                     },
                 ))
             })?;
-        let mut unique = self
-            .conn
-            .prepare_cached(
-                // A chunk is unique to the artifact when all of its
-                // references come from the artifact's own files.
-                "SELECT coalesce(sum(raw_len), 0) FROM (
-                    SELECT c.raw_len AS raw_len, c.refs AS refs, count(*) AS n
-                    FROM files f JOIN file_chunks fc ON fc.file = f.id JOIN chunks c ON c.id = fc.chunk
-                    WHERE f.artifact = ?1 GROUP BY c.id) WHERE refs = n",
-            )
-            .sql(&self.path)?;
+        // A chunk is unique to an artifact when all of its references come
+        // from that artifact's files. One pass over the chunk references in
+        // chunk order (their index), for every artifact at once: `ls` of a
+        // store of 166 artifacts (1.1 million references) took 0.31 s, where
+        // a grouped query per artifact took 0.97 s.
+        let unique: std::collections::HashMap<i64, u64> = self
+            .rows(
+                "SELECT g.a, sum(c.raw_len) FROM (
+                    SELECT fc.chunk AS chunk, min(f.artifact) AS a, max(f.artifact) AS b,
+                           count(*) AS n
+                    FROM file_chunks fc JOIN files f ON f.id = fc.file GROUP BY fc.chunk) g
+                 JOIN chunks c ON c.id = g.chunk
+                 WHERE g.a = g.b AND c.refs = g.n GROUP BY g.a",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
+            )?
+            .into_iter()
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for (aid, quarantined, mut s) in rows {
-            s.unique_bytes = unique
-                .query_row([aid], |r| r.get::<_, i64>(0))
-                .sql(&self.path)? as u64;
+            s.unique_bytes = unique.get(&aid).copied().unwrap_or(0);
             if quarantined {
                 s.missing = missing_files(&self.conn, aid).sql(&self.path)?;
             }
