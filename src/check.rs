@@ -161,21 +161,16 @@ impl TarCheck {
             self.bad = Some(format!("tar: a lone zero block before offset {at}"));
             return;
         }
-        let stored = parse_octal(&h[148..156]);
         // The checksum field counts as spaces. Like GNU tar, accept the sum
         // of the bytes as signed chars too (old Sun and other tars).
-        let field = |i: usize| (148..156).contains(&i);
-        let sum: u64 = h
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| if field(i) { 32 } else { b as u64 })
-            .sum();
-        let signed: i64 = h
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| if field(i) { 32 } else { b as i8 as i64 })
-            .sum();
-        if stored != Some(sum) && stored.map(|s| s as i64) != Some(signed) {
+        let sum = |byte: fn(u8) -> i64| -> i64 {
+            h.iter()
+                .enumerate()
+                .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { byte(b) })
+                .sum()
+        };
+        let stored = parse_octal(&h[148..156]).and_then(|s| i64::try_from(s).ok());
+        if stored != Some(sum(|b| b as i64)) && stored != Some(sum(|b| b as i8 as i64)) {
             self.bad = Some(format!(
                 "tar: header checksum mismatch at offset {at} (not a tar, or damaged)"
             ));
@@ -651,16 +646,7 @@ mod tests {
     fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, len) in files {
-            let mut h = [0u8; 512];
-            h[..name.len()].copy_from_slice(name.as_bytes());
-            h[100..108].copy_from_slice(b"0000644\0");
-            h[124..136].copy_from_slice(format!("{len:011o}\0").as_bytes());
-            h[156] = b'0';
-            h[257..263].copy_from_slice(b"ustar\0");
-            h[148..156].copy_from_slice(b"        ");
-            let sum: u32 = h.iter().map(|&b| b as u32).sum();
-            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-            out.extend_from_slice(&h);
+            out.extend_from_slice(&tar_header(name.as_bytes(), b'0', *len as u64, false));
             out.extend((0..*len).map(|i| (i % 251) as u8));
             out.resize(out.len().div_ceil(512) * 512, 0);
         }
