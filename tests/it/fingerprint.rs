@@ -1,4 +1,5 @@
-//! Fingerprint vectors from ../shared/fixtures/fingerprints.
+//! Fingerprint vectors from tests/fixtures/fingerprints (copied from the
+//! shared set made by the Python reference; see its README).
 //!
 //! Every case directory is run twice: through the library API and through the
 //! built binary (`fingerprint --sorted --json`). Expected values were computed
@@ -10,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn vectors_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/fingerprints");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fingerprints");
     assert!(
         dir.is_dir(),
-        "fingerprint vectors not found at {}: check out the shared fixtures next to this worktree",
+        "fingerprint vectors not found at {}: they are part of the repository (a partial checkout?)",
         dir.display()
     );
     dir
