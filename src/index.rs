@@ -181,10 +181,26 @@ trait Sql<T> {
 
 impl<T> Sql<T> for rusqlite::Result<T> {
     fn sql(self, path: &Path) -> Result<T> {
-        self.map_err(|e| Error::Index {
+        self.map_err(|e| sql_error(path, e))
+    }
+}
+
+/// SQLite errors by kind: a full disk is ENOSPC and a busy database EBUSY
+/// (so the view replies with those, and the message says what to do);
+/// anything else is an index error.
+fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    let errno = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Some(libc::ENOSPC),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Some(libc::EBUSY),
+        _ => None,
+    };
+    match errno {
+        Some(n) => Error::io(path, std::io::Error::from_raw_os_error(n)),
+        None => Error::Index {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        },
     }
 }
 
@@ -299,6 +315,21 @@ impl Index {
         self.conn.execute_batch("COMMIT").sql(&self.path)
     }
 
+    /// The end of pack `p`'s last indexed record (`None`: no index row
+    /// points into it).
+    pub fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
+        let end: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT max(c.offset + c.stored_len) FROM chunks c JOIN packs p ON p.id = c.pack
+                 WHERE p.name = ?1",
+            )
+            .sql(&self.path)?
+            .query_row([p.to_string()], |r| r.get(0))
+            .sql(&self.path)?;
+        Ok(end.map(|e| e as u64))
+    }
+
     /// Where a chunk is stored, if the index knows it.
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
         let mut st = self
@@ -352,14 +383,25 @@ impl Index {
         self.commit_artifact(ns, name, &[], &[], false)
     }
 
-    /// Add or replace one file of an existing artifact (the FUSE view's close).
-    pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
+    /// Add or replace one file of an existing artifact (the FUSE view's
+    /// close). `pending` (from [`Index::begin_pending`]) goes in the same
+    /// transaction.
+    pub fn commit_file(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        file: &NewFile,
+        pending: Option<i64>,
+    ) -> Result<()> {
         self.write(|tx, path| {
             let aid = need_artifact(tx, path, ns, artifact)?;
             if let Some(fid) = file_id(tx, aid, &file.meta.name).sql(path)? {
                 delete_file(tx, fid).sql(path)?;
             }
             insert_file(tx, aid, file, None).sql(path)?;
+            if let Some(id) = pending {
+                delete_pending(tx, id).sql(path)?;
+            }
             Ok(())
         })
     }
@@ -460,18 +502,93 @@ impl Index {
     }
 
     /// Keep a file aside (not visible) with the reason, its chunks referenced.
+    /// `pending` (from [`Index::begin_pending`]) is replaced in the same
+    /// transaction.
     pub fn quarantine_file(
         &mut self,
         ns: &str,
         artifact: &str,
         file: &NewFile,
         reason: &str,
+        pending: Option<i64>,
     ) -> Result<()> {
         self.write(|tx, path| {
             let aid = need_artifact(tx, path, ns, artifact)?;
             insert_file(tx, aid, file, Some(reason)).sql(path)?;
+            if let Some(id) = pending {
+                delete_pending(tx, id).sql(path)?;
+            }
             Ok(())
         })
+    }
+
+    /// Durably record that file `name` of `artifact` is being written (a
+    /// quarantined row with no chunks and `reason`), so that the artifact
+    /// lists as incomplete until the file commits whole, to every reader and
+    /// after a crash. Returns the row's id for [`Index::commit_file`],
+    /// [`Index::quarantine_file`], [`Index::move_pending`] and
+    /// [`Index::end_pending`].
+    pub fn begin_pending(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<i64> {
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            let empty: [(ChunkId, u32); 0] = [];
+            tx.execute(
+                "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash, committed, quarantine)
+                 VALUES(?1, ?2, 0, 0, 0, ?3, ?4, ?5)",
+                params![aid, name, &FileHash::of_chunks(empty).as_bytes()[..], now(), reason],
+            )
+            .sql(path)?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// A file being written was renamed: its pending row follows it.
+    pub fn move_pending(&mut self, id: i64, ns: &str, artifact: &str, name: &str) -> Result<()> {
+        self.write(|tx, path| {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            tx.execute(
+                "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3 AND quarantine IS NOT NULL",
+                params![aid, name, id],
+            )
+            .sql(path)?;
+            Ok(())
+        })
+    }
+
+    /// Drop a pending row (the file was unlinked while being written), or
+    /// with `reason`, keep it and say why the file was lost.
+    pub fn end_pending(&mut self, id: i64, reason: Option<&str>) -> Result<()> {
+        self.write(|tx, path| {
+            match reason {
+                Some(r) => {
+                    tx.execute(
+                        "UPDATE files SET quarantine = ?1 WHERE id = ?2 AND quarantine IS NOT NULL",
+                        params![r, id],
+                    )
+                    .sql(path)?;
+                }
+                None => delete_pending(tx, id).sql(path)?,
+            }
+            Ok(())
+        })
+    }
+
+    /// Pending rows of namespace `ns` whose reason starts with `prefix`:
+    /// (row id, artifact, reason). The mount relabels those its dead
+    /// predecessors left.
+    pub fn pending_rows(&self, ns: &str, prefix: &str) -> Result<Vec<(i64, String, String)>> {
+        self.rows(
+            "SELECT f.id, a.name, f.quarantine FROM files f JOIN artifacts a ON a.id = f.artifact
+             WHERE a.namespace = ?1 AND substr(f.quarantine, 1, length(?2)) = ?2",
+            params![ns, prefix],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 
     /// Drop the quarantined files of `artifact`, or of every artifact of
@@ -1022,6 +1139,17 @@ fn insert_file(
         }
         offset += *len as u64;
     }
+    Ok(())
+}
+
+/// Delete a pending row: quarantined, so never a visible file, and it
+/// holds no chunk references.
+fn delete_pending(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM files WHERE id = ?1 AND quarantine IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM file_chunks WHERE file = ?1)",
+        [id],
+    )?;
     Ok(())
 }
 
