@@ -598,7 +598,15 @@ impl View {
             return self.create_as_open(ino, flags);
         }
         let perm = mode & 0o7777;
-        let mut s = Session::new(&self.store, parent, &name, None, perm, true)?;
+        // `>>` onto a file kept aside as cut short goes on from its bytes,
+        // as it would in a plain directory, instead of silently starting
+        // an empty file under the same name.
+        let resumed = if flags & libc::O_APPEND != 0 {
+            self.quarantined_content(&artifact, &name)?
+        } else {
+            None
+        };
+        let mut s = Session::new(&self.store, parent, &name, resumed, perm, true)?;
         // Durable before the first byte is accepted: a crash or a failed
         // write from here on leaves the artifact incomplete, never a hit.
         let reason = format!("{PENDING} (pid {})", std::process::id());
@@ -610,6 +618,24 @@ impl View {
         lock(&self.sessions).insert(ino, Arc::new(Mutex::new(s)));
         let fh = self.new_fh(Handle::Write(ino));
         Ok((self.file_attr(ino, info), fh))
+    }
+
+    /// The newest content kept aside (quarantined) under `artifact/name`.
+    fn quarantined_content(&self, artifact: &str, name: &str) -> Result<Option<FileReader>> {
+        let newest =
+            self.store.list_quarantine()?.into_iter().find(|q| {
+                q.artifact == artifact && q.file.meta.name == name && q.file.meta.size > 0
+            });
+        match newest {
+            Some(q) => {
+                log_line(&format!(
+                    "{artifact}/{name}: appending to the {} bytes kept aside ({})",
+                    q.file.meta.size, q.reason
+                ));
+                self.store.open_file_id(artifact, q.file.id).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// A create of a name that exists: open it for writing instead.

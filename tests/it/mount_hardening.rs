@@ -552,3 +552,31 @@ fn long_names_and_a_second_writer_get_the_errors_posix_gives() {
     assert_eq!(fs::read(a.join("f")).unwrap(), b"SECOND");
     m.unmount();
 }
+
+/// Regression: `>>` onto a file kept aside as cut short silently started a
+/// new file under its name. It now goes on from the bytes kept aside, as
+/// in a plain directory: appending the rest makes the file whole.
+#[test]
+fn appending_to_a_cut_short_file_goes_on_from_its_bytes() {
+    let (_t, store, src, mp) = fresh();
+    let m = Mounted::foreground(&store, &mp, &[]);
+    let a = m.path(SHA);
+    fs::create_dir(&a).unwrap();
+    make_gz(&src.join("i.img.gz"), 2, 111);
+    let whole = fs::read(src.join("i.img.gz")).unwrap();
+    let cut = whole.len() / 3;
+    write(&src.join("head"), &whole[..cut]);
+    write(&src.join("tail"), &whole[cut..]);
+    fs::copy(src.join("head"), a.join("i.img.gz")).unwrap();
+    assert_eq!(quarantine(&store).len(), 1);
+    assert!(!hit(&a));
+    sh(&format!(
+        "cat {} >> {}",
+        src.join("tail").display(),
+        a.join("i.img.gz").display()
+    ));
+    assert!(hit(&a));
+    assert!(fs::read(a.join("i.img.gz")).unwrap() == whole);
+    m.unmount();
+    verify_full(&store);
+}
