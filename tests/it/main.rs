@@ -2,5 +2,6 @@
 //! Tests drive the real `deploycache` binary against real stores on disk.
 mod common;
 mod fingerprint;
+mod hardening_store;
 mod mount;
 mod store;
