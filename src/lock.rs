@@ -87,16 +87,71 @@ pub(crate) fn lock_or_wait(file: &File, path: &Path, exclusive: bool, what: &str
     res.at(path)
 }
 
+/// The `-shm` files of the indexes this process opened (by inode), for
+/// [`notice_index_wait`]: SQLite's busy handler gets no context.
+static INDEX_SHM: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Remember the index at `index` for [`notice_index_wait`].
+pub(crate) fn watch_index(index: &Path) {
+    let mut shm = index.as_os_str().to_owned();
+    shm.push("-shm");
+    let shm = PathBuf::from(shm);
+    let Ok(md) = std::fs::metadata(&shm) else {
+        return;
+    };
+    let ino = std::os::unix::fs::MetadataExt::ino(&md);
+    let mut watched = INDEX_SHM.lock().unwrap_or_else(|p| p.into_inner());
+    if !watched.iter().any(|(p, i)| *p == shm && *i == ino) {
+        watched.push((shm, ino));
+    }
+}
+
+/// Say that this process waits for the index: SQLite's busy handler calls
+/// it once per wait, after [`WAIT_NOTICE`]. The writer holds a POSIX write
+/// lock on the index's `-shm` file (SQLite's WAL write lock).
+pub(crate) fn notice_index_wait() {
+    let watched = INDEX_SHM.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut who = String::new();
+    let mut path = PathBuf::from("index.sqlite");
+    for (shm, ino) in &watched {
+        let h = holders_of(*ino, true);
+        if !h.is_empty() || who.is_empty() {
+            path = shm.with_extension("sqlite");
+            who = h.join(", ");
+        }
+    }
+    if who.is_empty() {
+        who = "another process".to_owned();
+    }
+    eprintln!(
+        "deploycache: waiting for the store index ({}), which {who} is writing to; \
+         this goes on once it is done",
+        path.display()
+    );
+}
+
 /// Who holds an flock on inode `ino`: "pid 123 (deploycache)", from
 /// `/proc/locks` (on NFS a lock held on another host shows no local pid).
 fn holders(ino: u64) -> String {
+    let pids = holders_of(ino, false);
+    if pids.is_empty() {
+        "a process this host cannot name (on another host, or gone meanwhile)".to_owned()
+    } else {
+        pids.join(", ")
+    }
+}
+
+/// Processes other than this one holding a lock on inode `ino` (with
+/// `write_only`, write locks only), as "pid 123 (comm)".
+fn holders_of(ino: u64, write_only: bool) -> Vec<String> {
     let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let me = std::process::id().to_string();
     let mut pids: Vec<String> = Vec::new();
     for line in locks.lines() {
         // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"; waiters are
         // "1: -> FLOCK ...".
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[1] == "->" {
+        if f.len() < 6 || f[1] == "->" || f[4] == me || (write_only && f[3] != "WRITE") {
             continue;
         }
         let inode = f[5].rsplit(':').next().and_then(|i| i.parse::<u64>().ok());
@@ -113,11 +168,7 @@ fn holders(ino: u64) -> String {
             pids.push(who);
         }
     }
-    if pids.is_empty() {
-        "a process this host cannot name (on another host, or gone meanwhile)".to_owned()
-    } else {
-        pids.join(", ")
-    }
+    pids
 }
 
 /// Held while a store is being created; see the module doc.

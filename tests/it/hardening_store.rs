@@ -557,3 +557,41 @@ fn export_that_fails_midway_leaves_no_partial_dest() {
     assert_eq!(left, ["a.bin"]);
     assert_eq!(fs::read(dest.join("a.bin")).unwrap(), b"mine");
 }
+
+#[test]
+fn a_wait_on_the_index_says_for_whom() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    let f = t.path().join("x.yaml");
+    write(&f, b"dea: 1\n");
+    ok(dc(&store).args(["put", "a"]).arg(&f));
+    ok(dc(&store).args(["put", "b"]).arg(&f));
+    // sqlite3 holds the index's write lock until its stdin closes.
+    let mut sql = Command::new("sqlite3")
+        .arg(store.join("index.sqlite"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sql_in = sql.stdin.take().unwrap();
+    writeln!(sql_in, "BEGIN IMMEDIATE; SELECT 'held';").unwrap();
+    let mut line = String::new();
+    BufReader::new(sql.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    let (child, rx) = spawn_with_stderr(dc(&store).args(["rm", "a"]).stdout(Stdio::piped()));
+    let line = wait_for_line(&rx, "waiting for");
+    assert!(line.contains("store index"), "{line}");
+    assert!(
+        line.contains(&format!("pid {} (sqlite3)", sql.id())),
+        "{line}"
+    );
+    drop(sql_in);
+    sql.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(!rest.iter().any(|l| l.contains("waiting for")), "{rest:?}");
+    assert_eq!(names(&json(&ok(dc(&store).args(["ls", "--json"])))), ["b"]);
+}
