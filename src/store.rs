@@ -967,7 +967,10 @@ impl Store {
                 // A directory where a file goes fails here, before any
                 // file of this export has replaced anything.
                 if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-                    return Err(Error::io(&target, io::ErrorKind::IsADirectory.into()));
+                    return Err(Error::io(
+                        &target,
+                        io::Error::from_raw_os_error(libc::EISDIR),
+                    ));
                 }
             }
             for (f, tmp) in files.iter().zip(&written) {
