@@ -209,6 +209,28 @@ pub struct Index {
     path: PathBuf,
 }
 
+/// How long a connection waits for a lock another connection holds
+/// before it gives up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sleep between tries while busy.
+const BUSY_STEP: Duration = Duration::from_millis(10);
+
+/// SQLite's busy handler (`attempt` counts the tries of one wait): waits
+/// like `busy_timeout(BUSY_TIMEOUT)`, and after [`crate::lock::WAIT_NOTICE`]
+/// says once that it waits for the index, and for whom (a write lock on
+/// the WAL index, `-shm`, held by another process).
+fn busy(attempt: i32) -> bool {
+    let waited = BUSY_STEP * attempt.max(0) as u32;
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    if waited == crate::lock::WAIT_NOTICE {
+        crate::lock::notice_index_wait();
+    }
+    std::thread::sleep(BUSY_STEP);
+    true
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -226,7 +248,7 @@ impl Index {
             conn,
             path: path.to_owned(),
         };
-        ix.conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
+        ix.conn.busy_handler(Some(busy)).sql(path)?;
         // WAL: readers never block the writer. synchronous=FULL: a committed
         // artifact survives power loss, not only a process crash.
         ix.conn
@@ -235,6 +257,7 @@ impl Index {
             )
             .sql(path)?;
         ix.conn.execute_batch(SCHEMA).sql(path)?;
+        crate::lock::watch_index(path);
         let version: Option<String> = ix
             .conn
             .query_row(
@@ -297,7 +320,7 @@ impl Index {
     pub fn open_reader(path: &Path) -> Result<Index> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .sql(path)?;
-        conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
+        conn.busy_handler(Some(busy)).sql(path)?;
         Ok(Index {
             conn,
             path: path.to_owned(),

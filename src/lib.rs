@@ -32,6 +32,7 @@ pub mod index;
 pub mod lock;
 pub mod name;
 pub mod pack;
+pub mod perms;
 pub mod progress;
 pub mod store;
 pub mod verify;
