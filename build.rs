@@ -56,8 +56,7 @@ fn main() {
     let version = format!("{} (commit {commit})", env("CARGO_PKG_VERSION"));
     // Leaked: clap keeps a &'static str, and this process ends right after.
     let cmd = cli::Cli::command().version(&*version.leak());
-    clap_mangen::generate_to(cmd.clone(), &man)
-        .unwrap_or_else(|e| panic!("writing the man pages to {}: {e}", man.display()));
+    write_man_pages(cmd.clone(), &man);
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,
@@ -65,6 +64,30 @@ fn main() {
     ] {
         clap_complete::generate_to(shell, &mut cmd.clone(), "deploycache", &completions)
             .unwrap_or_else(|e| panic!("writing the {shell} completion: {e}"));
+    }
+}
+
+/// A gzipped page per command (Debian policy: man pages are compressed), with
+/// no name or time in the gzip header, so a rebuild gives the same bytes.
+fn write_man_pages(cmd: clap::Command, dir: &Path) {
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![cmd.clone()];
+    pages.extend(cmd.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    for page in pages {
+        let man = clap_mangen::Man::new(page);
+        let path = dir.join(format!("{}.gz", man.get_filename()));
+        let mut roff = Vec::new();
+        man.render(&mut roff)
+            .unwrap_or_else(|e| panic!("rendering {}: {e}", path.display()));
+        let file = std::fs::File::create(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(file, flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &roff)
+            .and_then(|()| gz.finish().map(drop))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 }
 
