@@ -5,4 +5,5 @@ mod fingerprint;
 mod hardening_store;
 mod mount;
 mod mount_hardening;
+mod package;
 mod store;
