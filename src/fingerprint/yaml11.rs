@@ -550,6 +550,10 @@ fn parse_timestamp_fields(s: &[u8], loose: bool) -> Option<Timestamp> {
         let j = span_of(s, i, |b| b.is_ascii_digit());
         (j > i && j - i <= 2).then_some(j)
     };
+    // `[0-9]{4}-`: checked before slicing, an explicit `!!timestamp` may hold anything.
+    if s.len() < 5 || !s[..4].iter().all(u8::is_ascii_digit) || s[4] != b'-' {
+        return None;
+    }
     let year = num(0, 4)?;
     let i = 5;
     let j = digits_1_2(i)?;
@@ -1318,6 +1322,17 @@ mod tests {
         assert!(load(b"- 2016-13-01\n").is_err());
         assert!(load(b"- 2015-02-29\n").is_err());
         assert!(load(b"- 2016-02-29\n").is_ok());
+    }
+
+    #[test]
+    fn explicit_timestamp_tag_on_a_short_value_is_an_error_not_a_panic() {
+        // PyYAML: the regexp does not match, then `None.groupdict()` raises.
+        for v in ["x", "0o17", "12", "+123-01-01", "2016"] {
+            assert!(
+                load(format!("- !!timestamp {v}\n").as_bytes()).is_err(),
+                "{v}"
+            );
+        }
     }
 
     #[test]
