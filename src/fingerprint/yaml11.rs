@@ -28,12 +28,15 @@
 //!   composer (saphyr allows it, so the names are read back from the source).
 //!   More than one document is an error; an empty stream is `None`.
 //!
+//! - Escapes naming UTF-16 surrogates (`"\ud83d"`, `"\ud83d\ude00"`) give
+//!   one code point each, as on a wide build (see [`SURROGATE_MARK`]).
+//!
 //! Known gaps (documented, not reproduced): PyYAML treats NEL/LS/PS as line
 //! breaks, saphyr (YAML 1.2) does not; a recursive alias in a part of the DEA
 //! that is never hashed loads in PyYAML but fails here; `!!python/object*`
 //! and `!!python/name` tags are refused; where both fail, messages differ.
 
-use super::pyvalue::{BigInt, Dict, Value};
+use super::pyvalue::{BigInt, Dict, PyStr, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -58,6 +61,7 @@ const TAG_PREFIX: &str = "tag:yaml.org,2002:";
 pub fn load(bytes: &[u8]) -> Result<Value, YamlError> {
     let text = decode(bytes)?;
     check_printable(&text)?;
+    let text = mark_surrogate_escapes(&text);
     let root = compose(&text)?;
     match root {
         None => Ok(Value::None),
@@ -156,6 +160,90 @@ fn check_printable(text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- surrogates
+
+/// Stands in for the backslash of a `\uD800`..`\uDFFF` (or `\U0000D800`..)
+/// escape while saphyr parses: saphyr refuses escapes naming a surrogate,
+/// PyYAML on a wide build keeps them as code points. An astral character can
+/// never be in the input (PyYAML 3.x refuses them, see [`check_printable`]),
+/// and it is one character like the backslash, so marks and columns stay put.
+const SURROGATE_MARK: char = '\u{10fffd}';
+
+/// `text` with the backslash of each escape that names a surrogate replaced by
+/// [`SURROGATE_MARK`]. Escapes are recognised the way a double-quoted scalar
+/// reads them (`\\` pairs first); in other contexts the mark is turned back
+/// into a backslash by [`restore_surrogates`].
+fn mark_surrogate_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut marks = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let run = bytes[i..].iter().take_while(|&&b| b == b'\\').count();
+        let last = i + run - 1;
+        i += run;
+        if run % 2 == 1 && surrogate_escape(&text[last + 1..]).is_some() {
+            marks.push(last);
+        }
+    }
+    if marks.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 3 * marks.len());
+    let mut from = 0;
+    for m in marks {
+        out.push_str(&text[from..m]);
+        out.push(SURROGATE_MARK);
+        from = m + 1;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The surrogate named by `uXXXX` or `UXXXXXXXX` at the start of `rest`, and the escape's length.
+fn surrogate_escape(rest: &str) -> Option<(u32, usize)> {
+    let digits = match rest.as_bytes().first()? {
+        b'u' => 4,
+        b'U' => 8,
+        _ => return None,
+    };
+    let hex = rest.get(1..=digits)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let cp = u32::from_str_radix(hex, 16).ok()?;
+    (0xd800..=0xdfff).contains(&cp).then_some((cp, 1 + digits))
+}
+
+/// A scalar's value as saphyr read it, back to what PyYAML reads: in a
+/// double-quoted scalar each mark + escape is the surrogate it names (then the
+/// exact text is returned too, the `String` has U+FFFD in its place); in any
+/// other style the mark was a backslash.
+fn restore_surrogates(value: String, double_quoted: bool) -> (String, Option<PyStr>) {
+    if !value.contains(SURROGATE_MARK) {
+        return (value, None);
+    }
+    if !double_quoted {
+        return (value.replace(SURROGATE_MARK, "\\"), None);
+    }
+    let mut exact = PyStr::default();
+    let mut rest = value.as_str();
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match (c, surrogate_escape(rest)) {
+            (SURROGATE_MARK, Some((cp, len))) => {
+                exact.push(cp);
+                rest = &rest[len..];
+            }
+            _ => exact.push(u32::from(c)),
+        }
+    }
+    (exact.to_string_lossy(), Some(exact))
+}
+
 // ---------------------------------------------------------------- composing
 
 #[derive(Debug)]
@@ -168,7 +256,12 @@ struct Node {
 
 #[derive(Debug)]
 enum NodeKind {
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+        /// The exact text when it holds surrogates (`value` has U+FFFD there).
+        exact: Option<PyStr>,
+    },
     Seq(Vec<Rc<Node>>),
     Map(Vec<(Rc<Node>, Rc<Node>)>),
 }
@@ -203,7 +296,7 @@ fn anchor_name_at(props: &str) -> Option<&str> {
 }
 
 fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
-    tag.map(|t| format!("{}{}", t.handle, t.suffix))
+    tag.map(|t| format!("{}{}", t.handle, t.suffix).replace(SURROGATE_MARK, "\\"))
 }
 
 fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
@@ -267,18 +360,23 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
                     None => return Err(at(&span, "found undefined alias".into())),
                 }
             }
-            Event::Scalar(value, style, anchor, tag) => Some((
-                Rc::new(Node {
-                    tag: tag_string(tag.as_deref()),
-                    line: span.start.line(),
-                    col: span.start.col() + 1,
-                    kind: NodeKind::Scalar {
-                        value: value.into_owned(),
-                        plain: style == ScalarStyle::Plain,
-                    },
-                }),
-                anchor,
-            )),
+            Event::Scalar(value, style, anchor, tag) => {
+                let (value, exact) =
+                    restore_surrogates(value.into_owned(), style == ScalarStyle::DoubleQuoted);
+                Some((
+                    Rc::new(Node {
+                        tag: tag_string(tag.as_deref()),
+                        line: span.start.line(),
+                        col: span.start.col() + 1,
+                        kind: NodeKind::Scalar {
+                            value,
+                            plain: style == ScalarStyle::Plain,
+                            exact,
+                        },
+                    }),
+                    anchor,
+                ))
+            }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(at(
@@ -915,7 +1013,7 @@ impl Constructor {
     /// The node's effective tag, as PyYAML's composer resolves it.
     fn node_tag(node: &Node) -> String {
         match (&node.kind, node.tag.as_deref()) {
-            (NodeKind::Scalar { value, plain }, t) => match t {
+            (NodeKind::Scalar { value, plain, .. }, t) => match t {
                 None if *plain => resolve_plain(value).to_owned(),
                 Some("!") => resolve_plain(value).to_owned(),
                 None => tag("str"),
@@ -938,6 +1036,16 @@ impl Constructor {
                 node,
                 "expected a scalar node, but found mapping".into(),
             )),
+        }
+    }
+
+    /// A scalar's exact text, surrogates included.
+    fn text(node: &Node) -> Result<PyStr, YamlError> {
+        match &node.kind {
+            NodeKind::Scalar {
+                exact: Some(exact), ..
+            } => Ok(exact.clone()),
+            _ => Self::scalar(node).map(PyStr::from),
         }
     }
 
@@ -995,11 +1103,12 @@ impl Constructor {
             "float" | "python/float" => {
                 Value::Float(construct_float(Self::scalar(node)?).map_err(fail)?)
             }
-            "str" | "python/unicode" => Value::Str(Self::scalar(node)?.to_owned()),
+            "str" | "python/unicode" => Value::Str(Self::text(node)?),
             "python/str" => {
-                let s = Self::scalar(node)?;
+                // `unicode.encode('utf-8')`: Python 2 encodes a lone surrogate too.
+                let s = Self::text(node)?;
                 if s.is_ascii() {
-                    Value::Str(s.to_owned())
+                    Value::Str(s)
                 } else {
                     Value::Bytes(s.as_bytes().to_vec())
                 }
@@ -1417,6 +1526,29 @@ mod tests {
             "PyYAML 3.x refuses astral characters"
         );
         assert_eq!(json("a: \"\\U0001F600\"\n"), r#"{"a": "\ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn surrogate_escapes_load_as_code_points_like_a_wide_python2() {
+        assert_eq!(json(r#"a: "\ud83d""#), r#"{"a": "\ud83d"}"#);
+        assert_eq!(
+            json(r#"a: "x\uDC00\U0000d800y""#),
+            r#"{"a": "x\udc00\ud800y"}"#
+        );
+        // A pair stays two code points: a different key from U+1F600, sorted
+        // by code point (0xd83d < 0xe000 < 0x1f600) though printed alike.
+        assert_eq!(
+            json(r#"{"\U0001F600": 2, "\ue000": 3, "\ud83d\ude00": 1}"#),
+            r#"{"\ud83d\ude00": 1, "\ue000": 3, "\ud83d\ude00": 2}"#
+        );
+        // Only a double-quoted scalar reads escapes; `\\` pairs come first.
+        assert_eq!(
+            json(r#"[a\ud83d, '\ud83d', "\\ud83d", "\\\ud83d"]"#),
+            r#"["a\\ud83d", "\\ud83d", "\\ud83d", "\\\ud83d"]"#
+        );
+        assert_eq!(json("a: |-\n  \\ud83d\n"), r#"{"a": "\\ud83d"}"#);
+        assert_eq!(json(r#"- !!python/str "\ud83d""#), r#"["\ud83d"]"#);
+        assert!(load(br#"- !!int "\ud83d""#).is_err());
     }
 
     #[test]
