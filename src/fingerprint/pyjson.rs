@@ -100,6 +100,11 @@ fn encode(value: &Value, out: &mut String) -> Result<(), JsonError> {
         Value::Unencodable { repr, .. } => {
             return Err(JsonError::new(format!("{repr} is not JSON serializable")))
         }
+        Value::Circular { type_name } => {
+            return Err(JsonError::new(format!(
+                "Circular reference detected (this {type_name} is an alias to a collection that contains it)"
+            )))
+        }
     }
     Ok(())
 }

@@ -34,6 +34,11 @@ pub enum Value {
     /// A tuple (`!!python/tuple`, `!!omap` pairs): json writes it as a list.
     Tuple(Vec<Value>),
     Dict(Dict),
+    /// A list or dict met again inside itself (an alias to an enclosing
+    /// collection): Python builds the cycle, json.dumps raises on reaching it.
+    Circular {
+        type_name: &'static str,
+    },
     /// Something json cannot serialise; the text is Python's repr, for messages.
     Unencodable {
         repr: String,
@@ -55,13 +60,14 @@ impl Value {
             Value::Tuple(_) => "tuple",
             Value::Dict(_) => "dict",
             Value::Unencodable { .. } => "object",
+            Value::Circular { type_name } => type_name,
         }
     }
 
     /// Whether Python could use this value as a dict key.
     pub fn is_hashable(&self) -> bool {
         match self {
-            Value::List(_) | Value::Dict(_) => false,
+            Value::List(_) | Value::Dict(_) | Value::Circular { .. } => false,
             Value::Tuple(items) => items.iter().all(Value::is_hashable),
             Value::Unencodable { hashable, .. } => *hashable,
             _ => true,
@@ -82,6 +88,8 @@ impl Value {
             Value::Tuple(_) => "(...)".into(),
             Value::Dict(_) => "{...}".into(),
             Value::Unencodable { repr, .. } => repr.clone(),
+            Value::Circular { type_name: "dict" } => "{...}".into(),
+            Value::Circular { .. } => "[...]".into(),
         }
     }
 
@@ -113,7 +121,7 @@ impl Value {
                     .collect::<Option<Vec<_>>>()?,
             ),
             Value::Unencodable { repr, .. } => CanonKey::Other(repr.clone()),
-            Value::List(_) | Value::Dict(_) => return None,
+            Value::List(_) | Value::Dict(_) | Value::Circular { .. } => return None,
         })
     }
 }

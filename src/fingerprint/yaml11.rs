@@ -23,8 +23,12 @@
 //! - Merge keys `<<` (a mapping or a list of mappings) are flattened like
 //!   `SafeConstructor.flatten_mapping`: merged pairs first, earlier mappings in
 //!   a list winning, the mapping's own keys overriding.
-//! - Aliases expand to copies; a recursive alias is an error (json could not
-//!   encode it either); redefining an anchor name is an error, as in PyYAML's
+//! - Aliases expand to copies. An alias to an enclosing collection (a value
+//!   that contains itself) loads as in PyYAML: where the copy would meet the
+//!   collection again it holds [`Value::Circular`], on which json.dumps fails
+//!   as Python's does ("Circular reference detected"), so a cycle in a part
+//!   that is never hashed costs nothing; only a tuple directly inside itself
+//!   fails at load, as PyYAML's eager tuple constructor does. Redefining an anchor name is an error, as in PyYAML's
 //!   composer (saphyr allows it, so the names are read back from the source).
 //!   More than one document is an error; an empty stream is `None`.
 //!
@@ -32,8 +36,11 @@
 //!   one code point each, as on a wide build (see [`SURROGATE_MARK`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats NEL/LS/PS as line
-//! breaks, saphyr (YAML 1.2) does not; a recursive alias in a part of the DEA
-//! that is never hashed loads in PyYAML but fails here; `!!python/object*`
+//! breaks, saphyr (YAML 1.2) does not; looking a DEA key up *through* a
+//! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
+//! mapping, and fails; saphyr accepts some documents PyYAML's scanner refuses
+//! and folds some block scalars differently (tests/fixtures/
+//! fingerprints-generated/known-differences.txt lists them); `!!python/object*`
 //! and `!!python/name` tags are refused; where both fail, messages differ.
 
 use super::pyvalue::{BigInt, Dict, PyStr, Value};
@@ -62,10 +69,14 @@ pub fn load(bytes: &[u8]) -> Result<Value, YamlError> {
     let text = decode(bytes)?;
     check_printable(&text)?;
     let text = mark_surrogate_escapes(&text);
-    let root = compose(&text)?;
+    let (root, anchors) = compose(&text)?;
     match root {
         None => Ok(Value::None),
-        Some(node) => Constructor::default().construct(&node, 0),
+        Some(node) => Constructor {
+            anchors,
+            ..Constructor::default()
+        }
+        .construct(&node, 0),
     }
 }
 
@@ -264,6 +275,9 @@ enum NodeKind {
     },
     Seq(Vec<Rc<Node>>),
     Map(Vec<(Rc<Node>, Rc<Node>)>),
+    /// An alias to a collection still being composed (it contains itself):
+    /// the anchor id, resolved once the document is composed.
+    Recursive(usize),
 }
 
 enum Frame {
@@ -299,7 +313,10 @@ fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
     tag.map(|t| format!("{}{}", t.handle, t.suffix).replace(SURROGATE_MARK, "\\"))
 }
 
-fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
+/// The document's root node, and its anchors by saphyr's id (for [`NodeKind::Recursive`]).
+type Composed = (Option<Rc<Node>>, HashMap<usize, Rc<Node>>);
+
+fn compose(text: &str) -> Result<Composed, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Rc<Node>> = HashMap::new();
@@ -350,14 +367,23 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
             }
             Event::Alias(id) => {
                 if open_anchors.contains(&id) {
-                    return Err(at(
-                        &span,
-                        "recursive alias: the value contains itself (json cannot encode it)".into(),
-                    ));
-                }
-                match anchors.get(&id) {
-                    Some(node) => Some((Rc::clone(node), 0)),
-                    None => return Err(at(&span, "found undefined alias".into())),
+                    // PyYAML's composer registers an anchor before its
+                    // children, so the graph gets a cycle; whether that fails
+                    // is the constructor's and json's business.
+                    Some((
+                        Rc::new(Node {
+                            tag: None,
+                            line: span.start.line(),
+                            col: span.start.col() + 1,
+                            kind: NodeKind::Recursive(id),
+                        }),
+                        0,
+                    ))
+                } else {
+                    match anchors.get(&id) {
+                        Some(node) => Some((Rc::clone(node), 0)),
+                        None => return Err(at(&span, "found undefined alias".into())),
+                    }
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -466,7 +492,7 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
             }
         }
     }
-    Ok(root)
+    Ok((root, anchors))
 }
 
 // ---------------------------------------------------------------- resolving
@@ -995,6 +1021,12 @@ type FlatPair = (Rc<Node>, Rc<Node>, bool);
 #[derive(Default)]
 struct Constructor {
     nodes: usize,
+    /// Targets of [`NodeKind::Recursive`] aliases.
+    anchors: HashMap<usize, Rc<Node>>,
+    /// The collection nodes being constructed, outermost first, and whether
+    /// PyYAML builds each lazily (a generator that yields the empty object
+    /// before its items; every collection but `!!python/tuple`).
+    path: Vec<(*const Node, bool)>,
 }
 
 fn tag(suffix: &str) -> String {
@@ -1022,6 +1054,8 @@ impl Constructor {
             (NodeKind::Seq(_), None | Some("!")) => tag("seq"),
             (NodeKind::Map(_), None | Some("!")) => tag("map"),
             (_, Some(t)) => t.to_owned(),
+            // Callers resolve aliases first; an unresolved one has no constructor.
+            (NodeKind::Recursive(_), None) => String::new(),
         }
     }
 
@@ -1032,7 +1066,7 @@ impl Constructor {
                 node,
                 "expected a scalar node, but found sequence".into(),
             )),
-            NodeKind::Map(_) => Err(Self::error(
+            NodeKind::Map(_) | NodeKind::Recursive(_) => Err(Self::error(
                 node,
                 "expected a scalar node, but found mapping".into(),
             )),
@@ -1059,8 +1093,39 @@ impl Constructor {
         }
     }
 
-    fn construct(&mut self, node: &Node, depth: usize) -> Result<Value, YamlError> {
-        self.construct_tagged(node, &Self::node_tag(node), depth)
+    /// The node an alias to an enclosing collection stands for.
+    fn resolve(&self, node: &Rc<Node>) -> Rc<Node> {
+        match node.kind {
+            NodeKind::Recursive(id) => self
+                .anchors
+                .get(&id)
+                .map_or_else(|| Rc::clone(node), Rc::clone),
+            _ => Rc::clone(node),
+        }
+    }
+
+    fn construct(&mut self, node: &Rc<Node>, depth: usize) -> Result<Value, YamlError> {
+        let node = self.resolve(node);
+        self.construct_tagged(&node, &Self::node_tag(&node), depth)
+    }
+
+    /// A collection node met again inside itself. PyYAML returns the object
+    /// it is building, which is fine until json.dumps meets the cycle; only a
+    /// chain of tuples (built eagerly) has no object yet and fails at once.
+    fn revisit(&self, node: &Node) -> Option<Result<Value, YamlError>> {
+        let at = self.path.iter().position(|(p, _)| std::ptr::eq(*p, node))?;
+        if self.path[at..].iter().all(|(_, lazy)| !lazy) {
+            return Some(Err(Self::error(
+                node,
+                "while constructing a Python object: found unconstructable recursive node".into(),
+            )));
+        }
+        Some(Ok(Value::Circular {
+            type_name: match node.kind {
+                NodeKind::Map(_) => "dict",
+                _ => "list",
+            },
+        }))
     }
 
     fn construct_tagged(
@@ -1083,6 +1148,25 @@ impl Constructor {
             ));
         }
         let name = tag.strip_prefix(TAG_PREFIX).unwrap_or("");
+        if matches!(node.kind, NodeKind::Seq(_) | NodeKind::Map(_)) {
+            if let Some(value) = self.revisit(node) {
+                return value;
+            }
+            self.path.push((node, name != "python/tuple"));
+            let value = self.construct_by_name(node, name, tag, depth);
+            self.path.pop();
+            return value;
+        }
+        self.construct_by_name(node, name, tag, depth)
+    }
+
+    fn construct_by_name(
+        &mut self,
+        node: &Node,
+        name: &str,
+        tag: &str,
+        depth: usize,
+    ) -> Result<Value, YamlError> {
         let fail = |msg: String| Self::error(node, msg);
         Ok(match name {
             "null" | "python/none" => {
@@ -1176,7 +1260,16 @@ impl Constructor {
 
     /// `SafeConstructor.flatten_mapping`: the pairs a mapping node stands for,
     /// with merge keys expanded and `=` keys retagged as strings.
-    fn flatten(node: &Node, depth: usize) -> Result<Vec<FlatPair>, YamlError> {
+    ///
+    /// `visiting` holds the mappings being flattened: PyYAML deletes a merge
+    /// key before it follows it, so a mapping merged into itself (directly or
+    /// from a mapping inside it) contributes only its own pairs.
+    fn flatten(
+        &self,
+        node: &Node,
+        depth: usize,
+        visiting: &mut Vec<*const Node>,
+    ) -> Result<Vec<FlatPair>, YamlError> {
         if depth > MAX_DEPTH {
             return Err(Self::error(node, "merge keys nested too deeply".into()));
         }
@@ -1188,30 +1281,37 @@ impl Constructor {
         };
         let mut merge = Vec::new();
         let mut own = Vec::new();
+        let again = visiting.iter().any(|p| std::ptr::eq(*p, node));
+        visiting.push(node);
         for (k, v) in pairs {
-            let key_tag = Self::node_tag(k);
+            let key_tag = Self::node_tag(&self.resolve(k));
             if key_tag == tag("merge") {
+                if again {
+                    continue;
+                }
+                let v = self.resolve(v);
                 match &v.kind {
-                    NodeKind::Map(_) => merge.extend(Self::flatten(v, depth + 1)?),
+                    NodeKind::Map(_) => merge.extend(self.flatten(&v, depth + 1, visiting)?),
                     NodeKind::Seq(items) => {
                         let mut sub = Vec::new();
                         for item in items {
+                            let item = self.resolve(item);
                             if !matches!(item.kind, NodeKind::Map(_)) {
                                 return Err(Self::error(
-                                    item,
+                                    &item,
                                     "while constructing a mapping: expected a mapping for merging"
                                         .into(),
                                 ));
                             }
-                            sub.push(Self::flatten(item, depth + 1)?);
+                            sub.push(self.flatten(&item, depth + 1, visiting)?);
                         }
                         for pairs in sub.into_iter().rev() {
                             merge.extend(pairs);
                         }
                     }
-                    NodeKind::Scalar { .. } => {
+                    NodeKind::Scalar { .. } | NodeKind::Recursive(_) => {
                         return Err(Self::error(
-                            v,
+                            &v,
                             "while constructing a mapping: expected a mapping or list of mappings for merging"
                                 .into(),
                         ))
@@ -1221,13 +1321,14 @@ impl Constructor {
                 own.push((Rc::clone(k), Rc::clone(v), key_tag == tag("value")));
             }
         }
+        visiting.pop();
         merge.extend(own);
         Ok(merge)
     }
 
     fn construct_mapping(&mut self, node: &Node, depth: usize) -> Result<Dict, YamlError> {
         let mut dict = Dict::new();
-        for (k, v, key_is_str) in Self::flatten(node, depth)? {
+        for (k, v, key_is_str) in self.flatten(node, depth, &mut Vec::new())? {
             let key = if key_is_str {
                 self.construct_tagged(&k, &tag("str"), depth + 1)?
             } else {
@@ -1466,7 +1567,36 @@ mod tests {
             r#"{"a": [1, {"k": "v"}], "b": [1, {"k": "v"}], "c": "text", "d": "text"}"#
         );
         assert!(load(b"a: *nope\n").is_err());
-        assert!(load(b"a: &x [*x]\n").is_err());
+    }
+
+    #[test]
+    fn recursive_alias_loads_and_fails_only_when_dumped() {
+        let dumps = |s: &str| super::super::pyjson::dumps(&load_str(s));
+        for doc in [
+            "a: &x [*x]\n",
+            "a: &x {k: *x}\n",
+            "&r {a: [1, {b: *r}]}\n",
+            "a: &x {b: &y [*x, *y]}\n",
+            "a: &t !!python/tuple [[*t]]\n",
+            "a: &x {m: {<<: *x}}\n",
+        ] {
+            let err = dumps(doc).unwrap_err();
+            assert!(err.reason.contains("Circular reference"), "{doc}: {err:?}");
+        }
+        // Where the cycle is never dumped, the rest is hashed as usual.
+        let v = load_str("keep: &k [1]\nloop: &x {self: *x, k: *k}\n");
+        let Value::Dict(d) = &v else { panic!() };
+        assert_eq!(
+            super::super::pyjson::dumps(d.get_str("keep").unwrap()).unwrap(),
+            "[1]"
+        );
+        // A mapping merged into itself keeps its own pairs (PyYAML deletes the
+        // merge key before following it).
+        assert_eq!(json("a: &x {k: 1, <<: *x}\n"), r#"{"a": {"k": 1}}"#);
+        // A tuple is built eagerly: a tuple directly inside itself fails at once.
+        assert!(load(b"a: &t !!python/tuple [*t]\n").is_err());
+        // A collection as its own key is unhashable.
+        assert!(load(b"&m {*m: 1}\n").is_err());
     }
 
     #[test]
