@@ -251,11 +251,24 @@ impl Index {
         ix.conn.busy_handler(Some(busy)).sql(path)?;
         // WAL: readers never block the writer. synchronous=FULL: a committed
         // artifact survives power loss, not only a process crash.
-        ix.conn
-            .execute_batch(
+        // Switching a new database to WAL takes an exclusive lock and, when
+        // another process opens it at the same moment (four `put`s into a
+        // new store), fails with SQLITE_BUSY without asking the busy
+        // handler: retry it the way the handler would.
+        let mut attempt = 0;
+        loop {
+            match ix.conn.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            )
-            .sql(path)?;
+            ) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && busy(attempt) =>
+                {
+                    attempt += 1
+                }
+                other => break other.sql(path)?,
+            }
+        }
         ix.conn.execute_batch(SCHEMA).sql(path)?;
         crate::lock::watch_index(path);
         let version: Option<String> = ix
