@@ -505,10 +505,12 @@ def main():
         parts.append("\n## Notes\n\n" + "".join("- %s\n" % n for n in r["note"]))
     # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
     # which writes its own section; carry it into the report.
-    fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "BENCHMARKS-fingerprint.md")
-    if os.path.exists(fp):
-        with open(fp) as fh:
-            parts.append("\n" + fh.read())
+    # So is the mount hardening's A/B (scripts/bench/ab-mount.sh).
+    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md"):
+        fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
+        if os.path.exists(fp):
+            with open(fp) as fh:
+                parts.append("\n" + fh.read())
     with open(sys.argv[2], "w") as fh:
         fh.write("".join(parts))
 
