@@ -17,10 +17,14 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, FileHash};
+use crate::manifest::{Change, FileManifest, Journal, Record};
 use crate::pack::{Codec, Location, PackName};
 
+mod rebuild;
+pub use rebuild::{RebuildReport, ScannedPacks};
+
 /// The on-disk format version this code reads and writes (store-layout.md).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -191,6 +195,22 @@ impl<T> Sql<T> for rusqlite::Result<T> {
 pub struct Index {
     conn: Connection,
     path: PathBuf,
+    state: IndexState,
+    /// Where changes are recorded (manifest.rs); without one, changes fail.
+    journal: Option<Box<dyn Journal>>,
+}
+
+/// What an index held when it was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexState {
+    /// Format [`FORMAT_VERSION`].
+    Current,
+    /// No `format_version`: a new index, or one emptied (every row deleted,
+    /// the file truncated). [`Index::init_format`] makes it a new one.
+    Empty,
+    /// Format 1, whose changes have no manifest records yet:
+    /// [`Index::migrate_v1`] writes them.
+    Legacy,
 }
 
 fn now() -> i64 {
@@ -206,38 +226,19 @@ impl Index {
             path: path.into(),
             message: e.to_string(),
         })?;
-        let ix = Index {
+        let mut ix = Index {
             conn,
             path: path.to_owned(),
+            state: IndexState::Empty,
+            journal: None,
         };
         ix.conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
-        // WAL: readers never block the writer. synchronous=FULL: a committed
-        // artifact survives power loss, not only a process crash.
-        ix.conn
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            )
-            .sql(path)?;
-        ix.conn.execute_batch(SCHEMA).sql(path)?;
-        let version: Option<String> = ix
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key='format_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .sql(path)?;
-        match version {
-            None => {
-                ix.conn
-                    .execute(
-                        "INSERT OR IGNORE INTO meta(key, value) VALUES('format_version', ?1)",
-                        [FORMAT_VERSION.to_string()],
-                    )
-                    .sql(path)?;
-            }
-            Some(v) if v == FORMAT_VERSION.to_string() => {}
+        // An empty index is left as it is (not even its schema is written)
+        // until the store decides it is a new one.
+        ix.state = match ix.format_version()? {
+            None => return Ok(ix),
+            Some(v) if v == FORMAT_VERSION.to_string() => IndexState::Current,
+            Some(v) if v == "1" => IndexState::Legacy,
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     path: path.into(),
@@ -245,20 +246,138 @@ impl Index {
                     supported: FORMAT_VERSION,
                 });
             }
-        }
+        };
+        ix.prepare()?;
         Ok(ix)
     }
 
-    /// Run `f` in one `BEGIN IMMEDIATE` transaction and commit it; an error
-    /// rolls everything back.
-    fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, &Path) -> Result<T>) -> Result<T> {
+    /// Connection settings, and the tables a newer deploycache may add.
+    fn prepare(&self) -> Result<()> {
+        // WAL: readers never block the writer. synchronous=FULL: a committed
+        // artifact survives power loss, not only a process crash.
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            )
+            .sql(&self.path)?;
+        self.conn.execute_batch(SCHEMA).sql(&self.path)
+    }
+
+    /// The `format_version` row; None when there is none, or no `meta`
+    /// table at all (a new or truncated file).
+    fn format_version(&self) -> Result<Option<String>> {
+        let has_meta: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .sql(&self.path)?;
+        if !has_meta {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key='format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql(&self.path)
+    }
+
+    /// The `seq` of the last committed change (manifest.rs).
+    pub fn journal_seq(&self) -> Result<u64> {
+        journal_seq(&self.conn).sql(&self.path)
+    }
+
+    pub fn state(&self) -> IndexState {
+        self.state
+    }
+
+    /// Record changes in `journal` from now on.
+    pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
+        self.journal = Some(journal);
+    }
+
+    /// Make an empty index a new one of the current format.
+    pub fn init_format(&mut self) -> Result<()> {
+        self.prepare()?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('format_version', ?1)",
+                [FORMAT_VERSION.to_string()],
+            )
+            .sql(&self.path)?;
+        self.state = IndexState::Current;
+        Ok(())
+    }
+
+    /// Migrate a format-1 index: in one exclusive transaction, write one
+    /// manifest record per artifact (its files, quarantined ones included,
+    /// with their times), then set the format to 2. Returns how many
+    /// artifacts it recorded (0 when another process migrated first).
+    pub fn migrate_v1(&mut self) -> Result<u64> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                message: "opened without its manifest log, so it cannot be migrated".into(),
+            });
+        };
+        let path = self.path.clone();
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .sql(&self.path)?;
-        let value = f(&tx, &self.path)?;
-        tx.commit().sql(&self.path)?;
-        Ok(value)
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .sql(&path)?;
+        let version: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key='format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql(&path)?;
+        if version.as_deref() != Some("1") {
+            self.state = IndexState::Current;
+            return Ok(0);
+        }
+        let artifacts: Vec<(i64, String, String, i64, i64)> = tx
+            .prepare("SELECT id, namespace, name, created, last_access FROM artifacts ORDER BY id")
+            .sql(&path)?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .sql(&path)?
+            .collect::<rusqlite::Result<_>>()
+            .sql(&path)?;
+        let mut seq = journal_seq(&tx).sql(&path)?;
+        let mut packs = Vec::new();
+        for (aid, ns, name, created, last_access) in &artifacts {
+            let files = artifact_manifests(&tx, *aid).sql(&path)?;
+            seq += 1;
+            let change = Change::PutArtifact {
+                ns: ns.clone(),
+                name: name.clone(),
+                created: *created,
+                last_access: *last_access,
+                replace: true,
+                files,
+            };
+            packs.push(journal.write(&Record::new(seq, change).encode())?);
+        }
+        journal.sync()?;
+        for p in packs {
+            set_journal_seq(&tx, seq, p).sql(&path)?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+            [FORMAT_VERSION.to_string()],
+        )
+        .sql(&path)?;
+        tx.commit().sql(&path)?;
+        self.state = IndexState::Current;
+        Ok(artifacts.len() as u64)
     }
 
     /// All rows of a query, each mapped by `f`.
@@ -285,6 +404,8 @@ impl Index {
         Ok(Index {
             conn,
             path: path.to_owned(),
+            state: IndexState::Current,
+            journal: None,
         })
     }
 
@@ -323,28 +444,25 @@ impl Index {
         quarantined: &[(NewFile, &str)],
         replace: bool,
     ) -> Result<()> {
-        self.write(|tx, path| {
-            if let Some(old) = artifact_id(tx, ns, name).sql(path)? {
-                if !replace {
-                    return Err(Error::ArtifactExists(name.to_owned()));
-                }
-                delete_artifact(tx, old).sql(path)?;
-            }
-            let t = now();
-            tx.execute(
-                "INSERT INTO artifacts(namespace, name, created, last_access) VALUES(?1, ?2, ?3, ?3)",
-                params![ns, name, t],
-            )
-            .sql(path)?;
-            let aid = tx.last_insert_rowid();
-            for f in files {
-                insert_file(tx, aid, f, None).sql(path)?;
-            }
-            for (f, reason) in quarantined {
-                insert_file(tx, aid, f, Some(reason)).sql(path)?;
-            }
-            Ok(())
-        })
+        let t = now();
+        let mut manifests: Vec<FileManifest> = files.iter().map(|f| f.manifest(None, t)).collect();
+        manifests.extend(quarantined.iter().map(|(f, why)| f.manifest(Some(why), t)));
+        let new_chunks = files
+            .iter()
+            .chain(quarantined.iter().map(|(f, _)| f))
+            .flat_map(|f| f.new_chunks.iter());
+        self.change(
+            Change::PutArtifact {
+                ns: ns.to_owned(),
+                name: name.to_owned(),
+                created: t,
+                last_access: t,
+                replace,
+                files: manifests,
+            },
+            new_chunks,
+        )
+        .map(drop)
     }
 
     /// Create an empty artifact (the FUSE view's mkdir). Fails if it exists.
@@ -354,83 +472,51 @@ impl Index {
 
     /// Add or replace one file of an existing artifact (the FUSE view's close).
     pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, artifact)?;
-            if let Some(fid) = file_id(tx, aid, &file.meta.name).sql(path)? {
-                delete_file(tx, fid).sql(path)?;
-            }
-            insert_file(tx, aid, file, None).sql(path)?;
-            Ok(())
-        })
+        let change = Change::PutFile {
+            ns: ns.to_owned(),
+            artifact: artifact.to_owned(),
+            file: file.manifest(None, now()),
+        };
+        self.change(change, &file.new_chunks).map(drop)
     }
 
     /// Drop an artifact and release its chunk references.
     pub fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, name)?;
-            delete_artifact(tx, aid).sql(path)?;
-            Ok(())
-        })
+        let change = Change::RemoveArtifact {
+            ns: ns.to_owned(),
+            name: name.to_owned(),
+        };
+        self.change(change, &[]).map(drop)
     }
 
     /// Drop one file of an artifact.
     pub fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, artifact)?;
-            let fid = need_file(tx, path, aid, artifact, file)?;
-            delete_file(tx, fid).sql(path)?;
-            Ok(())
-        })
+        let change = Change::RemoveFile {
+            ns: ns.to_owned(),
+            artifact: artifact.to_owned(),
+            file: file.to_owned(),
+        };
+        self.change(change, &[]).map(drop)
     }
 
     /// Rename a file, possibly into another artifact, replacing any file of the target name.
     pub fn rename_file(&mut self, ns: &str, from: (&str, &str), to: (&str, &str)) -> Result<()> {
-        self.write(|tx, path| {
-            let from_a = need_artifact(tx, path, ns, from.0)?;
-            let to_a = need_artifact(tx, path, ns, to.0)?;
-            let fid = need_file(tx, path, from_a, from.0, from.1)?;
-            if let Some(existing) = file_id(tx, to_a, to.1).sql(path)? {
-                if existing == fid {
-                    return Ok(());
-                }
-                delete_file(tx, existing).sql(path)?;
-            }
-            tx.execute(
-                "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3",
-                params![to_a, to.1, fid],
-            )
-            .sql(path)?;
-            Ok(())
-        })
+        let change = Change::RenameFile {
+            ns: ns.to_owned(),
+            from: (from.0.to_owned(), from.1.to_owned()),
+            to: (to.0.to_owned(), to.1.to_owned()),
+        };
+        self.change(change, &[]).map(drop)
     }
 
     /// Rename an artifact. Fails if the target exists and is not empty.
     pub fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, from)?;
-            if let Some(existing) = artifact_id(tx, ns, to).sql(path)? {
-                if existing == aid {
-                    return Ok(());
-                }
-                let n: i64 = tx
-                    .query_row(
-                        "SELECT count(*) FROM files WHERE artifact = ?1 AND quarantine IS NULL",
-                        [existing],
-                        |r| r.get(0),
-                    )
-                    .sql(path)?;
-                if n > 0 {
-                    return Err(Error::ArtifactExists(to.to_owned()));
-                }
-                delete_artifact(tx, existing).sql(path)?;
-            }
-            tx.execute(
-                "UPDATE artifacts SET name = ?1 WHERE id = ?2",
-                params![to, aid],
-            )
-            .sql(path)?;
-            Ok(())
-        })
+        let change = Change::RenameArtifact {
+            ns: ns.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.change(change, &[]).map(drop)
     }
 
     pub fn update_file_meta(
@@ -441,22 +527,14 @@ impl Index {
         mode: Option<u32>,
         mtime_ns: Option<i64>,
     ) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, artifact)?;
-            let fid = need_file(tx, path, aid, artifact, file)?;
-            if let Some(m) = mode {
-                tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid])
-                    .sql(path)?;
-            }
-            if let Some(t) = mtime_ns {
-                tx.execute(
-                    "UPDATE files SET mtime_ns = ?1 WHERE id = ?2",
-                    params![t, fid],
-                )
-                .sql(path)?;
-            }
-            Ok(())
-        })
+        let change = Change::SetFileMeta {
+            ns: ns.to_owned(),
+            artifact: artifact.to_owned(),
+            file: file.to_owned(),
+            mode,
+            mtime_ns,
+        };
+        self.change(change, &[]).map(drop)
     }
 
     /// Keep a file aside (not visible) with the reason, its chunks referenced.
@@ -467,11 +545,12 @@ impl Index {
         file: &NewFile,
         reason: &str,
     ) -> Result<()> {
-        self.write(|tx, path| {
-            let aid = need_artifact(tx, path, ns, artifact)?;
-            insert_file(tx, aid, file, Some(reason)).sql(path)?;
-            Ok(())
-        })
+        let change = Change::PutFile {
+            ns: ns.to_owned(),
+            artifact: artifact.to_owned(),
+            file: file.manifest(Some(reason), now()),
+        };
+        self.change(change, &file.new_chunks).map(drop)
     }
 
     /// Drop the quarantined files of `artifact`, or of every artifact of
@@ -480,41 +559,57 @@ impl Index {
     /// listing its other files would make it look cached. Chunks lose those
     /// references (space returns at gc).
     pub fn remove_quarantined(&mut self, ns: &str, artifact: Option<&str>) -> Result<Dropped> {
-        self.write(|tx, path| {
-            if let Some(name) = artifact {
-                need_artifact(tx, path, ns, name)?;
+        let change = Change::RemoveQuarantined {
+            ns: ns.to_owned(),
+            artifact: artifact.map(str::to_owned),
+        };
+        Ok(self
+            .change(change, &[])?
+            .expect("removing quarantined files reports what it dropped"))
+    }
+
+    /// Every change to the artifacts goes through here: in one `BEGIN
+    /// IMMEDIATE` transaction, index the chunks the change's writer stored,
+    /// apply the change (which checks it), then append its manifest record
+    /// with the next `journal_seq` and fsync it, and only then commit
+    /// (manifest.rs has why in this order).
+    fn change<'a>(
+        &mut self,
+        change: Change,
+        new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
+    ) -> Result<Option<Dropped>> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                message: "opened without its manifest log, so it cannot record changes".into(),
+            });
+        };
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&path)?;
+        insert_chunk_rows(&tx, new_chunks).sql(&path)?;
+        let out = apply_change(&tx, &path, &change)?;
+        let seq = journal_seq(&tx).sql(&path)? + 1;
+        let record = Record::new(seq, change);
+        let pack = journal.write(&record.encode())?;
+        journal.sync()?;
+        set_journal_seq(&tx, seq, pack).sql(&path)?;
+        if let Err(e) = tx.commit() {
+            // The record is durable but its change is not: void its seq,
+            // so that a rebuild does not apply it (best effort; see
+            // `Record::time_ns` for a crash right here).
+            let void = Record::new(seq, Change::Void).encode();
+            if journal.write(&void).is_ok() {
+                let _ = journal.sync();
             }
-            let rows: Vec<(i64, u64, i64, String)> = tx
-                .prepare_cached(
-                    "SELECT f.id, f.size, a.id, a.name FROM files f JOIN artifacts a ON a.id = f.artifact
-                     WHERE a.namespace = ?1 AND (?2 IS NULL OR a.name = ?2)
-                       AND f.quarantine IS NOT NULL ORDER BY a.name",
-                )
-                .sql(path)?
-                .query_map(params![ns, artifact], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .sql(path)?
-                .collect::<rusqlite::Result<_>>()
-                .sql(path)?;
-            let mut dropped = Dropped {
-                files: rows.len() as u64,
-                bytes: rows.iter().map(|r| r.1).sum(),
-                incomplete: Vec::new(),
-            };
-            for group in rows.chunk_by(|a, b| a.2 == b.2) {
-                let aid = group[0].2;
-                if missing_files(tx, aid).sql(path)?.is_empty() {
-                    for r in group {
-                        delete_file(tx, r.0).sql(path)?;
-                    }
-                } else {
-                    delete_artifact(tx, aid).sql(path)?;
-                    dropped.incomplete.push(group[0].3.clone());
-                }
-            }
-            Ok(dropped)
-        })
+            return Err(Error::Index {
+                path,
+                message: e.to_string(),
+            });
+        }
+        Ok(out)
     }
 
     /// Files of an artifact that were cut short and not written whole
@@ -968,58 +1063,42 @@ fn file_id(conn: &Connection, artifact: i64, name: &str) -> rusqlite::Result<Opt
     .optional()
 }
 
-fn insert_file(
-    tx: &Transaction<'_>,
-    artifact: i64,
-    f: &NewFile,
-    quarantine: Option<&str>,
-) -> rusqlite::Result<()> {
-    {
-        let mut pack = tx.prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")?;
-        let mut chunk = tx.prepare_cached(
-            "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec, refs)
-             VALUES(?1, (SELECT id FROM packs WHERE name = ?2), ?3, ?4, ?5, ?6, 0)",
-        )?;
-        for (id, loc) in &f.new_chunks {
-            let pname = loc.pack.to_string();
-            pack.execute([&pname])?;
-            chunk.execute(params![
-                &id.as_bytes()[..],
-                pname,
-                loc.offset as i64,
-                loc.stored_len,
-                loc.raw_len,
-                loc.codec as u8
-            ])?;
-        }
-    }
+fn insert_file(tx: &Transaction<'_>, path: &Path, artifact: i64, f: &FileManifest) -> Result<()> {
     tx.execute(
         "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash, committed, quarantine)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             artifact,
-            f.meta.name,
-            f.meta.size as i64,
-            f.meta.mode,
-            f.meta.mtime_ns,
+            f.name,
+            f.size as i64,
+            f.mode,
+            f.mtime_ns,
             &f.hash.as_bytes()[..],
-            now(),
-            quarantine
+            f.committed,
+            f.quarantine
         ],
-    )?;
+    )
+    .sql(path)?;
     let fid = tx.last_insert_rowid();
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(?1, ?2, ?3, ?4)",
-    )?;
-    let mut inc = tx.prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")?;
+    let mut ins = tx
+        .prepare_cached("INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(?1, ?2, ?3, ?4)")
+        .sql(path)?;
+    let mut inc = tx
+        .prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")
+        .sql(path)?;
     let mut offset = 0u64;
     for (seq, (id, len)) in f.chunks.iter().enumerate() {
-        ins.execute(params![fid, seq as i64, &id.as_bytes()[..], offset as i64])?;
-        if inc.execute([&id.as_bytes()[..]])? != 1 {
-            // The chunk row vanished (or never existed): refuse rather than
-            // commit a file that points at nothing.
-            return Err(rusqlite::Error::QueryReturnedNoRows);
+        if inc.execute([&id.as_bytes()[..]]).sql(path)? != 1 {
+            // The chunk row vanished (or never existed; in a rebuild: no
+            // pack holds it): refuse rather than commit a file that points
+            // at nothing.
+            return Err(Error::Index {
+                path: path.to_owned(),
+                message: format!("file {:?}: chunk {id} is not in the index", f.name),
+            });
         }
+        ins.execute(params![fid, seq as i64, &id.as_bytes()[..], offset as i64])
+            .sql(path)?;
         offset += *len as u64;
     }
     Ok(())
@@ -1067,4 +1146,270 @@ fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
     }
     tx.execute("DELETE FROM artifacts WHERE id = ?1", [aid])?;
     Ok(())
+}
+
+/// Apply one change inside a transaction: the one place that gives each
+/// [`Change`] its meaning, for live commits and for a rebuild's replay
+/// alike. Fails, changing nothing the caller keeps, when the change does
+/// not apply to the current state (no such artifact, the name is taken).
+pub(crate) fn apply_change(
+    tx: &Transaction<'_>,
+    path: &Path,
+    change: &Change,
+) -> Result<Option<Dropped>> {
+    match change {
+        Change::PutArtifact {
+            ns,
+            name,
+            created,
+            last_access,
+            replace,
+            files,
+        } => {
+            if let Some(old) = artifact_id(tx, ns, name).sql(path)? {
+                if !replace {
+                    return Err(Error::ArtifactExists(name.to_owned()));
+                }
+                delete_artifact(tx, old).sql(path)?;
+            }
+            tx.execute(
+                "INSERT INTO artifacts(namespace, name, created, last_access) VALUES(?1, ?2, ?3, ?4)",
+                params![ns, name, created, last_access],
+            )
+            .sql(path)?;
+            let aid = tx.last_insert_rowid();
+            for f in files {
+                insert_file(tx, path, aid, f)?;
+            }
+        }
+        Change::PutFile { ns, artifact, file } => {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            if file.quarantine.is_none() {
+                if let Some(fid) = file_id(tx, aid, &file.name).sql(path)? {
+                    delete_file(tx, fid).sql(path)?;
+                }
+            }
+            insert_file(tx, path, aid, file)?;
+        }
+        Change::RemoveArtifact { ns, name } => {
+            let aid = need_artifact(tx, path, ns, name)?;
+            delete_artifact(tx, aid).sql(path)?;
+        }
+        Change::RemoveFile { ns, artifact, file } => {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            let fid = need_file(tx, path, aid, artifact, file)?;
+            delete_file(tx, fid).sql(path)?;
+        }
+        Change::RenameFile { ns, from, to } => {
+            let from_a = need_artifact(tx, path, ns, &from.0)?;
+            let to_a = need_artifact(tx, path, ns, &to.0)?;
+            let fid = need_file(tx, path, from_a, &from.0, &from.1)?;
+            if let Some(existing) = file_id(tx, to_a, &to.1).sql(path)? {
+                if existing == fid {
+                    return Ok(None);
+                }
+                delete_file(tx, existing).sql(path)?;
+            }
+            tx.execute(
+                "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3",
+                params![to_a, to.1, fid],
+            )
+            .sql(path)?;
+        }
+        Change::RenameArtifact { ns, from, to } => {
+            let aid = need_artifact(tx, path, ns, from)?;
+            if let Some(existing) = artifact_id(tx, ns, to).sql(path)? {
+                if existing == aid {
+                    return Ok(None);
+                }
+                let n: i64 = tx
+                    .query_row(
+                        "SELECT count(*) FROM files WHERE artifact = ?1 AND quarantine IS NULL",
+                        [existing],
+                        |r| r.get(0),
+                    )
+                    .sql(path)?;
+                if n > 0 {
+                    return Err(Error::ArtifactExists(to.to_owned()));
+                }
+                delete_artifact(tx, existing).sql(path)?;
+            }
+            tx.execute(
+                "UPDATE artifacts SET name = ?1 WHERE id = ?2",
+                params![to, aid],
+            )
+            .sql(path)?;
+        }
+        Change::SetFileMeta {
+            ns,
+            artifact,
+            file,
+            mode,
+            mtime_ns,
+        } => {
+            let aid = need_artifact(tx, path, ns, artifact)?;
+            let fid = need_file(tx, path, aid, artifact, file)?;
+            if let Some(m) = mode {
+                tx.execute("UPDATE files SET mode = ?1 WHERE id = ?2", params![m, fid])
+                    .sql(path)?;
+            }
+            if let Some(t) = mtime_ns {
+                tx.execute(
+                    "UPDATE files SET mtime_ns = ?1 WHERE id = ?2",
+                    params![t, fid],
+                )
+                .sql(path)?;
+            }
+        }
+        Change::RemoveQuarantined { ns, artifact } => {
+            if let Some(name) = artifact {
+                need_artifact(tx, path, ns, name)?;
+            }
+            let rows: Vec<(i64, u64, i64, String)> = tx
+                .prepare_cached(
+                    "SELECT f.id, f.size, a.id, a.name FROM files f JOIN artifacts a ON a.id = f.artifact
+                     WHERE a.namespace = ?1 AND (?2 IS NULL OR a.name = ?2)
+                       AND f.quarantine IS NOT NULL ORDER BY a.name",
+                )
+                .sql(path)?
+                .query_map(params![ns, artifact], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .sql(path)?
+                .collect::<rusqlite::Result<_>>()
+                .sql(path)?;
+            let mut dropped = Dropped {
+                files: rows.len() as u64,
+                bytes: rows.iter().map(|r| r.1).sum(),
+                incomplete: Vec::new(),
+            };
+            for group in rows.chunk_by(|a, b| a.2 == b.2) {
+                let aid = group[0].2;
+                if missing_files(tx, aid).sql(path)?.is_empty() {
+                    for r in group {
+                        delete_file(tx, r.0).sql(path)?;
+                    }
+                } else {
+                    delete_artifact(tx, aid).sql(path)?;
+                    dropped.incomplete.push(group[0].3.clone());
+                }
+            }
+            return Ok(Some(dropped));
+        }
+        Change::Void => {}
+    }
+    Ok(None)
+}
+
+/// The `seq` of the last committed change (0 before the first).
+fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'journal_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Record `seq` as committed, and `pack` as a pack that holds committed
+/// records (so that nothing takes it for a crashed writer's leftovers).
+fn set_journal_seq(tx: &Transaction<'_>, seq: u64, pack: PackName) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES('journal_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [seq.to_string()],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO packs(name) VALUES(?1)",
+        [pack.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Index rows for chunks a writer stored (rows that exist stay as they are).
+fn insert_chunk_rows<'a>(
+    tx: &Transaction<'_>,
+    chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
+) -> rusqlite::Result<()> {
+    let mut pack = tx.prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")?;
+    let mut chunk = tx.prepare_cached(
+        "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec, refs)
+         VALUES(?1, (SELECT id FROM packs WHERE name = ?2), ?3, ?4, ?5, ?6, 0)",
+    )?;
+    for (id, loc) in chunks {
+        let pname = loc.pack.to_string();
+        pack.execute([&pname])?;
+        chunk.execute(params![
+            &id.as_bytes()[..],
+            pname,
+            loc.offset as i64,
+            loc.stored_len,
+            loc.raw_len,
+            loc.codec as u8
+        ])?;
+    }
+    Ok(())
+}
+
+impl NewFile {
+    /// The file as a manifest record names it.
+    fn manifest(&self, quarantine: Option<&str>, committed: i64) -> FileManifest {
+        FileManifest {
+            name: self.meta.name.clone(),
+            size: self.meta.size,
+            mode: self.meta.mode,
+            mtime_ns: self.meta.mtime_ns,
+            committed,
+            hash: self.hash,
+            quarantine: quarantine.map(str::to_owned),
+            chunks: self.chunks.clone(),
+        }
+    }
+}
+
+/// The files of an artifact as manifest records name them, quarantined
+/// ones included, in row order.
+fn artifact_manifests(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<FileManifest>> {
+    let files: Vec<(i64, FileManifest)> = conn
+        .prepare_cached(
+            "SELECT id, name, size, mode, mtime_ns, committed, hash, quarantine
+             FROM files WHERE artifact = ?1 ORDER BY id",
+        )?
+        .query_map([aid], |r| {
+            let hash: Vec<u8> = r.get(6)?;
+            Ok((
+                r.get(0)?,
+                FileManifest {
+                    name: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    mode: r.get::<_, i64>(3)? as u32,
+                    mtime_ns: r.get(4)?,
+                    committed: r.get(5)?,
+                    hash: FileHash::from_slice(&hash).unwrap_or(FileHash([0; 32])),
+                    quarantine: r.get(7)?,
+                    chunks: Vec::new(),
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut st = conn.prepare_cached(
+        "SELECT fc.chunk, c.raw_len FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk
+         WHERE fc.file = ?1 ORDER BY fc.seq",
+    )?;
+    let mut out = Vec::with_capacity(files.len());
+    for (fid, mut f) in files {
+        f.chunks = st
+            .query_map([fid], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok((
+                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    r.get::<_, i64>(1)? as u32,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(f);
+    }
+    Ok(out)
 }

@@ -3,7 +3,7 @@
 //!
 //! Directory (store-layout.md has the full contract):
 //! ```text
-//! STORE/FORMAT          "deploycache-store 1"
+//! STORE/FORMAT          "deploycache-store 2"
 //! STORE/index.sqlite    the index (WAL)
 //! STORE/packs/ab/….pack chunk records
 //! STORE/lock, owner     one host at a time (lock.rs)
@@ -28,15 +28,22 @@ use crate::check::Check;
 use crate::chunker::{ChunkBytes, Chunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ChunkId, FileHash};
-use crate::index::{self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, NewFile, Totals};
+use crate::index::{
+    self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, IndexState, NewFile, Totals,
+};
 use crate::lock::{GcGuard, HostLock};
+use crate::manifest::ManifestLog;
 use crate::name;
 use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
 use crate::progress::Progress;
 
+mod rebuild;
 mod view;
 
+pub use rebuild::{rebuild_index, Rebuilt};
+
 const FORMAT_FILE: &str = "FORMAT";
+const INDEX_FILE: &str = "index.sqlite";
 const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~2 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
@@ -158,7 +165,7 @@ impl Store {
     pub fn open(root: &Path, opts: OpenOptions) -> Result<Store> {
         name::check_namespace(&opts.namespace)?;
         let format_path = root.join(FORMAT_FILE);
-        match fs::read_to_string(&format_path) {
+        let format = match fs::read_to_string(&format_path) {
             Ok(s) => check_format(root, &s)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let empty = match fs::read_dir(root) {
@@ -173,11 +180,17 @@ impl Store {
                     return Err(Error::NoStore(root.to_owned()));
                 }
                 init(root)?;
+                index::FORMAT_VERSION
             }
             Err(e) => return Err(Error::io(&format_path, e)),
-        }
+        };
         let host = HostLock::acquire(root)?;
-        let index = Index::open(&root.join("index.sqlite"))?;
+        let index = open_index(root)?;
+        if format != index::FORMAT_VERSION {
+            // The index was migrated (now or by a run that stopped short of
+            // this): FORMAT follows it.
+            write_format(root)?;
+        }
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -1485,13 +1498,15 @@ fn record_range(loc: &Location) -> (u64, u64) {
     )
 }
 
-fn check_format(root: &Path, s: &str) -> Result<()> {
+/// The store's format version from its FORMAT file: the current one, or 1
+/// (migrated when the store is opened).
+fn check_format(root: &Path, s: &str) -> Result<u32> {
     let found = s.trim();
     match found
         .strip_prefix(FORMAT_PREFIX)
         .and_then(|v| v.parse::<u32>().ok())
     {
-        Some(v) if v == index::FORMAT_VERSION => Ok(()),
+        Some(v) if v == index::FORMAT_VERSION || v == 1 => Ok(v),
         _ => Err(Error::UnsupportedFormat {
             path: root.to_owned(),
             found: found.to_owned(),
@@ -1502,6 +1517,55 @@ fn check_format(root: &Path, s: &str) -> Result<()> {
 
 fn init(root: &Path) -> Result<()> {
     fs::create_dir_all(root.join("packs")).at(root)?;
+    write_format(root)
+}
+
+/// The index of the store at `root`, ready for changes: refused when it is
+/// missing or empty while packs hold data (it would show an empty store,
+/// and gc would take every pack for garbage), migrated from format 1.
+fn open_index(root: &Path) -> Result<Index> {
+    let path = root.join(INDEX_FILE);
+    let packs_dir = root.join("packs");
+    let refuse = |why| Error::IndexMissing {
+        path: path.clone(),
+        store: root.to_owned(),
+        why,
+    };
+    if !path.exists() && has_packs(&packs_dir)? {
+        return Err(refuse("is missing"));
+    }
+    let mut index = Index::open(&path)?;
+    index.set_journal(Box::new(ManifestLog::new(packs_dir.clone())));
+    match index.state() {
+        IndexState::Current => {}
+        IndexState::Empty if has_packs(&packs_dir)? => {
+            return Err(refuse("is empty (it holds no format_version)"));
+        }
+        IndexState::Empty => index.init_format()?,
+        IndexState::Legacy => {
+            index.migrate_v1()?;
+        }
+    }
+    Ok(index)
+}
+
+/// Whether any pack file exists under `packs_dir`.
+fn has_packs(packs_dir: &Path) -> Result<bool> {
+    for entry in walkdir::WalkDir::new(packs_dir).min_depth(2).max_depth(2) {
+        match entry {
+            Ok(e) if e.path().extension().is_some_and(|x| x == "pack") => return Ok(true),
+            Ok(_) => {}
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {}
+            Err(e) => return Err(Error::io(packs_dir, e.into())),
+        }
+    }
+    Ok(false)
+}
+
+/// Write FORMAT for the current version: temp, fsync, rename, directory fsync.
+fn write_format(root: &Path) -> Result<()> {
     let tmp = root.join("FORMAT.tmp");
     let mut f = File::create(&tmp).at(&tmp)?;
     writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)

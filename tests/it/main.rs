@@ -3,4 +3,5 @@
 mod common;
 mod fingerprint;
 mod mount;
+mod rebuild;
 mod store;
