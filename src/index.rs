@@ -21,7 +21,7 @@ use crate::manifest::{Change, FileManifest, Journal, Record};
 use crate::pack::{Codec, Location, PackName};
 
 mod rebuild;
-pub use rebuild::{RebuildReport, ScannedPacks};
+pub use rebuild::{replay_differences, RebuildReport, ScannedPacks};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
 pub const FORMAT_VERSION: u32 = 2;

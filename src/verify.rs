@@ -161,6 +161,7 @@ fn check_records(
 ) -> Result<()> {
     let journal_seq = store.index().journal_seq()?;
     let mut newest_found = false;
+    let mut manifests = Vec::new();
     let mut packs: Vec<(PackName, std::path::PathBuf)> =
         walkdir::WalkDir::new(store.root().join("packs"))
             .min_depth(2)
@@ -208,6 +209,7 @@ fn check_records(
                                 relied_end =
                                     relied_end.max(rec.loc.offset + rec.loc.stored_len as u64);
                             }
+                            manifests.push((m, name));
                         }
                     }
                     Err(why) => {
@@ -236,6 +238,20 @@ fn check_records(
     if journal_seq > 0 && !newest_found {
         report.problems.push(format!(
             "the last committed change (#{journal_seq}) has no valid manifest record in any pack: a rebuild of the index would not recover it"
+        ));
+    }
+    // What a rebuild would give back must be this index's artifacts.
+    let differences = crate::index::replay_differences(&store.index(), manifests)?;
+    let n = differences.len();
+    for d in differences.into_iter().take(10) {
+        report
+            .problems
+            .push(format!("a rebuild of the index would differ: {d}"));
+    }
+    if n > 10 {
+        report.problems.push(format!(
+            "a rebuild of the index would differ in {} more ways",
+            n - 10
         ));
     }
     Ok(())

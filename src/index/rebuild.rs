@@ -166,3 +166,77 @@ fn describe(c: &Change) -> String {
         Change::Void => "nothing (void)".into(),
     }
 }
+
+impl Index {
+    /// Every chunk row with its location (for a replay beside this index).
+    pub fn all_chunks(&self) -> Result<Vec<(ChunkId, Location)>> {
+        self.rows(
+            "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
+             FROM chunks c JOIN packs p ON p.id = c.pack",
+            [],
+            |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok((
+                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    super::location_from(r, 1)?,
+                ))
+            },
+        )
+    }
+
+    /// The artifact state a replay must reproduce, one line per artifact
+    /// and per file, sorted: everything but `last_access` (reads are not
+    /// changes) and row ids.
+    pub fn artifact_state(&self) -> Result<Vec<String>> {
+        let mut lines = self.rows("SELECT namespace, name, created FROM artifacts", [], |r| {
+            Ok(format!(
+                "artifact {:?}:{:?} created {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?
+            ))
+        })?;
+        lines.extend(self.rows(
+            "SELECT a.namespace, a.name, f.name, f.size, f.mode, f.mtime_ns, f.hash, f.committed, f.quarantine
+             FROM files f JOIN artifacts a ON a.id = f.artifact",
+            [],
+            |r| {
+                Ok(format!(
+                    "file {:?}:{:?}/{:?} size {} mode {:o} mtime {} digest {} committed {} quarantine {:?}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    hex::encode(r.get::<_, Vec<u8>>(6)?),
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<String>>(8)?
+                ))
+            },
+        )?);
+        lines.sort();
+        Ok(lines)
+    }
+}
+
+/// Replay `records` (those of committed changes) beside `live` and say where
+/// the result differs from it: what a rebuild would get wrong. Empty when
+/// a rebuild would give back exactly this index's artifacts.
+pub fn replay_differences(live: &Index, records: Vec<(Record, PackName)>) -> Result<Vec<String>> {
+    let seq = live.journal_seq()?;
+    let records = records.into_iter().filter(|(r, _)| r.seq <= seq).collect();
+    let scanned = ScannedPacks {
+        chunks: live.all_chunks()?,
+        records,
+    };
+    let mut replay = Index::open(std::path::Path::new(":memory:"))?;
+    let report = replay.rebuild_from(scanned)?;
+    let (want, got) = (live.artifact_state()?, replay.artifact_state()?);
+    let mut out = report.problems;
+    let missing = want.iter().filter(|l| got.binary_search(l).is_err());
+    let extra = got.iter().filter(|l| want.binary_search(l).is_err());
+    out.extend(missing.map(|l| format!("the index has {l}, its manifest records do not")));
+    out.extend(extra.map(|l| format!("the manifest records have {l}, the index does not")));
+    Ok(out)
+}
