@@ -118,6 +118,9 @@ impl Error {
             Error::Io { error, .. } => error.raw_os_error().unwrap_or(libc::EIO),
             Error::NoArtifact(_) | Error::NoFile { .. } | Error::NoStore(_) => libc::ENOENT,
             Error::ArtifactExists(_) => libc::EEXIST,
+            Error::InvalidName { name, .. } if name.len() > crate::name::MAX_NAME_BYTES => {
+                libc::ENAMETOOLONG
+            }
             Error::InvalidName { .. } => libc::EINVAL,
             Error::NotRegularFile(_) | Error::NestedDirectory(_) => libc::EPERM,
             Error::HeldByOtherHost { .. } => libc::EBUSY,

@@ -19,10 +19,23 @@
 //!   written whole since lists as empty, so the deploy scripts' hit test
 //!   (`isdir and listdir`) misses and the next run fills it again; its other
 //!   files still open by name, and rmdir removes it whole.
-//! - While a created file is being written, `ls`/`stat` show it with its
-//!   current size, but opening it for reading fails with ENOENT until it is
-//!   committed. While committed content is being overwritten, the name keeps
-//!   showing (and serving) the committed content until the writer closes.
+//! - A file created through the view is recorded as pending in the index
+//!   (a quarantined row, durably) before its first byte is accepted, and
+//!   that row goes in the transaction that commits the file. So while it is
+//!   being written, and after a crash or a failed write until it is written
+//!   whole, its artifact is incomplete to every reader (it lists as empty),
+//!   never a hit without it. `stat` by name shows it with its current size,
+//!   but opening it for reading fails with ENOENT until it is committed.
+//!   While committed content is being overwritten, the name keeps showing
+//!   (and serving) the committed content until the writer closes; a failed
+//!   overwrite is discarded and the committed content stays.
+//! - With `--complete-when PATTERN…` an artifact lists only once a visible
+//!   file matches a pattern and no file of it is pending.
+//!
+//! Lock order (see [`View`]): a session's own mutex may be held while
+//! taking `sessions`, `inodes` or `handles` briefly; never the other way
+//! round. Code that needs the sessions of a table clones the `Arc`s out and
+//! drops the table's lock before locking any of them.
 
 mod inodes;
 mod write;
@@ -43,6 +56,7 @@ use fuser::{
 };
 
 use crate::error::{Error, Result};
+use crate::index::FileRow;
 use crate::name;
 use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
@@ -58,13 +72,22 @@ const FILE_ENTRY_TTL: Duration = Duration::ZERO;
 const BLKSIZE: u32 = 128 * 1024;
 
 /// Options of `deploycache mount`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct MountConfig {
     pub read_only: bool,
     pub allow_other: bool,
     /// Request-handling threads.
     pub threads: usize,
+    /// Glob patterns (`opnfv-bootstraps-cache.tar`, `env_*.yaml`): an
+    /// artifact lists only once a visible file matches one of them and no
+    /// file of it is pending. Empty: every complete artifact lists.
+    pub complete_when: Vec<String>,
 }
+
+/// The start of a pending row's quarantine reason: a file being written
+/// through a mount. Rows a dead daemon left are relabelled [`LOST`].
+const PENDING: &str = "being written through the mount";
+const LOST: &str = "lost in flight";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -211,6 +234,13 @@ enum Handle {
 }
 
 /// The filesystem: the store, the inode table, open handles and sessions.
+///
+/// Lock order: a `Session`'s mutex, then at most one of `sessions`,
+/// `inodes`, `handles` (each held only for a map operation). Never lock a
+/// session while holding a table: clone the `Arc`s out of `sessions` and
+/// drop its guard first (as [`View::sessions_snapshot`] does). A commit
+/// holds its session while it leaves `sessions`, so the reverse order
+/// deadlocks (rmdir against a closing `cp` did, before this rule).
 pub struct View {
     store: Store,
     read_only: bool,
@@ -218,6 +248,7 @@ pub struct View {
     gid: u32,
     started: SystemTime,
     spill_dir: PathBuf,
+    complete_when: Option<globset::GlobSet>,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -236,12 +267,13 @@ pub struct FsStats {
 }
 
 impl View {
-    pub fn new(store: Store, read_only: bool) -> View {
+    pub fn new(store: Store, read_only: bool, complete_when: Option<globset::GlobSet>) -> View {
         let (uid, gid) = current_ids();
         View {
             spill_dir: store.root().join("tmp"),
             store,
             read_only,
+            complete_when,
             uid,
             gid,
             started: SystemTime::now(),
@@ -311,13 +343,18 @@ impl View {
         lock(&self.sessions).get(&ino).cloned()
     }
 
-    /// A created file still being written at `dir/name`.
-    fn created_session(&self, dir: u64, name: &str) -> Option<(u64, Arc<Mutex<Session>>)> {
-        let sessions: Vec<_> = lock(&self.sessions)
+    /// Every session, cloned out of the table so that none is locked while
+    /// the table is (the lock order of [`View`]).
+    fn sessions_snapshot(&self) -> Vec<(u64, Arc<Mutex<Session>>)> {
+        lock(&self.sessions)
             .iter()
             .map(|(i, s)| (*i, s.clone()))
-            .collect();
-        sessions.into_iter().find(|(_, s)| {
+            .collect()
+    }
+
+    /// A created file still being written at `dir/name`.
+    fn created_session(&self, dir: u64, name: &str) -> Option<(u64, Arc<Mutex<Session>>)> {
+        self.sessions_snapshot().into_iter().find(|(_, s)| {
             let s = lock(s);
             s.created && !s.unlinked && s.dir == dir && s.name == name
         })
@@ -334,9 +371,11 @@ impl View {
     // ---- lookups and listings ----------------------------------------------
 
     pub fn lookup_entry(&self, parent: u64, name: &OsStr) -> Result<(FileAttr, Duration)> {
-        // A name the store cannot hold is simply not there.
-        let name = name::from_os("name", name)
-            .map_err(|_| errno_err(libc::ENOENT, name.to_string_lossy().into_owned()))?;
+        // A name the store cannot hold is simply not there (or too long).
+        let name = name::from_os("name", name).map_err(|e| match e.errno() {
+            libc::ENAMETOOLONG => e,
+            _ => errno_err(libc::ENOENT, name.to_string_lossy().into_owned()),
+        })?;
         if parent == ROOT {
             if !self
                 .store
@@ -415,12 +454,13 @@ impl View {
                 .collect());
         }
         let artifact = self.artifact(ino)?;
-        let mut rows = self.store.list_files(&artifact)?;
-        if !self.store.missing_files(&artifact)?.is_empty() {
-            // A cut-short file makes its artifact list as empty, so the
-            // deploy scripts' hit test (listdir non-empty) misses and the
-            // next run fills it again. Lookups by name still work.
-            rows.clear();
+        let rows = self.store.list_files(&artifact)?;
+        if !self.store.missing_files(&artifact)?.is_empty() || !self.completed(&artifact, &rows)? {
+            // A cut-short, lost or pending file makes its artifact list as
+            // empty, so the deploy scripts' hit test (listdir non-empty)
+            // misses and the next run fills it again. Lookups by name
+            // still work.
+            return Ok(Vec::new());
         }
         let mut out: Vec<(u64, FileType, String)> = {
             let mut inodes = lock(&self.inodes);
@@ -436,11 +476,7 @@ impl View {
                 })
                 .collect()
         };
-        let sessions: Vec<_> = lock(&self.sessions)
-            .iter()
-            .map(|(i, s)| (*i, s.clone()))
-            .collect();
-        for (i, s) in sessions {
+        for (i, s) in self.sessions_snapshot() {
             let s = lock(&s);
             if s.created && !s.unlinked && s.dir == ino && !out.iter().any(|e| e.2 == s.name) {
                 out.push((i, FileType::RegularFile, s.name.clone()));
@@ -448,6 +484,18 @@ impl View {
         }
         out.sort_by(|a, b| a.2.cmp(&b.2));
         Ok(out)
+    }
+
+    /// `--complete-when`: a visible file matches a pattern and no file of
+    /// the artifact is pending (here or in another process).
+    fn completed(&self, artifact: &str, rows: &[FileRow]) -> Result<bool> {
+        let Some(set) = &self.complete_when else {
+            return Ok(true);
+        };
+        if !rows.iter().any(|r| set.is_match(&r.meta.name)) {
+            return Ok(false);
+        }
+        Ok(!self.store.has_pending(artifact, PENDING)?)
     }
 
     pub fn statfs(&self) -> Result<FsStats> {
@@ -480,7 +528,7 @@ impl View {
         }
         let files = self.store.list_files(&name)?;
         let dir = lock(&self.inodes).dir(&name);
-        let writing = lock(&self.sessions).values().any(|s| {
+        let writing = self.sessions_snapshot().iter().any(|(_, s)| {
             let s = lock(s);
             s.dir == dir && !s.unlinked
         });
@@ -523,24 +571,83 @@ impl View {
             return Err(errno_err(libc::EPERM, name));
         }
         let artifact = self.artifact(parent)?;
-        let exists = self.created_session(parent, &name).is_some()
-            || self
-                .store
-                .index()
-                .file(self.store.namespace(), &artifact, &name)
-                .is_ok();
-        if exists && flags & libc::O_EXCL != 0 {
-            return Err(errno_err(libc::EEXIST, name));
+        let excl = flags & libc::O_EXCL != 0;
+        // The kernel sends a create for a name it believed absent; a second
+        // writer racing the first (or a stale negative entry) finds it here
+        // and, without O_EXCL, opens it as open(2) would.
+        if let Some((ino, _)) = self.created_session(parent, &name) {
+            if excl {
+                return Err(errno_err(libc::EEXIST, name));
+            }
+            return self.create_as_open(ino, flags);
+        }
+        if let Ok(row) = self
+            .store
+            .index()
+            .file(self.store.namespace(), &artifact, &name)
+        {
+            if excl {
+                return Err(errno_err(libc::EEXIST, name));
+            }
+            let info = FileInfo {
+                size: row.meta.size,
+                mode: row.meta.mode,
+                mtime_ns: row.meta.mtime_ns,
+            };
+            let ino = lock(&self.inodes).file(parent, (row.id, row.hash), &name, info);
+            return self.create_as_open(ino, flags);
         }
         let perm = mode & 0o7777;
-        let ino = lock(&self.inodes).created(parent, &name, perm, now_ns());
-        let mut s = Session::new(&self.store, parent, &name, None, perm, true)?;
+        // `>>` onto a file kept aside as cut short goes on from its bytes,
+        // as it would in a plain directory, instead of silently starting
+        // an empty file under the same name.
+        let resumed = if flags & libc::O_APPEND != 0 {
+            self.quarantined_content(&artifact, &name)?
+        } else {
+            None
+        };
+        let mut s = Session::new(&self.store, parent, &name, resumed, perm, true)?;
+        // Durable before the first byte is accepted: a crash or a failed
+        // write from here on leaves the artifact incomplete, never a hit.
+        let reason = format!("{PENDING} (pid {})", std::process::id());
+        s.pending = Some(self.store.begin_pending(&artifact, &name, &reason)?);
         s.writers = 1;
+        let ino = lock(&self.inodes).created(parent, &name, perm, now_ns());
         let info = Self::session_info(&s);
         // A created file replaces any earlier one of its name only at commit.
         lock(&self.sessions).insert(ino, Arc::new(Mutex::new(s)));
         let fh = self.new_fh(Handle::Write(ino));
         Ok((self.file_attr(ino, info), fh))
+    }
+
+    /// The newest content kept aside (quarantined) under `artifact/name`.
+    fn quarantined_content(&self, artifact: &str, name: &str) -> Result<Option<FileReader>> {
+        let newest =
+            self.store.list_quarantine()?.into_iter().find(|q| {
+                q.artifact == artifact && q.file.meta.name == name && q.file.meta.size > 0
+            });
+        match newest {
+            Some(q) => {
+                log_line(&format!(
+                    "{artifact}/{name}: appending to the {} bytes kept aside ({})",
+                    q.file.meta.size, q.reason
+                ));
+                self.store.open_file_id(artifact, q.file.id).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A create of a name that exists: open it for writing instead.
+    fn create_as_open(&self, ino: u64, flags: i32) -> Result<(FileAttr, u64)> {
+        let (fh, _) = self.open_file(ino, flags)?;
+        match self.attr_of(ino) {
+            Ok(attr) => Ok((attr, fh)),
+            Err(e) => {
+                let _ = self.release(fh);
+                Err(e)
+            }
+        }
     }
 
     pub fn open_file(&self, ino: u64, flags: i32) -> Result<(u64, FopenFlags)> {
@@ -582,8 +689,14 @@ impl View {
             let mut s = lock(&s);
             s.writers += 1;
             if trunc {
-                // Only with atomic O_TRUNC; otherwise the kernel sends setattr(size=0).
+                // O_TRUNC arrives here (FUSE_ATOMIC_O_TRUNC, asked for in
+                // init). It empties the session, but does not count as the
+                // writer's own change: a shell's `open; dup2; close` of a
+                // redirection must not commit the empty file on that close
+                // (flush), only the writes that follow or the last release.
+                let touched = s.touched;
                 s.truncate(&self.store, &self.spill_dir, 0)?;
+                s.touched = touched;
                 s.dirty = true;
             }
         }
@@ -608,7 +721,20 @@ impl View {
             return Err(errno_err(libc::ENOENT, format!("inode {ino}")));
         };
         let artifact = self.artifact(dir)?;
-        let base = match (row, trunc) {
+        // The base is the name's current content: a session restarted after
+        // a commit on flush (a descriptor still open through a dup) goes on
+        // over what that flush committed, which has a newer row than this
+        // inode's.
+        let current = match row {
+            Some(_) => self
+                .store
+                .index()
+                .file(self.store.namespace(), &artifact, &name)
+                .ok()
+                .map(|r| (r.id, r.hash)),
+            None => None,
+        };
+        let base = match (current.or(row), trunc) {
             (Some(r), false) => Some(self.open_version(&artifact, r)?),
             _ => None,
         };
@@ -806,8 +932,23 @@ impl View {
         if s.unlinked || !s.dirty || s.failed.is_some() {
             if let Some(e) = s.failed {
                 log_line(&format!("{}: discarded after a failed write", s.name));
+                // Its chunks belong to no file: give their pack space back
+                // (a full disk retires the packs being appended to, so what
+                // the lost write put there can be cut away).
+                s.abandon();
+                if e == libc::ENOSPC || e == libc::EDQUOT {
+                    self.store.abandon_writes();
+                } else {
+                    self.store.reclaim_retired();
+                }
+                let lost = format!(
+                    "{LOST}: a write failed ({}); write it again",
+                    io::Error::from_raw_os_error(e)
+                );
+                self.end_pending(s, (!s.unlinked).then_some(lost.as_str()));
                 return Err(errno_err(e, &s.name));
             }
+            self.end_pending(s, None);
             return Ok(());
         }
         let res = self.commit_session(ino, s);
@@ -816,8 +957,21 @@ impl View {
                 "committing {}: {e}; nothing was committed",
                 s.name
             ));
+            let lost = format!("{LOST}: its commit failed ({e}); write it again");
+            self.end_pending(s, Some(&lost));
         }
         res
+    }
+
+    /// Clear a session's pending row, or relabel it as lost (best effort:
+    /// on a full disk it stays pending, which keeps its artifact incomplete
+    /// all the same).
+    fn end_pending(&self, s: &mut Session, lost: Option<&str>) {
+        if let Some(id) = s.pending.take() {
+            if let Err(e) = self.store.end_pending(id, lost) {
+                log_line(&format!("{}: cannot update its pending row: {e}", s.name));
+            }
+        }
     }
 
     fn commit_session(&self, ino: u64, s: &mut Session) -> Result<()> {
@@ -830,7 +984,8 @@ impl View {
         };
         match verdict {
             Ok(()) => {
-                self.store.commit_file(&artifact, staged)?;
+                self.store.commit_file(&artifact, staged, s.pending)?;
+                s.pending = None;
                 let row = self
                     .store
                     .index()
@@ -850,7 +1005,9 @@ impl View {
                     s.name,
                     name::intended(&s.name)
                 ));
-                self.store.quarantine_file(&artifact, staged, &reason)?;
+                self.store
+                    .quarantine_file(&artifact, staged, &reason, s.pending)?;
+                s.pending = None;
                 Ok(())
             }
         }
@@ -1011,6 +1168,9 @@ impl View {
         }
         if let Some((ino, s)) = self.created_session(parent, &name) {
             let mut s = lock(&s);
+            if let Some(id) = s.pending {
+                self.store.move_pending(id, &to_a, &newname)?;
+            }
             s.dir = newparent;
             s.name = newname.clone();
             lock(&self.inodes).set_place(ino, newparent, &newname);
@@ -1064,6 +1224,9 @@ impl Filesystem for View {
             .or_else(|max| config.set_max_readahead(max));
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        // O_TRUNC comes with the open, not as a separate setattr(size=0)
+        // before it: see `open_file`.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
@@ -1377,7 +1540,11 @@ impl Filesystem for View {
 pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     prepare_mountpoint(mountpoint)?;
     let root = store.root().to_owned();
-    let view = View::new(store, cfg.read_only);
+    let complete_when = complete_when_set(&cfg.complete_when)?;
+    if !cfg.read_only {
+        relabel_lost(&store)?;
+    }
+    let view = View::new(store, cfg.read_only, complete_when);
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("deploycache".into()),
@@ -1448,6 +1615,79 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     signal_handle.close();
     log_line(&format!("unmounted {}", mountpoint.display()));
     res
+}
+
+/// `--complete-when` patterns, compiled; a bad one names itself.
+fn complete_when_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::InvalidName {
+                kind: "--complete-when pattern",
+                name: p.clone(),
+                why: glob_why(&e),
+            })?;
+        set.add(glob);
+    }
+    set.build().map(Some).map_err(|e| Error::InvalidName {
+        kind: "--complete-when pattern",
+        name: patterns.join(" "),
+        why: glob_why(&e),
+    })
+}
+
+fn glob_why(e: &globset::Error) -> &'static str {
+    match e.kind() {
+        globset::ErrorKind::UnclosedClass => "a `[` class is not closed",
+        globset::ErrorKind::UnclosedAlternates => "a `{` alternation is not closed",
+        globset::ErrorKind::UnopenedAlternates => "a `}` has no `{`",
+        globset::ErrorKind::NestedAlternates => "alternations cannot nest",
+        globset::ErrorKind::DanglingEscape => "it ends with a lone `\\`",
+        _ => "not a valid glob (see glob(7))",
+    }
+}
+
+/// Pending rows whose daemon is gone (killed, crashed, the machine went
+/// down) stand for files lost in flight: say so, so that `ls --quarantine`
+/// tells the user. They keep their artifacts incomplete either way.
+fn relabel_lost(store: &Store) -> Result<()> {
+    for (id, artifact, reason) in store.pending_rows(PENDING)? {
+        let pid = reason
+            .rsplit_once("(pid ")
+            .and_then(|(_, p)| p.trim_end_matches(')').parse::<u32>().ok());
+        if pid.is_some_and(daemon_alive) {
+            continue;
+        }
+        log_line(&format!(
+            "{artifact}: a file was being written when its mount stopped; the artifact stays incomplete until it is written whole"
+        ));
+        store.end_pending(
+            id,
+            Some(&format!(
+                "{LOST}: its mount stopped (killed, crashed or disk full) before it was written whole; write it again"
+            )),
+        )?;
+    }
+    Ok(())
+}
+
+/// A live deploycache process with this pid (not a reused pid).
+fn daemon_alive(pid: u32) -> bool {
+    // This process is only starting to serve: a row with its pid is an
+    // earlier process's that had the same pid.
+    pid != std::process::id()
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|a| a.ends_with(b"deploycache"))
+            })
+            .unwrap_or(false)
 }
 
 /// The kernel gives a FUSE mount 128 KiB of read-ahead, whatever the

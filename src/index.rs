@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, FileHash};
-use crate::manifest::{Change, FileManifest, Journal, Record};
+use crate::manifest::{Change, FileManifest, Journal, PendingRow, Record};
 use crate::pack::{Codec, Location, PackName};
 
 mod rebuild;
@@ -185,10 +185,26 @@ trait Sql<T> {
 
 impl<T> Sql<T> for rusqlite::Result<T> {
     fn sql(self, path: &Path) -> Result<T> {
-        self.map_err(|e| Error::Index {
+        self.map_err(|e| sql_error(path, e))
+    }
+}
+
+/// SQLite errors by kind: a full disk is ENOSPC and a busy database EBUSY
+/// (so the view replies with those, and the message says what to do);
+/// anything else is an index error.
+fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    let errno = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Some(libc::ENOSPC),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Some(libc::EBUSY),
+        _ => None,
+    };
+    match errno {
+        Some(n) => Error::io(path, std::io::Error::from_raw_os_error(n)),
+        None => Error::Index {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        },
     }
 }
 
@@ -420,6 +436,21 @@ impl Index {
         self.conn.execute_batch("COMMIT").sql(&self.path)
     }
 
+    /// The end of pack `p`'s last indexed record (`None`: no index row
+    /// points into it).
+    pub fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
+        let end: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT max(c.offset + c.stored_len) FROM chunks c JOIN packs p ON p.id = c.pack
+                 WHERE p.name = ?1",
+            )
+            .sql(&self.path)?
+            .query_row([p.to_string()], |r| r.get(0))
+            .sql(&self.path)?;
+        Ok(end.map(|e| e as u64))
+    }
+
     /// Where a chunk is stored, if the index knows it.
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
         let mut st = self
@@ -461,6 +492,7 @@ impl Index {
                 files: manifests,
             },
             new_chunks,
+            None,
         )
         .map(drop)
     }
@@ -470,14 +502,25 @@ impl Index {
         self.commit_artifact(ns, name, &[], &[], false)
     }
 
-    /// Add or replace one file of an existing artifact (the FUSE view's close).
-    pub fn commit_file(&mut self, ns: &str, artifact: &str, file: &NewFile) -> Result<()> {
+    /// Add or replace one file of an existing artifact (the FUSE view's
+    /// close). `pending` (from [`Index::begin_pending`]) goes in the same
+    /// transaction.
+    pub fn commit_file(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        file: &NewFile,
+        pending: Option<i64>,
+    ) -> Result<()> {
+        let row = self.pending_row(pending)?;
         let change = Change::PutFile {
             ns: ns.to_owned(),
             artifact: artifact.to_owned(),
             file: file.manifest(None, now()),
+            pending: row.clone(),
         };
-        self.change(change, &file.new_chunks).map(drop)
+        let id = row.and(pending);
+        self.change(change, &file.new_chunks, id).map(drop)
     }
 
     /// Drop an artifact and release its chunk references.
@@ -486,7 +529,7 @@ impl Index {
             ns: ns.to_owned(),
             name: name.to_owned(),
         };
-        self.change(change, &[]).map(drop)
+        self.change(change, &[], None).map(drop)
     }
 
     /// Drop one file of an artifact.
@@ -496,7 +539,7 @@ impl Index {
             artifact: artifact.to_owned(),
             file: file.to_owned(),
         };
-        self.change(change, &[]).map(drop)
+        self.change(change, &[], None).map(drop)
     }
 
     /// Rename a file, possibly into another artifact, replacing any file of the target name.
@@ -506,7 +549,7 @@ impl Index {
             from: (from.0.to_owned(), from.1.to_owned()),
             to: (to.0.to_owned(), to.1.to_owned()),
         };
-        self.change(change, &[]).map(drop)
+        self.change(change, &[], None).map(drop)
     }
 
     /// Rename an artifact. Fails if the target exists and is not empty.
@@ -516,7 +559,7 @@ impl Index {
             from: from.to_owned(),
             to: to.to_owned(),
         };
-        self.change(change, &[]).map(drop)
+        self.change(change, &[], None).map(drop)
     }
 
     pub fn update_file_meta(
@@ -534,23 +577,120 @@ impl Index {
             mode,
             mtime_ns,
         };
-        self.change(change, &[]).map(drop)
+        self.change(change, &[], None).map(drop)
     }
 
     /// Keep a file aside (not visible) with the reason, its chunks referenced.
+    /// `pending` (from [`Index::begin_pending`]) is replaced in the same
+    /// transaction.
     pub fn quarantine_file(
         &mut self,
         ns: &str,
         artifact: &str,
         file: &NewFile,
         reason: &str,
+        pending: Option<i64>,
     ) -> Result<()> {
+        let row = self.pending_row(pending)?;
         let change = Change::PutFile {
             ns: ns.to_owned(),
             artifact: artifact.to_owned(),
             file: file.manifest(Some(reason), now()),
+            pending: row.clone(),
         };
-        self.change(change, &file.new_chunks).map(drop)
+        let id = row.and(pending);
+        self.change(change, &file.new_chunks, id).map(drop)
+    }
+
+    /// Durably record that file `name` of `artifact` is being written (a
+    /// quarantined row with no chunks and `reason`), so that the artifact
+    /// lists as incomplete until the file commits whole, to every reader and
+    /// after a crash. Returns the row's id for [`Index::commit_file`],
+    /// [`Index::quarantine_file`], [`Index::move_pending`] and
+    /// [`Index::end_pending`].
+    pub fn begin_pending(
+        &mut self,
+        ns: &str,
+        artifact: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<i64> {
+        let change = Change::BeginPending {
+            row: PendingRow {
+                ns: ns.to_owned(),
+                artifact: artifact.to_owned(),
+                name: name.to_owned(),
+                reason: reason.to_owned(),
+                committed: now(),
+            },
+        };
+        match self.change(change, &[], None)? {
+            Applied::Row(id) => Ok(id),
+            _ => unreachable!("a pending row's change returns its id"),
+        }
+    }
+
+    /// A file being written was renamed: its pending row follows it.
+    pub fn move_pending(&mut self, id: i64, ns: &str, artifact: &str, name: &str) -> Result<()> {
+        let Some(row) = self.pending_row(Some(id))? else {
+            return Ok(()); // gone already (rm --quarantine): nothing to move
+        };
+        debug_assert_eq!(row.ns, ns, "a pending row stays in its namespace");
+        let change = Change::MovePending {
+            row,
+            to_artifact: artifact.to_owned(),
+            to_name: name.to_owned(),
+        };
+        self.change(change, &[], Some(id)).map(drop)
+    }
+
+    /// Drop a pending row (the file was unlinked while being written), or
+    /// with `reason`, keep it and say why the file was lost.
+    pub fn end_pending(&mut self, id: i64, reason: Option<&str>) -> Result<()> {
+        let Some(row) = self.pending_row(Some(id))? else {
+            return Ok(()); // gone already (rm --quarantine)
+        };
+        let change = Change::EndPending {
+            row,
+            lost: reason.map(str::to_owned),
+        };
+        self.change(change, &[], Some(id)).map(drop)
+    }
+
+    /// What pending row `id` holds, as a manifest record names it (None: no
+    /// such pending row any more).
+    fn pending_row(&self, id: Option<i64>) -> Result<Option<PendingRow>> {
+        let Some(id) = id else { return Ok(None) };
+        self.conn
+            .query_row(
+                "SELECT a.namespace, a.name, f.name, f.quarantine, f.committed
+                 FROM files f JOIN artifacts a ON a.id = f.artifact
+                 WHERE f.id = ?1 AND f.quarantine IS NOT NULL",
+                [id],
+                |r| {
+                    Ok(PendingRow {
+                        ns: r.get(0)?,
+                        artifact: r.get(1)?,
+                        name: r.get(2)?,
+                        reason: r.get(3)?,
+                        committed: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .sql(&self.path)
+    }
+
+    /// Pending rows of namespace `ns` whose reason starts with `prefix`:
+    /// (row id, artifact, reason). The mount relabels those its dead
+    /// predecessors left.
+    pub fn pending_rows(&self, ns: &str, prefix: &str) -> Result<Vec<(i64, String, String)>> {
+        self.rows(
+            "SELECT f.id, a.name, f.quarantine FROM files f JOIN artifacts a ON a.id = f.artifact
+             WHERE a.namespace = ?1 AND substr(f.quarantine, 1, length(?2)) = ?2",
+            params![ns, prefix],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 
     /// Drop the quarantined files of `artifact`, or of every artifact of
@@ -563,9 +703,10 @@ impl Index {
             ns: ns.to_owned(),
             artifact: artifact.map(str::to_owned),
         };
-        Ok(self
-            .change(change, &[])?
-            .expect("removing quarantined files reports what it dropped"))
+        match self.change(change, &[], None)? {
+            Applied::Dropped(d) => Ok(d),
+            _ => unreachable!("removing quarantined files reports what it dropped"),
+        }
     }
 
     /// Every change to the artifacts goes through here: in one `BEGIN
@@ -577,7 +718,8 @@ impl Index {
         &mut self,
         change: Change,
         new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
-    ) -> Result<Option<Dropped>> {
+        pending_id: Option<i64>,
+    ) -> Result<Applied> {
         let Some(journal) = self.journal.as_mut() else {
             return Err(Error::Index {
                 path: self.path.clone(),
@@ -590,7 +732,7 @@ impl Index {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql(&path)?;
         insert_chunk_rows(&tx, new_chunks).sql(&path)?;
-        let out = apply_change(&tx, &path, &change)?;
+        let out = apply_change(&tx, &path, &change, pending_id)?;
         let seq = journal_seq(&tx).sql(&path)? + 1;
         let record = Record::new(seq, change);
         let pack = journal.write(&record.encode())?;
@@ -1104,6 +1246,17 @@ fn insert_file(tx: &Transaction<'_>, path: &Path, artifact: i64, f: &FileManifes
     Ok(())
 }
 
+/// Delete a pending row: quarantined, so never a visible file, and it
+/// holds no chunk references.
+fn delete_pending(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM files WHERE id = ?1 AND quarantine IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM file_chunks WHERE file = ?1)",
+        [id],
+    )?;
+    Ok(())
+}
+
 fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE chunks SET refs = refs - (SELECT count(*) FROM file_chunks fc WHERE fc.file = ?1 AND fc.chunk = chunks.id)
@@ -1156,7 +1309,16 @@ pub(crate) fn apply_change(
     tx: &Transaction<'_>,
     path: &Path,
     change: &Change,
-) -> Result<Option<Dropped>> {
+    pending_id: Option<i64>,
+) -> Result<Applied> {
+    // The pending row a change names: the row the live caller holds, or
+    // on replay the first row alike (rows alike are interchangeable).
+    let pending = |row: &PendingRow| -> Result<Option<i64>> {
+        match pending_id {
+            Some(id) => Ok(Some(id)),
+            None => find_pending(tx, row).sql(path),
+        }
+    };
     match change {
         Change::PutArtifact {
             ns,
@@ -1182,7 +1344,12 @@ pub(crate) fn apply_change(
                 insert_file(tx, path, aid, f)?;
             }
         }
-        Change::PutFile { ns, artifact, file } => {
+        Change::PutFile {
+            ns,
+            artifact,
+            file,
+            pending: row,
+        } => {
             let aid = need_artifact(tx, path, ns, artifact)?;
             if file.quarantine.is_none() {
                 if let Some(fid) = file_id(tx, aid, &file.name).sql(path)? {
@@ -1190,6 +1357,56 @@ pub(crate) fn apply_change(
                 }
             }
             insert_file(tx, path, aid, file)?;
+            if let Some(row) = row {
+                if let Some(id) = pending(row)? {
+                    delete_pending(tx, id).sql(path)?;
+                }
+            }
+        }
+        Change::BeginPending { row } => {
+            let aid = need_artifact(tx, path, &row.ns, &row.artifact)?;
+            let empty: [(ChunkId, u32); 0] = [];
+            tx.execute(
+                "INSERT INTO files(artifact, name, size, mode, mtime_ns, hash, committed, quarantine)
+                 VALUES(?1, ?2, 0, 0, 0, ?3, ?4, ?5)",
+                params![
+                    aid,
+                    row.name,
+                    &FileHash::of_chunks(empty).as_bytes()[..],
+                    row.committed,
+                    row.reason
+                ],
+            )
+            .sql(path)?;
+            return Ok(Applied::Row(tx.last_insert_rowid()));
+        }
+        Change::MovePending {
+            row,
+            to_artifact,
+            to_name,
+        } => {
+            let aid = need_artifact(tx, path, &row.ns, to_artifact)?;
+            if let Some(id) = pending(row)? {
+                tx.execute(
+                    "UPDATE files SET artifact = ?1, name = ?2 WHERE id = ?3 AND quarantine IS NOT NULL",
+                    params![aid, to_name, id],
+                )
+                .sql(path)?;
+            }
+        }
+        Change::EndPending { row, lost } => {
+            if let Some(id) = pending(row)? {
+                match lost {
+                    Some(r) => {
+                        tx.execute(
+                            "UPDATE files SET quarantine = ?1 WHERE id = ?2 AND quarantine IS NOT NULL",
+                            params![r, id],
+                        )
+                        .sql(path)?;
+                    }
+                    None => delete_pending(tx, id).sql(path)?,
+                }
+            }
         }
         Change::RemoveArtifact { ns, name } => {
             let aid = need_artifact(tx, path, ns, name)?;
@@ -1206,7 +1423,7 @@ pub(crate) fn apply_change(
             let fid = need_file(tx, path, from_a, &from.0, &from.1)?;
             if let Some(existing) = file_id(tx, to_a, &to.1).sql(path)? {
                 if existing == fid {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 delete_file(tx, existing).sql(path)?;
             }
@@ -1220,7 +1437,7 @@ pub(crate) fn apply_change(
             let aid = need_artifact(tx, path, ns, from)?;
             if let Some(existing) = artifact_id(tx, ns, to).sql(path)? {
                 if existing == aid {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 let n: i64 = tx
                     .query_row(
@@ -1294,11 +1511,34 @@ pub(crate) fn apply_change(
                     dropped.incomplete.push(group[0].3.clone());
                 }
             }
-            return Ok(Some(dropped));
+            return Ok(Applied::Dropped(dropped));
         }
         Change::Void => {}
     }
-    Ok(None)
+    Ok(Applied::Nothing)
+}
+
+/// What applying a change gives back.
+pub(crate) enum Applied {
+    Nothing,
+    /// `rm --quarantine`: what it dropped.
+    Dropped(Dropped),
+    /// A new pending row: its id.
+    Row(i64),
+}
+
+/// The first pending row (quarantined, no chunks) alike `row` in all it
+/// holds.
+fn find_pending(conn: &Connection, row: &PendingRow) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT f.id FROM files f JOIN artifacts a ON a.id = f.artifact
+         WHERE a.namespace = ?1 AND a.name = ?2 AND f.name = ?3 AND f.quarantine = ?4
+           AND f.committed = ?5 AND NOT EXISTS (SELECT 1 FROM file_chunks WHERE file = f.id)
+         ORDER BY f.id LIMIT 1",
+        params![row.ns, row.artifact, row.name, row.reason, row.committed],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// The `seq` of the last committed change (0 before the first).

@@ -163,6 +163,14 @@ enum Command {
         /// Log file of --daemon. Default: <store>/mount.log
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
+        /// List an artifact only once one of its files matching PATTERN (a
+        /// glob over file names, e.g. `opnfv-bootstraps-cache.tar` or
+        /// `env_*.yaml`) is written whole and no file of it is being
+        /// written: closes the window between two separate copies of one
+        /// fill, in which the first files alone would pass the hit test.
+        /// Repeat it for more patterns.
+        #[arg(long, value_name = "PATTERN")]
+        complete_when: Vec<String>,
     },
     /// Unmount a deploycache mount.
     Umount {
@@ -595,6 +603,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             adopt,
             log,
+            complete_when,
         } => {
             let root = cli.store.clone().unwrap_or_else(default_store);
             // A mount left dead by a killed daemon is cleared first, so that
@@ -615,6 +624,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 read_only: *read_only,
                 allow_other: *allow_other,
                 threads: *threads,
+                complete_when: complete_when.clone(),
             };
             if *daemon {
                 // Create or check the store here, so its errors (a foreign
@@ -743,6 +753,9 @@ fn spawn_daemon(
     }
     if cfg.allow_other {
         cmd.arg("--allow-other");
+    }
+    for p in &cfg.complete_when {
+        cmd.arg("--complete-when").arg(p);
     }
     let mut child = cmd
         .stdin(std::process::Stdio::null())

@@ -39,6 +39,20 @@ pub struct FileManifest {
     pub chunks: Vec<(ChunkId, u32)>,
 }
 
+/// A file being written through the mount, as the index records it: a
+/// quarantined row with no chunks (its reason says so). Named by all it
+/// holds, since its row id is not kept by a rebuild; rows alike in all of
+/// it are interchangeable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRow {
+    pub ns: String,
+    pub artifact: String,
+    pub name: String,
+    pub reason: String,
+    /// Unix seconds it was recorded (`files.committed`).
+    pub committed: i64,
+}
+
 /// One committed change to the index's artifacts: the arguments of the
 /// index method that made it. Applying it again to the state it was first
 /// applied to gives the same state.
@@ -61,6 +75,24 @@ pub enum Change {
         ns: String,
         artifact: String,
         file: FileManifest,
+        /// The pending row the file replaces (it was written through the mount).
+        pending: Option<PendingRow>,
+    },
+    /// A file began to be written through the mount: its pending row.
+    BeginPending {
+        row: PendingRow,
+    },
+    /// A file being written was renamed (within the row's namespace).
+    MovePending {
+        row: PendingRow,
+        to_artifact: String,
+        to_name: String,
+    },
+    /// A file being written will not be committed: its pending row is
+    /// dropped, or with `lost`, kept with that reason.
+    EndPending {
+        row: PendingRow,
+        lost: Option<String>,
     },
     RemoveArtifact {
         ns: String,
@@ -157,11 +189,48 @@ impl Record {
                     e.file(f);
                 }
             }
-            Change::PutFile { ns, artifact, file } => {
+            Change::PutFile {
+                ns,
+                artifact,
+                file,
+                pending,
+            } => {
                 e.u8(2);
                 e.str(ns);
                 e.str(artifact);
                 e.file(file);
+                match pending {
+                    Some(row) => {
+                        e.u8(1);
+                        e.pending(row);
+                    }
+                    None => e.u8(0),
+                }
+            }
+            Change::BeginPending { row } => {
+                e.u8(10);
+                e.pending(row);
+            }
+            Change::MovePending {
+                row,
+                to_artifact,
+                to_name,
+            } => {
+                e.u8(11);
+                e.pending(row);
+                e.str(to_artifact);
+                e.str(to_name);
+            }
+            Change::EndPending { row, lost } => {
+                e.u8(12);
+                e.pending(row);
+                match lost {
+                    Some(why) => {
+                        e.u8(1);
+                        e.str(why);
+                    }
+                    None => e.u8(0),
+                }
             }
             Change::RemoveArtifact { ns, name } => {
                 e.u8(3);
@@ -248,6 +317,23 @@ impl Record {
                 ns: d.str()?,
                 artifact: d.str()?,
                 file: d.file()?,
+                pending: match d.u8()? {
+                    0 => None,
+                    _ => Some(d.pending()?),
+                },
+            },
+            10 => Change::BeginPending { row: d.pending()? },
+            11 => Change::MovePending {
+                row: d.pending()?,
+                to_artifact: d.str()?,
+                to_name: d.str()?,
+            },
+            12 => Change::EndPending {
+                row: d.pending()?,
+                lost: match d.u8()? {
+                    0 => None,
+                    _ => Some(d.str()?),
+                },
             },
             3 => Change::RemoveArtifact {
                 ns: d.str()?,
@@ -326,6 +412,13 @@ impl Enc {
             None => self.u8(0),
         }
     }
+    fn pending(&mut self, row: &PendingRow) {
+        self.str(&row.ns);
+        self.str(&row.artifact);
+        self.str(&row.name);
+        self.str(&row.reason);
+        self.i64(row.committed);
+    }
     fn file(&mut self, f: &FileManifest) {
         self.str(&f.name);
         self.u64(f.size);
@@ -380,6 +473,15 @@ impl Dec<'_> {
             0 => Ok(None),
             _ => Ok(Some(self.u64()?)),
         }
+    }
+    fn pending(&mut self) -> std::result::Result<PendingRow, String> {
+        Ok(PendingRow {
+            ns: self.str()?,
+            artifact: self.str()?,
+            name: self.str()?,
+            reason: self.str()?,
+            committed: self.i64()?,
+        })
     }
     fn file(&mut self) -> std::result::Result<FileManifest, String> {
         let name = self.str()?;
@@ -505,6 +607,16 @@ mod tests {
         }
     }
 
+    fn pending() -> PendingRow {
+        PendingRow {
+            ns: "n".into(),
+            artifact: "a".into(),
+            name: "big.img.gz".into(),
+            reason: "being written".into(),
+            committed: 1_700_000_001,
+        }
+    }
+
     /// Every kind of change decodes to what was encoded, and a payload cut
     /// anywhere is refused, never misread.
     #[test]
@@ -523,6 +635,27 @@ mod tests {
                 ns: s(""),
                 artifact: s("a"),
                 file: file("é", None),
+                pending: None,
+            },
+            Change::PutFile {
+                ns: s("n"),
+                artifact: s("a"),
+                file: file("big.img.gz", None),
+                pending: Some(pending()),
+            },
+            Change::BeginPending { row: pending() },
+            Change::MovePending {
+                row: pending(),
+                to_artifact: s("b"),
+                to_name: s("c"),
+            },
+            Change::EndPending {
+                row: pending(),
+                lost: Some(s("lost: the mount was killed")),
+            },
+            Change::EndPending {
+                row: pending(),
+                lost: None,
             },
             Change::RemoveArtifact {
                 ns: s(""),

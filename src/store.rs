@@ -37,6 +37,7 @@ use crate::name;
 use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
 use crate::progress::Progress;
 
+mod open_packs;
 mod rebuild;
 mod view;
 
@@ -93,6 +94,8 @@ pub struct Store {
 
 /// The parts of a store that the chunk workers share with it.
 pub struct StoreCore {
+    /// This core, for the [`PackHold`]s handed to writers.
+    me: Weak<StoreCore>,
     root: PathBuf,
     packs_dir: PathBuf,
     index: Mutex<Index>,
@@ -108,11 +111,17 @@ pub struct StoreCore {
     sealing: Mutex<Vec<(PackName, std::thread::JoinHandle<Result<()>>)>>,
     /// Packs whose fsync failed: nothing in them may be committed.
     failed_packs: Mutex<HashSet<PackName>>,
-    /// Chunks this process wrote whose index rows may not be committed yet:
-    /// lets concurrent writers in one process share them.
-    pending: Mutex<HashMap<ChunkId, Location>>,
-    /// Open pack files for reading.
-    pack_files: Mutex<HashMap<PackName, Arc<File>>>,
+    /// Chunks this process wrote whose index rows may not be committed yet
+    /// (lets concurrent writers in one process share them), and the live
+    /// writers' holds on their packs.
+    pending: Mutex<PendingChunks>,
+    /// Packs taken out of their lane after a failed append or a write lost
+    /// to a full disk: never appended to again, and reclaimed (deleted, or
+    /// cut back to their last indexed record) once no live writer holds
+    /// them (`reclaim_retired`).
+    retired: Mutex<Vec<PackName>>,
+    /// Open pack files for reading (bounded; see `open_packs`).
+    pack_files: Mutex<open_packs::OpenPacks>,
     /// Packs this process created, and whether any index row points into
     /// them yet. Those still without one when the store is dropped (a
     /// failed put, a full disk) hold nothing anyone can reach: they are
@@ -137,8 +146,13 @@ impl Drop for Store {
             let _ = h.join();
         }
         for w in &self.writers {
-            lock(w).take();
+            if let Some(p) = lock(w).take() {
+                lock(&self.retired).push(p.name);
+            }
         }
+        // Packs left with a dead tail are cut back; then those nothing
+        // points into go.
+        self.reclaim_retired();
         let created = std::mem::take(&mut *lock(&self.created_packs));
         for (name, committed) in created {
             if !committed {
@@ -195,7 +209,8 @@ impl Store {
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(1, 8);
-        let core = Arc::new(StoreCore {
+        let core = Arc::new_cyclic(|me| StoreCore {
+            me: me.clone(),
             root: root.to_owned(),
             packs_dir: root.join("packs"),
             index: Mutex::new(index),
@@ -203,8 +218,9 @@ impl Store {
             next_lane: std::sync::atomic::AtomicUsize::new(0),
             sealing: Mutex::new(Vec::new()),
             failed_packs: Mutex::new(HashSet::new()),
-            pending: Mutex::new(HashMap::new()),
-            pack_files: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingChunks::default()),
+            retired: Mutex::new(Vec::new()),
+            pack_files: Mutex::new(open_packs::OpenPacks::default()),
             created_packs: Mutex::new(HashMap::new()),
             recent_files: Mutex::new(VecDeque::new()),
         });
@@ -241,6 +257,7 @@ impl Store {
                 new_chunks: Pending {
                     core: Arc::downgrade(&self.core),
                     chunks: Vec::new(),
+                    holds: Vec::new(),
                 },
                 lane: self
                     .next_lane
@@ -278,19 +295,65 @@ impl Store {
         self.after_commit(&files, res)
     }
 
-    /// Add or replace one file of an existing artifact.
-    pub fn commit_file(&self, artifact: &str, file: StagedFile) -> Result<()> {
-        let res = self.index().commit_file(&self.ns, artifact, &file.row());
+    /// Add or replace one file of an existing artifact; `pending` (from
+    /// [`Store::begin_pending`]) is cleared in the same transaction.
+    pub fn commit_file(
+        &self,
+        artifact: &str,
+        file: StagedFile,
+        pending: Option<i64>,
+    ) -> Result<()> {
+        let res = self
+            .index()
+            .commit_file(&self.ns, artifact, &file.row(), pending);
         self.after_commit(std::slice::from_ref(&file), res)
     }
 
     /// Keep a file aside instead of committing it: not visible, listed by
-    /// [`Store::list_quarantine`], its chunks kept.
-    pub fn quarantine_file(&self, artifact: &str, file: StagedFile, reason: &str) -> Result<()> {
+    /// [`Store::list_quarantine`], its chunks kept. It replaces `pending`.
+    pub fn quarantine_file(
+        &self,
+        artifact: &str,
+        file: StagedFile,
+        reason: &str,
+        pending: Option<i64>,
+    ) -> Result<()> {
         let res = self
             .index()
-            .quarantine_file(&self.ns, artifact, &file.row(), reason);
+            .quarantine_file(&self.ns, artifact, &file.row(), reason, pending);
         self.after_commit(std::slice::from_ref(&file), res)
+    }
+
+    /// Durably mark file `name` of `artifact` as being written: until it
+    /// commits (or after a crash, until it is written whole), the artifact
+    /// is incomplete to every reader. See [`Index::begin_pending`].
+    pub fn begin_pending(&self, artifact: &str, name: &str, reason: &str) -> Result<i64> {
+        self.index().begin_pending(&self.ns, artifact, name, reason)
+    }
+
+    /// The pending file was renamed.
+    pub fn move_pending(&self, id: i64, artifact: &str, name: &str) -> Result<()> {
+        self.index().move_pending(id, &self.ns, artifact, name)
+    }
+
+    /// The pending file will not be committed: dropped (`None`: it was
+    /// unlinked) or kept as lost, with the reason.
+    pub fn end_pending(&self, id: i64, lost: Option<&str>) -> Result<()> {
+        self.index().end_pending(id, lost)
+    }
+
+    /// Whether `artifact` has a pending row whose reason starts with `prefix`.
+    pub fn has_pending(&self, artifact: &str, prefix: &str) -> Result<bool> {
+        Ok(self
+            .index()
+            .pending_rows(&self.ns, prefix)?
+            .iter()
+            .any(|(_, a, _)| a == artifact))
+    }
+
+    /// Pending rows of this namespace whose reason starts with `prefix`.
+    pub fn pending_rows(&self, prefix: &str) -> Result<Vec<(i64, String, String)>> {
+        self.index().pending_rows(&self.ns, prefix)
     }
 
     /// Files of `artifact` cut short and not written whole since; see
@@ -322,7 +385,60 @@ impl Store {
         let mut pending = lock(&self.pending);
         for f in files {
             for (id, _) in f.new_chunks.iter() {
-                pending.remove(id);
+                pending.chunks.remove(id);
+            }
+        }
+    }
+
+    /// A write through this store was lost to a full disk (or quota): the
+    /// packs its lanes append to are retired, so that what the lost writes
+    /// appended can be cut away, and everything retired is reclaimed that
+    /// no live writer holds. Later writers start new packs.
+    pub fn abandon_writes(&self) {
+        for w in &self.writers {
+            if let Some(p) = lock(w).take() {
+                lock(&self.retired).push(p.name);
+            }
+        }
+        self.reclaim_retired();
+    }
+
+    /// Reclaim retired packs no live writer holds: a pack no index row
+    /// points into is deleted; one with indexed records is cut back to the
+    /// end of its last one (the bytes after it belong to no file, and
+    /// nobody appends to a retired pack). Best effort: what fails stays
+    /// for gc, which reclaims unindexed pack data too.
+    pub fn reclaim_retired(&self) {
+        let retired: Vec<PackName> = lock(&self.retired).clone();
+        for p in retired {
+            // Holding `pending`: no writer can take a new hold on `p`'s
+            // unindexed records meanwhile (holds come from that map).
+            let pending = lock(&self.pending);
+            if pending.holds.get(&p).is_some_and(|n| *n > 0) {
+                continue;
+            }
+            let path = self.pack_path(p);
+            let done = match self.index().pack_end(p) {
+                Ok(None) => fs::remove_file(&path)
+                    .or_else(|e| (e.kind() == io::ErrorKind::NotFound).then_some(()).ok_or(e))
+                    .is_ok(),
+                Ok(Some(end)) => fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| {
+                        if f.metadata()?.len() > end {
+                            f.set_len(end)?;
+                            f.sync_all()?;
+                        }
+                        Ok(())
+                    })
+                    .is_ok(),
+                Err(_) => false,
+            };
+            drop(pending);
+            if done {
+                lock(&self.retired).retain(|x| *x != p);
+                lock(&self.created_packs).remove(&p);
             }
         }
     }
@@ -552,12 +668,19 @@ impl Store {
             Some(spans) => spans,
             None => {
                 let spans: Arc<[ChunkSpan]> = self.index().file_chunks(row.id)?.into();
-                if FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash {
+                // The digest commits to every chunk id and length, so the
+                // size must be their sum: a row whose size disagrees would
+                // otherwise serve a silently shortened (or padded) file.
+                let sum: u64 = spans.iter().map(|s| u64::from(s.loc.raw_len)).sum();
+                if sum != row.meta.size
+                    || FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash
+                {
                     return Err(Error::Index {
                         path: self.root.join("index.sqlite"),
                         message: format!(
-                            "artifact {artifact:?} file {:?}: chunk list does not match the file digest; run `deploycache verify`",
-                            row.meta.name
+                            "artifact {artifact:?} file {:?}: chunk list does not match the file digest and size ({} bytes); run `deploycache verify`",
+                            row.meta.name,
+                            row.meta.size
                         ),
                     });
                 }
@@ -589,26 +712,40 @@ impl Store {
     }
 
     fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
-        if let Some(f) = lock(&self.pack_files).get(&p) {
-            return Ok(f.clone());
-        }
-        let path = self.pack_path(p);
-        let f = Arc::new(File::open(&path).at(&path)?);
-        lock(&self.pack_files).insert(p, f.clone());
-        Ok(f)
+        lock(&self.pack_files).get(p, &self.pack_path(p))
     }
 
-    /// Read, decode and check one chunk of a file.
+    /// Packs this process holds open for reading (bounded).
+    pub fn open_pack_count(&self) -> usize {
+        lock(&self.pack_files).len()
+    }
+
+    /// Read, decode and check one chunk of a file. A chunk whose pack is
+    /// gone (gc moved it) is looked up in the index again, once; failing
+    /// that, the error names the chunk, file and offset.
     pub fn read_chunk(&self, r: &FileReader, i: usize) -> Result<Vec<u8>> {
         let span = &r.spans[i];
-        let path = self.pack_path(span.loc.pack);
         let corrupt = |why: String| r.corrupt(i, why);
-        let file = self
-            .pack_file(span.loc.pack)
-            .map_err(|e| corrupt(format!("pack unreadable: {e}")))?;
-        let payload =
-            pack::read_payload(&file, &path, &span.loc).map_err(|e| corrupt(e.to_string()))?;
-        pack::decode(&span.id, &span.loc, payload).map_err(corrupt)
+        let mut loc = span.loc;
+        let file = match self.pack_file(loc.pack) {
+            Ok(f) => f,
+            Err(e) if e.errno() == libc::ENOENT => {
+                let moved = self
+                    .index()
+                    .chunk_location(&span.id)?
+                    .filter(|l| l.pack != loc.pack && l.raw_len == loc.raw_len);
+                let Some(moved) = moved else {
+                    return Err(corrupt(format!("pack unreadable: {e}")));
+                };
+                loc = moved;
+                self.pack_file(loc.pack)
+                    .map_err(|e| corrupt(format!("pack unreadable: {e}")))?
+            }
+            Err(e) => return Err(corrupt(format!("pack unreadable: {e}"))),
+        };
+        let path = self.pack_path(loc.pack);
+        let payload = pack::read_payload(&file, &path, &loc).map_err(|e| corrupt(e.to_string()))?;
+        pack::decode(&span.id, &loc, payload).map_err(corrupt)
     }
 
     /// Read chunk `i` of a file into `dst` (exactly its length) and check
@@ -958,8 +1095,8 @@ impl StoreCore {
         compressor: Option<&mut pack::ChunkCompressor>,
         reader: &mut WorkerIndex,
     ) -> Result<Outcome> {
-        if let Some(loc) = lock(&self.pending).get(&id) {
-            return Ok(Outcome::Stored(*loc));
+        if let Some(stored) = self.hold_pending(&id) {
+            return Ok(stored);
         }
         if reader.knows(&self.root.join("index.sqlite"), &id)? {
             return Ok(Outcome::Indexed);
@@ -971,15 +1108,32 @@ impl StoreCore {
         // (FileReader::segments).
         let mut writer = lock(&self.writers[lane % PACK_LANES]);
         // Another worker may have stored the same chunk meanwhile.
-        if let Some(loc) = lock(&self.pending).get(&id) {
-            return Ok(Outcome::Stored(*loc));
+        if let Some(stored) = self.hold_pending(&id) {
+            return Ok(stored);
         }
-        let loc = self.append(&mut writer, &enc, data)?;
+        let loc = match self.append(&mut writer, &enc, data) {
+            Ok(loc) => loc,
+            Err(e) => {
+                // The pack's tail may be torn: nobody appends to it again.
+                if let Some(p) = writer.take() {
+                    lock(&self.retired).push(p.name);
+                }
+                return Err(e);
+            }
+        };
         drop(writer);
         // A worker on another lane may have stored it in the meantime: the
         // first copy wins, and this record stays unreferenced (gc's to take).
-        let loc = *lock(&self.pending).entry(id).or_insert(loc);
-        Ok(Outcome::Stored(loc))
+        let mut pending = lock(&self.pending);
+        let loc = *pending.chunks.entry(id).or_insert(loc);
+        Ok(Outcome::Stored(loc, pending.hold(self, loc.pack)))
+    }
+
+    /// A chunk another writer of this process stored, held for this one.
+    fn hold_pending(&self, id: &ChunkId) -> Option<Outcome> {
+        let mut pending = lock(&self.pending);
+        let loc = *pending.chunks.get(id)?;
+        Some(Outcome::Stored(loc, pending.hold(self, loc.pack)))
     }
 
     fn append(
@@ -1179,7 +1333,10 @@ impl ChunkSink {
         }
         let loc = match done.outcome? {
             Outcome::Indexed => None,
-            Outcome::Stored(loc) => Some(loc),
+            Outcome::Stored(loc, hold) => {
+                self.new_chunks.holds.push(hold);
+                Some(loc)
+            }
         };
         self.seen.insert(id, loc);
         if let Some(loc) = loc {
@@ -1194,8 +1351,48 @@ enum Outcome {
     /// The index already has it.
     Indexed,
     /// It is in a pack of this process (stored now, or earlier by another
-    /// writer); its index row may not be committed yet.
-    Stored(Location),
+    /// writer); its index row may not be committed yet, so the writer
+    /// holds the pack against reclaiming.
+    Stored(Location, PackHold),
+}
+
+/// [`StoreCore::pending`]: chunks stored by writers in flight, and per pack
+/// how many [`PackHold`]s live writers have on it.
+#[derive(Default)]
+struct PendingChunks {
+    chunks: HashMap<ChunkId, Location>,
+    holds: HashMap<PackName, usize>,
+}
+
+impl PendingChunks {
+    fn hold(&mut self, core: &StoreCore, pack: PackName) -> PackHold {
+        *self.holds.entry(pack).or_default() += 1;
+        PackHold {
+            core: core.me.clone(),
+            pack,
+        }
+    }
+}
+
+/// A live writer's claim on a pack holding chunks it may still commit:
+/// while any is held, [`Store::reclaim_retired`] leaves the pack alone.
+pub(crate) struct PackHold {
+    core: Weak<StoreCore>,
+    pack: PackName,
+}
+
+impl Drop for PackHold {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.upgrade() {
+            let mut pending = lock(&core.pending);
+            if let Some(n) = pending.holds.get_mut(&self.pack) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.holds.remove(&self.pack);
+                }
+            }
+        }
+    }
 }
 
 struct Encoded {
@@ -1316,6 +1513,8 @@ pub struct StagedFile {
 pub(crate) struct Pending {
     core: Weak<StoreCore>,
     chunks: Vec<(ChunkId, Location)>,
+    /// Dropped after `drop` has run, so after the entries left the map.
+    holds: Vec<PackHold>,
 }
 
 impl std::ops::Deref for Pending {
@@ -1336,8 +1535,8 @@ impl Drop for Pending {
         if let Some(core) = self.core.upgrade() {
             let mut pending = lock(&core.pending);
             for (id, loc) in &self.chunks {
-                if pending.get(id) == Some(loc) {
-                    pending.remove(id);
+                if pending.chunks.get(id) == Some(loc) {
+                    pending.chunks.remove(id);
                 }
             }
         }

@@ -53,6 +53,9 @@ pub struct Session {
     pub owner: Option<u64>,
     /// Unlinked or replaced while being written: discarded at close.
     pub unlinked: bool,
+    /// The index row that marks a created file as pending (being written),
+    /// cleared by the commit's own transaction.
+    pub pending: Option<i64>,
     /// The first error, returned again on every later write, flush and close.
     pub failed: Option<i32>,
     /// Committed, quarantined or discarded: takes no more changes. Set, and
@@ -88,6 +91,7 @@ impl Session {
             touched: false,
             owner: None,
             unlinked: false,
+            pending: None,
             failed: None,
             done: false,
             base,
@@ -251,6 +255,12 @@ impl Session {
         drop(out);
         self.body = Body::Spill { file };
         Ok(())
+    }
+
+    /// Drop what was written: the writer's uncommitted chunks are released
+    /// (so the store can reclaim their pack space) and any spill file closed.
+    pub fn abandon(&mut self) {
+        self.body = Body::Done;
     }
 
     fn meta(&self, now_ns: i64) -> FileMeta {

@@ -97,7 +97,7 @@ impl Index {
             }
             // Each change in a savepoint: one that fails leaves no trace.
             tx.execute_batch("SAVEPOINT change").sql(&path)?;
-            match apply_change(&tx, &path, &record.change) {
+            match apply_change(&tx, &path, &record.change, None) {
                 Ok(_) => {
                     tx.execute_batch("RELEASE change").sql(&path)?;
                     report.changes_replayed += 1;
@@ -139,8 +139,28 @@ fn describe(c: &Change) -> String {
     };
     match c {
         Change::PutArtifact { ns, name, .. } => format!("store artifact {}", art(ns, name)),
-        Change::PutFile { ns, artifact, file } => {
-            format!("store {}/{:?}", art(ns, artifact), file.name)
+        Change::PutFile {
+            ns, artifact, file, ..
+        } => format!("store {}/{:?}", art(ns, artifact), file.name),
+        Change::BeginPending { row } => {
+            format!(
+                "begin writing {}/{:?}",
+                art(&row.ns, &row.artifact),
+                row.name
+            )
+        }
+        Change::MovePending {
+            row,
+            to_artifact,
+            to_name,
+        } => format!(
+            "move {}/{:?} being written to {}/{to_name:?}",
+            art(&row.ns, &row.artifact),
+            row.name,
+            art(&row.ns, to_artifact)
+        ),
+        Change::EndPending { row, .. } => {
+            format!("end writing {}/{:?}", art(&row.ns, &row.artifact), row.name)
         }
         Change::RemoveArtifact { ns, name } => format!("remove artifact {}", art(ns, name)),
         Change::RemoveFile { ns, artifact, file } => {

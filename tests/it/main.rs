@@ -3,5 +3,6 @@
 mod common;
 mod fingerprint;
 mod mount;
+mod mount_hardening;
 mod rebuild;
 mod store;

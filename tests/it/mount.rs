@@ -13,11 +13,11 @@ use tempfile::TempDir;
 
 use crate::common::*;
 
-const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-const SHA2: &str = "89abcdef0123456789abcdef0123456789abcdef";
+pub(crate) const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+pub(crate) const SHA2: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 /// Poll `cond` until it holds; panic naming `what` after `secs`.
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
@@ -26,13 +26,13 @@ fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A mount of a store; unmounted on drop even when the test fails.
-struct Mounted {
-    mp: PathBuf,
-    child: Option<Child>,
+pub(crate) struct Mounted {
+    pub(crate) mp: PathBuf,
+    pub(crate) child: Option<Child>,
 }
 
 impl Mounted {
-    fn foreground(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
+    pub(crate) fn foreground(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
         // Fails on a dead mount, which `mount` itself clears.
         let _ = fs::create_dir_all(mp);
         let child = dc(store)
@@ -58,7 +58,7 @@ impl Mounted {
         m
     }
 
-    fn daemon(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
+    pub(crate) fn daemon(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
         let _ = fs::create_dir_all(mp);
         ok(dc(store).arg("mount").arg("--daemon").arg(mp).args(extra));
         assert!(
@@ -71,11 +71,11 @@ impl Mounted {
         }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mp.join(rel)
     }
 
-    fn unmount(mut self) {
+    pub(crate) fn unmount(mut self) {
         self.release();
     }
 
@@ -112,7 +112,7 @@ impl Drop for Mounted {
 }
 
 /// The names in a directory, sorted.
-fn entries(dir: &Path) -> Vec<String> {
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -121,7 +121,7 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-fn sh(cmd: &str) -> Vec<u8> {
+pub(crate) fn sh(cmd: &str) -> Vec<u8> {
     let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
     assert!(
         out.status.success(),
@@ -132,13 +132,13 @@ fn sh(cmd: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn sh_fails(cmd: &str) -> String {
+pub(crate) fn sh_fails(cmd: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
     assert!(!out.status.success(), "{cmd} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn same_bytes(a: &Path, b: &Path) {
+pub(crate) fn same_bytes(a: &Path, b: &Path) {
     let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
     assert!(
         x == y,
@@ -151,7 +151,7 @@ fn same_bytes(a: &Path, b: &Path) {
 }
 
 /// A real tar (made by `tar cf`) of a few MB of mixed content.
-fn make_tar(dir: &Path, out: &Path, mb: usize, seed: u64) {
+pub(crate) fn make_tar(dir: &Path, out: &Path, mb: usize, seed: u64) {
     let src = dir.join(format!("tarsrc{seed}"));
     fs::create_dir_all(&src).unwrap();
     write(&src.join("root.squashfs"), &random_bytes(mb << 20, seed));
@@ -161,7 +161,7 @@ fn make_tar(dir: &Path, out: &Path, mb: usize, seed: u64) {
 }
 
 /// A real gzip file of an image-like mix.
-fn make_gz(out: &Path, mb: usize, seed: u64) {
+pub(crate) fn make_gz(out: &Path, mb: usize, seed: u64) {
     let mut data = text_bytes(mb << 19, seed);
     data.extend(random_bytes(mb << 19, seed + 1));
     let raw = out.with_extension("");
@@ -169,14 +169,14 @@ fn make_gz(out: &Path, mb: usize, seed: u64) {
     sh(&format!("gzip -f -1 {}", raw.display()));
 }
 
-fn quarantine(store: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn quarantine(store: &Path) -> Vec<serde_json::Value> {
     json(&ok(dc(store).args(["ls", "--quarantine", "--json"])))
         .as_array()
         .unwrap()
         .clone()
 }
 
-fn verify_full(store: &Path) {
+pub(crate) fn verify_full(store: &Path) {
     let out = ok(dc(store).args(["verify", "--full"]));
     assert!(
         String::from_utf8_lossy(&out).contains("\n0 problems")
@@ -188,7 +188,7 @@ fn verify_full(store: &Path) {
 
 /// A temp dir with an initialised store `s`, a source dir `src` and a
 /// mountpoint path `mnt`.
-fn fresh() -> (TempDir, PathBuf, PathBuf, PathBuf) {
+pub(crate) fn fresh() -> (TempDir, PathBuf, PathBuf, PathBuf) {
     let t = TempDir::new().unwrap();
     let (store, src, mp) = (
         t.path().join("s"),
@@ -643,7 +643,7 @@ fn concurrent_readers_and_a_reader_kept_open_across_an_overwrite() {
 }
 
 #[test]
-fn kill_9_of_the_daemon_loses_only_the_file_being_written() {
+fn kill_9_of_the_daemon_loses_only_the_file_being_written_and_its_artifact_misses() {
     let (_t, store, _src, mp) = fresh();
     let mut m = Mounted::foreground(&store, &mp, &[]);
     let dir = m.path(SHA);
@@ -673,16 +673,21 @@ fn kill_9_of_the_daemon_loses_only_the_file_being_written() {
     let dead = fs::read_dir(&mp).map(|_| ()).unwrap_err();
     assert_eq!(dead.raw_os_error(), Some(libc::ENOTCONN), "{dead}");
     verify_full(&store);
-    // ...until the next mount clears it: no fusermount3 -u by hand.
+    // ...until the next mount clears it: no fusermount3 -u by hand. The
+    // file lost in flight leaves its artifact incomplete (listed empty, a
+    // miss), and the committed file still opens by name.
     let m = Mounted::daemon(&store, &mp, &[]);
-    assert_eq!(entries(&m.path(SHA)), ["done.bin"]);
+    assert_eq!(entries(&m.path(SHA)), Vec::<String>::new());
     assert!(fs::read(m.path(&format!("{SHA}/done.bin"))).unwrap() == done);
+    let q = quarantine(&store);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["file"], "partial.bin");
     m.unmount();
 }
 
 // ---- the deploy flow over scp, through a private sshd --------------------
 
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
     port: u16,
     key: PathBuf,
@@ -695,7 +700,7 @@ impl Drop for Sshd {
     }
 }
 
-fn start_sshd(dir: &Path) -> Sshd {
+pub(crate) fn start_sshd(dir: &Path) -> Sshd {
     fs::create_dir_all("/run/sshd").unwrap();
     let host = dir.join("host_key");
     let key = dir.join("id_client");
@@ -745,7 +750,7 @@ fn start_sshd(dir: &Path) -> Sshd {
 }
 
 impl Sshd {
-    fn scp(&self, args: &str) -> Command {
+    pub(crate) fn scp(&self, args: &str) -> Command {
         let mut c = Command::new("bash");
         c.arg("-c").arg(format!(
             "exec scp -q -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -i {} -P {} {args}",
@@ -755,7 +760,7 @@ impl Sshd {
         c
     }
 
-    fn scp_ok(&self, args: &str) {
+    pub(crate) fn scp_ok(&self, args: &str) {
         let out = self.scp(args).output().unwrap();
         assert!(
             out.status.success(),
@@ -766,7 +771,7 @@ impl Sshd {
 }
 
 /// The hit test of the deploy scripts: isdir and listdir non-empty.
-fn hit(dir: &Path) -> bool {
+pub(crate) fn hit(dir: &Path) -> bool {
     let code = format!(
         "import os,sys; d={:?}; sys.exit(0 if os.path.isdir(d) and os.listdir(d) else 1)",
         dir.to_str().unwrap()
