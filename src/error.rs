@@ -50,6 +50,9 @@ pub enum Error {
     #[error("{} is not a regular file or directory; only regular files can be stored", .0.display())]
     NotRegularFile(PathBuf),
 
+    #[error("{} is a symbolic link: deploycache neither stores nor follows links (one in a directory others can write could point at any file you can read); give the file it points at instead", .0.display())]
+    Symlink(PathBuf),
+
     #[error("{} is a directory inside a directory given to put; an artifact holds files only: put that directory's files as an artifact of its own", .0.display())]
     NestedDirectory(PathBuf),
 
@@ -122,7 +125,7 @@ impl Error {
                 libc::ENAMETOOLONG
             }
             Error::InvalidName { .. } => libc::EINVAL,
-            Error::NotRegularFile(_) | Error::NestedDirectory(_) => libc::EPERM,
+            Error::NotRegularFile(_) | Error::NestedDirectory(_) | Error::Symlink(_) => libc::EPERM,
             Error::HeldByOtherHost { .. } => libc::EBUSY,
             Error::ChangedWhileReading(_) => libc::EAGAIN,
             Error::ForeignDirectory(_)

@@ -56,7 +56,7 @@ use fuser::{
 };
 
 use crate::error::{Error, Result};
-use crate::index::FileRow;
+use crate::index::{FileRow, LOST, PENDING};
 use crate::name;
 use crate::store::{FileReader, PrefetchRuns, Store};
 use inodes::{FileInfo, Inodes, Node, ROOT};
@@ -83,11 +83,6 @@ pub struct MountConfig {
     /// file of it is pending. Empty: every complete artifact lists.
     pub complete_when: Vec<String>,
 }
-
-/// The start of a pending row's quarantine reason: a file being written
-/// through a mount. Rows a dead daemon left are relabelled [`LOST`].
-const PENDING: &str = "being written through the mount";
-const LOST: &str = "lost in flight";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -746,8 +741,33 @@ impl View {
             info.mode & 0o7777,
             row.is_none(),
         )?;
-        let s = Arc::new(Mutex::new(s));
-        Ok(lock(&self.sessions).entry(ino).or_insert(s).clone())
+        let arc = Arc::new(Mutex::new(s));
+        // Locked before it is in the table: whoever finds it there waits
+        // until its pending row is recorded (session, then table: the
+        // lock order of `View`).
+        let mut s = lock(&arc);
+        {
+            let mut sessions = lock(&self.sessions);
+            if let Some(other) = sessions.get(&ino) {
+                // Another request started one meanwhile.
+                return Ok(other.clone());
+            }
+            sessions.insert(ino, arc.clone());
+        }
+        // Pending before anything changes: an overwrite in flight (or lost)
+        // leaves the artifact incomplete too, since what it replaces need
+        // not be what the writer meant to be there.
+        let reason = format!("{PENDING} (pid {})", std::process::id());
+        match self.store.begin_pending(&artifact, &name, &reason) {
+            Ok(id) => s.pending = Some(id),
+            Err(e) => {
+                s.done = true;
+                lock(&self.sessions).remove(&ino);
+                return Err(e);
+            }
+        }
+        drop(s);
+        Ok(arc)
     }
 
     /// Open one committed content; fails with ENOENT once it was replaced.

@@ -5,7 +5,9 @@
 //! completeness check of the mount (`check`) as it is read: one cut short
 //! (the legacy cache's own failure: a killed `scp` leaves a truncated file
 //! that the next run takes for a hit) is kept aside, leaving its artifact
-//! incomplete, so the next run fills it again.
+//! incomplete, so the next run fills it again. Symbolic links are never
+//! followed: an artifact directory that is a link, or that holds one, is
+//! skipped and named.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -46,7 +48,17 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
     for e in entries {
         let path = e.path();
         let shown = e.file_name().to_string_lossy().into_owned();
-        let md = fs::metadata(&path).at(&path)?;
+        // Links are skipped, never followed (here and inside artifacts): a
+        // user who can write into a plain cache that root imports could
+        // otherwise have any file root can read copied into the store.
+        let md = fs::symlink_metadata(&path).at(&path)?;
+        if md.is_symlink() {
+            report.skipped.push((
+                shown,
+                "a symbolic link (not followed: links are never imported)".into(),
+            ));
+            continue;
+        }
         if !md.is_dir() {
             report.skipped.push((shown, "not a directory".into()));
             continue;
@@ -62,7 +74,7 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
         let mut other = None;
         for f in fs::read_dir(&path).at(&path)? {
             let f = f.at(&path)?;
-            let fmd = fs::metadata(f.path()).at(f.path())?;
+            let fmd = fs::symlink_metadata(f.path()).at(f.path())?;
             if fmd.is_file() {
                 files.push((
                     f.file_name().to_string_lossy().into_owned(),
@@ -72,6 +84,8 @@ fn scan(dir: &Path, report: &mut ImportReport) -> Result<Vec<Candidate>> {
             } else if other.is_none() {
                 let kind = if fmd.is_dir() {
                     "a directory"
+                } else if fmd.is_symlink() {
+                    "a symbolic link (links are never followed)"
                 } else {
                     "not a regular file"
                 };

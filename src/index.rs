@@ -229,6 +229,28 @@ pub enum IndexState {
     Legacy,
 }
 
+/// How long a connection waits for a lock another connection holds
+/// before it gives up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sleep between tries while busy.
+const BUSY_STEP: Duration = Duration::from_millis(10);
+
+/// SQLite's busy handler (`attempt` counts the tries of one wait): waits
+/// like `busy_timeout(BUSY_TIMEOUT)`, and after [`crate::lock::WAIT_NOTICE`]
+/// says once that it waits for the index, and for whom (a write lock on
+/// the WAL index, `-shm`, held by another process).
+fn busy(attempt: i32) -> bool {
+    let waited = BUSY_STEP * attempt.max(0) as u32;
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    if waited == crate::lock::WAIT_NOTICE {
+        crate::lock::notice_index_wait();
+    }
+    std::thread::sleep(BUSY_STEP);
+    true
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -248,7 +270,7 @@ impl Index {
             state: IndexState::Empty,
             journal: None,
         };
-        ix.conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
+        ix.conn.busy_handler(Some(busy)).sql(path)?;
         // An empty index is left as it is (not even its schema is written)
         // until the store decides it is a new one.
         ix.state = match ix.format_version()? {
@@ -276,7 +298,9 @@ impl Index {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
             )
             .sql(&self.path)?;
-        self.conn.execute_batch(SCHEMA).sql(&self.path)
+        self.conn.execute_batch(SCHEMA).sql(&self.path)?;
+        crate::lock::watch_index(&self.path);
+        Ok(())
     }
 
     /// The `format_version` row; None when there is none, or no `meta`
@@ -416,7 +440,7 @@ impl Index {
     pub fn open_reader(path: &Path) -> Result<Index> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .sql(path)?;
-        conn.busy_timeout(Duration::from_secs(60)).sql(path)?;
+        conn.busy_handler(Some(busy)).sql(path)?;
         Ok(Index {
             conn,
             path: path.to_owned(),
@@ -746,10 +770,7 @@ impl Index {
             if journal.write(&void).is_ok() {
                 let _ = journal.sync();
             }
-            return Err(Error::Index {
-                path,
-                message: e.to_string(),
-            });
+            return Err(sql_error(&path, e));
         }
         Ok(out)
     }
@@ -1268,25 +1289,59 @@ fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The start of the quarantine reason of a pending row: a file being
+/// written through a mount ([`Index::begin_pending`]).
+pub const PENDING: &str = "being written through the mount";
+/// The start of the reason of a pending row whose writer is gone (a crash,
+/// a failed write): the file was lost in flight.
+pub const LOST: &str = "lost in flight";
+
+/// Whether a quarantine reason marks a pending or lost row: those are
+/// satisfied only by a visible file committed after them.
+pub fn is_pending_reason(reason: &str) -> bool {
+    reason.starts_with(PENDING) || reason.starts_with(LOST)
+}
+
 /// [`Index::missing_files`] by artifact id, inside any transaction.
+///
+/// A cut-short file is missing while no visible file has the name it was
+/// meant to have. A pending or lost one (a write in flight, or one a crash
+/// or a full disk ended) is missing until a visible file of that name was
+/// committed after it: the content it was replacing does not count, since
+/// the writer was replacing it (an empty file a failed command left, an
+/// older fill). Row ids grow while the row exists, so "after" is a larger id.
 pub(crate) fn missing_files(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<String>> {
-    let names = |quarantined: bool| -> rusqlite::Result<Vec<String>> {
-        conn.prepare_cached(
-            "SELECT name FROM files WHERE artifact = ?1 AND (quarantine IS NOT NULL) = ?2",
+    let quarantined: Vec<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT id, name, quarantine FROM files WHERE artifact = ?1 AND quarantine IS NOT NULL",
         )?
-        .query_map(params![aid, quarantined], |r| r.get(0))?
-        .collect()
-    };
-    let quarantined = names(true)?;
+        .query_map([aid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     if quarantined.is_empty() {
         return Ok(Vec::new());
     }
-    let visible = names(false)?;
-    let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
-    Ok(crate::name::missing(&quarantined, &visible)
+    let visible: Vec<(i64, String)> = conn
+        .prepare_cached("SELECT id, name FROM files WHERE artifact = ?1 AND quarantine IS NULL")?
+        .query_map([aid], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let (pending, cut): (Vec<_>, Vec<_>) = quarantined
+        .into_iter()
+        .partition(|(_, _, reason)| is_pending_reason(reason));
+    let cut: Vec<String> = cut.into_iter().map(|(_, name, _)| name).collect();
+    let names: Vec<&str> = visible.iter().map(|(_, n)| n.as_str()).collect();
+    let mut out: Vec<String> = crate::name::missing(&cut, &names)
         .into_iter()
         .map(str::to_owned)
-        .collect())
+        .collect();
+    for (id, name, _) in &pending {
+        let want = crate::name::intended(name);
+        if !visible.iter().any(|(vid, v)| v == want && vid > id) {
+            out.push(want.to_owned());
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {

@@ -35,6 +35,7 @@ pub mod lock;
 pub mod manifest;
 pub mod name;
 pub mod pack;
+pub mod perms;
 pub mod progress;
 pub mod store;
 pub mod verify;

@@ -273,6 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_files_cache,
         } => {
             let s = open(&cli, true)?;
+            sweep_orphan_packs(&s)?;
             let r = s.put(name, paths, tty().then_some("put"), !*no_files_cache)?;
             println!(
                 "{name}: {}, {} stored, {} new",
@@ -283,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir } => {
             let s = open(&cli, true)?;
+            sweep_orphan_packs(&s)?;
             let r = deploycache::import::import(&s, dir, tty())?;
             for (entry, why) in &r.skipped {
                 eprintln!("deploycache: skipped {}: {why}", dir.join(entry).display());
@@ -300,15 +302,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, false)?;
             let files = s.export(name, dest, tty())?;
             println!(
-                "{name}: {} written to {}",
+                "{}: {} written to {}",
+                shown(name),
                 count(files.len() as u64, "file"),
                 dest.display()
             );
             let missing = s.missing_files(name)?;
             if !missing.is_empty() {
+                let missing: Vec<String> = missing.iter().map(|m| shown(m)).collect();
                 eprintln!(
-                    "deploycache: warning: {name} is incomplete: {} cut short and not written whole since \
+                    "deploycache: warning: {} is incomplete: {} cut short and not written whole since \
                      (see `deploycache ls --quarantine`); only its whole files were exported",
+                    shown(name),
                     missing.join(", ")
                 );
             }
@@ -356,12 +361,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 |q| {
                     format!(
-                        "{:<20}  {:<42} {:<36} {:>14}  {}",
+                        "{:<20}  {} {} {:>14}  {}",
                         rfc3339(q.at),
-                        q.artifact,
-                        q.file.meta.name,
+                        pad(&shown(&q.artifact), 42),
+                        pad(&shown(&q.file.meta.name), 36),
                         q.file.meta.size,
-                        q.reason
+                        shown(&q.reason)
                     )
                 },
             )?;
@@ -387,15 +392,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 |a| {
                     let mut row = format!(
-                        "{:<42} {:>5} {:>11} {:>11}  {}",
-                        a.name,
+                        "{} {:>5} {:>11} {:>11}  {}",
+                        pad(&shown(&a.name), 42),
                         a.files,
                         human(a.logical_bytes),
                         human(a.unique_bytes),
                         rfc3339(a.last_access)
                     );
                     if !a.missing.is_empty() {
-                        row += &format!("  incomplete: {} cut short", a.missing.join(", "));
+                        let missing: Vec<String> = a.missing.iter().map(|m| shown(m)).collect();
+                        row += &format!("  incomplete: {} cut short", missing.join(", "));
                     }
                     row
                 },
@@ -420,8 +426,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 format!("{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE"),
                 |f| {
                     format!(
-                        "{:<44} {:>14} {:>05o}  {}",
-                        f.meta.name,
+                        "{} {:>14} {:>05o}  {}",
+                        pad(&shown(&f.meta.name), 44),
                         f.meta.size,
                         f.meta.mode,
                         rfc3339_ns(f.meta.mtime_ns)
@@ -439,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     human(d.bytes)
                 );
                 for a in &d.incomplete {
+                    let a = shown(a);
                     println!(
                         "removed {a}: a file of it was cut short and never written whole, so its next run fills it again"
                     );
@@ -448,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .as_deref()
                     .context("rm: name the artifact to drop, or pass --quarantine")?;
                 s.remove(name)?;
+                let name = shown(name);
                 println!(
                     "removed {name}; its unshared chunks are now reclaimable (see `deploycache stats`)"
                 );
@@ -538,9 +546,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .is_some_and(|r| !r.report.problems.is_empty());
             // An index that cannot be opened or read is a problem verify
             // found (exit 3), not a failure to run it (exit 1).
-            let r = match open(&cli, false)
-                .and_then(|s| Ok(deploycache::verify::verify(&s, *full, tty())?))
-            {
+            let r = match open(&cli, false).and_then(|s| {
+                let r = deploycache::verify::verify(&s, *full, tty())?;
+                warn_exposure(&s.exposure()?);
+                Ok(r)
+            }) {
                 Ok(r) => r,
                 Err(e) if is_index_problem(&e) => {
                     if *json {
@@ -611,6 +621,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deploycache::fuse::prepare_mountpoint(mountpoint)?;
             if *adopt {
                 let s = open(&cli, true)?;
+                sweep_orphan_packs(&s)?;
                 adopt_plain_cache(&s, mountpoint)?;
             } else if let Some(n) = hidden_entries(mountpoint) {
                 eprintln!(
@@ -648,6 +659,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 let s = open(&cli, true)?;
+                sweep_orphan_packs(&s)?;
                 deploycache::fuse::mount(s, mountpoint, &cfg)?;
             }
         }
@@ -731,11 +743,10 @@ fn spawn_daemon(
 ) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("finding the deploycache binary")?;
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening the log file {}", log.display()))?;
+    // The log names artifacts and files: private like the store.
+    let out =
+        deploycache::perms::open_file(std::fs::OpenOptions::new().create(true).append(true), log)
+            .with_context(|| format!("opening the log file {}", log.display()))?;
     let log_start = out.metadata().map(|m| m.len()).unwrap_or(0);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--store")
@@ -803,6 +814,65 @@ fn last_line_since(path: &std::path::Path, start: u64) -> Option<String> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(str::to_owned)
+}
+
+/// Sweep the pack files killed writers left (see
+/// [`Store::sweep_orphan_packs`]), saying what it freed.
+fn sweep_orphan_packs(s: &Store) -> anyhow::Result<()> {
+    if let Some(swept) = s.sweep_orphan_packs()? {
+        if swept.packs > 0 {
+            eprintln!(
+                "deploycache: deleted {} ({}) left by interrupted writes",
+                count(swept.packs, "unindexed pack file"),
+                human(swept.bytes)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `verify`'s warnings about a store other users can read. Warnings, not
+/// problems: the store's data is sound (exit 0), but anyone who can read a
+/// pack can read every stored key.
+fn warn_exposure(e: &deploycache::perms::Exposure) {
+    if let Some(first) = e.tightened.first() {
+        eprintln!(
+            "deploycache: warning: {} of the store (e.g. {}) could be read or opened by other users; \
+             made owner-only (0700/0600) now",
+            count(e.tightened.len() as u64, "entry"),
+            first.display()
+        );
+    }
+    for p in &e.exposed {
+        eprintln!(
+            "deploycache: warning: {} can be read or opened by other users and is not yours to change: \
+             have its owner run `chmod go-rwx` on it",
+            p.display()
+        );
+    }
+}
+
+/// A name as `ls`, `rm` and `export` print it: control characters escaped
+/// as in Rust string literals (`\n`, `\u{1b}`), and backslashes doubled so
+/// that the escape stays unambiguous. A name is any UTF-8 without `/` or
+/// NUL, and printed raw, an escape sequence in it would drive the terminal.
+fn shown(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` left-aligned in a column `width` terminal cells wide (padding counted
+/// in display width: a CJK character takes two cells, a combining accent none).
+fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
 }
 
 /// A list as JSON (one object per item), or as a table with a header line.

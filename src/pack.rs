@@ -14,7 +14,7 @@
 //! - Each record carries its chunk id, so a pack can be checked (and the index
 //!   rebuilt) without the index.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -280,14 +280,16 @@ impl PackWriter {
         let name = PackName::random();
         let path = name.path(packs_dir);
         let dir = path.parent().expect("pack path has a parent");
-        fs::create_dir_all(dir).at(dir)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .at(&path)?;
-        // Held while this process may still append: gc never deletes a
-        // pack it cannot lock (store-layout.md, "How gc reclaims space").
+        crate::perms::create_dir(packs_dir)?;
+        crate::perms::create_dir(dir)?;
+        let mut file =
+            crate::perms::open_file(OpenOptions::new().write(true).create_new(true), &path)?;
+        // Held while this process may still append: the orphan sweep
+        // (`Store::sweep_orphan_packs`) and gc never delete a pack they
+        // cannot lock (store-layout.md, "How gc reclaims space"). Nobody
+        // can sweep between the create and this lock: a writer creates
+        // packs only while it holds gc.lock shared, and a sweep needs it
+        // exclusively.
         file.lock().at(&path)?;
         file.write_all(PACK_MAGIC).at(&path)?;
         Ok(PackWriter {

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
@@ -31,10 +31,11 @@ use crate::id::{ChunkId, FileHash};
 use crate::index::{
     self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, IndexState, NewFile, Totals,
 };
-use crate::lock::{GcGuard, HostLock};
+use crate::lock::{GcGuard, HostLock, InitLock};
 use crate::manifest::ManifestLog;
 use crate::name;
 use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
+use crate::perms;
 use crate::progress::Progress;
 
 mod open_packs;
@@ -74,6 +75,13 @@ const READ_BLOCK: usize = 4 * 1024 * 1024;
 /// `put` asks the kernel to read this far ahead of the chunker.
 const READ_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
 
+/// What [`Store::sweep_orphan_packs`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub packs: u64,
+    pub bytes: u64,
+}
+
 #[derive(Default)]
 pub struct OpenOptions {
     /// Create the store (directory, FORMAT, index) if it does not exist.
@@ -89,6 +97,8 @@ pub struct Store {
     ns: String,
     pool: Pool,
     workers: usize,
+    /// What this open found open to other users (and tightened, where it could).
+    exposure: perms::Exposure,
     _host: HostLock,
 }
 
@@ -182,23 +192,29 @@ impl Store {
         let format = match fs::read_to_string(&format_path) {
             Ok(s) => check_format(root, &s)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let empty = match fs::read_dir(root) {
-                    Ok(mut d) => d.next().is_none(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-                    Err(e) => return Err(Error::io(root, e)),
-                };
-                if !empty {
+                if !may_create(root)? {
                     return Err(Error::ForeignDirectory(root.to_owned()));
                 }
                 if !opts.create {
                     return Err(Error::NoStore(root.to_owned()));
                 }
-                init(root)?;
+                create(root)?;
                 index::FORMAT_VERSION
             }
             Err(e) => return Err(Error::io(&format_path, e)),
         };
+        // A store made before stores were private (or chmod'ed since) is
+        // made owner-only by the first open of its owner: whoever else can
+        // read it can read every stored key. The walk happens only while
+        // the root itself is open to others, which it stays until the walk
+        // is done.
+        let exposure = if perms::needs_tightening(root) {
+            perms::tighten(root)?
+        } else {
+            perms::Exposure::default()
+        };
         let host = HostLock::acquire(root)?;
+        make_reserve(root);
         let index = open_index(root)?;
         if format != index::FORMAT_VERSION {
             // The index was migrated (now or by a run that stopped short of
@@ -229,6 +245,7 @@ impl Store {
             core,
             ns: opts.namespace,
             workers,
+            exposure,
             _host: host,
         })
     }
@@ -239,6 +256,73 @@ impl Store {
 
     pub fn namespace(&self) -> &str {
         &self.ns
+    }
+
+    /// Entries of the store that were open to other users: tightened when
+    /// this process opened the store, and any still open now (owned by
+    /// another user, so not ours to change). `verify` warns about both.
+    pub fn exposure(&self) -> Result<perms::Exposure> {
+        let mut e = self.exposure.clone();
+        for p in perms::exposed(&self.root)? {
+            if !e.exposed.contains(&p) {
+                e.exposed.push(p);
+            }
+        }
+        Ok(e)
+    }
+
+    /// Delete the pack files no index row points into that no live writer
+    /// can still commit into: those a killed `put`, `import` or mount left
+    /// behind (store-layout.md, "Orphan packs"). Runs only when `gc.lock`
+    /// can be taken exclusively at once (else None: a writer is between
+    /// its first chunk and its commit, and the sweep waits for another
+    /// day rather than keep it waiting). Holding it, no process has
+    /// uncommitted chunks in a sealed pack; a pack still being appended to
+    /// is flocked by its writer and skipped.
+    pub fn sweep_orphan_packs(&self) -> Result<Option<Swept>> {
+        let Some(_gc) = GcGuard::try_collector(&self.root)? else {
+            return Ok(None);
+        };
+        // Read under the lock: every commit of a chunk happens under
+        // gc.lock shared, so this list is complete until the lock goes.
+        let indexed: HashSet<PackName> = self.index().packs()?.into_iter().collect();
+        let mine: HashSet<PackName> = lock(&self.created_packs).keys().copied().collect();
+        let mut swept = Swept::default();
+        for entry in walkdir::WalkDir::new(&self.packs_dir)
+            .min_depth(2)
+            .max_depth(2)
+        {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(PackName::parse)
+            else {
+                continue;
+            };
+            if !entry.file_type().is_file() || indexed.contains(&name) || mine.contains(&name) {
+                continue;
+            }
+            // Write access: on NFS an exclusive flock is a write lock,
+            // which needs a descriptor open for writing.
+            let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            }
+            let len = file.metadata().at(path)?.len();
+            fs::remove_file(path).at(path)?;
+            swept.packs += 1;
+            swept.bytes += len;
+        }
+        Ok(Some(swept))
     }
 
     pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
@@ -481,7 +565,18 @@ impl Store {
         use_cache: bool,
         mut check: Option<&mut Check>,
     ) -> Result<StagedFile> {
-        let file = File::open(path).at(path)?;
+        // O_NOFOLLOW: a file swapped for a link after `collect_inputs` or
+        // `import` looked at it is refused too.
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::Symlink(path.to_owned()))
+            }
+            res => res.at(path)?,
+        };
         let before = file.metadata().at(path)?;
         if !before.is_file() {
             return Err(Error::NotRegularFile(path.to_owned()));
@@ -981,10 +1076,16 @@ impl Store {
     }
 
     /// Write the artifact's files into `dest` byte-identical, with mode and
-    /// mtime. Each file is written under a temporary name and renamed into
-    /// place only once complete and checked.
+    /// mtime. All or nothing: every file is first written whole and checked
+    /// under a temporary name in `dest`, and only then are they renamed
+    /// into place; a failure (a damaged chunk, a full disk) removes the
+    /// temporary files, and `dest` itself when this call created it, so a
+    /// failed export leaves `dest` as it found it. (Not a temporary sibling
+    /// directory renamed onto `dest`: `dest` may exist and hold other
+    /// files, which a directory rename cannot merge with.)
     pub fn export(&self, artifact: &str, dest: &Path, show_progress: bool) -> Result<Vec<FileRow>> {
         let files = self.index().list_files(&self.ns, artifact)?;
+        let created = !dest.exists();
         fs::create_dir_all(dest).at(dest)?;
         let total = files.iter().map(|f| f.meta.size).sum();
         let progress = if show_progress {
@@ -992,11 +1093,12 @@ impl Store {
         } else {
             Progress::hidden()
         };
-        for f in &files {
-            let r = self.open_file(artifact, &f.meta.name)?;
-            let target = dest.join(&f.meta.name);
-            let tmp = dest.join(format!(".{}.deploycache-tmp", f.meta.name));
-            let res = (|| -> Result<()> {
+        let mut written: Vec<PathBuf> = Vec::new();
+        let res = (|| -> Result<()> {
+            for f in &files {
+                let r = self.open_file(artifact, &f.meta.name)?;
+                let tmp = dest.join(format!(".{}.deploycache-tmp", f.meta.name));
+                written.push(tmp.clone());
                 let mut out =
                     io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
                 self.copy_to(&r, &mut out, &progress)?;
@@ -1009,13 +1111,34 @@ impl Store {
                     UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
                 out.set_modified(mtime).at(&tmp)?;
                 out.sync_all().at(&tmp)?;
-                fs::rename(&tmp, &target).at(&target)
-            })();
-            if res.is_err() {
-                let _ = fs::remove_file(&tmp);
             }
-            res?;
+            for f in &files {
+                let target = dest.join(&f.meta.name);
+                // A directory where a file goes fails here, before any
+                // file of this export has replaced anything.
+                if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                    return Err(Error::io(
+                        &target,
+                        io::Error::from_raw_os_error(libc::EISDIR),
+                    ));
+                }
+            }
+            for (f, tmp) in files.iter().zip(&written) {
+                let target = dest.join(&f.meta.name);
+                fs::rename(tmp, &target).at(&target)?;
+            }
+            written.clear();
+            pack::sync_dir(dest)
+        })();
+        if res.is_err() {
+            for tmp in &written {
+                let _ = fs::remove_file(tmp);
+            }
+            if created {
+                let _ = fs::remove_dir(dest);
+            }
         }
+        res?;
         progress.finish();
         self.index().touch(&self.ns, artifact)?;
         Ok(files)
@@ -1037,14 +1160,36 @@ impl Store {
     }
 
     pub fn remove(&self, artifact: &str) -> Result<()> {
-        self.index().remove_artifact(&self.ns, artifact)
+        self.with_reserve(|| self.index().remove_artifact(&self.ns, artifact))
+    }
+
+    /// Run an index write that must work on a full disk (dropping an
+    /// artifact is how a user starts to make room): SQLite needs room to
+    /// append to its WAL, so when the disk is full the store's `reserve`
+    /// file gives its space up and the write is tried once more. The
+    /// reserve is made again once there is room (see [`make_reserve`]).
+    fn with_reserve<T>(&self, write: impl Fn() -> Result<T>) -> Result<T> {
+        match write() {
+            Err(e) if is_disk_full(&e) => {
+                let reserve = self.root.join(RESERVE_FILE);
+                match fs::remove_file(&reserve) {
+                    Ok(()) => {}
+                    Err(r) if r.kind() == io::ErrorKind::NotFound => return Err(e),
+                    Err(r) => return Err(Error::io(reserve, r)),
+                }
+                let res = write();
+                make_reserve(&self.root);
+                res
+            }
+            res => res,
+        }
     }
 
     /// Drop the quarantined files of `artifact` (of every artifact of the
     /// namespace when `None`), and whole the artifacts incomplete without
     /// them; see [`index::Index::remove_quarantined`].
     pub fn remove_quarantined(&self, artifact: Option<&str>) -> Result<index::Dropped> {
-        self.index().remove_quarantined(&self.ns, artifact)
+        self.with_reserve(|| self.index().remove_quarantined(&self.ns, artifact))
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -1714,11 +1859,6 @@ fn check_format(root: &Path, s: &str) -> Result<u32> {
     }
 }
 
-fn init(root: &Path) -> Result<()> {
-    fs::create_dir_all(root.join("packs")).at(root)?;
-    write_format(root)
-}
-
 /// The index of the store at `root`, ready for changes: refused when it is
 /// missing or empty while packs hold data (it would show an empty store,
 /// and gc would take every pack for garbage), migrated from format 1.
@@ -1766,10 +1906,115 @@ fn has_packs(packs_dir: &Path) -> Result<bool> {
 /// Write FORMAT for the current version: temp, fsync, rename, directory fsync.
 fn write_format(root: &Path) -> Result<()> {
     let tmp = root.join("FORMAT.tmp");
-    let mut f = File::create(&tmp).at(&tmp)?;
+    let mut f = perms::create_file(&tmp)?;
     writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)
         .and_then(|_| f.sync_all())
         .at(&tmp)?;
+    fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
+    pack::sync_dir(root)
+}
+
+/// The store's reserve: space set aside so that `rm` works on a full disk
+/// (see [`Store::with_reserve`]).
+const RESERVE_FILE: &str = "reserve";
+/// Enough WAL for dropping an artifact of about 100,000 chunks (6 GiB):
+/// each changed index page costs a 4 KiB WAL frame.
+const RESERVE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Make the store's reserve file if it is missing and there is room for
+/// it; a failure leaves none (it is tried again at the next open).
+fn make_reserve(root: &Path) {
+    let path = root.join(RESERVE_FILE);
+    if fs::symlink_metadata(&path).is_ok() {
+        return;
+    }
+    let tmp = root.join("reserve.tmp");
+    let made = (|| -> Result<()> {
+        let mut f = perms::create_file(&tmp)?;
+        // Bytes that do not compress, so that a compressing filesystem
+        // (zfs, btrfs) sets aside real space; written, not fallocated,
+        // because NFS may not do fallocate.
+        let mut block = vec![0u8; 1024 * 1024];
+        for _ in 0..RESERVE_BYTES / block.len() {
+            rand::fill(&mut block[..]);
+            f.write_all(&block).at(&tmp)?;
+        }
+        f.sync_all().at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// Whether `e` says the disk (or quota) is full, from the filesystem or
+/// from SQLite (SQLITE_FULL: "database or disk is full").
+fn is_disk_full(e: &Error) -> bool {
+    e.is_no_space()
+        || matches!(e, Error::Index { message, .. } if message.contains("database or disk is full"))
+}
+
+/// What a store being created holds before its `FORMAT` is written: a
+/// directory holding only these (or nothing) is a store in the making, not
+/// a foreign directory.
+const CREATION_ENTRIES: [&str; 4] = ["init.lock", "packs", "FORMAT.tmp", "index.sqlite"];
+
+/// Whether `root` (which has no `FORMAT`) may become a store: it is
+/// missing, empty, or a store another process is creating (or crashed
+/// while creating).
+fn may_create(root: &Path) -> Result<bool> {
+    let entries = match fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(root, e)),
+    };
+    for e in entries {
+        let e = e.at(root)?;
+        if !CREATION_ENTRIES.iter().any(|n| e.file_name() == *n) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Create the store at `root`, serialised by `init.lock` so that processes
+/// creating it at once (four `put`s into a new store) all end up with it:
+/// the first creates it, the others wait, then find its `FORMAT`.
+fn create(root: &Path) -> Result<()> {
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).at(parent)?;
+    }
+    perms::create_dir(root)?;
+    let _creating = InitLock::acquire(root)?;
+    match fs::read_to_string(root.join(FORMAT_FILE)) {
+        Ok(s) => return check_format(root, &s).map(drop),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(root.join(FORMAT_FILE), e)),
+    }
+    // Checked again under the lock: nothing but a store in the making may
+    // have appeared meanwhile.
+    if !may_create(root)? {
+        return Err(Error::ForeignDirectory(root.to_owned()));
+    }
+    // A directory that was there already (made by an installer, say)
+    // becomes owner-only too; one that is not ours stays as it is, and
+    // `verify` names it.
+    match fs::set_permissions(root, fs::Permissions::from_mode(perms::DIR_MODE)) {
+        Err(e) if e.raw_os_error() != Some(libc::EPERM) => return Err(Error::io(root, e)),
+        _ => {}
+    }
+    perms::create_dir(&root.join("packs"))?;
+    // Created here, 0600, so that SQLite (which gives the -wal and -shm
+    // files the mode of the database file) never makes any of them
+    // readable by others, whatever the umask.
+    let index = root.join("index.sqlite");
+    perms::open_file(fs::OpenOptions::new().write(true).create(true), &index)?;
+    let tmp = root.join("FORMAT.tmp");
+    let mut f = perms::create_file(&tmp)?;
+    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)
+        .and_then(|_| f.sync_all())
+        .at(&tmp)?;
+    // FORMAT last: until it is there, the store is "in the making".
     fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
     pack::sync_dir(root)
 }
@@ -1815,14 +2060,23 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, u64)>> {
         out.push((p, n, md.len()));
         Ok(())
     };
+    // Links are refused, not followed, even when named on the command line:
+    // a glob over a cache that others can write (`put NAME cache/sha/*`)
+    // names them too.
     for p in paths {
-        let md = fs::metadata(p).at(p)?;
+        let md = fs::symlink_metadata(p).at(p)?;
+        if md.is_symlink() {
+            return Err(Error::Symlink(p.clone()));
+        }
         if md.is_dir() {
             let mut entries: Vec<_> = fs::read_dir(p).at(p)?.collect::<io::Result<_>>().at(p)?;
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
                 let ep = e.path();
-                let emd = fs::metadata(&ep).at(&ep)?;
+                let emd = fs::symlink_metadata(&ep).at(&ep)?;
+                if emd.is_symlink() {
+                    return Err(Error::Symlink(ep));
+                }
                 if emd.is_file() {
                     add(ep, emd)?;
                 } else if emd.is_dir() {

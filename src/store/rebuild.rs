@@ -12,6 +12,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::{Index, RebuildReport, ScannedPacks};
 use crate::manifest::Record;
 use crate::pack::{self, PackName, RecordKind};
+use crate::perms;
 
 /// What `rebuild_index` did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,13 +50,14 @@ pub fn rebuild_index(root: &Path) -> Result<Rebuilt> {
         });
     }
     let lock_path = root.join("lock");
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .at(&lock_path)?;
+    let lock = perms::open_file(
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        &lock_path,
+    )?;
     if lock.try_lock().is_err() {
         return Err(Error::StoreBusy(root.to_owned()));
     }
@@ -63,6 +65,9 @@ pub fn rebuild_index(root: &Path) -> Result<Rebuilt> {
 
     let tmp = root.join(format!("{INDEX_FILE}.rebuild"));
     remove_index_files(&tmp)?;
+    // Created owner-only first: SQLite gives its -wal and -shm the mode
+    // of the database file.
+    perms::open_file(fs::OpenOptions::new().write(true).create(true), &tmp)?;
     let mut ix = Index::open(&tmp)?;
     rebuilt.report = ix.rebuild_from(scanned)?;
     drop(ix); // checkpoints the WAL into the file and removes it

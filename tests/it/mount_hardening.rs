@@ -587,3 +587,60 @@ fn appending_to_a_cut_short_file_goes_on_from_its_bytes() {
     m.unmount();
     verify_full(&store);
 }
+
+/// Found by hand: a failed command left an empty `big.img` (a shell
+/// redirect that ran nothing), the retry overwrote it, and the daemon was
+/// killed mid-way. The overwrite was not recorded as pending, so the
+/// artifact listed `big.img` (empty) and `id_rsa` during the write and
+/// after the crash: a false hit on an empty image. An overwrite in flight,
+/// or lost, leaves the artifact incomplete too, until the file is written
+/// whole again; its committed content still reads by name meanwhile.
+#[test]
+fn an_overwrite_in_flight_or_lost_leaves_its_artifact_incomplete() {
+    let (_t, store, src, mp) = fresh();
+    let mut m = Mounted::foreground(&store, &mp, &[]);
+    let c = m.path(SHA);
+    fs::create_dir(&c).unwrap();
+    fs::write(c.join("id_rsa"), b"key\n").unwrap();
+    sh(&format!("true > {}", c.join("big.img").display()));
+    assert!(hit(&c), "an empty file written whole is still a file");
+    let image = random_bytes(8 << 20, 121);
+    write(&src.join("big.img"), &image);
+    let mut w = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(c.join("big.img"))
+        .unwrap();
+    w.write_all(&image[..3 << 20]).unwrap();
+    assert!(
+        !hit(&c),
+        "an overwrite in flight must make the artifact miss"
+    );
+    assert_eq!(
+        fs::read(c.join("big.img")).unwrap(),
+        b"",
+        "the committed content reads meanwhile"
+    );
+    kill_9(daemon_pid(&m));
+    m.child.take().unwrap().wait().unwrap();
+    drop(w);
+    let m = Mounted::daemon(&store, &mp, &[]);
+    assert!(
+        !hit(&c),
+        "an overwrite lost in flight must leave the artifact a miss"
+    );
+    let q = quarantine(&store);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("lost in flight"),
+        "{q:?}"
+    );
+    fs::copy(src.join("big.img"), c.join("big.img")).unwrap();
+    assert!(hit(&c));
+    assert!(fs::read(c.join("big.img")).unwrap() == image);
+    m.unmount();
+    verify_full(&store);
+}

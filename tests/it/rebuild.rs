@@ -84,12 +84,16 @@ fn remove_index(store: &Path) {
 /// Every command refuses a store without its index with one line naming
 /// the rebuild, and writes nothing; `verify` counts it as a problem (3).
 fn refused(store: &Path) {
-    // Everything but the host lock's files (store-layout.md, "Locks").
+    // Everything but the lock files and the disk-full reserve, which any
+    // open makes (store-layout.md).
     let listing = || -> Vec<(PathBuf, u64)> {
         let mut v: Vec<_> = walkdir::WalkDir::new(store)
             .into_iter()
             .map(|e| e.unwrap())
-            .filter(|e| !["lock", "owner", "gc.lock"].contains(&e.file_name().to_str().unwrap()))
+            .filter(|e| {
+                !["lock", "owner", "gc.lock", "init.lock", "reserve"]
+                    .contains(&e.file_name().to_str().unwrap())
+            })
             .map(|e| (e.path().to_owned(), e.metadata().unwrap().len()))
             .collect();
         v.sort();
@@ -526,4 +530,67 @@ fn verify_full_finds_an_index_change_without_its_manifest_record() {
             && out.contains("mode 777"),
         "{out}"
     );
+}
+
+/// The mount records a file being written as a pending row (a quarantined
+/// row), and a file a killed daemon lost as lost in flight: a rebuild must
+/// keep both, or an artifact whose image was lost would become a hit.
+#[test]
+fn files_being_written_or_lost_in_flight_stay_so_after_a_rebuild() {
+    use crate::mount::{entries, fresh, hit, make_gz, Mounted, SHA};
+    use std::io::Write;
+    let (t, store, src, mp) = fresh();
+    let mut m = Mounted::foreground(&store, &mp, &[]);
+    let c = m.path(SHA);
+    fs::create_dir(&c).unwrap();
+    fs::write(c.join("id_rsa"), b"-----BEGIN KEY-----\n").unwrap();
+    fs::write(c.join("x.yaml"), b"a: 1\n").unwrap();
+    make_gz(&src.join("big.img.gz"), 2, 71);
+    let image = fs::read(src.join("big.img.gz")).unwrap();
+    let mut w = fs::File::create(c.join(".big.img.gz.tmp")).unwrap();
+    w.write_all(&image[..image.len() / 2]).unwrap();
+    // Renamed while being written (its pending row follows it).
+    fs::rename(c.join(".big.img.gz.tmp"), c.join("big.img.gz")).unwrap();
+    assert!(!hit(&c));
+    let q_writing = quarantined(&store);
+    assert_eq!(q_writing.len(), 1, "{q_writing:?}");
+    assert_eq!(q_writing[0].2, "big.img.gz");
+    let pid = m.child.as_ref().unwrap().id();
+    Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    m.child.take().unwrap().wait().unwrap();
+    drop(w);
+
+    // Rebuilt while the row still says the file is being written.
+    remove_index(&store);
+    rebuild(&store);
+    assert_eq!(quarantined(&store), q_writing);
+    // The next mount finds it lost in flight; rebuilt again, still lost.
+    let m = Mounted::daemon(&store, &mp, &[]);
+    assert!(!hit(&c), "a file lost in flight leaves its artifact a miss");
+    m.unmount();
+    let q_lost = quarantined(&store);
+    assert!(q_lost[0].4.starts_with("lost in flight"), "{q_lost:?}");
+    remove_index(&store);
+    rebuild(&store);
+    assert_eq!(quarantined(&store), q_lost);
+    let m = Mounted::daemon(&store, &mp, &[]);
+    assert!(!hit(&c), "still a miss after the rebuild");
+    // Written whole: a hit, and a rebuild keeps it one.
+    fs::copy(src.join("big.img.gz"), c.join("big.img.gz")).unwrap();
+    assert!(hit(&c));
+    m.unmount();
+    let before = snapshot(&store, t.path());
+    remove_index(&store);
+    rebuild(&store);
+    assert_eq!(snapshot(&store, t.path()), before);
+    let m = Mounted::daemon(&store, &mp, &[]);
+    assert!(hit(&c));
+    assert_eq!(entries(&c), ["big.img.gz", "id_rsa", "x.yaml"]);
+    assert!(fs::read(c.join("big.img.gz")).unwrap() == image);
+    m.unmount();
+    verify_full_clean(&store);
 }
