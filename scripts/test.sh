@@ -4,6 +4,10 @@
 # the binary with real tools, so they need: fuse3 (fusermount3, /dev/fuse),
 # openssh-server + openssh-client (sshd, scp, ssh-keygen), GNU time
 # (/usr/bin/time, for peak-RSS checks), util-linux (flock), tar, gzip, rsync.
+# The package tests (tests/it/package.rs) need the .deb that `cargo deb`
+# builds (cargo-deb, installed here when missing; dpkg-dev for its library
+# dependencies), man-db (man -l renders each page), systemd (systemd-analyze verify
+# checks the unit) and git (--version).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +20,10 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v rsync >/dev/null || need+=(rsync)
 command -v tar >/dev/null || need+=(tar)
 command -v gzip >/dev/null || need+=(gzip)
+command -v man >/dev/null || need+=(man-db)
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v git >/dev/null || need+=(git)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2
     SUDO=""
@@ -25,6 +33,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # FUSE needs the device node; containers sometimes lack it until modprobe.
 [ -e /dev/fuse ] || { modprobe fuse 2>/dev/null || true; }
+
+# The package under test, built as an admin builds it. Costs a release build
+# (and, on a machine without cargo-deb, its install: about 2 min on two cores).
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+deb=$(cargo deb | tail -n 1)
+[ -f "$deb" ] || { echo "test.sh: cargo deb did not name its package (got: $deb)" >&2; exit 1; }
+export DEPLOYCACHE_DEB="$deb"
 
 # Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
 log=$(mktemp)

@@ -7,206 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
 use deploycache::store::{OpenOptions, Store};
 
-/// Content-addressed, deduplicating artifact store with a FUSE view, for CI deploy caches.
-///
-/// Artifacts are directories of files (normally named by a 40-hex fingerprint).
-/// Every file is cut into content-defined chunks and each chunk is kept once.
-#[derive(Parser)]
-#[command(name = "deploycache", version)]
-struct Cli {
-    /// The store directory. Default: $DEPLOYCACHE_STORE, else /var/lib/deploycache
-    /// for root, else $XDG_DATA_HOME/deploycache (~/.local/share/deploycache).
-    #[arg(long, global = true, env = "DEPLOYCACHE_STORE", value_name = "DIR")]
-    store: Option<PathBuf>,
-
-    /// Namespace of artifacts (e.g. one per branch); chunks are shared by all namespaces.
-    #[arg(
-        long,
-        global = true,
-        env = "DEPLOYCACHE_NAMESPACE",
-        default_value = "",
-        value_name = "NS"
-    )]
-    namespace: String,
-
-    /// How new chunks are compressed (put, import, mount): zstd (level 1,
-    /// the default), fast (zstd level -3: for hosts short of CPU, about 40%
-    /// more bytes on compressible data) or none. Stored chunks keep theirs.
-    #[arg(
-        long,
-        global = true,
-        env = "DEPLOYCACHE_COMPRESSION",
-        default_value = "zstd",
-        value_name = "zstd|fast|none"
-    )]
-    compression: deploycache::pack::Compression,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Create an empty store (put and import also create one when missing).
-    Init,
-    /// Store files as artifact NAME (a directory's files when PATH is a
-    /// directory, which must hold regular files only); replaces an earlier
-    /// NAME atomically.
-    Put {
-        /// Artifact name: any valid file name, normally a 40-hex fingerprint.
-        name: String,
-        /// Files, or directories of regular files (anything else in them is an error).
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Read every file, even one unchanged since an earlier put (same path,
-        /// inode, size, mtime and ctime), instead of reusing its stored chunk list.
-        #[arg(long)]
-        no_files_cache: bool,
-    },
-    /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
-    /// Idempotent and resumable: artifacts already stored are skipped. A .tar/.gz
-    /// found cut short is quarantined, leaving its artifact incomplete.
-    Import {
-        /// The plain cache directory (e.g. /iso_mount/opnfv_ci/master/deploy-cache).
-        dir: PathBuf,
-    },
-    /// Write an artifact's files into DEST, byte-identical, with mode and mtime.
-    Export {
-        /// Artifact name.
-        name: String,
-        /// Destination directory (created if missing).
-        dest: PathBuf,
-    },
-    /// Write files' bytes to stdout, one after another.
-    Cat {
-        /// Artifact name.
-        name: String,
-        /// File names inside the artifact. All are opened before the first
-        /// byte is written, so a missing name writes nothing.
-        #[arg(required = true)]
-        files: Vec<String>,
-    },
-    /// List artifacts, or the files of one artifact.
-    Ls {
-        /// Show this artifact's files instead of all artifacts.
-        name: Option<String>,
-        /// List files kept aside because their content was incomplete (cut-short transfers).
-        #[arg(long, conflicts_with = "name")]
-        quarantine: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); gc, which frees them, is not built yet.
-    Rm {
-        /// Artifact name (with --quarantine: only this artifact's quarantined files).
-        #[arg(required_unless_present = "quarantine")]
-        name: Option<String>,
-        /// Drop quarantined files (cut-short transfers, see `ls --quarantine`)
-        /// instead of an artifact: those of NAME, or all of the namespace's;
-        /// an artifact still incomplete without them goes too.
-        #[arg(long)]
-        quarantine: bool,
-    },
-    /// Store totals and the dedupe achieved.
-    Stats {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check the index; exits 3 naming every problem found (a missing,
-    /// empty or unreadable index among them).
-    Verify {
-        /// Also re-read, decompress and re-hash every record of every pack
-        /// (chunks and manifest records, indexed or not).
-        #[arg(long)]
-        full: bool,
-        /// First rebuild the index from the packs' records (after a lost or
-        /// emptied index.sqlite; the old one is kept beside it). Needs the
-        /// store to itself: stop mounts and puts first.
-        #[arg(long)]
-        rebuild_index: bool,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Serve the namespace's artifacts as a directory: one subdirectory per
-    /// artifact. Reads come from the store; files written (scp, cp) are stored
-    /// when closed; cut-short .tar/.gz files are quarantined, and their artifact
-    /// lists as empty until they are written whole. Runs in the foreground until
-    /// unmounted or sent SIGINT/SIGTERM.
-    Mount {
-        /// The directory to mount over.
-        mountpoint: PathBuf,
-        /// Run in the background; return once the mount serves. Logs to
-        /// --log (default <store>/mount.log).
-        #[arg(long)]
-        daemon: bool,
-        /// Refuse every change through the mount.
-        #[arg(long)]
-        read_only: bool,
-        /// Let every user use the mount (default: only the mounting user;
-        /// needs user_allow_other in /etc/fuse.conf for non-root users).
-        #[arg(long)]
-        allow_other: bool,
-        /// Threads handling requests.
-        #[arg(long, default_value_t = 4, value_name = "N")]
-        threads: usize,
-        /// First import the plain cache already in MOUNTPOINT (each
-        /// MOUNTPOINT/<name>/ of files becomes artifact <name>), then mount
-        /// over it; the plain files stay underneath, untouched.
-        #[arg(long)]
-        adopt: bool,
-        /// Log file of --daemon. Default: <store>/mount.log
-        #[arg(long, value_name = "FILE")]
-        log: Option<PathBuf>,
-        /// List an artifact only once one of its files matching PATTERN (a
-        /// glob over file names, e.g. `opnfv-bootstraps-cache.tar` or
-        /// `env_*.yaml`) is written whole and no file of it is being
-        /// written: closes the window between two separate copies of one
-        /// fill, in which the first files alone would pass the hit test.
-        /// Repeat it for more patterns.
-        #[arg(long, value_name = "PATTERN")]
-        complete_when: Vec<String>,
-    },
-    /// Unmount a deploycache mount.
-    Umount {
-        /// The mounted directory.
-        mountpoint: PathBuf,
-        /// Detach it now even while files are open there; it goes away once
-        /// the last one is closed
-        #[arg(long)]
-        lazy: bool,
-    },
-    /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
-    Fingerprint {
-        /// Root of the unpacked ISO: its Release files make the mirrors fingerprint
-        /// (directories whose path, as given, contains "binary" are skipped) and
-        /// opnfv/fuel_bootstrap_cli.yaml the bootstraps fingerprint.
-        #[arg(long)]
-        iso_root: PathBuf,
-        /// The DEA file; settings.editable.provision.packages and
-        /// settings.editable.repo_setup.repos make the targetimages fingerprint.
-        #[arg(long)]
-        dea: PathBuf,
-        /// Where to write deploy_cache_fingerprints.yaml (only when all three
-        /// fingerprints succeed; replaced atomically).
-        #[arg(long, default_value = "deploy_cache_fingerprints.yaml")]
-        output: PathBuf,
-        /// Print mirrors, bootstraps, targetimages, bootstraps_key and
-        /// targetimages_key as one JSON object instead of the two keys.
-        #[arg(long)]
-        json: bool,
-        /// Walk siblings in raw byte order instead of the OS listing order, for
-        /// results that do not depend on the filesystem (the original used the
-        /// OS order).
-        #[arg(long)]
-        sorted: bool,
-    },
-}
+mod cli;
+mod mount_helper;
+use cli::{Cli, Command};
 
 fn default_store() -> PathBuf {
     if std::fs::metadata("/proc/self")
@@ -225,7 +31,19 @@ fn default_store() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match mount_helper::call(std::env::args_os().collect()) {
+        Ok(mount_helper::Call::Run(args)) => args,
+        Ok(mount_helper::Call::Fake) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deploycache: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = Cli::command().version(version()).get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -236,6 +54,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--version`: the release, the commit it was built from (build.rs) and
+/// the store format it reads and writes, the three things a bug report needs.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (commit {}, store format {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("DEPLOYCACHE_COMMIT"),
+            deploycache::index::FORMAT_VERSION
+        )
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -63,7 +63,7 @@ fn encode(value: &Value, out: &mut String) -> Result<(), JsonError> {
             let _ = write!(out, "{i}");
         }
         Value::Float(f) => out.push_str(&float_str(*f)),
-        Value::Str(s) => escape_into(s.chars().map(u32::from), out),
+        Value::Str(s) => escape_into(s.code_points(), out),
         Value::Bytes(b) => {
             let units = decode_utf8_py27(b).map_err(JsonError::new)?;
             escape_into(units.into_iter(), out);
@@ -100,6 +100,11 @@ fn encode(value: &Value, out: &mut String) -> Result<(), JsonError> {
         Value::Unencodable { repr, .. } => {
             return Err(JsonError::new(format!("{repr} is not JSON serializable")))
         }
+        Value::Circular { type_name } => {
+            return Err(JsonError::new(format!(
+                "Circular reference detected (this {type_name} is an alias to a collection that contains it)"
+            )))
+        }
     }
     Ok(())
 }
@@ -107,7 +112,7 @@ fn encode(value: &Value, out: &mut String) -> Result<(), JsonError> {
 /// The key as json writes it (after sorting by the original object), as code points.
 fn key_units(key: &Value) -> Result<Vec<u32>, JsonError> {
     let text = match key {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => return Ok(s.code_points().collect()),
         Value::Bytes(b) => return decode_utf8_py27(b).map_err(JsonError::new),
         Value::Float(f) => float_str(*f),
         Value::Bool(true) => "true".into(),
@@ -163,6 +168,7 @@ fn compare_keys(a: &Value, b: &Value) -> Result<Ordering, JsonError> {
     }
     Ok(match (a, b) {
         (Value::None, Value::None) => Ordering::Equal,
+        // PyStr bytes sort in code point order, surrogates included.
         (Value::Str(x), Value::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
         (Value::Bytes(x), Value::Str(y)) => ascii_bytes(x, a)?.cmp(y.as_bytes()),

@@ -8,6 +8,9 @@
 //!   == True`, `'a' == u'a'`, NaN never equals anything).
 //! - Integers are unbounded ([`BigInt`]): Python 2 promotes to `long`, and
 //!   `json.dumps` prints every digit.
+//! - Text is [`PyStr`]: any code point a wide-build Python 2 `unicode` holds,
+//!   lone UTF-16 surrogates included (`"\ud83d"` in YAML is one code point,
+//!   `"\ud83d\ude00"` two, never joined into U+1F600), ordered by code point.
 //! - Values json cannot encode (dates, sets, complex numbers) are kept as
 //!   [`Value::Unencodable`] so that a DEA may hold them where they are not hashed.
 
@@ -23,7 +26,7 @@ pub enum Value {
     Int(BigInt),
     Float(f64),
     /// `unicode`, or an ASCII `str`: json treats both as text.
-    Str(String),
+    Str(PyStr),
     /// A byte `str` that may hold non-ASCII bytes (`!!binary`, `!!python/str`
     /// of non-ASCII text); json decodes it as UTF-8.
     Bytes(Vec<u8>),
@@ -31,6 +34,11 @@ pub enum Value {
     /// A tuple (`!!python/tuple`, `!!omap` pairs): json writes it as a list.
     Tuple(Vec<Value>),
     Dict(Dict),
+    /// A list or dict met again inside itself (an alias to an enclosing
+    /// collection): Python builds the cycle, json.dumps raises on reaching it.
+    Circular {
+        type_name: &'static str,
+    },
     /// Something json cannot serialise; the text is Python's repr, for messages.
     Unencodable {
         repr: String,
@@ -52,13 +60,14 @@ impl Value {
             Value::Tuple(_) => "tuple",
             Value::Dict(_) => "dict",
             Value::Unencodable { .. } => "object",
+            Value::Circular { type_name } => type_name,
         }
     }
 
     /// Whether Python could use this value as a dict key.
     pub fn is_hashable(&self) -> bool {
         match self {
-            Value::List(_) | Value::Dict(_) => false,
+            Value::List(_) | Value::Dict(_) | Value::Circular { .. } => false,
             Value::Tuple(items) => items.iter().all(Value::is_hashable),
             Value::Unencodable { hashable, .. } => *hashable,
             _ => true,
@@ -73,12 +82,14 @@ impl Value {
             Value::Bool(false) => "False".into(),
             Value::Int(i) => i.to_string(),
             Value::Float(f) => super::pyjson::float_repr(*f),
-            Value::Str(s) => format!("{s:?}"),
+            Value::Str(s) => format!("{:?}", s.to_string_lossy()),
             Value::Bytes(b) => format!("{:?}", String::from_utf8_lossy(b)),
             Value::List(_) => "[...]".into(),
             Value::Tuple(_) => "(...)".into(),
             Value::Dict(_) => "{...}".into(),
             Value::Unencodable { repr, .. } => repr.clone(),
+            Value::Circular { type_name: "dict" } => "{...}".into(),
+            Value::Circular { .. } => "[...]".into(),
         }
     }
 
@@ -99,11 +110,10 @@ impl Value {
                     CanonKey::Float(f.to_bits())
                 }
             }
-            Value::Str(s) => CanonKey::Str(s.clone()),
-            Value::Bytes(b) => match std::str::from_utf8(b) {
-                Ok(s) if s.is_ascii() => CanonKey::Str(s.to_owned()),
-                _ => CanonKey::Bytes(b.clone()),
-            },
+            Value::Str(s) => CanonKey::Str(s.as_bytes().to_vec()),
+            // Python 2: an ASCII `str` equals the `unicode` of the same text.
+            Value::Bytes(b) if b.is_ascii() => CanonKey::Str(b.clone()),
+            Value::Bytes(b) => CanonKey::Bytes(b.clone()),
             Value::Tuple(items) => CanonKey::Tuple(
                 items
                     .iter()
@@ -111,8 +121,105 @@ impl Value {
                     .collect::<Option<Vec<_>>>()?,
             ),
             Value::Unencodable { repr, .. } => CanonKey::Other(repr.clone()),
-            Value::List(_) | Value::Dict(_) => return None,
+            Value::List(_) | Value::Dict(_) | Value::Circular { .. } => return None,
         })
+    }
+}
+
+/// A Python 2 `unicode` of a wide build (see the module doc).
+///
+/// Stored as the UTF-8 form of each code point on its own: surrogates take
+/// their 3-byte form (`ED A0..BF xx`) and a surrogate pair stays two code
+/// points. Byte order is then code point order (Python 2's `unicode`
+/// comparison), and text without surrogates is plain UTF-8.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PyStr(Vec<u8>);
+
+impl PyStr {
+    /// Append one code point (`0..=0x10FFFF`, surrogates included).
+    pub fn push(&mut self, cp: u32) {
+        debug_assert!(cp <= 0x10ffff);
+        match cp {
+            0..=0x7f => self.0.push(cp as u8),
+            0x80..=0x7ff => self
+                .0
+                .extend_from_slice(&[0xc0 | (cp >> 6) as u8, 0x80 | (cp & 0x3f) as u8]),
+            0x800..=0xffff => self.0.extend_from_slice(&[
+                0xe0 | (cp >> 12) as u8,
+                0x80 | ((cp >> 6) & 0x3f) as u8,
+                0x80 | (cp & 0x3f) as u8,
+            ]),
+            _ => self.0.extend_from_slice(&[
+                0xf0 | (cp >> 18) as u8,
+                0x80 | ((cp >> 12) & 0x3f) as u8,
+                0x80 | ((cp >> 6) & 0x3f) as u8,
+                0x80 | (cp & 0x3f) as u8,
+            ]),
+        }
+    }
+
+    /// The bytes: UTF-8, except that surrogates are encoded one by one.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The code points, in order.
+    pub fn code_points(&self) -> impl Iterator<Item = u32> + '_ {
+        let b = &self.0;
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let b0 = *b.get(i)?;
+            let len = match b0 {
+                0x00..=0x7f => 1,
+                0xc0..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => 4,
+            };
+            let mut cp = if len == 1 {
+                u32::from(b0)
+            } else {
+                u32::from(b0) & (0x7f >> len)
+            };
+            for k in 1..len {
+                cp = (cp << 6) | (u32::from(b[i + k]) & 0x3f);
+            }
+            i += len;
+            Some(cp)
+        })
+    }
+
+    /// The text with each surrogate as U+FFFD, for messages and for the
+    /// constructors that parse a number or a date out of it.
+    pub fn to_string_lossy(&self) -> String {
+        self.code_points()
+            .map(|cp| char::from_u32(cp).unwrap_or('\u{fffd}'))
+            .collect()
+    }
+
+    pub fn is_ascii(&self) -> bool {
+        self.0.is_ascii()
+    }
+}
+
+impl FromIterator<u32> for PyStr {
+    fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> Self {
+        let mut s = PyStr::default();
+        for cp in iter {
+            s.push(cp);
+        }
+        s
+    }
+}
+
+impl From<&str> for PyStr {
+    fn from(s: &str) -> Self {
+        PyStr(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for PyStr {
+    fn from(s: String) -> Self {
+        PyStr(s.into_bytes())
     }
 }
 
@@ -131,7 +238,8 @@ enum CanonKey {
     None,
     Int(String),
     Float(u64),
-    Str(String),
+    /// The text's [`PyStr`] bytes.
+    Str(Vec<u8>),
     Bytes(Vec<u8>),
     Tuple(Vec<CanonKey>),
     Other(String),
@@ -172,7 +280,7 @@ impl Dict {
     /// `d[key]` for a text key.
     pub fn get_str(&self, key: &str) -> Option<&Value> {
         self.index
-            .get(&CanonKey::Str(key.to_owned()))
+            .get(&CanonKey::Str(key.as_bytes().to_vec()))
             .map(|&i| &self.entries[i].1)
     }
 
@@ -399,5 +507,30 @@ mod tests {
         d.insert(Value::Bytes(b"k".to_vec()), Value::None);
         d.insert(Value::Str("k".into()), Value::Bool(true));
         assert_eq!(d.get_str("k"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn pystr_holds_lone_surrogates_in_code_point_order() {
+        let pair: PyStr = [0xd83d, 0xde00].into_iter().collect();
+        let astral: PyStr = [0x1f600].into_iter().collect();
+        assert_eq!(pair.code_points().collect::<Vec<_>>(), [0xd83d, 0xde00]);
+        assert_eq!(astral.code_points().collect::<Vec<_>>(), [0x1f600]);
+        assert_ne!(pair, astral, "a pair is not joined");
+        let bmp_high: PyStr = [0xe000].into_iter().collect();
+        assert!(pair < bmp_high && bmp_high < astral, "code point order");
+        let all: Vec<u32> = vec![
+            0, 0x41, 0x7f, 0x80, 0x7ff, 0x800, 0xd800, 0xdfff, 0xfffd, 0x10000, 0x10ffff,
+        ];
+        let s: PyStr = all.iter().copied().collect();
+        assert_eq!(s.code_points().collect::<Vec<_>>(), all);
+        assert_eq!(
+            PyStr::from("é中").code_points().collect::<Vec<_>>(),
+            [0xe9, 0x4e2d]
+        );
+        let mut d = Dict::new();
+        d.insert(Value::Str(pair.clone()), Value::None);
+        d.insert(Value::Str(astral), Value::None);
+        d.insert(Value::Str(pair), Value::Bool(true));
+        assert_eq!(d.len(), 2, "U+1F600 and the pair are different keys");
     }
 }

@@ -23,17 +23,27 @@
 //! - Merge keys `<<` (a mapping or a list of mappings) are flattened like
 //!   `SafeConstructor.flatten_mapping`: merged pairs first, earlier mappings in
 //!   a list winning, the mapping's own keys overriding.
-//! - Aliases expand to copies; a recursive alias is an error (json could not
-//!   encode it either); redefining an anchor name is an error, as in PyYAML's
+//! - Aliases expand to copies. An alias to an enclosing collection (a value
+//!   that contains itself) loads as in PyYAML: where the copy would meet the
+//!   collection again it holds [`Value::Circular`], on which json.dumps fails
+//!   as Python's does ("Circular reference detected"), so a cycle in a part
+//!   that is never hashed costs nothing; only a tuple directly inside itself
+//!   fails at load, as PyYAML's eager tuple constructor does. Redefining an anchor name is an error, as in PyYAML's
 //!   composer (saphyr allows it, so the names are read back from the source).
 //!   More than one document is an error; an empty stream is `None`.
 //!
+//! - Escapes naming UTF-16 surrogates (`"\ud83d"`, `"\ud83d\ude00"`) give
+//!   one code point each, as on a wide build (see [`SURROGATE_MARK`]).
+//!
 //! Known gaps (documented, not reproduced): PyYAML treats NEL/LS/PS as line
-//! breaks, saphyr (YAML 1.2) does not; a recursive alias in a part of the DEA
-//! that is never hashed loads in PyYAML but fails here; `!!python/object*`
+//! breaks, saphyr (YAML 1.2) does not; looking a DEA key up *through* a
+//! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
+//! mapping, and fails; saphyr accepts some documents PyYAML's scanner refuses
+//! and folds some block scalars differently (tests/fixtures/
+//! fingerprints-generated/known-differences.txt lists them); `!!python/object*`
 //! and `!!python/name` tags are refused; where both fail, messages differ.
 
-use super::pyvalue::{BigInt, Dict, Value};
+use super::pyvalue::{BigInt, Dict, PyStr, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -58,10 +68,15 @@ const TAG_PREFIX: &str = "tag:yaml.org,2002:";
 pub fn load(bytes: &[u8]) -> Result<Value, YamlError> {
     let text = decode(bytes)?;
     check_printable(&text)?;
-    let root = compose(&text)?;
+    let text = mark_surrogate_escapes(&text);
+    let (root, anchors) = compose(&text)?;
     match root {
         None => Ok(Value::None),
-        Some(node) => Constructor::default().construct(&node, 0),
+        Some(node) => Constructor {
+            anchors,
+            ..Constructor::default()
+        }
+        .construct(&node, 0),
     }
 }
 
@@ -156,6 +171,90 @@ fn check_printable(text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- surrogates
+
+/// Stands in for the backslash of a `\uD800`..`\uDFFF` (or `\U0000D800`..)
+/// escape while saphyr parses: saphyr refuses escapes naming a surrogate,
+/// PyYAML on a wide build keeps them as code points. An astral character can
+/// never be in the input (PyYAML 3.x refuses them, see [`check_printable`]),
+/// and it is one character like the backslash, so marks and columns stay put.
+const SURROGATE_MARK: char = '\u{10fffd}';
+
+/// `text` with the backslash of each escape that names a surrogate replaced by
+/// [`SURROGATE_MARK`]. Escapes are recognised the way a double-quoted scalar
+/// reads them (`\\` pairs first); in other contexts the mark is turned back
+/// into a backslash by [`restore_surrogates`].
+fn mark_surrogate_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut marks = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let run = bytes[i..].iter().take_while(|&&b| b == b'\\').count();
+        let last = i + run - 1;
+        i += run;
+        if run % 2 == 1 && surrogate_escape(&text[last + 1..]).is_some() {
+            marks.push(last);
+        }
+    }
+    if marks.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 3 * marks.len());
+    let mut from = 0;
+    for m in marks {
+        out.push_str(&text[from..m]);
+        out.push(SURROGATE_MARK);
+        from = m + 1;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The surrogate named by `uXXXX` or `UXXXXXXXX` at the start of `rest`, and the escape's length.
+fn surrogate_escape(rest: &str) -> Option<(u32, usize)> {
+    let digits = match rest.as_bytes().first()? {
+        b'u' => 4,
+        b'U' => 8,
+        _ => return None,
+    };
+    let hex = rest.get(1..=digits)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let cp = u32::from_str_radix(hex, 16).ok()?;
+    (0xd800..=0xdfff).contains(&cp).then_some((cp, 1 + digits))
+}
+
+/// A scalar's value as saphyr read it, back to what PyYAML reads: in a
+/// double-quoted scalar each mark + escape is the surrogate it names (then the
+/// exact text is returned too, the `String` has U+FFFD in its place); in any
+/// other style the mark was a backslash.
+fn restore_surrogates(value: String, double_quoted: bool) -> (String, Option<PyStr>) {
+    if !value.contains(SURROGATE_MARK) {
+        return (value, None);
+    }
+    if !double_quoted {
+        return (value.replace(SURROGATE_MARK, "\\"), None);
+    }
+    let mut exact = PyStr::default();
+    let mut rest = value.as_str();
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match (c, surrogate_escape(rest)) {
+            (SURROGATE_MARK, Some((cp, len))) => {
+                exact.push(cp);
+                rest = &rest[len..];
+            }
+            _ => exact.push(u32::from(c)),
+        }
+    }
+    (exact.to_string_lossy(), Some(exact))
+}
+
 // ---------------------------------------------------------------- composing
 
 #[derive(Debug)]
@@ -168,9 +267,17 @@ struct Node {
 
 #[derive(Debug)]
 enum NodeKind {
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+        /// The exact text when it holds surrogates (`value` has U+FFFD there).
+        exact: Option<PyStr>,
+    },
     Seq(Vec<Rc<Node>>),
     Map(Vec<(Rc<Node>, Rc<Node>)>),
+    /// An alias to a collection still being composed (it contains itself):
+    /// the anchor id, resolved once the document is composed.
+    Recursive(usize),
 }
 
 enum Frame {
@@ -203,10 +310,13 @@ fn anchor_name_at(props: &str) -> Option<&str> {
 }
 
 fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
-    tag.map(|t| format!("{}{}", t.handle, t.suffix))
+    tag.map(|t| format!("{}{}", t.handle, t.suffix).replace(SURROGATE_MARK, "\\"))
 }
 
-fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
+/// The document's root node, and its anchors by saphyr's id (for [`NodeKind::Recursive`]).
+type Composed = (Option<Rc<Node>>, HashMap<usize, Rc<Node>>);
+
+fn compose(text: &str) -> Result<Composed, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Rc<Node>> = HashMap::new();
@@ -257,28 +367,42 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
             }
             Event::Alias(id) => {
                 if open_anchors.contains(&id) {
-                    return Err(at(
-                        &span,
-                        "recursive alias: the value contains itself (json cannot encode it)".into(),
-                    ));
-                }
-                match anchors.get(&id) {
-                    Some(node) => Some((Rc::clone(node), 0)),
-                    None => return Err(at(&span, "found undefined alias".into())),
+                    // PyYAML's composer registers an anchor before its
+                    // children, so the graph gets a cycle; whether that fails
+                    // is the constructor's and json's business.
+                    Some((
+                        Rc::new(Node {
+                            tag: None,
+                            line: span.start.line(),
+                            col: span.start.col() + 1,
+                            kind: NodeKind::Recursive(id),
+                        }),
+                        0,
+                    ))
+                } else {
+                    match anchors.get(&id) {
+                        Some(node) => Some((Rc::clone(node), 0)),
+                        None => return Err(at(&span, "found undefined alias".into())),
+                    }
                 }
             }
-            Event::Scalar(value, style, anchor, tag) => Some((
-                Rc::new(Node {
-                    tag: tag_string(tag.as_deref()),
-                    line: span.start.line(),
-                    col: span.start.col() + 1,
-                    kind: NodeKind::Scalar {
-                        value: value.into_owned(),
-                        plain: style == ScalarStyle::Plain,
-                    },
-                }),
-                anchor,
-            )),
+            Event::Scalar(value, style, anchor, tag) => {
+                let (value, exact) =
+                    restore_surrogates(value.into_owned(), style == ScalarStyle::DoubleQuoted);
+                Some((
+                    Rc::new(Node {
+                        tag: tag_string(tag.as_deref()),
+                        line: span.start.line(),
+                        col: span.start.col() + 1,
+                        kind: NodeKind::Scalar {
+                            value,
+                            plain: style == ScalarStyle::Plain,
+                            exact,
+                        },
+                    }),
+                    anchor,
+                ))
+            }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(at(
@@ -368,7 +492,7 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, YamlError> {
             }
         }
     }
-    Ok(root)
+    Ok((root, anchors))
 }
 
 // ---------------------------------------------------------------- resolving
@@ -550,6 +674,10 @@ fn parse_timestamp_fields(s: &[u8], loose: bool) -> Option<Timestamp> {
         let j = span_of(s, i, |b| b.is_ascii_digit());
         (j > i && j - i <= 2).then_some(j)
     };
+    // `[0-9]{4}-`: checked before slicing, an explicit `!!timestamp` may hold anything.
+    if s.len() < 5 || !s[..4].iter().all(u8::is_ascii_digit) || s[4] != b'-' {
+        return None;
+    }
     let year = num(0, 4)?;
     let i = 5;
     let j = digits_1_2(i)?;
@@ -893,6 +1021,12 @@ type FlatPair = (Rc<Node>, Rc<Node>, bool);
 #[derive(Default)]
 struct Constructor {
     nodes: usize,
+    /// Targets of [`NodeKind::Recursive`] aliases.
+    anchors: HashMap<usize, Rc<Node>>,
+    /// The collection nodes being constructed, outermost first, and whether
+    /// PyYAML builds each lazily (a generator that yields the empty object
+    /// before its items; every collection but `!!python/tuple`).
+    path: Vec<(*const Node, bool)>,
 }
 
 fn tag(suffix: &str) -> String {
@@ -911,7 +1045,7 @@ impl Constructor {
     /// The node's effective tag, as PyYAML's composer resolves it.
     fn node_tag(node: &Node) -> String {
         match (&node.kind, node.tag.as_deref()) {
-            (NodeKind::Scalar { value, plain }, t) => match t {
+            (NodeKind::Scalar { value, plain, .. }, t) => match t {
                 None if *plain => resolve_plain(value).to_owned(),
                 Some("!") => resolve_plain(value).to_owned(),
                 None => tag("str"),
@@ -920,6 +1054,8 @@ impl Constructor {
             (NodeKind::Seq(_), None | Some("!")) => tag("seq"),
             (NodeKind::Map(_), None | Some("!")) => tag("map"),
             (_, Some(t)) => t.to_owned(),
+            // Callers resolve aliases first; an unresolved one has no constructor.
+            (NodeKind::Recursive(_), None) => String::new(),
         }
     }
 
@@ -930,10 +1066,20 @@ impl Constructor {
                 node,
                 "expected a scalar node, but found sequence".into(),
             )),
-            NodeKind::Map(_) => Err(Self::error(
+            NodeKind::Map(_) | NodeKind::Recursive(_) => Err(Self::error(
                 node,
                 "expected a scalar node, but found mapping".into(),
             )),
+        }
+    }
+
+    /// A scalar's exact text, surrogates included.
+    fn text(node: &Node) -> Result<PyStr, YamlError> {
+        match &node.kind {
+            NodeKind::Scalar {
+                exact: Some(exact), ..
+            } => Ok(exact.clone()),
+            _ => Self::scalar(node).map(PyStr::from),
         }
     }
 
@@ -947,8 +1093,39 @@ impl Constructor {
         }
     }
 
-    fn construct(&mut self, node: &Node, depth: usize) -> Result<Value, YamlError> {
-        self.construct_tagged(node, &Self::node_tag(node), depth)
+    /// The node an alias to an enclosing collection stands for.
+    fn resolve(&self, node: &Rc<Node>) -> Rc<Node> {
+        match node.kind {
+            NodeKind::Recursive(id) => self
+                .anchors
+                .get(&id)
+                .map_or_else(|| Rc::clone(node), Rc::clone),
+            _ => Rc::clone(node),
+        }
+    }
+
+    fn construct(&mut self, node: &Rc<Node>, depth: usize) -> Result<Value, YamlError> {
+        let node = self.resolve(node);
+        self.construct_tagged(&node, &Self::node_tag(&node), depth)
+    }
+
+    /// A collection node met again inside itself. PyYAML returns the object
+    /// it is building, which is fine until json.dumps meets the cycle; only a
+    /// chain of tuples (built eagerly) has no object yet and fails at once.
+    fn revisit(&self, node: &Node) -> Option<Result<Value, YamlError>> {
+        let at = self.path.iter().position(|(p, _)| std::ptr::eq(*p, node))?;
+        if self.path[at..].iter().all(|(_, lazy)| !lazy) {
+            return Some(Err(Self::error(
+                node,
+                "while constructing a Python object: found unconstructable recursive node".into(),
+            )));
+        }
+        Some(Ok(Value::Circular {
+            type_name: match node.kind {
+                NodeKind::Map(_) => "dict",
+                _ => "list",
+            },
+        }))
     }
 
     fn construct_tagged(
@@ -971,6 +1148,25 @@ impl Constructor {
             ));
         }
         let name = tag.strip_prefix(TAG_PREFIX).unwrap_or("");
+        if matches!(node.kind, NodeKind::Seq(_) | NodeKind::Map(_)) {
+            if let Some(value) = self.revisit(node) {
+                return value;
+            }
+            self.path.push((node, name != "python/tuple"));
+            let value = self.construct_by_name(node, name, tag, depth);
+            self.path.pop();
+            return value;
+        }
+        self.construct_by_name(node, name, tag, depth)
+    }
+
+    fn construct_by_name(
+        &mut self,
+        node: &Node,
+        name: &str,
+        tag: &str,
+        depth: usize,
+    ) -> Result<Value, YamlError> {
         let fail = |msg: String| Self::error(node, msg);
         Ok(match name {
             "null" | "python/none" => {
@@ -991,11 +1187,12 @@ impl Constructor {
             "float" | "python/float" => {
                 Value::Float(construct_float(Self::scalar(node)?).map_err(fail)?)
             }
-            "str" | "python/unicode" => Value::Str(Self::scalar(node)?.to_owned()),
+            "str" | "python/unicode" => Value::Str(Self::text(node)?),
             "python/str" => {
-                let s = Self::scalar(node)?;
+                // `unicode.encode('utf-8')`: Python 2 encodes a lone surrogate too.
+                let s = Self::text(node)?;
                 if s.is_ascii() {
-                    Value::Str(s.to_owned())
+                    Value::Str(s)
                 } else {
                     Value::Bytes(s.as_bytes().to_vec())
                 }
@@ -1063,7 +1260,16 @@ impl Constructor {
 
     /// `SafeConstructor.flatten_mapping`: the pairs a mapping node stands for,
     /// with merge keys expanded and `=` keys retagged as strings.
-    fn flatten(node: &Node, depth: usize) -> Result<Vec<FlatPair>, YamlError> {
+    ///
+    /// `visiting` holds the mappings being flattened: PyYAML deletes a merge
+    /// key before it follows it, so a mapping merged into itself (directly or
+    /// from a mapping inside it) contributes only its own pairs.
+    fn flatten(
+        &self,
+        node: &Node,
+        depth: usize,
+        visiting: &mut Vec<*const Node>,
+    ) -> Result<Vec<FlatPair>, YamlError> {
         if depth > MAX_DEPTH {
             return Err(Self::error(node, "merge keys nested too deeply".into()));
         }
@@ -1075,30 +1281,37 @@ impl Constructor {
         };
         let mut merge = Vec::new();
         let mut own = Vec::new();
+        let again = visiting.iter().any(|p| std::ptr::eq(*p, node));
+        visiting.push(node);
         for (k, v) in pairs {
-            let key_tag = Self::node_tag(k);
+            let key_tag = Self::node_tag(&self.resolve(k));
             if key_tag == tag("merge") {
+                if again {
+                    continue;
+                }
+                let v = self.resolve(v);
                 match &v.kind {
-                    NodeKind::Map(_) => merge.extend(Self::flatten(v, depth + 1)?),
+                    NodeKind::Map(_) => merge.extend(self.flatten(&v, depth + 1, visiting)?),
                     NodeKind::Seq(items) => {
                         let mut sub = Vec::new();
                         for item in items {
+                            let item = self.resolve(item);
                             if !matches!(item.kind, NodeKind::Map(_)) {
                                 return Err(Self::error(
-                                    item,
+                                    &item,
                                     "while constructing a mapping: expected a mapping for merging"
                                         .into(),
                                 ));
                             }
-                            sub.push(Self::flatten(item, depth + 1)?);
+                            sub.push(self.flatten(&item, depth + 1, visiting)?);
                         }
                         for pairs in sub.into_iter().rev() {
                             merge.extend(pairs);
                         }
                     }
-                    NodeKind::Scalar { .. } => {
+                    NodeKind::Scalar { .. } | NodeKind::Recursive(_) => {
                         return Err(Self::error(
-                            v,
+                            &v,
                             "while constructing a mapping: expected a mapping or list of mappings for merging"
                                 .into(),
                         ))
@@ -1108,13 +1321,14 @@ impl Constructor {
                 own.push((Rc::clone(k), Rc::clone(v), key_tag == tag("value")));
             }
         }
+        visiting.pop();
         merge.extend(own);
         Ok(merge)
     }
 
     fn construct_mapping(&mut self, node: &Node, depth: usize) -> Result<Dict, YamlError> {
         let mut dict = Dict::new();
-        for (k, v, key_is_str) in Self::flatten(node, depth)? {
+        for (k, v, key_is_str) in self.flatten(node, depth, &mut Vec::new())? {
             let key = if key_is_str {
                 self.construct_tagged(&k, &tag("str"), depth + 1)?
             } else {
@@ -1321,6 +1535,17 @@ mod tests {
     }
 
     #[test]
+    fn explicit_timestamp_tag_on_a_short_value_is_an_error_not_a_panic() {
+        // PyYAML: the regexp does not match, then `None.groupdict()` raises.
+        for v in ["x", "0o17", "12", "+123-01-01", "2016"] {
+            assert!(
+                load(format!("- !!timestamp {v}\n").as_bytes()).is_err(),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
     fn merge_keys_single_and_list() {
         let doc = "base: &b {a: 1, b: 2}\nother: &o {b: 3, c: 4}\n\
                    single: {<<: *b, b: 9}\n\
@@ -1342,7 +1567,36 @@ mod tests {
             r#"{"a": [1, {"k": "v"}], "b": [1, {"k": "v"}], "c": "text", "d": "text"}"#
         );
         assert!(load(b"a: *nope\n").is_err());
-        assert!(load(b"a: &x [*x]\n").is_err());
+    }
+
+    #[test]
+    fn recursive_alias_loads_and_fails_only_when_dumped() {
+        let dumps = |s: &str| super::super::pyjson::dumps(&load_str(s));
+        for doc in [
+            "a: &x [*x]\n",
+            "a: &x {k: *x}\n",
+            "&r {a: [1, {b: *r}]}\n",
+            "a: &x {b: &y [*x, *y]}\n",
+            "a: &t !!python/tuple [[*t]]\n",
+            "a: &x {m: {<<: *x}}\n",
+        ] {
+            let err = dumps(doc).unwrap_err();
+            assert!(err.reason.contains("Circular reference"), "{doc}: {err:?}");
+        }
+        // Where the cycle is never dumped, the rest is hashed as usual.
+        let v = load_str("keep: &k [1]\nloop: &x {self: *x, k: *k}\n");
+        let Value::Dict(d) = &v else { panic!() };
+        assert_eq!(
+            super::super::pyjson::dumps(d.get_str("keep").unwrap()).unwrap(),
+            "[1]"
+        );
+        // A mapping merged into itself keeps its own pairs (PyYAML deletes the
+        // merge key before following it).
+        assert_eq!(json("a: &x {k: 1, <<: *x}\n"), r#"{"a": {"k": 1}}"#);
+        // A tuple is built eagerly: a tuple directly inside itself fails at once.
+        assert!(load(b"a: &t !!python/tuple [*t]\n").is_err());
+        // A collection as its own key is unhashable.
+        assert!(load(b"&m {*m: 1}\n").is_err());
     }
 
     #[test]
@@ -1402,6 +1656,29 @@ mod tests {
             "PyYAML 3.x refuses astral characters"
         );
         assert_eq!(json("a: \"\\U0001F600\"\n"), r#"{"a": "\ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn surrogate_escapes_load_as_code_points_like_a_wide_python2() {
+        assert_eq!(json(r#"a: "\ud83d""#), r#"{"a": "\ud83d"}"#);
+        assert_eq!(
+            json(r#"a: "x\uDC00\U0000d800y""#),
+            r#"{"a": "x\udc00\ud800y"}"#
+        );
+        // A pair stays two code points: a different key from U+1F600, sorted
+        // by code point (0xd83d < 0xe000 < 0x1f600) though printed alike.
+        assert_eq!(
+            json(r#"{"\U0001F600": 2, "\ue000": 3, "\ud83d\ude00": 1}"#),
+            r#"{"\ud83d\ude00": 1, "\ue000": 3, "\ud83d\ude00": 2}"#
+        );
+        // Only a double-quoted scalar reads escapes; `\\` pairs come first.
+        assert_eq!(
+            json(r#"[a\ud83d, '\ud83d', "\\ud83d", "\\\ud83d"]"#),
+            r#"["a\\ud83d", "\\ud83d", "\\ud83d", "\\\ud83d"]"#
+        );
+        assert_eq!(json("a: |-\n  \\ud83d\n"), r#"{"a": "\\ud83d"}"#);
+        assert_eq!(json(r#"- !!python/str "\ud83d""#), r#"["\ud83d"]"#);
+        assert!(load(br#"- !!int "\ud83d""#).is_err());
     }
 
     #[test]

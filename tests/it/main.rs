@@ -5,5 +5,6 @@ mod fingerprint;
 mod hardening_store;
 mod mount;
 mod mount_hardening;
+mod package;
 mod rebuild;
 mod store;

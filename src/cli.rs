@@ -1,0 +1,229 @@
+//! The command line: every argument, as clap parses it. Kept apart from
+//! main.rs because build.rs includes this file too, to generate the man pages
+//! and shell completions from the same definitions (so it names nothing of
+//! the library but `deploycache::pack::Compression`, which build.rs stands in for).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Content-addressed, deduplicating artifact store with a FUSE view, for CI deploy caches.
+///
+/// Artifacts are directories of files (normally named by a 40-hex fingerprint).
+/// Every file is cut into content-defined chunks and each chunk is kept once.
+#[derive(Parser)]
+#[command(name = "deploycache", version)]
+pub struct Cli {
+    /// The store directory. Default: $DEPLOYCACHE_STORE, else /var/lib/deploycache
+    /// for root, else $XDG_DATA_HOME/deploycache (~/.local/share/deploycache).
+    #[arg(long, global = true, env = "DEPLOYCACHE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Namespace of artifacts (e.g. one per branch); chunks are shared by all namespaces.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYCACHE_NAMESPACE",
+        default_value = "",
+        value_name = "NS"
+    )]
+    pub namespace: String,
+
+    /// How new chunks are compressed (put, import, mount): zstd (level 1,
+    /// the default), fast (zstd level -3: for hosts short of CPU, about 40%
+    /// more bytes on compressible data) or none. Stored chunks keep theirs.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYCACHE_COMPRESSION",
+        default_value = "zstd",
+        value_name = "zstd|fast|none"
+    )]
+    pub compression: deploycache::pack::Compression,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create an empty store (put and import also create one when missing).
+    Init,
+    /// Store files as artifact NAME (a directory's files when PATH is a
+    /// directory, which must hold regular files only); replaces an earlier
+    /// NAME atomically.
+    Put {
+        /// Artifact name: any valid file name, normally a 40-hex fingerprint.
+        name: String,
+        /// Files, or directories of regular files (anything else in them is an error).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Read every file, even one unchanged since an earlier put (same path,
+        /// inode, size, mtime and ctime), instead of reusing its stored chunk list.
+        #[arg(long)]
+        no_files_cache: bool,
+    },
+    /// Adopt a plain cache: each DIR/<name>/ holding files becomes artifact <name>.
+    /// Idempotent and resumable: artifacts already stored are skipped. A .tar/.gz
+    /// found cut short is quarantined, leaving its artifact incomplete.
+    Import {
+        /// The plain cache directory (e.g. /iso_mount/opnfv_ci/master/deploy-cache).
+        dir: PathBuf,
+    },
+    /// Write an artifact's files into DEST, byte-identical, with mode and mtime.
+    Export {
+        /// Artifact name.
+        name: String,
+        /// Destination directory (created if missing).
+        dest: PathBuf,
+    },
+    /// Write files' bytes to stdout, one after another.
+    Cat {
+        /// Artifact name.
+        name: String,
+        /// File names inside the artifact. All are opened before the first
+        /// byte is written, so a missing name writes nothing.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// List artifacts, or the files of one artifact.
+    Ls {
+        /// Show this artifact's files instead of all artifacts.
+        name: Option<String>,
+        /// List files kept aside because their content was incomplete (cut-short transfers).
+        #[arg(long, conflicts_with = "name")]
+        quarantine: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); gc, which frees them, is not built yet.
+    Rm {
+        /// Artifact name (with --quarantine: only this artifact's quarantined files).
+        #[arg(required_unless_present = "quarantine")]
+        name: Option<String>,
+        /// Drop quarantined files (cut-short transfers, see `ls --quarantine`)
+        /// instead of an artifact: those of NAME, or all of the namespace's;
+        /// an artifact still incomplete without them goes too.
+        #[arg(long)]
+        quarantine: bool,
+    },
+    /// Store totals and the dedupe achieved.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the index; exits 3 naming every problem found (a missing,
+    /// empty or unreadable index among them).
+    Verify {
+        /// Also re-read, decompress and re-hash every record of every pack
+        /// (chunks and manifest records, indexed or not).
+        #[arg(long)]
+        full: bool,
+        /// First rebuild the index from the packs' records (after a lost or
+        /// emptied index.sqlite; the old one is kept beside it). Needs the
+        /// store to itself: stop mounts and puts first.
+        #[arg(long)]
+        rebuild_index: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the namespace's artifacts as a directory: one subdirectory per
+    /// artifact. Reads come from the store; files written (scp, cp) are stored
+    /// when closed; cut-short .tar/.gz files are quarantined, and their artifact
+    /// lists as empty until they are written whole. Runs in the foreground until
+    /// unmounted or sent SIGINT/SIGTERM.
+    #[command(after_long_help = MOUNT_HELPER)]
+    Mount {
+        /// The directory to mount over.
+        mountpoint: PathBuf,
+        /// Run in the background; return once the mount serves. Logs to
+        /// --log (default <store>/mount.log).
+        #[arg(long)]
+        daemon: bool,
+        /// Refuse every change through the mount.
+        #[arg(long)]
+        read_only: bool,
+        /// Let every user use the mount (default: only the mounting user;
+        /// needs user_allow_other in /etc/fuse.conf for non-root users).
+        #[arg(long)]
+        allow_other: bool,
+        /// Threads handling requests.
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        threads: usize,
+        /// First import the plain cache already in MOUNTPOINT (each
+        /// MOUNTPOINT/<name>/ of files becomes artifact <name>), then mount
+        /// over it; the plain files stay underneath, untouched.
+        #[arg(long)]
+        adopt: bool,
+        /// Log file of --daemon. Default: <store>/mount.log
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// List an artifact only once one of its files matching PATTERN (a
+        /// glob over file names, e.g. `opnfv-bootstraps-cache.tar` or
+        /// `env_*.yaml`) is written whole and no file of it is being
+        /// written: closes the window between two separate copies of one
+        /// fill, in which the first files alone would pass the hit test.
+        /// Repeat it for more patterns.
+        #[arg(long, value_name = "PATTERN")]
+        complete_when: Vec<String>,
+    },
+    /// Unmount a deploycache mount.
+    Umount {
+        /// The mounted directory.
+        mountpoint: PathBuf,
+        /// Detach it now even while files are open there; it goes away once
+        /// the last one is closed
+        #[arg(long)]
+        lazy: bool,
+    },
+    /// Compute the legacy deploy-cache fingerprints (mirrors, bootstraps, targetimages).
+    Fingerprint {
+        /// Root of the unpacked ISO: its Release files make the mirrors fingerprint
+        /// (directories whose path, as given, contains "binary" are skipped) and
+        /// opnfv/fuel_bootstrap_cli.yaml the bootstraps fingerprint.
+        #[arg(long)]
+        iso_root: PathBuf,
+        /// The DEA file; settings.editable.provision.packages and
+        /// settings.editable.repo_setup.repos make the targetimages fingerprint.
+        #[arg(long)]
+        dea: PathBuf,
+        /// Where to write deploy_cache_fingerprints.yaml (only when all three
+        /// fingerprints succeed; replaced atomically).
+        #[arg(long, default_value = "deploy_cache_fingerprints.yaml")]
+        output: PathBuf,
+        /// Print mirrors, bootstraps, targetimages, bootstraps_key and
+        /// targetimages_key as one JSON object instead of the two keys.
+        #[arg(long)]
+        json: bool,
+        /// Walk siblings in raw byte order instead of the OS listing order, for
+        /// results that do not depend on the filesystem (the original used the
+        /// OS order).
+        #[arg(long)]
+        sorted: bool,
+    },
+}
+
+/// `deploycache mount --help` and its man page: the mount(8) form.
+const MOUNT_HELPER: &str = "\
+From /etc/fstab or mount(8): the package links /sbin/mount.fuse.deploycache to \
+deploycache, so
+
+    mount -t fuse.deploycache STORE MOUNTPOINT -o namespace=master,allow_other
+
+mounts as `deploycache --store STORE --namespace master mount --daemon \
+--allow-other MOUNTPOINT` does, and returns once the mount serves. An fstab \
+line mounts it at boot (x-systemd.requires-mounts-for names the store's NFS \
+mount):
+
+    /iso_mount/opnfv_ci/deploycache-store /iso_mount/opnfv_ci/master/deploy-cache \
+fuse.deploycache namespace=master,allow_other,_netdev,x-systemd.requires-mounts-for=/iso_mount/opnfv_ci 0 0
+
+Options (-o): ro (--read-only), rw, allow_other, namespace=NS, \
+compression=zstd|fast|none, threads=N, adopt, log=FILE; defaults, auto, noauto, \
+_netdev, nofail, nosuid, nodev, async, relatime, comment=… and x-… are left to \
+mount(8) and systemd. Another option is an error (ignored with mount -s). \
+Without namespace= the mount serves the default namespace. Unmount with \
+umount MOUNTPOINT or deploycache umount MOUNTPOINT.";
