@@ -365,59 +365,13 @@ impl Index {
                 message: "opened without its manifest log, so it cannot be migrated".into(),
             });
         };
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .sql(&path)?;
-        let version: Option<String> = tx
-            .query_row(
-                "SELECT value FROM meta WHERE key='format_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .sql(&path)?;
-        if version.as_deref() != Some("1") {
+        journal.hold()?;
+        let res = migrate(&mut self.conn, &self.path, journal.as_mut());
+        journal.release();
+        if res.is_ok() {
             self.state = IndexState::Current;
-            return Ok(0);
         }
-        let artifacts: Vec<(i64, String, String, i64, i64)> = tx
-            .prepare("SELECT id, namespace, name, created, last_access FROM artifacts ORDER BY id")
-            .sql(&path)?
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .sql(&path)?
-            .collect::<rusqlite::Result<_>>()
-            .sql(&path)?;
-        let mut seq = journal_seq(&tx).sql(&path)?;
-        let mut packs = Vec::new();
-        for (aid, ns, name, created, last_access) in &artifacts {
-            let files = artifact_manifests(&tx, *aid).sql(&path)?;
-            seq += 1;
-            let change = Change::PutArtifact {
-                ns: ns.clone(),
-                name: name.clone(),
-                created: *created,
-                last_access: *last_access,
-                replace: true,
-                files,
-            };
-            packs.push(journal.write(&Record::new(seq, change).encode())?);
-        }
-        journal.sync()?;
-        for p in packs {
-            set_journal_seq(&tx, seq, p).sql(&path)?;
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
-            [FORMAT_VERSION.to_string()],
-        )
-        .sql(&path)?;
-        tx.commit().sql(&path)?;
-        self.state = IndexState::Current;
-        Ok(artifacts.len() as u64)
+        res
     }
 
     /// All rows of a query, each mapped by `f`.
@@ -750,29 +704,18 @@ impl Index {
                 message: "opened without its manifest log, so it cannot record changes".into(),
             });
         };
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .sql(&path)?;
-        insert_chunk_rows(&tx, new_chunks).sql(&path)?;
-        let out = apply_change(&tx, &path, &change, pending_id)?;
-        let seq = journal_seq(&tx).sql(&path)? + 1;
-        let record = Record::new(seq, change);
-        let pack = journal.write(&record.encode())?;
-        journal.sync()?;
-        set_journal_seq(&tx, seq, pack).sql(&path)?;
-        if let Err(e) = tx.commit() {
-            // The record is durable but its change is not: void its seq,
-            // so that a rebuild does not apply it (best effort; see
-            // `Record::time_ns` for a crash right here).
-            let void = Record::new(seq, Change::Void).encode();
-            if journal.write(&void).is_ok() {
-                let _ = journal.sync();
-            }
-            return Err(sql_error(&path, e));
-        }
-        Ok(out)
+        // Before the write lock: gc takes gc.lock first, then writes.
+        journal.hold()?;
+        let res = commit_change(
+            &mut self.conn,
+            &self.path,
+            journal.as_mut(),
+            change,
+            new_chunks,
+            pending_id,
+        );
+        journal.release();
+        res
     }
 
     /// Files of an artifact that were cut short and not written whole
@@ -1354,6 +1297,91 @@ fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
     }
     tx.execute("DELETE FROM artifacts WHERE id = ?1", [aid])?;
     Ok(())
+}
+
+/// [`Index::change`]'s transaction, with the journal held.
+fn commit_change<'a>(
+    conn: &mut Connection,
+    path: &Path,
+    journal: &mut dyn Journal,
+    change: Change,
+    new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
+    pending_id: Option<i64>,
+) -> Result<Applied> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql(path)?;
+    insert_chunk_rows(&tx, new_chunks).sql(path)?;
+    let out = apply_change(&tx, path, &change, pending_id)?;
+    let seq = journal_seq(&tx).sql(path)? + 1;
+    let record = Record::new(seq, change);
+    let pack = journal.write(&record.encode())?;
+    journal.sync()?;
+    set_journal_seq(&tx, seq, pack).sql(path)?;
+    if let Err(e) = tx.commit() {
+        // The record is durable but its change is not: void its seq, so
+        // that a rebuild does not apply it (best effort; see
+        // `Record::time_ns` for a crash right here).
+        let void = Record::new(seq, Change::Void).encode();
+        if journal.write(&void).is_ok() {
+            let _ = journal.sync();
+        }
+        return Err(sql_error(path, e));
+    }
+    Ok(out)
+}
+
+/// [`Index::migrate_v1`]'s transaction, with the journal held.
+fn migrate(conn: &mut Connection, path: &Path, journal: &mut dyn Journal) -> Result<u64> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .sql(path)?;
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key='format_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .sql(path)?;
+    if version.as_deref() != Some("1") {
+        return Ok(0);
+    }
+    let artifacts: Vec<(i64, String, String, i64, i64)> = tx
+        .prepare("SELECT id, namespace, name, created, last_access FROM artifacts ORDER BY id")
+        .sql(path)?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .sql(path)?
+        .collect::<rusqlite::Result<_>>()
+        .sql(path)?;
+    let mut seq = journal_seq(&tx).sql(path)?;
+    let mut packs = Vec::new();
+    for (aid, ns, name, created, last_access) in &artifacts {
+        let files = artifact_manifests(&tx, *aid).sql(path)?;
+        seq += 1;
+        let change = Change::PutArtifact {
+            ns: ns.clone(),
+            name: name.clone(),
+            created: *created,
+            last_access: *last_access,
+            replace: true,
+            files,
+        };
+        packs.push(journal.write(&Record::new(seq, change).encode())?);
+    }
+    journal.sync()?;
+    for p in packs {
+        set_journal_seq(&tx, seq, p).sql(path)?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+        [FORMAT_VERSION.to_string()],
+    )
+    .sql(path)?;
+    tx.commit().sql(path)?;
+    Ok(artifacts.len() as u64)
 }
 
 /// Apply one change inside a transaction: the one place that gives each

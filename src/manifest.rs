@@ -13,10 +13,11 @@
 //! - Replaying the records in `seq` order through the same code that applied
 //!   them (`index::apply_change`) yields the index's artifact state.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, FileHash};
+use crate::lock::GcGuard;
 use crate::pack::{self, EncodedChunk, PackName, PackWriter};
 
 /// Version of the payload encoding below; a reader refuses a newer one.
@@ -517,6 +518,12 @@ impl Dec<'_> {
 /// Where the index writes its manifest records. The store's
 /// implementation is [`ManifestLog`].
 pub trait Journal: Send {
+    /// Called before the transaction a record will be part of begins: keeps
+    /// gc and the orphan sweep from taking a pack written to now for a
+    /// crashed writer's leftovers until [`Journal::release`].
+    fn hold(&mut self) -> Result<()>;
+    /// That transaction has ended (committed or not).
+    fn release(&mut self);
     /// Append one record payload; returns the pack it went to. Not durable
     /// until [`Journal::sync`].
     fn write(&mut self, payload: &[u8]) -> Result<PackName>;
@@ -528,20 +535,40 @@ pub trait Journal: Send {
 /// own, apart from the chunk lanes, so that a process that only removes or
 /// renames needs no chunk pack, and a mount's records of a day lie together.
 pub struct ManifestLog {
+    root: PathBuf,
     packs_dir: PathBuf,
     writer: Option<PackWriter>,
+    /// `gc.lock` shared, from [`Journal::hold`] to [`Journal::release`]:
+    /// every index commit happens under it (store-layout.md, "Orphan
+    /// packs"), so a sweep never sees this process's manifest pack without
+    /// its `packs` row once its writer has let go of the pack.
+    gc: Option<GcGuard>,
 }
 
 impl ManifestLog {
-    pub fn new(packs_dir: PathBuf) -> ManifestLog {
+    /// The manifest log of the store at `root`.
+    pub fn new(root: &Path) -> ManifestLog {
         ManifestLog {
-            packs_dir,
+            root: root.to_owned(),
+            packs_dir: root.join("packs"),
             writer: None,
+            gc: None,
         }
     }
 }
 
 impl Journal for ManifestLog {
+    fn hold(&mut self) -> Result<()> {
+        if self.gc.is_none() {
+            self.gc = Some(GcGuard::writer(&self.root)?);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        self.gc = None;
+    }
+
     fn write(&mut self, payload: &[u8]) -> Result<PackName> {
         let raw_len = u32::try_from(payload.len()).map_err(|_| Error::Index {
             path: self.packs_dir.clone(),

@@ -1874,7 +1874,7 @@ fn open_index(root: &Path) -> Result<Index> {
         return Err(refuse("is missing"));
     }
     let mut index = Index::open(&path)?;
-    index.set_journal(Box::new(ManifestLog::new(packs_dir.clone())));
+    index.set_journal(Box::new(ManifestLog::new(root)));
     match index.state() {
         IndexState::Current => {}
         IndexState::Empty if has_packs(&packs_dir)? => {
