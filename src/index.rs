@@ -293,11 +293,24 @@ impl Index {
     fn prepare(&self) -> Result<()> {
         // WAL: readers never block the writer. synchronous=FULL: a committed
         // artifact survives power loss, not only a process crash.
-        self.conn
-            .execute_batch(
+        // Switching a new database to WAL takes an exclusive lock and, when
+        // another process opens it at the same moment (four `put`s into a
+        // new store), fails with SQLITE_BUSY without asking the busy
+        // handler: retry it the way the handler would.
+        let mut attempt = 0;
+        loop {
+            match self.conn.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            )
-            .sql(&self.path)?;
+            ) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && busy(attempt) =>
+                {
+                    attempt += 1
+                }
+                other => break other.sql(&self.path)?,
+            }
+        }
         self.conn.execute_batch(SCHEMA).sql(&self.path)?;
         crate::lock::watch_index(&self.path);
         Ok(())

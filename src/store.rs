@@ -192,14 +192,20 @@ impl Store {
         let format = match fs::read_to_string(&format_path) {
             Ok(s) => check_format(root, &s)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !may_create(root)? {
-                    return Err(Error::ForeignDirectory(root.to_owned()));
+                if may_create(root)? {
+                    if !opts.create {
+                        return Err(Error::NoStore(root.to_owned()));
+                    }
+                    create(root)?;
+                    index::FORMAT_VERSION
+                } else {
+                    // Another process may have finished creating it between
+                    // the two looks: its FORMAT is there now.
+                    match fs::read_to_string(&format_path) {
+                        Ok(s) => check_format(root, &s)?,
+                        Err(_) => return Err(Error::ForeignDirectory(root.to_owned())),
+                    }
                 }
-                if !opts.create {
-                    return Err(Error::NoStore(root.to_owned()));
-                }
-                create(root)?;
-                index::FORMAT_VERSION
             }
             Err(e) => return Err(Error::io(&format_path, e)),
         };
