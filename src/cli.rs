@@ -114,11 +114,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the index; exits 3 naming every problem found.
+    /// Check the index; exits 3 naming every problem found (a missing,
+    /// empty or unreadable index among them).
     Verify {
-        /// Also re-read, decompress and re-hash every chunk.
+        /// Also re-read, decompress and re-hash every record of every pack
+        /// (chunks and manifest records, indexed or not).
         #[arg(long)]
         full: bool,
+        /// First rebuild the index from the packs' records (after a lost or
+        /// emptied index.sqlite; the old one is kept beside it). Needs the
+        /// store to itself: stop mounts and puts first.
+        #[arg(long)]
+        rebuild_index: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

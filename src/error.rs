@@ -77,6 +77,16 @@ pub enum Error {
 
     #[error("store index {}: {message}", path.display())]
     Index { path: PathBuf, message: String },
+
+    #[error("store index {} {why}, but the store's packs hold data: run `deploycache --store {} verify --rebuild-index` to rebuild it from the packs (nothing was changed)", path.display(), store.display())]
+    IndexMissing {
+        path: PathBuf,
+        store: PathBuf,
+        why: &'static str,
+    },
+
+    #[error("store {} is in use by another process (a mount, a put): stop it, then run this again", .0.display())]
+    StoreBusy(PathBuf),
 }
 
 /// A short, actionable hint for the I/O errors users meet most.
@@ -122,7 +132,9 @@ impl Error {
             | Error::UnsupportedFormat { .. }
             | Error::CorruptChunk { .. }
             | Error::CorruptPackRecord { .. }
-            | Error::Index { .. } => libc::EIO,
+            | Error::Index { .. }
+            | Error::IndexMissing { .. } => libc::EIO,
+            Error::StoreBusy(_) => libc::EBUSY,
         }
     }
 

@@ -13,7 +13,9 @@
 //! 4. When the file is closed, the pack is fsynced, then one SQLite
 //!    transaction ([`index`]) records the file, its chunk list, its digest
 //!    (BLAKE3 over the chunk list) and the chunk reference counts: the file
-//!    appears whole or not at all (or, cut short, only in quarantine).
+//!    appears whole or not at all (or, cut short, only in quarantine). Inside
+//!    it, before it commits, the change is appended to a pack as a
+//!    [`manifest`] record and fsynced: the packs alone can rebuild the index.
 //! 5. A read looks the file's chunk list up once ([`store::Store::open_file`])
 //!    and checks it against the digest, then reads each needed record from its
 //!    pack, decompresses it and checks its BLAKE3 before a byte is returned; a
@@ -30,6 +32,7 @@ pub mod id;
 pub mod import;
 pub mod index;
 pub mod lock;
+pub mod manifest;
 pub mod name;
 pub mod pack;
 pub mod perms;

@@ -358,13 +358,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
             }
         }
-        Command::Verify { full, json } => {
-            let s = open(&cli, false)?;
-            let r = deploycache::verify::verify(&s, *full, tty())?;
-            warn_exposure(&s.exposure()?);
-            if *json {
-                print_json(&r)?;
+        Command::Verify {
+            full,
+            json,
+            rebuild_index,
+        } => {
+            let rebuilt = if *rebuild_index {
+                let root = cli.store.clone().unwrap_or_else(default_store);
+                let r = deploycache::store::rebuild_index(&root)?;
+                if !*json {
+                    print_rebuilt(&r);
+                }
+                Some(r)
             } else {
+                None
+            };
+            let rebuild_problems = rebuilt
+                .as_ref()
+                .is_some_and(|r| !r.report.problems.is_empty());
+            // An index that cannot be opened or read is a problem verify
+            // found (exit 3), not a failure to run it (exit 1).
+            let r = match open(&cli, false).and_then(|s| {
+                let r = deploycache::verify::verify(&s, *full, tty())?;
+                warn_exposure(&s.exposure()?);
+                Ok(r)
+            }) {
+                Ok(r) => r,
+                Err(e) if is_index_problem(&e) => {
+                    if *json {
+                        print_json(&serde_json::json!({ "problems": [format!("{e:#}")] }))?;
+                    } else {
+                        println!("problem: {e:#}");
+                    }
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => return Err(e),
+            };
+            if *json {
+                match &rebuilt {
+                    Some(b) => print_json(&serde_json::json!({ "rebuild": b, "verify": r }))?,
+                    None => print_json(&r)?,
+                }
+            } else {
+                for n in &r.notes {
+                    println!("note: {n}");
+                }
                 for p in &r.problems {
                     println!("problem: {p}");
                 }
@@ -395,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     count(r.packs as u64, "pack")
                 );
             }
-            if !r.problems.is_empty() {
+            if !r.problems.is_empty() || rebuild_problems {
                 return Ok(ExitCode::from(3));
             }
         }
@@ -686,6 +724,38 @@ fn print_list<T>(
         writeln!(out, "{}", row(item))?;
     }
     Ok(())
+}
+
+/// Whether an error says the index itself is missing, empty or unreadable.
+fn is_index_problem(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<deploycache::Error>(),
+            Some(deploycache::Error::Index { .. } | deploycache::Error::IndexMissing { .. })
+        )
+    })
+}
+
+/// What `verify --rebuild-index` rebuilt, before the verify of the result.
+fn print_rebuilt(r: &deploycache::store::Rebuilt) {
+    for u in &r.unusable {
+        println!("note: not used: {u}");
+    }
+    for p in &r.report.problems {
+        println!("problem: {p}");
+    }
+    println!(
+        "rebuilt the index: {} in {} from {} ({} superseded or void) and {} in {}",
+        count(r.report.artifacts, "artifact"),
+        count(r.report.namespaces, "namespace"),
+        count(r.report.changes_replayed, "change"),
+        r.report.changes_superseded,
+        count(r.report.chunks, "chunk"),
+        count(r.packs, "pack")
+    );
+    if let Some(old) = &r.old_index {
+        println!("the index before the rebuild is kept as {}", old.display());
+    }
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {

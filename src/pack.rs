@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! pack   := "DCPACK01" record*
-//! record := "DCCH" id[32] raw_len:u32le stored_len:u32le codec:u8 pad[3] payload[stored_len]
+//! record := kind[4] id[32] raw_len:u32le stored_len:u32le codec:u8 pad[3] payload[stored_len]
+//! kind   := "DCCH" (a chunk) | "DCMF" (a manifest record, see `manifest.rs`)
 //! ```
+//! `id` is the BLAKE3 of the decoded payload for both kinds.
 //! Invariants:
 //! - A pack is written by one process, only appended to, and never reopened
 //!   for writing: a crashed writer leaves at worst a torn tail that no index
@@ -22,6 +24,8 @@ use crate::id::ChunkId;
 
 pub const PACK_MAGIC: &[u8; 8] = b"DCPACK01";
 pub const RECORD_MAGIC: &[u8; 4] = b"DCCH";
+/// A manifest record: one committed change to the index (`manifest.rs`).
+pub const MANIFEST_MAGIC: &[u8; 4] = b"DCMF";
 pub const RECORD_HEADER_LEN: usize = 4 + 32 + 4 + 4 + 1 + 3;
 /// A pack is sealed once it grows past this; see store-layout.md for why.
 pub const PACK_TARGET_SIZE: u64 = 64 * 1024 * 1024;
@@ -307,11 +311,22 @@ impl PackWriter {
         self.len <= PACK_MAGIC.len() as u64
     }
 
-    /// Append one record (`raw` is the chunk's bytes); returns where its payload is.
+    /// Append one chunk record (`raw` is the chunk's bytes); returns where its payload is.
     pub fn append(&mut self, chunk: &EncodedChunk, raw: &[u8]) -> Result<Location> {
+        self.append_record(RECORD_MAGIC, chunk, raw)
+    }
+
+    /// Append one record of kind `magic` ([`RECORD_MAGIC`] or
+    /// [`MANIFEST_MAGIC`]); returns where its payload is.
+    pub fn append_record(
+        &mut self,
+        magic: &[u8; 4],
+        chunk: &EncodedChunk,
+        raw: &[u8],
+    ) -> Result<Location> {
         let payload = chunk.compressed.as_deref().unwrap_or(raw);
         let mut header = [0u8; RECORD_HEADER_LEN];
-        header[..4].copy_from_slice(RECORD_MAGIC);
+        header[..4].copy_from_slice(magic);
         header[4..36].copy_from_slice(chunk.id.as_bytes());
         header[36..40].copy_from_slice(&chunk.raw_len.to_le_bytes());
         header[40..44].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -420,42 +435,78 @@ pub fn read_payload(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>>
     Ok(buf)
 }
 
+/// Read one record's payload, decode it and check it against its id;
+/// returns the decoded bytes, or what is wrong.
+pub fn check_record(
+    file: &File,
+    path: &Path,
+    rec: &ScannedRecord,
+) -> std::result::Result<Vec<u8>, String> {
+    let payload = read_payload(file, path, &rec.loc).map_err(|e| e.to_string())?;
+    decode(&rec.id, &rec.loc, payload)
+}
+
+/// What a record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// "DCCH": a chunk.
+    Chunk,
+    /// "DCMF": a manifest record (`manifest.rs`).
+    Manifest,
+}
+
 /// One record found by scanning a pack.
 pub struct ScannedRecord {
+    pub kind: RecordKind,
     pub id: ChunkId,
     pub loc: Location,
 }
 
-/// Walk a pack's records in order (verify, index rebuild). Stops at the first
-/// torn or unrecognised record and reports where.
-pub fn scan(path: &Path, name: PackName) -> Result<(Vec<ScannedRecord>, Option<String>)> {
+/// Where a scan of a pack stopped before its end, and why.
+#[derive(Clone, Debug)]
+pub struct ScanStop {
+    /// Offset of the first byte not part of a well-formed record.
+    pub at: u64,
+    pub why: String,
+}
+
+/// Walk a pack's records in order (verify, index rebuild), checking each
+/// header: record magic, codec, lengths within the pack. Stops at the first
+/// torn or unrecognised record and says where; records after it cannot be
+/// found without the index.
+pub fn scan(path: &Path, name: PackName) -> Result<(Vec<ScannedRecord>, Option<ScanStop>)> {
     let file = File::open(path).at(path)?;
     let size = file.metadata().at(path)?.len();
     let mut magic = [0u8; 8];
     if file.read_exact_at(&mut magic, 0).is_err() || &magic != PACK_MAGIC {
-        return Ok((Vec::new(), Some("missing pack header".into())));
+        let why = "missing pack header (\"DCPACK01\")".to_owned();
+        return Ok((Vec::new(), Some(ScanStop { at: 0, why })));
     }
     let mut pos = 8u64;
     let mut out = Vec::new();
     while pos < size {
         let mut h = [0u8; RECORD_HEADER_LEN];
+        let stop = |why: String| Some(ScanStop { at: pos, why });
         if pos + RECORD_HEADER_LEN as u64 > size || file.read_exact_at(&mut h, pos).is_err() {
-            return Ok((out, Some(format!("torn record header at {pos}"))));
+            return Ok((out, stop(format!("torn record header at {pos}"))));
         }
-        if &h[..4] != RECORD_MAGIC {
-            return Ok((out, Some(format!("bad record magic at {pos}"))));
-        }
+        let kind = match &h[..4] {
+            m if m == RECORD_MAGIC => RecordKind::Chunk,
+            m if m == MANIFEST_MAGIC => RecordKind::Manifest,
+            _ => return Ok((out, stop(format!("bad record magic at {pos}")))),
+        };
         let id = ChunkId::from_slice(&h[4..36]).expect("32 bytes");
         let raw_len = u32::from_le_bytes(h[36..40].try_into().expect("4 bytes"));
         let stored_len = u32::from_le_bytes(h[40..44].try_into().expect("4 bytes"));
         let Some(codec) = Codec::from_u8(h[44]) else {
-            return Ok((out, Some(format!("unknown codec {} at {pos}", h[44]))));
+            return Ok((out, stop(format!("unknown codec {} at {pos}", h[44]))));
         };
         let offset = pos + RECORD_HEADER_LEN as u64;
         if offset + stored_len as u64 > size {
-            return Ok((out, Some(format!("torn record payload at {pos}"))));
+            return Ok((out, stop(format!("torn record payload at {pos}"))));
         }
         out.push(ScannedRecord {
+            kind,
             id,
             loc: Location {
                 pack: name,

@@ -3,7 +3,7 @@
 //!
 //! Directory (store-layout.md has the full contract):
 //! ```text
-//! STORE/FORMAT          "deploycache-store 1"
+//! STORE/FORMAT          "deploycache-store 2"
 //! STORE/index.sqlite    the index (WAL)
 //! STORE/packs/ab/….pack chunk records
 //! STORE/lock, owner     one host at a time (lock.rs)
@@ -28,17 +28,24 @@ use crate::check::Check;
 use crate::chunker::{ChunkBytes, Chunker};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ChunkId, FileHash};
-use crate::index::{self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, NewFile, Totals};
+use crate::index::{
+    self, ArtifactSummary, ChunkSpan, FileMeta, FileRow, Index, IndexState, NewFile, Totals,
+};
 use crate::lock::{GcGuard, HostLock, InitLock};
+use crate::manifest::ManifestLog;
 use crate::name;
 use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
 use crate::perms;
 use crate::progress::Progress;
 
 mod open_packs;
+mod rebuild;
 mod view;
 
+pub use rebuild::{rebuild_index, Rebuilt};
+
 const FORMAT_FILE: &str = "FORMAT";
+const INDEX_FILE: &str = "index.sqlite";
 const FORMAT_PREFIX: &str = "deploycache-store ";
 /// Chunks a writer may have in the worker pool at once (~2 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
@@ -182,7 +189,7 @@ impl Store {
     pub fn open(root: &Path, opts: OpenOptions) -> Result<Store> {
         name::check_namespace(&opts.namespace)?;
         let format_path = root.join(FORMAT_FILE);
-        match fs::read_to_string(&format_path) {
+        let format = match fs::read_to_string(&format_path) {
             Ok(s) => check_format(root, &s)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if may_create(root)? {
@@ -190,6 +197,7 @@ impl Store {
                         return Err(Error::NoStore(root.to_owned()));
                     }
                     create(root)?;
+                    index::FORMAT_VERSION
                 } else {
                     // Another process may have finished creating it between
                     // the two looks: its FORMAT is there now.
@@ -200,7 +208,7 @@ impl Store {
                 }
             }
             Err(e) => return Err(Error::io(&format_path, e)),
-        }
+        };
         // A store made before stores were private (or chmod'ed since) is
         // made owner-only by the first open of its owner: whoever else can
         // read it can read every stored key. The walk happens only while
@@ -213,7 +221,12 @@ impl Store {
         };
         let host = HostLock::acquire(root)?;
         make_reserve(root);
-        let index = Index::open(&root.join("index.sqlite"))?;
+        let index = open_index(root)?;
+        if format != index::FORMAT_VERSION {
+            // The index was migrated (now or by a run that stopped short of
+            // this): FORMAT follows it.
+            write_format(root)?;
+        }
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -1835,19 +1848,76 @@ fn record_range(loc: &Location) -> (u64, u64) {
     )
 }
 
-fn check_format(root: &Path, s: &str) -> Result<()> {
+/// The store's format version from its FORMAT file: the current one, or 1
+/// (migrated when the store is opened).
+fn check_format(root: &Path, s: &str) -> Result<u32> {
     let found = s.trim();
     match found
         .strip_prefix(FORMAT_PREFIX)
         .and_then(|v| v.parse::<u32>().ok())
     {
-        Some(v) if v == index::FORMAT_VERSION => Ok(()),
+        Some(v) if v == index::FORMAT_VERSION || v == 1 => Ok(v),
         _ => Err(Error::UnsupportedFormat {
             path: root.to_owned(),
             found: found.to_owned(),
             supported: index::FORMAT_VERSION,
         }),
     }
+}
+
+/// The index of the store at `root`, ready for changes: refused when it is
+/// missing or empty while packs hold data (it would show an empty store,
+/// and gc would take every pack for garbage), migrated from format 1.
+fn open_index(root: &Path) -> Result<Index> {
+    let path = root.join(INDEX_FILE);
+    let packs_dir = root.join("packs");
+    let refuse = |why| Error::IndexMissing {
+        path: path.clone(),
+        store: root.to_owned(),
+        why,
+    };
+    if !path.exists() && has_packs(&packs_dir)? {
+        return Err(refuse("is missing"));
+    }
+    let mut index = Index::open(&path)?;
+    index.set_journal(Box::new(ManifestLog::new(root)));
+    match index.state() {
+        IndexState::Current => {}
+        IndexState::Empty if has_packs(&packs_dir)? => {
+            return Err(refuse("is empty (it holds no format_version)"));
+        }
+        IndexState::Empty => index.init_format()?,
+        IndexState::Legacy => {
+            index.migrate_v1()?;
+        }
+    }
+    Ok(index)
+}
+
+/// Whether any pack file exists under `packs_dir`.
+fn has_packs(packs_dir: &Path) -> Result<bool> {
+    for entry in walkdir::WalkDir::new(packs_dir).min_depth(2).max_depth(2) {
+        match entry {
+            Ok(e) if e.path().extension().is_some_and(|x| x == "pack") => return Ok(true),
+            Ok(_) => {}
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {}
+            Err(e) => return Err(Error::io(packs_dir, e.into())),
+        }
+    }
+    Ok(false)
+}
+
+/// Write FORMAT for the current version: temp, fsync, rename, directory fsync.
+fn write_format(root: &Path) -> Result<()> {
+    let tmp = root.join("FORMAT.tmp");
+    let mut f = perms::create_file(&tmp)?;
+    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)
+        .and_then(|_| f.sync_all())
+        .at(&tmp)?;
+    fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
+    pack::sync_dir(root)
 }
 
 /// The store's reserve: space set aside so that `rm` works on a full disk
@@ -1923,7 +1993,7 @@ fn create(root: &Path) -> Result<()> {
     perms::create_dir(root)?;
     let _creating = InitLock::acquire(root)?;
     match fs::read_to_string(root.join(FORMAT_FILE)) {
-        Ok(s) => return check_format(root, &s),
+        Ok(s) => return check_format(root, &s).map(drop),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(root.join(FORMAT_FILE), e)),
     }

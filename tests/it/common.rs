@@ -92,14 +92,16 @@ pub fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// Flip one bit in the middle of a store's only pack: inside some chunk's
-/// payload (a store with one small artifact has one pack).
+/// Flip one bit in the middle of a store's only chunk pack: inside some
+/// chunk's payload (a store with one small artifact has one pack of chunks,
+/// beside the pack of its manifest records).
 pub fn damage_only_pack(store: &Path, bit: u8) {
     let pack = walkdir::WalkDir::new(store.join("packs"))
         .into_iter()
         .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "pack"))
-        .expect("a pack file")
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .find(|e| std::fs::read(e.path()).is_ok_and(|b| b.get(8..12) == Some(b"DCCH")))
+        .expect("a pack file of chunks")
         .into_path();
     let mut bytes = std::fs::read(&pack).unwrap();
     let mid = bytes.len() / 2;

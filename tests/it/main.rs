@@ -6,4 +6,5 @@ mod hardening_store;
 mod mount;
 mod mount_hardening;
 mod package;
+mod rebuild;
 mod store;

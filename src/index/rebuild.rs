@@ -1,0 +1,262 @@
+//! Rebuilding the index from the packs alone: every valid chunk record
+//! becomes a `chunks` row, and the manifest records are replayed, in commit
+//! order, through [`apply_change`], the code that applied them in the first
+//! place (store-layout.md, "Rebuilding the index").
+
+use rusqlite::TransactionBehavior;
+
+use super::{apply_change, insert_chunk_rows, set_journal_seq, Index, IndexState, Sql};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::manifest::{Change, Record};
+use crate::pack::{Location, PackName};
+
+/// What a scan of every pack found that a rebuild can use: records whose
+/// header is well formed and whose payload hashes to their id.
+#[derive(Default)]
+pub struct ScannedPacks {
+    /// Chunk records, one location per chunk id (the first valid copy).
+    pub chunks: Vec<(ChunkId, Location)>,
+    /// Manifest records, in no particular order, with the pack holding each.
+    pub records: Vec<(Record, PackName)>,
+}
+
+/// What a rebuild recovered.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RebuildReport {
+    /// Artifacts in the rebuilt index, and the namespaces they are in.
+    pub artifacts: u64,
+    pub namespaces: u64,
+    /// Distinct chunks indexed (referenced or not).
+    pub chunks: u64,
+    /// Manifest records replayed, and those that were not: superseded ones
+    /// (their seq taken again after a crash before their commit) and void
+    /// ones (their commit failed).
+    pub changes_replayed: u64,
+    pub changes_superseded: u64,
+    /// Changes that could not be applied, one line each (a chunk no pack
+    /// holds any more, say): what they changed is not recovered.
+    pub problems: Vec<String>,
+    /// The newest seq replayed: the rebuilt index continues from it.
+    pub journal_seq: u64,
+}
+
+/// The records a replay applies, in commit order: of several with one seq,
+/// the last written.
+pub(crate) fn in_commit_order(
+    mut records: Vec<(Record, PackName)>,
+) -> (Vec<(Record, PackName)>, u64) {
+    records.sort_by_key(|(r, _)| r.order_key());
+    let before = records.len();
+    let mut out: Vec<(Record, PackName)> = Vec::with_capacity(before);
+    for r in records {
+        if out.last().is_some_and(|(last, _)| last.seq == r.0.seq) {
+            out.pop();
+        }
+        out.push(r);
+    }
+    let superseded = (before - out.len()) as u64;
+    (out, superseded)
+}
+
+impl Index {
+    /// Fill an empty index from what a scan of the packs found, in one
+    /// transaction. A change that does not apply is reported and skipped,
+    /// as its first commit would have failed in the same way.
+    pub fn rebuild_from(&mut self, scanned: ScannedPacks) -> Result<RebuildReport> {
+        if self.state != IndexState::Empty {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                message: "a rebuild fills only an empty index".into(),
+            });
+        }
+        self.prepare()?;
+        let path = self.path.clone();
+        let mut report = RebuildReport {
+            chunks: scanned.chunks.len() as u64,
+            ..RebuildReport::default()
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .sql(&path)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES('format_version', ?1)",
+            [super::FORMAT_VERSION.to_string()],
+        )
+        .sql(&path)?;
+        insert_chunk_rows(&tx, &scanned.chunks).sql(&path)?;
+        let (records, superseded) = in_commit_order(scanned.records);
+        report.changes_superseded = superseded;
+        for (record, pack) in &records {
+            set_journal_seq(&tx, record.seq, *pack).sql(&path)?;
+            report.journal_seq = record.seq;
+            if record.change == Change::Void {
+                report.changes_superseded += 1;
+                continue;
+            }
+            // Each change in a savepoint: one that fails leaves no trace.
+            tx.execute_batch("SAVEPOINT change").sql(&path)?;
+            match apply_change(&tx, &path, &record.change, None) {
+                Ok(_) => {
+                    tx.execute_batch("RELEASE change").sql(&path)?;
+                    report.changes_replayed += 1;
+                }
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO change; RELEASE change")
+                        .sql(&path)?;
+                    report.problems.push(format!(
+                        "change #{} ({}) not recovered: {e}",
+                        record.seq,
+                        describe(&record.change)
+                    ));
+                }
+            }
+        }
+        let (artifacts, namespaces): (i64, i64) = tx
+            .query_row(
+                "SELECT count(*), count(DISTINCT namespace) FROM artifacts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .sql(&path)?;
+        tx.commit().sql(&path)?;
+        self.state = IndexState::Current;
+        report.artifacts = artifacts as u64;
+        report.namespaces = namespaces as u64;
+        Ok(report)
+    }
+}
+
+/// A change in a few words, for reports.
+fn describe(c: &Change) -> String {
+    let art = |ns: &str, name: &str| {
+        if ns.is_empty() {
+            format!("{name:?}")
+        } else {
+            format!("{ns}:{name:?}")
+        }
+    };
+    match c {
+        Change::PutArtifact { ns, name, .. } => format!("store artifact {}", art(ns, name)),
+        Change::PutFile {
+            ns, artifact, file, ..
+        } => format!("store {}/{:?}", art(ns, artifact), file.name),
+        Change::BeginPending { row } => {
+            format!(
+                "begin writing {}/{:?}",
+                art(&row.ns, &row.artifact),
+                row.name
+            )
+        }
+        Change::MovePending {
+            row,
+            to_artifact,
+            to_name,
+        } => format!(
+            "move {}/{:?} being written to {}/{to_name:?}",
+            art(&row.ns, &row.artifact),
+            row.name,
+            art(&row.ns, to_artifact)
+        ),
+        Change::EndPending { row, .. } => {
+            format!("end writing {}/{:?}", art(&row.ns, &row.artifact), row.name)
+        }
+        Change::RemoveArtifact { ns, name } => format!("remove artifact {}", art(ns, name)),
+        Change::RemoveFile { ns, artifact, file } => {
+            format!("remove {}/{file:?}", art(ns, artifact))
+        }
+        Change::RenameFile { ns, from, to } => format!(
+            "rename {}/{:?} to {}/{:?}",
+            art(ns, &from.0),
+            from.1,
+            art(ns, &to.0),
+            to.1
+        ),
+        Change::RenameArtifact { ns, from, to } => {
+            format!("rename artifact {} to {to:?}", art(ns, from))
+        }
+        Change::SetFileMeta {
+            ns, artifact, file, ..
+        } => format!("set mode/mtime of {}/{file:?}", art(ns, artifact)),
+        Change::RemoveQuarantined { ns, artifact } => match artifact {
+            Some(a) => format!("drop quarantined files of {}", art(ns, a)),
+            None => format!("drop quarantined files of namespace {ns:?}"),
+        },
+        Change::Void => "nothing (void)".into(),
+    }
+}
+
+impl Index {
+    /// Every chunk row with its location (for a replay beside this index).
+    pub fn all_chunks(&self) -> Result<Vec<(ChunkId, Location)>> {
+        self.rows(
+            "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
+             FROM chunks c JOIN packs p ON p.id = c.pack",
+            [],
+            |r| {
+                let id: Vec<u8> = r.get(0)?;
+                Ok((
+                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    super::location_from(r, 1)?,
+                ))
+            },
+        )
+    }
+
+    /// The artifact state a replay must reproduce, one line per artifact
+    /// and per file, sorted: everything but `last_access` (reads are not
+    /// changes) and row ids.
+    pub fn artifact_state(&self) -> Result<Vec<String>> {
+        let mut lines = self.rows("SELECT namespace, name, created FROM artifacts", [], |r| {
+            Ok(format!(
+                "artifact {:?}:{:?} created {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?
+            ))
+        })?;
+        lines.extend(self.rows(
+            "SELECT a.namespace, a.name, f.name, f.size, f.mode, f.mtime_ns, f.hash, f.committed, f.quarantine
+             FROM files f JOIN artifacts a ON a.id = f.artifact",
+            [],
+            |r| {
+                Ok(format!(
+                    "file {:?}:{:?}/{:?} size {} mode {:o} mtime {} digest {} committed {} quarantine {:?}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    hex::encode(r.get::<_, Vec<u8>>(6)?),
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<String>>(8)?
+                ))
+            },
+        )?);
+        lines.sort();
+        Ok(lines)
+    }
+}
+
+/// Replay `records` (those of committed changes) beside `live` and say where
+/// the result differs from it: what a rebuild would get wrong. Empty when
+/// a rebuild would give back exactly this index's artifacts.
+pub fn replay_differences(live: &Index, records: Vec<(Record, PackName)>) -> Result<Vec<String>> {
+    let seq = live.journal_seq()?;
+    let records = records.into_iter().filter(|(r, _)| r.seq <= seq).collect();
+    let scanned = ScannedPacks {
+        chunks: live.all_chunks()?,
+        records,
+    };
+    let mut replay = Index::open(std::path::Path::new(":memory:"))?;
+    let report = replay.rebuild_from(scanned)?;
+    let (want, got) = (live.artifact_state()?, replay.artifact_state()?);
+    let mut out = report.problems;
+    let missing = want.iter().filter(|l| got.binary_search(l).is_err());
+    let extra = got.iter().filter(|l| want.binary_search(l).is_err());
+    out.extend(missing.map(|l| format!("the index has {l}, its manifest records do not")));
+    out.extend(extra.map(|l| format!("the manifest records have {l}, the index does not")));
+    Ok(out)
+}
