@@ -233,7 +233,7 @@ enum Handle {
 /// Lock order: a `Session`'s mutex, then at most one of `sessions`,
 /// `inodes`, `handles` (each held only for a map operation). Never lock a
 /// session while holding a table: clone the `Arc`s out of `sessions` and
-/// drop its guard first (as [`View::sessions_snapshot`] does). A commit
+/// drop its guard first (as `View::sessions_snapshot` does). A commit
 /// holds its session while it leaves `sessions`, so the reverse order
 /// deadlocks (rmdir against a closing `cp` did, before this rule).
 pub struct View {
