@@ -36,7 +36,10 @@
 //!   one code point each, as on a wide build (see [`SURROGATE_MARK`]).
 //!
 //! - NEL (U+0085) is a line break, as in PyYAML's reader (see
-//!   [`nel_as_line_feed`]).
+//!   [`nel_as_line_feed`]); a quoted scalar's continuation lines need no
+//!   indentation ([`compose_as_pyyaml`]); a block scalar whose last line ends
+//!   the file without a break has no final break ([`unbreak_last_line_at_eof`]);
+//!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters; looking a DEA key up *through* a
@@ -46,7 +49,7 @@
 //! fingerprints-generated/known-differences.txt lists them); `!!python/object*`
 //! and `!!python/name` tags are refused; where both fail, messages differ.
 
-use super::pyvalue::{BigInt, Dict, PyStr, Value};
+use super::pyvalue::{BigInt, Dict, PyStr, Value, PYYAML_NAN};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -417,6 +420,28 @@ fn indent_quoted_continuations(text: &str, line: usize, col: usize) -> Option<St
     Some(out)
 }
 
+/// A block scalar whose last content line ends the file without a line break
+/// has no final line break in PyYAML (its clip and keep chomping add the
+/// break that was read, none); saphyr adds one as YAML 1.2 says. So `a: |`,
+/// `  x` at the very end reads `x`, not `x\n`. The last line is content when
+/// the scalar's span reaches the end, it is indented and holds more than
+/// blanks, and the value (less its break) ends with that line's text.
+fn unbreak_last_line_at_eof(text: &str, span: &Span, value: &mut String) {
+    if text.ends_with(['\n', '\r']) || !value.ends_with('\n') {
+        return;
+    }
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or(text);
+    let content = last.trim_start_matches(' ');
+    let reaches_end = span.end.index() >= text.chars().count();
+    if reaches_end
+        && last.starts_with(' ')
+        && !content.trim_matches([' ', '\t']).is_empty()
+        && value[..value.len() - 1].ends_with(content)
+    {
+        value.pop();
+    }
+}
+
 /// The document's root node, and its anchors by saphyr's id (for [`NodeKind::Recursive`]).
 type Composed = (Option<Rc<Node>>, HashMap<usize, Rc<Node>>);
 
@@ -491,8 +516,11 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                let (value, exact) =
-                    restore_surrogates(value.into_owned(), style == ScalarStyle::DoubleQuoted);
+                let mut value = value.into_owned();
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    unbreak_last_line_at_eof(text, &span, &mut value);
+                }
+                let (value, exact) = restore_surrogates(value, style == ScalarStyle::DoubleQuoted);
                 Some((
                     Rc::new(Node {
                         tag: tag_string(tag.as_deref()),
@@ -1053,7 +1081,7 @@ fn construct_float(raw: &str) -> Result<f64, String> {
         return Ok(sign * f64::INFINITY);
     }
     if v == ".nan" {
-        return Ok(f64::NAN);
+        return Ok(PYYAML_NAN);
     }
     if v.contains(':') {
         let mut digits: Vec<f64> = v
@@ -1504,6 +1532,40 @@ mod tests {
         // The check is done on saphyr's message: it must still be this one.
         let e = compose("a: \"q\nr\"\n").unwrap_err();
         assert_eq!(e.message, UNDER_INDENTED_QUOTED);
+    }
+
+    /// Generated cases g0001, g0010, g0303, g0305, g0400, g0498: a block
+    /// scalar ending the file without a line break. Expected values are
+    /// PyYAML 3.10's under Python 2.7.
+    #[test]
+    fn block_scalar_at_end_of_file_without_line_break_has_none() {
+        assert_eq!(json("a: |\n  x\n  y"), r#"{"a": "x\ny"}"#);
+        assert_eq!(json("a: >+\n  x\n\n  y  "), r#"{"a": "x\ny  "}"#);
+        assert_eq!(json("- >\n  a\n  b"), r#"["a b"]"#);
+        assert_eq!(json("a: |2\n    x"), r#"{"a": "  x"}"#);
+        assert_eq!(json("a: |-\n  x"), r#"{"a": "x"}"#);
+        // The last line is no content: the break after x stays.
+        assert_eq!(json("a: |\n  x\n# c"), r#"{"a": "x\n"}"#);
+        assert_eq!(json("a: |\n  x\nb: y"), r#"{"a": "x\n", "b": "y"}"#);
+        assert_eq!(json("a: |\n  x\n"), r#"{"a": "x\n"}"#);
+    }
+
+    /// Generated case g0498: PyYAML's `.nan` is one object, so two `.nan`
+    /// keys are one key; `!!float nan` is a new NaN each time. Expected values
+    /// are PyYAML 3.10's under Python 2.7.
+    #[test]
+    fn nan_keys_are_one_key_as_pyyaml_nan_value_is_one_object() {
+        assert_eq!(json("{.nan: a, .NaN: b, c: 1}"), r#"{"NaN": "b", "c": 1}"#);
+        assert_eq!(json("{.nan: a, !!float -.nan: b}"), r#"{"NaN": "b"}"#);
+        assert_eq!(
+            json("{.nan: a, !!float nan: b}"),
+            r#"{"NaN": "a", "NaN": "b"}"#
+        );
+        assert_eq!(
+            json("{!!float nan: a, !!float nan: b}"),
+            r#"{"NaN": "a", "NaN": "b"}"#
+        );
+        assert_eq!(json("[.nan, .nan]"), "[NaN, NaN]");
     }
 
     #[test]
