@@ -42,7 +42,10 @@
 //!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
-//! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters; looking a DEA key up *through* a
+//! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
+//! mapping key holding one is refused as PyYAML refuses it
+//! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
+//! reproduced; looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
 //! mapping, and fails; saphyr accepts some documents PyYAML's scanner refuses
 //! and folds some block scalars differently (tests/fixtures/
@@ -442,6 +445,19 @@ fn unbreak_last_line_at_eof(text: &str, span: &Span, value: &mut String) {
     }
 }
 
+/// Whether the mapping key starting at byte `start` (at its properties) is an
+/// implicit ("simple") key, not one after a `?` indicator. PyYAML refuses a
+/// simple key spanning lines and counts LS and PS as line breaks, saphyr
+/// neither; a key whose text holds one is refused (`compose`). Anything
+/// before the key other than blanks and line breaks back to a `?` counts as
+/// implicit; a `?` ending a previous plain scalar is read as explicit, which
+/// errs toward loading.
+fn is_implicit_key(text: &str, start: usize) -> bool {
+    !text[..start]
+        .trim_end_matches([' ', '\t', '\n', '\r'])
+        .ends_with('?')
+}
+
 /// The document's root node, and its anchors by saphyr's id (for [`NodeKind::Recursive`]).
 type Composed = (Option<Rc<Node>>, HashMap<usize, Rc<Node>>);
 
@@ -605,6 +621,25 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                             "found duplicate anchor {name:?}; first occurrence at line {}, column {}",
                             first.0, first.1
                         ),
+                    ));
+                }
+            }
+        }
+        if let (Some((node, _)), Some(Frame::Map { key: None, .. })) = (&complete, stack.last()) {
+            if matches!(node.kind, NodeKind::Scalar { .. }) {
+                let offsets = char_offsets
+                    .get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+                let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
+                let (start, end) = (byte(span.start.index()), byte(span.end.index()));
+                if is_implicit_key(text, start)
+                    && text[start..end].contains(['\u{2028}', '\u{2029}'])
+                {
+                    return Err(at(
+                        &span,
+                        "while scanning a simple key: could not find expected ':' (a mapping key \
+                         must be on one line, and PyYAML reads U+2028 and U+2029 as line breaks; \
+                         write them as \\L and \\P in a double-quoted key)"
+                            .into(),
                     ));
                 }
             }
@@ -1566,6 +1601,26 @@ mod tests {
             r#"{"NaN": "a", "NaN": "b"}"#
         );
         assert_eq!(json("[.nan, .nan]"), "[NaN, NaN]");
+    }
+
+    /// Generated cases g0017, g0058, g0062 and 18 more: PyYAML reads LS and
+    /// PS as line breaks, so a key holding one spans lines and is refused
+    /// (saphyr read them as characters). Outcomes are PyYAML 3.10's under
+    /// Python 2.7.
+    #[test]
+    fn a_key_holding_ls_or_ps_is_refused_as_pyyaml_refuses_it() {
+        for refused in [
+            "\"a\u{2028}x\": 1\n",
+            "m:\n  &a !!str 'a\u{2029}x': 1\n",
+            "{\"a\u{2028}x\": 1}\n",
+            "- k: 1\n  a\u{2028}x: 2\n",
+        ] {
+            let e = load(refused.as_bytes()).unwrap_err();
+            assert!(e.message.contains("simple key"), "{refused:?}: {e:?}");
+        }
+        // Values may hold them; an explicit key may span lines.
+        assert_eq!(json("a: \"x\u{2028}y\"\n"), r#"{"a": "x\u2028y"}"#);
+        assert_eq!(json("? \"a\u{2028}x\"\n: 1\n"), r#"{"a\u2028x": 1}"#);
     }
 
     #[test]
