@@ -39,7 +39,9 @@
 //!   [`nel_as_line_feed`]); a quoted scalar's continuation lines need no
 //!   indentation ([`compose_as_pyyaml`]); a block scalar whose last line ends
 //!   the file without a break has no final break ([`unbreak_last_line_at_eof`]);
-//!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]).
+//!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]);
+//!   a plain scalar in a flow collection holding `:` or `?` is refused
+//!   ([`pyyaml_flow_plain_error`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
@@ -47,9 +49,9 @@
 //! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
 //! reproduced; looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
-//! mapping, and fails; saphyr accepts some documents PyYAML's scanner refuses
-//! and folds some block scalars differently (tests/fixtures/
-//! fingerprints-generated/known-differences.txt lists them); `!!python/object*`
+//! mapping, and fails; saphyr may accept other documents PyYAML's scanner
+//! refuses (tests/fixtures/fingerprints-generated/known-differences.txt
+//! lists any the generated corpus finds); `!!python/object*`
 //! and `!!python/name` tags are refused; where both fail, messages differ.
 
 use super::pyvalue::{BigInt, Dict, PyStr, Value, PYYAML_NAN};
@@ -458,6 +460,72 @@ fn is_implicit_key(text: &str, start: usize) -> bool {
         .ends_with('?')
 }
 
+/// Whether the collection whose start event ends at byte `end` opened with
+/// `[` or `{`. saphyr's events do not say; a flow start's span ends just
+/// after its bracket, a block start's is empty at its first key or `-`,
+/// which never follows a bracket (a block collection cannot be inside a
+/// flow one, and the caller only asks outside flow context).
+fn opens_flow(text: &str, end: usize) -> bool {
+    text[..end].ends_with(['[', '{'])
+}
+
+/// The source of a plain scalar event, less its properties: saphyr's span
+/// starts at the first `&anchor` or `!tag` (whose text may hold `:`).
+fn plain_scalar_source(source: &str) -> (usize, &str) {
+    let mut rest = source;
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        let property = if let Some(verbatim) = trimmed.strip_prefix("!<") {
+            verbatim.find('>').map(|i| 2 + i + 1)
+        } else if trimmed.starts_with(['&', '!']) {
+            Some(
+                trimmed
+                    .find([' ', '\t', '\r', '\n'])
+                    .unwrap_or(trimmed.len()),
+            )
+        } else {
+            None
+        };
+        match property {
+            Some(len) => rest = &trimmed[len..],
+            None => return (source.len() - trimmed.len(), trimmed),
+        }
+    }
+}
+
+/// PyYAML's scanner ends a plain scalar in a flow collection at any of
+/// `,:?[]{}` (scanner.py, `scan_plain`); saphyr (YAML 1.2) keeps a `:`
+/// followed by a non-space and any `?` inside it. PyYAML then refuses the
+/// `:` ("found unexpected ':'") and its parser the `?` (a key indicator
+/// after a node), so such a scalar is an error, at the first of them. Returns
+/// its byte offset in `scalar` and the message.
+fn pyyaml_flow_plain_error(scalar: &str) -> Option<(usize, &'static str)> {
+    let mut chars = scalar.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, n)| n);
+        match c {
+            // After LS or PS, PyYAML ends the scalar at the ':' without
+            // complaint (a known gap: saphyr reads them as characters).
+            ':' if !matches!(next, Some('\u{2028}' | '\u{2029}')) => {
+                return Some((
+                    i,
+                    "while scanning a plain scalar: found unexpected ':' (PyYAML 3.x refuses \
+                     ':' followed by a non-space inside [...] or {...}; quote the scalar)",
+                ))
+            }
+            '?' => {
+                return Some((
+                    i,
+                    "while parsing a flow collection: expected ',' or its end, but got '?' \
+                     (PyYAML ends a plain scalar at '?' inside [...] or {...}; quote the scalar)",
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The document's root node, and its anchors by saphyr's id (for [`NodeKind::Recursive`]).
 type Composed = (Option<Rc<Node>>, HashMap<usize, Rc<Node>>);
 
@@ -471,6 +539,9 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
     // Anchor names seen in the document, with where they were first defined.
     let mut anchor_names: HashMap<String, (usize, usize)> = HashMap::new();
     let mut char_offsets: Option<Vec<usize>> = None;
+    // The depth of the outermost flow collection open, if any: everything
+    // inside it is in PyYAML's flow context.
+    let mut flow_from: Option<usize> = None;
     let at = |span: &Span, message: String| YamlError {
         line: span.start.line(),
         col: span.start.col() + 1,
@@ -488,6 +559,25 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                 })
             }
         };
+        let entering_flow = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..))
+            && flow_from.is_none();
+        let flow_plain =
+            matches!(event, Event::Scalar(_, ScalarStyle::Plain, ..)) && flow_from.is_some();
+        if entering_flow || flow_plain {
+            let offsets =
+                char_offsets.get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+            let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
+            let (start, end) = (byte(span.start.index()), byte(span.end.index()));
+            if entering_flow && opens_flow(text, end) {
+                flow_from = Some(stack.len());
+            }
+            if flow_plain {
+                let (skipped, scalar) = plain_scalar_source(&text[start..end]);
+                if let Some((i, message)) = pyyaml_flow_plain_error(scalar) {
+                    return Err(err_at(text, start + skipped + i, message.into()));
+                }
+            }
+        }
         let is_seq_start = matches!(event, Event::SequenceStart(..));
         let defined_anchor = match &event {
             Event::Scalar(_, _, anchor, _)
@@ -643,6 +733,9 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                     ));
                 }
             }
+        }
+        if flow_from == Some(stack.len()) {
+            flow_from = None;
         }
         if let Some((node, anchor)) = complete {
             if anchor > 0 {
@@ -1529,8 +1622,10 @@ mod tests {
         super::super::pyjson::dumps(&load_str(s)).unwrap()
     }
 
+    /// `s` as the one item of a block sequence (in a flow sequence, PyYAML
+    /// refuses a plain `1:20`).
     fn scalar_json(s: &str) -> String {
-        json(&format!("[{s}]"))
+        json(&format!("- {s}\n"))
     }
 
     /// Generated cases g0020, g0068, g0091, g0138, g0160, g0165, g0381, g0400:
@@ -1621,6 +1716,55 @@ mod tests {
         // Values may hold them; an explicit key may span lines.
         assert_eq!(json("a: \"x\u{2028}y\"\n"), r#"{"a": "x\u2028y"}"#);
         assert_eq!(json("? \"a\u{2028}x\"\n: 1\n"), r#"{"a\u2028x": 1}"#);
+    }
+
+    /// Generated cases g0226, g0379, g0396, g0493, g0547: PyYAML ends a
+    /// plain scalar in a flow collection at `:` and `?`, and refuses what
+    /// follows; saphyr kept `1:20` and `a?b` as scalars. Outcomes and error
+    /// positions are PyYAML 3.10's under Python 2.7 (5.x accepts the `:`).
+    #[test]
+    fn colon_or_question_mark_in_a_flow_plain_scalar_is_refused_as_pyyaml_refuses_it() {
+        for (refused, line, col) in [
+            ("[1:20, x]", 1, 3),
+            ("{0x1F: [1:20]}", 1, 10),
+            ("a: [x::]", 1, 6),
+            ("[http://x]", 1, 6),
+            ("[-:x]", 1, 3),
+            ("[a, b\n  c:d]", 2, 4),
+            ("[&a x:y]", 1, 6),
+            ("[!!str x:y]", 1, 9),
+            ("{a: [b, {c: d}], e: f:g}", 1, 22),
+        ] {
+            let e = load(refused.as_bytes()).unwrap_err();
+            assert!(
+                e.message.contains("found unexpected ':'"),
+                "{refused:?}: {e:?}"
+            );
+            assert_eq!((e.line, e.col), (line, col), "{refused:?}: {e:?}");
+        }
+        for (refused, line, col) in [
+            ("[a?b]", 1, 3),
+            ("{a?b: c}", 1, 3),
+            ("{k: a ?b}", 1, 7),
+            ("[a ? b]", 1, 4),
+            ("[a\n?b]", 2, 1),
+        ] {
+            let e = load(refused.as_bytes()).unwrap_err();
+            assert!(e.message.contains("got '?'"), "{refused:?}: {e:?}");
+            assert_eq!((e.line, e.col), (line, col), "{refused:?}: {e:?}");
+        }
+        // A ':' before a space, flow indicator or the end is an indicator in
+        // both; tags may hold ':'; block context keeps both characters.
+        assert_eq!(json("[a:, b]"), r#"[{"a": null}, "b"]"#);
+        assert_eq!(json("[a: b]"), r#"[{"a": "b"}]"#);
+        assert_eq!(json("{? a: b}"), r#"{"a": "b"}"#);
+        assert_eq!(json("[!<tag:yaml.org,2002:str> x]"), r#"["x"]"#);
+        assert_eq!(json("[a#b]"), r#"["a#b"]"#);
+        assert_eq!(json("k: a:b?\n"), r#"{"k": "a:b?"}"#);
+        assert_eq!(
+            json("a:\n  - x:y\n  - [p, q]\n  - r:s?\n"),
+            r#"{"a": ["x:y", ["p", "q"], "r:s?"]}"#
+        );
     }
 
     #[test]
