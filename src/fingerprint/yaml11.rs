@@ -38,7 +38,8 @@
 //! - NEL (U+0085) is a line break, as in PyYAML's reader (see
 //!   [`nel_as_line_feed`]); a quoted scalar's continuation lines need no
 //!   indentation ([`compose_as_pyyaml`]); a block scalar whose last line ends
-//!   the file without a break has no final break ([`unbreak_last_line_at_eof`]);
+//!   the file without a break, blanks only or not, adds no final break
+//!   ([`unbreak_last_line_at_eof`]);
 //!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]);
 //!   a plain scalar in a flow collection holding `:` or `?` is refused
 //!   ([`pyyaml_flow_plain_error`]).
@@ -425,26 +426,50 @@ fn indent_quoted_continuations(text: &str, line: usize, col: usize) -> Option<St
     Some(out)
 }
 
-/// A block scalar whose last content line ends the file without a line break
-/// has no final line break in PyYAML (its clip and keep chomping add the
-/// break that was read, none); saphyr adds one as YAML 1.2 says. So `a: |`,
-/// `  x` at the very end reads `x`, not `x\n`. The last line is content when
-/// the scalar's span reaches the end, it is indented and holds more than
-/// blanks, and the value (less its break) ends with that line's text.
+/// A block scalar whose last line ends the file without a line break has no
+/// final line break in PyYAML (its clip and keep chomping add the break that
+/// was read, none); saphyr adds one when that line is indented at least as
+/// deep as the content, even when it holds only blanks. So `a: |`, `  x` at
+/// the very end reads `x`, not `x\n`, and `a: |`, `  x`, `  ` reads `x\n`,
+/// not `x\n\n`. saphyr's extra break comes before the kept trailing breaks,
+/// all of which are `\n`, so dropping the last one is the same. Without
+/// content, saphyr's keep chomping (`|+`) counts blanks right after the
+/// header as a line (`\n`); PyYAML reads nothing there.
 fn unbreak_last_line_at_eof(text: &str, span: &Span, value: &mut String) {
     if text.ends_with(['\n', '\r']) || !value.ends_with('\n') {
         return;
     }
-    let last = text.rsplit(['\n', '\r']).next().unwrap_or(text);
-    let content = last.trim_start_matches(' ');
     let reaches_end = span.end.index() >= text.chars().count();
-    if reaches_end
-        && last.starts_with(' ')
-        && !content.trim_matches([' ', '\t']).is_empty()
-        && value[..value.len() - 1].ends_with(content)
-    {
+    let mut lines = text.rsplit(['\n', '\r']);
+    let last = lines.next().unwrap_or(text);
+    let unbreak = match block_scalar_indent(text, value) {
+        Some(indent) => spaces(last) >= indent.max(1),
+        None => value == "\n" && lines.next().is_some_and(|header| !header.trim().is_empty()),
+    };
+    if reaches_end && unbreak {
         value.pop();
     }
+}
+
+/// The content indentation of a block scalar that ends the text, from its
+/// last line holding more than spaces: that line's spaces in the source less
+/// those left in the value (an explicit indentation indicator or a more
+/// indented line keeps the rest; a folded line that joined others starts at
+/// the indentation, as its last source line does). `None` when the value has
+/// no such line.
+fn block_scalar_indent(text: &str, value: &str) -> Option<usize> {
+    let last_with_text = |s: &str, breaks: &[char]| {
+        s.rsplit(breaks)
+            .find(|l| !l.trim_start_matches(' ').is_empty())
+            .map(spaces)
+    };
+    let in_value = last_with_text(value, &['\n'])?;
+    last_with_text(text, &['\n', '\r'])?.checked_sub(in_value)
+}
+
+/// Leading spaces of `line` (the only indentation YAML counts).
+fn spaces(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
 }
 
 /// Whether the mapping key starting at byte `start` (at its properties) is an
@@ -1678,6 +1703,33 @@ mod tests {
         assert_eq!(json("a: |\n  x\n# c"), r#"{"a": "x\n"}"#);
         assert_eq!(json("a: |\n  x\nb: y"), r#"{"a": "x\n", "b": "y"}"#);
         assert_eq!(json("a: |\n  x\n"), r#"{"a": "x\n"}"#);
+    }
+
+    /// A block scalar followed by a last line of blanks only, without a line
+    /// break: saphyr read it as one more line. Expected values are PyYAML
+    /// 3.10's under Python 2.7.
+    #[test]
+    fn block_scalar_then_blanks_at_end_of_file_without_line_break() {
+        for (yaml, want) in [
+            ("a: |\n  x\n  ", r#"{"a": "x\n"}"#),
+            ("a: |\n  x\n   ", r#"{"a": "x\n "}"#),
+            ("a: |\n  x\n ", r#"{"a": "x\n"}"#),
+            ("a: >\n  x\n  y\n  ", r#"{"a": "x y\n"}"#),
+            ("a: |+\n  x\n\n  ", r#"{"a": "x\n\n"}"#),
+            ("a: |+\n  x\n\n ", r#"{"a": "x\n\n"}"#),
+            ("a: |-\n  x\n   ", r#"{"a": "x\n "}"#),
+            ("a: |\n  \n  x\n  ", r#"{"a": "\nx\n"}"#),
+            ("a: |1\n  x\n ", r#"{"a": " x\n"}"#),
+            ("m:\n  a: |2\n      x\n     ", r#"{"m": {"a": "  x\n "}}"#),
+            ("m:\n  a: |2\n      x\n   ", r#"{"m": {"a": "  x\n"}}"#),
+            ("- - |\n    x\n    ", r#"[["x\n"]]"#),
+            ("a: |\n  x\n  \t", r#"{"a": "x\n\t"}"#),
+            ("a: |+ # c\n   ", r#"{"a": ""}"#),
+            ("a: |+\n\n  ", r#"{"a": "\n"}"#),
+            ("|+\n  \n  ", r#""\n""#),
+        ] {
+            assert_eq!(json(yaml), want, "{yaml:?}");
+        }
     }
 
     /// Generated case g0498: PyYAML's `.nan` is one object, so two `.nan`
