@@ -102,7 +102,9 @@ impl Value {
             Value::Int(i) => CanonKey::Int(i.to_string()),
             Value::Float(f) => {
                 if f.is_nan() {
-                    return None;
+                    // Python's dict finds a key by identity before equality.
+                    return (f.to_bits() == PYYAML_NAN.to_bits())
+                        .then_some(CanonKey::Float(f.to_bits()));
                 }
                 if f.is_finite() && f.fract() == 0.0 {
                     CanonKey::Int(integral_float_digits(*f))
@@ -246,6 +248,13 @@ enum CanonKey {
 }
 
 /// A Python 2 dict with PyYAML's insertion semantics (see the module doc).
+/// PyYAML's `SafeConstructor.nan_value`: every `.nan` it constructs is this
+/// one float object, so two `.nan` keys are the same key (a dict finds a key
+/// by identity before equality), while `float('nan')` (from `!!float nan`)
+/// is a new object each time, equal to no key. A NaN payload no arithmetic
+/// here produces marks it.
+pub const PYYAML_NAN: f64 = f64::from_bits(0x7ff8_0000_0079_616d);
+
 #[derive(Clone, Debug, Default)]
 pub struct Dict {
     entries: Vec<(Value, Value)>,
