@@ -70,6 +70,8 @@ const ATTR_TTL: Duration = Duration::from_secs(1);
 const DIR_ENTRY_TTL: Duration = Duration::from_secs(1);
 const FILE_ENTRY_TTL: Duration = Duration::ZERO;
 const BLKSIZE: u32 = 128 * 1024;
+/// The mount's type is `fuse.` + this.
+const FS_SUBTYPE: &str = "deploycache";
 
 /// Options of `deploycache mount`.
 #[derive(Clone, Debug, Default)]
@@ -1566,9 +1568,21 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     }
     let view = View::new(store, cfg.read_only, complete_when);
     let mut config = Config::default();
+    // The store is the mount's source and `fuse.deploycache` its type, as
+    // sshfs shows `user@host:path` and `fuse.sshfs`: `findmnt -t
+    // fuse.deploycache` finds it, and `mount -a` sees an fstab line of that
+    // store already mounted. As root fuser calls mount(2) itself with type
+    // "fuse" and leaves the subtype to fusermount3, so the subtype goes to
+    // the kernel as an option (which fusermount3 would refuse a second
+    // time).
+    let source = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     config.mount_options = vec![
-        MountOption::FSName("deploycache".into()),
-        MountOption::Subtype("deploycache".into()),
+        MountOption::FSName(source.to_string_lossy().into_owned()),
+        if current_ids().0 == 0 {
+            MountOption::CUSTOM(format!("subtype={FS_SUBTYPE}"))
+        } else {
+            MountOption::Subtype(FS_SUBTYPE.into())
+        },
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
@@ -1850,10 +1864,12 @@ impl MountEntry {
         })
     }
 
-    /// Mounted by `mount` (fsname deploycache; type "fuse" as root,
-    /// "fuse.deploycache" through fusermount3's subtype).
+    /// Mounted by `deploycache mount`: type "fuse.deploycache" (the store
+    /// as its source), or, from a daemon of an earlier version, type
+    /// "fuse" with source "deploycache".
     fn is_deploycache(&self) -> bool {
-        (self.fstype == "fuse" || self.fstype == "fuse.deploycache") && self.source == "deploycache"
+        self.fstype == format!("fuse.{FS_SUBTYPE}")
+            || (self.fstype == "fuse" && self.source == FS_SUBTYPE)
     }
 }
 
@@ -1966,6 +1982,8 @@ mod tests {
         let e = MountEntry::parse(user).unwrap();
         assert_eq!(e.point, PathBuf::from(r"/srv/deploy cache/a\b"));
         assert!(e.is_deploycache());
+        let now = "52 27 0:42 / /iso/c rw - fuse.deploycache /var/lib/deploycache rw";
+        assert!(MountEntry::parse(now).unwrap().is_deploycache());
         let sshfs = "60 27 0:45 / /mnt/x rw - fuse.sshfs host:/dir rw";
         assert!(!MountEntry::parse(sshfs).unwrap().is_deploycache());
         assert!(MountEntry::parse("garbage").is_none());

@@ -451,8 +451,19 @@ fn installed_package_mounts_a_store_from_an_fstab_line() {
     // which returns once the mount serves.
     run(Command::new("mount").arg("-T").arg(&fstab).arg(&mp));
     let (fstype, options) = mount_entry(&mp).expect("mounted");
-    // fuser's mount(2) as root passes no subtype: the kernel says "fuse".
-    assert!(fstype == "fuse" || fstype == "fuse.deploycache", "{fstype}");
+    assert_eq!(fstype, "fuse.deploycache");
+    // mount -a sees the line mounted already (same type, the store as its
+    // source) and leaves it be, as it does for sshfs.
+    run(Command::new("mount").arg("-a").arg("-T").arg(&fstab));
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&format!(" {} ", mp.display())))
+            .count(),
+        1,
+        "{mounts}"
+    );
     assert!(options.split(',').any(|o| o == "allow_other"), "{options}");
     assert_eq!(fs::read(mp.join(SHA).join("image.gz.src")).unwrap(), image);
     assert!(
