@@ -42,7 +42,9 @@
 //!   ([`unbreak_last_line_at_eof`]);
 //!   every `.nan` is one object, so `.nan` keys are one key ([`PYYAML_NAN`]);
 //!   a plain scalar in a flow collection holding `:` or `?` is refused
-//!   ([`pyyaml_flow_plain_error`]).
+//!   ([`pyyaml_flow_plain_error`]); an implicit key whose `:` is more than
+//!   1024 characters after its start is refused in flow context too
+//!   ([`simple_key_too_long`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
@@ -485,6 +487,27 @@ fn is_implicit_key(text: &str, start: usize) -> bool {
         .ends_with('?')
 }
 
+/// PyYAML's scanner forgets a possible simple key once it has read more than
+/// this many characters past the key's first one (scanner.py,
+/// `stale_possible_simple_keys`); saphyr has no such limit.
+const SIMPLE_KEY_MAX_CHARS: usize = 1024;
+
+/// Whether the implicit key starting at byte `start` (at its properties) and
+/// ending at byte `end` has its `:` more than [`SIMPLE_KEY_MAX_CHARS`]
+/// characters after `start`. PyYAML then drops the key and meets the `:`
+/// without one, an error in every context ("could not find expected ':'",
+/// "mapping values are not allowed here", "expected ',' or '}', but got
+/// ':'"); only spaces can lie between a simple key and its `:` there.
+/// saphyr refuses such keys by itself in block context, not in flow context.
+fn simple_key_too_long(text: &str, start: usize, end: usize) -> bool {
+    let rest = &text[end..];
+    // A flow collection's end event may span its closing bracket or not.
+    let rest = rest.strip_prefix([']', '}']).unwrap_or(rest);
+    let after = rest.trim_start_matches(' ');
+    let colon = text.len() - after.len();
+    after.starts_with(':') && text[start..colon].chars().count() > SIMPLE_KEY_MAX_CHARS
+}
+
 /// Whether the collection whose start event ends at byte `end` opened with
 /// `[` or `{`. saphyr's events do not say; a flow start's span ends just
 /// after its bracket, a block start's is empty at its first key or `-`,
@@ -567,6 +590,8 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
     // The depth of the outermost flow collection open, if any: everything
     // inside it is in PyYAML's flow context.
     let mut flow_from: Option<usize> = None;
+    // Where each open collection starts (a char index), parallel to `stack`.
+    let mut starts: Vec<usize> = Vec::new();
     let at = |span: &Span, message: String| YamlError {
         line: span.start.line(),
         col: span.start.col() + 1,
@@ -609,6 +634,13 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
             | Event::SequenceStart(anchor, _)
             | Event::MappingStart(anchor, _) => *anchor,
             _ => 0,
+        };
+        // The start of the collection this event closes (a key's start for
+        // the simple key limit).
+        let collection_start = if matches!(event, Event::SequenceEnd | Event::MappingEnd) {
+            starts.pop()
+        } else {
+            None
         };
         let complete: Option<(Rc<Node>, usize)> = match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
@@ -676,6 +708,7 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                 if anchor > 0 {
                     open_anchors.insert(anchor);
                 }
+                starts.push(span.start.index());
                 let node = Node {
                     tag: tag_string(tag.as_deref()),
                     line: span.start.line(),
@@ -741,22 +774,34 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
             }
         }
         if let (Some((node, _)), Some(Frame::Map { key: None, .. })) = (&complete, stack.last()) {
-            if matches!(node.kind, NodeKind::Scalar { .. }) {
-                let offsets = char_offsets
-                    .get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
-                let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
-                let (start, end) = (byte(span.start.index()), byte(span.end.index()));
-                if is_implicit_key(text, start)
-                    && text[start..end].contains(['\u{2028}', '\u{2029}'])
-                {
-                    return Err(at(
-                        &span,
-                        "while scanning a simple key: could not find expected ':' (a mapping key \
-                         must be on one line, and PyYAML reads U+2028 and U+2029 as line breaks; \
-                         write them as \\L and \\P in a double-quoted key)"
-                            .into(),
-                    ));
-                }
+            let offsets =
+                char_offsets.get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+            let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
+            let (start, end) = (byte(span.start.index()), byte(span.end.index()));
+            let key_start = collection_start.map_or(start, byte);
+            if is_implicit_key(text, key_start) && simple_key_too_long(text, key_start, end) {
+                return Err(err_at(
+                    text,
+                    key_start,
+                    format!(
+                        "while scanning a simple key: could not find expected ':' (PyYAML reads \
+                         a mapping key only if its ':' is at most {SIMPLE_KEY_MAX_CHARS} \
+                         characters after the key's start; write a longer key as an explicit \
+                         key, '? key' with ': value' on the next line)"
+                    ),
+                ));
+            }
+            if matches!(node.kind, NodeKind::Scalar { .. })
+                && is_implicit_key(text, start)
+                && text[start..end].contains(['\u{2028}', '\u{2029}'])
+            {
+                return Err(at(
+                    &span,
+                    "while scanning a simple key: could not find expected ':' (a mapping key \
+                     must be on one line, and PyYAML reads U+2028 and U+2029 as line breaks; \
+                     write them as \\L and \\P in a double-quoted key)"
+                        .into(),
+                ));
             }
         }
         if flow_from == Some(stack.len()) {
@@ -1768,6 +1813,68 @@ mod tests {
         // Values may hold them; an explicit key may span lines.
         assert_eq!(json("a: \"x\u{2028}y\"\n"), r#"{"a": "x\u2028y"}"#);
         assert_eq!(json("? \"a\u{2028}x\"\n: 1\n"), r#"{"a\u2028x": 1}"#);
+    }
+
+    /// PyYAML forgets a simple key whose `:` is more than 1024 characters
+    /// after its start (properties included), then refuses the `:`; saphyr
+    /// has the same limit in block context (YAML 1.2's), none in flow
+    /// context, where the cases in braces and brackets failed before the fix.
+    /// Outcomes are PyYAML 3.10's and 5.4.1's (the same) under Python 2.7.
+    #[test]
+    fn a_simple_key_longer_than_pyyaml_1024_characters_is_refused() {
+        let k = |n: usize| "k".repeat(n);
+        for refused in [
+            format!("{}: v\n", k(1025)),
+            format!("{} : v\n", k(1024)),
+            format!("a: 1\n{}: v\n", k(1025)),
+            format!("a:\n  {}: v\n", k(1025)),
+            format!("- {}: v\n", k(1025)),
+            format!("\"{}\": v\n", k(1023)),
+            format!("&a {}: v\n", k(1022)),
+            format!("{{{}: v}}\n", k(1025)),
+            format!("[{}: v]\n", k(1025)),
+            format!("x: {{a: [1], {}: v}}\n", k(1025)),
+            format!("!!python/tuple [{}]: v\n", k(1010)),
+            format!("{{\"{}\" : v}}\n", k(1022)),
+            format!("[&a {}: v]\n", k(1022)),
+            format!("{{a: 1, {}: v}}\n", k(1025)),
+            format!("{{{} : v}}\n", k(1024)),
+            format!("{{!!python/tuple [{}]: v}}\n", k(1008)),
+            format!("{{&t !!python/tuple [{}]: v}}\n", k(1005)),
+            format!("{{&t !!python/tuple [{}] : v}}\n", k(1004)),
+            format!("a: &{0} x\nb: {{*{0} : v}}\n", k(1030)),
+        ] {
+            assert!(load(refused.as_bytes()).is_err(), "{refused:?}");
+        }
+        let one = |key: &str| format!("{{\"{key}\": \"v\"}}");
+        for (accepted, key) in [
+            (format!("{}: v\n", k(1024)), k(1024)),
+            (format!("{} : v\n", k(1023)), k(1023)),
+            (format!("\"{}\": v\n", k(1022)), k(1022)),
+            (format!("&a {}: v\n", k(1021)), k(1021)),
+            (format!("{{{}: v}}\n", k(1024)), k(1024)),
+            (format!("? {}\n: v\n", k(1025)), k(1025)),
+            (format!("{{? {}: v}}\n", k(1025)), k(1025)),
+            (format!("{{\"{}\": v}}\n", k(1022)), k(1022)),
+            (format!("{{{} : v}}\n", k(1023)), k(1023)),
+        ] {
+            assert_eq!(json(&accepted), one(&key), "{accepted:?}");
+        }
+        assert_eq!(
+            json(&format!("[&a {}: v]\n", k(1021))),
+            format!("[{}]", one(&k(1021)))
+        );
+        assert_eq!(
+            json(&format!("a: &{0} x\nb: {{*{0} : v}}\n", k(1022))),
+            r#"{"a": "x", "b": {"x": "v"}}"#
+        );
+        for tuple_key in [
+            format!("!!python/tuple [{}]: v\n", k(1006)),
+            format!("{{!!python/tuple [{}]: v}}\n", k(1007)),
+            format!("{{&t !!python/tuple [{}]: v}}\n", k(1004)),
+        ] {
+            assert!(load(tuple_key.as_bytes()).is_ok(), "{tuple_key:?}");
+        }
     }
 
     /// Generated cases g0226, g0379, g0396, g0493, g0547: PyYAML ends a
