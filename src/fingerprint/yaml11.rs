@@ -44,13 +44,19 @@
 //!   a plain scalar in a flow collection holding `:` or `?` is refused
 //!   ([`pyyaml_flow_plain_error`]); an implicit key whose `:` is more than
 //!   1024 characters after its start is refused in flow context too
-//!   ([`simple_key_too_long`]).
+//!   ([`simple_key_too_long`]); a line whose first character after its
+//!   spaces is a tab is refused unless the tab is scalar text
+//!   ([`pyyaml_leading_tab`]): PyYAML skips only spaces between tokens.
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
 //! mapping key holding one is refused as PyYAML refuses it
 //! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
-//! reproduced; looking a DEA key up *through* a
+//! reproduced; a tab between tokens after other text on its line
+//! (`a: 1\t`, `[1,\t2]`, `a: 1 \t# c`) is refused by PyYAML, accepted here,
+//! and a quoted scalar's continuation line starting with a tab
+//! (`a: "x\n\ty"`) is loaded by PyYAML, refused by saphyr ("tab cannot be
+//! used as indentation"); looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
 //! mapping, and fails; saphyr may accept other documents PyYAML's scanner
 //! refuses (tests/fixtures/fingerprints-generated/known-differences.txt
@@ -487,6 +493,100 @@ fn is_implicit_key(text: &str, start: usize) -> bool {
         .ends_with('?')
 }
 
+/// The byte offset of the first tab that PyYAML's scanner would meet where a
+/// token may start, on a line holding only spaces before it, or `None`.
+/// PyYAML skips only spaces between tokens (scanner.py,
+/// `scan_to_next_token`), so such a tab is an error, while YAML 1.2 and
+/// saphyr allow tabs as separation there. A leading tab is text only on a
+/// continuation line of a quoted scalar (`quoted`: byte ranges) and on a
+/// block scalar's content line indented at least to its content indentation
+/// (`block_scalars`: the scalar's start and the 1-based column of the block
+/// collection it is in, 0 at the top, from which PyYAML's minimum indentation
+/// follows). Tabs after other text on a line are not looked at (a known gap).
+fn pyyaml_leading_tab(
+    text: &str,
+    quoted: &[(usize, usize)],
+    block_scalars: &[(usize, usize)],
+) -> Option<usize> {
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices(['\n', '\r']).map(|(i, _)| i + 1))
+        .filter(|&i| i < text.len())
+        .collect();
+    let line_at = |start: usize| {
+        let rest = &text[start..];
+        &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())]
+    };
+    let mut text_lines: HashSet<usize> = HashSet::new();
+    for &(start, end) in quoted {
+        text_lines.extend(line_starts.iter().filter(|&&l| l > start && l < end));
+    }
+    for &(start, parent_col) in block_scalars {
+        // saphyr's span starts at the content; the header is the line
+        // holding the start before it, or the nearest line above with more
+        // than spaces.
+        let mut header_line = line_starts.partition_point(|&l| l <= start) - 1;
+        if !text[line_starts[header_line]..start].contains(['|', '>']) {
+            while header_line > 0 {
+                header_line -= 1;
+                if !line_at(line_starts[header_line])
+                    .trim_start_matches(' ')
+                    .is_empty()
+                {
+                    break;
+                }
+            }
+        }
+        let first = header_line + 1;
+        let header = line_at(line_starts[header_line]);
+        // scan_block_scalar: the minimum is one more than the enclosing
+        // indentation (at least 1); a digit adds to it, else the deepest
+        // leading run of spaces up to the first line with other text.
+        let min_indent = parent_col.max(1);
+        // The indicator: a '|' or '>' followed only by chomping and
+        // indentation flags up to a blank or the line's end.
+        let explicit = header.match_indices(['|', '>']).find_map(|(i, _)| {
+            let flags = &header[i + 1..];
+            let rest =
+                flags.trim_start_matches(|c: char| c == '+' || c == '-' || c.is_ascii_digit());
+            if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+                return None;
+            }
+            Some(
+                flags[..flags.len() - rest.len()]
+                    .chars()
+                    .find_map(|c| c.to_digit(10)),
+            )
+        });
+        let indent = match explicit.flatten() {
+            Some(d) => min_indent + d as usize - 1,
+            None => {
+                let mut deepest = 0;
+                for &l in &line_starts[first..] {
+                    let line = line_at(l);
+                    deepest = deepest.max(spaces(line));
+                    if !line.trim_start_matches(' ').is_empty() {
+                        break;
+                    }
+                }
+                min_indent.max(deepest)
+            }
+        };
+        for &l in &line_starts[first..] {
+            let line = line_at(l);
+            let rest = line.trim_start_matches(' ');
+            if spaces(line) < indent && !rest.is_empty() {
+                break;
+            }
+            text_lines.insert(l);
+        }
+    }
+    line_starts.iter().find_map(|&l| {
+        let line = line_at(l);
+        (line.trim_start_matches(' ').starts_with('\t') && !text_lines.contains(&l))
+            .then(|| l + spaces(line))
+    })
+}
+
 /// PyYAML's scanner forgets a possible simple key once it has read more than
 /// this many characters past the key's first one (scanner.py,
 /// `stale_possible_simple_keys`); saphyr has no such limit.
@@ -592,6 +692,11 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
     let mut flow_from: Option<usize> = None;
     // Where each open collection starts (a char index), parallel to `stack`.
     let mut starts: Vec<usize> = Vec::new();
+    // Quoted scalars (start and end char index) and block scalars (start
+    // char index and the enclosing block collection's 1-based column, 0 at
+    // the top), for [`pyyaml_leading_tab`].
+    let mut quoted: Vec<(usize, usize)> = Vec::new();
+    let mut block_scalars: Vec<(usize, usize)> = Vec::new();
     let at = |span: &Span, message: String| YamlError {
         line: span.start.line(),
         col: span.start.col() + 1,
@@ -679,6 +784,19 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
+                match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        quoted.push((span.start.index(), span.end.index()));
+                    }
+                    ScalarStyle::Literal | ScalarStyle::Folded => {
+                        let parent = match stack.last() {
+                            Some(Frame::Seq { node, .. } | Frame::Map { node, .. }) => node.col,
+                            None => 0,
+                        };
+                        block_scalars.push((span.start.index(), parent));
+                    }
+                    ScalarStyle::Plain => {}
+                }
                 let mut value = value.into_owned();
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
                     unbreak_last_line_at_eof(text, &span, &mut value);
@@ -820,6 +938,23 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
                 },
                 None => root = Some(node),
             }
+        }
+    }
+    // Only a text holding a tab can hold one PyYAML refuses.
+    if text.contains('\t') {
+        let offsets =
+            char_offsets.get_or_insert_with(|| text.char_indices().map(|(i, _)| i).collect());
+        let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
+        let quoted: Vec<_> = quoted.iter().map(|&(s, e)| (byte(s), byte(e))).collect();
+        let block_scalars: Vec<_> = block_scalars.iter().map(|&(s, p)| (byte(s), p)).collect();
+        if let Some(at_tab) = pyyaml_leading_tab(text, &quoted, &block_scalars) {
+            return Err(err_at(
+                text,
+                at_tab,
+                "while scanning for the next token: found character '\\t' that cannot start \
+                 any token (PyYAML 3.x indents with spaces only: replace the tab with spaces)"
+                    .into(),
+            ));
         }
     }
     Ok((root, anchors))
@@ -1813,6 +1948,62 @@ mod tests {
         // Values may hold them; an explicit key may span lines.
         assert_eq!(json("a: \"x\u{2028}y\"\n"), r#"{"a": "x\u2028y"}"#);
         assert_eq!(json("? \"a\u{2028}x\"\n: 1\n"), r#"{"a\u2028x": 1}"#);
+    }
+
+    /// PyYAML skips only spaces between tokens, so a line whose first
+    /// character after its spaces is a tab is refused unless the tab is text
+    /// (a quoted scalar's continuation line, a block scalar's content line
+    /// indented to its content indentation); saphyr allowed tabs there.
+    /// Outcomes are PyYAML 3.10's and 5.4.1's (the same) under Python 2.7.
+    #[test]
+    fn a_line_starting_with_a_tab_outside_scalar_text_is_refused_as_pyyaml_refuses_it() {
+        for (refused, line, col) in [
+            ("a: |\n  x\n\t", 3, 1),
+            ("a: |\n  x\n\t\n", 3, 1),
+            ("a: |\n  x\n\t\nb: 1\n", 3, 1),
+            ("a: |\n  x\n \t", 3, 2),
+            ("a: |\n  x\n\n\t", 4, 1),
+            ("a: |\n  x\n   \n\t", 4, 1),
+            ("a: |\n  x\n\t# c\n", 3, 1),
+            ("a: |+\n  x\n\t", 3, 1),
+            ("a: >\n  x\n\t", 3, 1),
+            ("- |\n  x\n\t", 3, 1),
+            ("a:\n  b: |\n  \t\n", 3, 3),
+            ("a: |2\n   x\n \t\n", 3, 2),
+            ("a: x\n\t", 2, 1),
+            ("a: 1\n\t\nb: 2\n", 2, 1),
+            ("a: 'x'\n\t", 2, 1),
+            ("a: b\n  \tc\n", 2, 3),
+            ("a: 1\n  \t# c\n", 2, 3),
+            ("[1,\n\t2]\n", 2, 1),
+            ("---\n\t\n", 2, 1),
+            ("\t", 1, 1),
+        ] {
+            let e = load(refused.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{refused:?} loaded"));
+            assert!(e.message.contains("'\\t'"), "{refused:?}: {e:?}");
+            assert_eq!((e.line, e.col), (line, col), "{refused:?}");
+        }
+        // saphyr refuses these by itself (elsewhere, with another message).
+        assert!(load(b"a: |\n  x\n \t\n  y\n").is_err());
+        assert!(load(b"a: b\n\tc\n").is_err());
+        for (accepted, expected) in [
+            ("a: |\n  x\n  \t", r#"{"a": "x\n\t"}"#),
+            ("a: |\n  x\n  \ty\nb: 1\n", r#"{"a": "x\n\ty\n", "b": 1}"#),
+            ("a: |\n  \t\n", r#"{"a": "\t\n"}"#),
+            ("a: |2\n   x\n  \t\n", r#"{"a": " x\n\t\n"}"#),
+            ("a: 1\n# \tc\n", r#"{"a": 1}"#),
+            ("a: |\n  \tx\n", r#"{"a": "\tx\n"}"#),
+            ("a: >-\n\n  \tx\n  y\n", r#"{"a": "\n\tx\ny"}"#),
+            ("- |1\n  \tx\n", r#"[" \tx\n"]"#),
+            ("a: \"x\n  \ty\"\n", r#"{"a": "x y"}"#),
+            ("a: 'x\n  \ty'\n", r#"{"a": "x y"}"#),
+            ("[\"x\n\ty\"]\n", r#"["x y"]"#),
+            ("- 'x\n \t y'\n", r#"["x y"]"#),
+        ] {
+            assert_eq!(json(accepted), expected, "{accepted:?}");
+        }
     }
 
     /// PyYAML forgets a simple key whose `:` is more than 1024 characters
