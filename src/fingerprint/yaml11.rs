@@ -46,17 +46,17 @@
 //!   1024 characters after its start is refused in flow context too
 //!   ([`simple_key_too_long`]); a line whose first character after its
 //!   spaces is a tab is refused unless the tab is scalar text
-//!   ([`pyyaml_leading_tab`]): PyYAML skips only spaces between tokens.
+//!   ([`pyyaml_leading_tab`]): PyYAML skips only spaces between tokens,
+//!   but a quoted scalar's continuation line may start with tabs
+//!   ([`compose_as_pyyaml`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
 //! mapping key holding one is refused as PyYAML refuses it
 //! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
 //! reproduced; a tab between tokens after other text on its line
-//! (`a: 1\t`, `[1,\t2]`, `a: 1 \t# c`) is refused by PyYAML, accepted here,
-//! and a quoted scalar's continuation line starting with a tab
-//! (`a: "x\n\ty"`) is loaded by PyYAML, refused by saphyr ("tab cannot be
-//! used as indentation"); looking a DEA key up *through* a
+//! (`a: 1\t`, `[1,\t2]`, `a: 1 \t# c`) is refused by PyYAML, accepted here;
+//! looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
 //! mapping, and fails; saphyr may accept other documents PyYAML's scanner
 //! refuses (tests/fixtures/fingerprints-generated/known-differences.txt
@@ -353,29 +353,50 @@ fn tag_string(tag: Option<&saphyr_parser::Tag>) -> Option<String> {
 /// `quoted_continuation_lines_need_no_indentation`).
 const UNDER_INDENTED_QUOTED: &str = "invalid indentation in quoted scalar";
 
+/// saphyr-parser's error for a tab in the leading blanks of a quoted
+/// scalar's continuation line, left of the enclosing block's indentation (its
+/// only use in saphyr-parser 0.3; checked by a test: see
+/// `a_line_starting_with_a_tab_outside_scalar_text_is_refused_as_pyyaml_refuses_it`).
+const TAB_INDENTED_QUOTED: &str = "tab cannot be used as indentation";
+
 /// [`compose`], except that a quoted scalar's continuation lines may be
-/// indented less than the enclosing block, as PyYAML's scanner allows (it only
-/// refuses a document separator there). Where saphyr refuses such a scalar,
-/// its continuation lines are indented to its opening quote's column and the
-/// text is read again: leading blanks of a continuation line are not part of
-/// the value in either reader, so the value is unchanged; only columns on
-/// those lines move.
+/// indented less than the enclosing block, and with tabs, as PyYAML's scanner
+/// allows (it only refuses a document separator there). Where saphyr refuses
+/// such a scalar, its continuation lines are indented to its opening quote's
+/// column, or the tab it names becomes a space, and the text is read again:
+/// leading blanks of a continuation line are not part of the value in either
+/// reader, so the value is unchanged; only columns on those lines move.
 fn compose_as_pyyaml(text: &str) -> Result<Composed, YamlError> {
     let mut padded: Option<String> = None;
-    // Each round indents one more scalar, which has at least one line break.
-    for _ in 0..=text.lines().count() {
+    // Each round indents one more scalar, which has at least one line break,
+    // or replaces one tab.
+    for _ in 0..=text.lines().count() + text.matches('\t').count() {
         let current = padded.as_deref().unwrap_or(text);
-        match compose(current) {
+        let next = match compose(current) {
             Err(e) if e.message == UNDER_INDENTED_QUOTED => {
-                match indent_quoted_continuations(current, e.line, e.col) {
-                    Some(next) => padded = Some(next),
-                    None => return Err(e),
-                }
+                indent_quoted_continuations(current, e.line, e.col).ok_or(e)
             }
+            Err(e) if e.message == TAB_INDENTED_QUOTED => untab_at(current, e.line, e.col).ok_or(e),
             result => return result,
-        }
+        };
+        padded = Some(next?);
     }
     compose(padded.as_deref().unwrap_or(text))
+}
+
+/// `text` with the tab at the 1-based `line` and `col` replaced by a space,
+/// or `None` if there is no tab there.
+fn untab_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let (at, c) = text[line_start..].char_indices().nth(col - 1)?;
+    (c == '\t').then(|| {
+        let at = line_start + at;
+        format!("{} {}", &text[..at], &text[at + 1..])
+    })
 }
 
 /// `text` with the continuation lines of the quoted scalar opening at the
@@ -1953,8 +1974,10 @@ mod tests {
     /// PyYAML skips only spaces between tokens, so a line whose first
     /// character after its spaces is a tab is refused unless the tab is text
     /// (a quoted scalar's continuation line, a block scalar's content line
-    /// indented to its content indentation); saphyr allowed tabs there.
-    /// Outcomes are PyYAML 3.10's and 5.4.1's (the same) under Python 2.7.
+    /// indented to its content indentation); saphyr allowed tabs there, and
+    /// refused a quoted scalar's continuation line starting with a tab,
+    /// which PyYAML loads. Outcomes are PyYAML 3.10's and 5.4.1's (the
+    /// same) under Python 2.7.
     #[test]
     fn a_line_starting_with_a_tab_outside_scalar_text_is_refused_as_pyyaml_refuses_it() {
         for (refused, line, col) in [
@@ -1995,6 +2018,11 @@ mod tests {
             ("a: |2\n   x\n  \t\n", r#"{"a": " x\n\t\n"}"#),
             ("a: 1\n# \tc\n", r#"{"a": 1}"#),
             ("a: |\n  \tx\n", r#"{"a": "\tx\n"}"#),
+            ("a: \"x\n\ty\"\n", r#"{"a": "x y"}"#),
+            ("a: 'x\n\ty'\n", r#"{"a": "x y"}"#),
+            ("- \"x\n\t\ty\n\t z\"\n", r#"["x y z"]"#),
+            ("a:\n  b: \"x\n\ty\n   \tz\"\n", r#"{"a": {"b": "x y z"}}"#),
+            ("a:\n  b: \"x\n\t\n\ty\"\n", r#"{"a": {"b": "x\ny"}}"#),
             ("a: >-\n\n  \tx\n  y\n", r#"{"a": "\n\tx\ny"}"#),
             ("- |1\n  \tx\n", r#"[" \tx\n"]"#),
             ("a: \"x\n  \ty\"\n", r#"{"a": "x y"}"#),
