@@ -44,9 +44,9 @@
 //!   a plain scalar in a flow collection holding `:` or `?` is refused
 //!   ([`pyyaml_flow_plain_error`]); an implicit key whose `:` is more than
 //!   1024 characters after its start is refused in flow context too
-//!   ([`simple_key_too_long`]); a line whose first character after its
-//!   spaces is a tab is refused unless the tab is scalar text
-//!   ([`pyyaml_leading_tab`]): PyYAML skips only spaces between tokens,
+//!   ([`simple_key_too_long`]); a tab outside quoted scalars, block scalar
+//!   content and comments is refused ([`pyyaml_tab`]): PyYAML skips only
+//!   spaces between tokens,
 //!   but a quoted scalar's continuation line may start with tabs
 //!   ([`compose_as_pyyaml`]).
 //!
@@ -54,8 +54,10 @@
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
 //! mapping key holding one is refused as PyYAML refuses it
 //! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
-//! reproduced; a tab between tokens after other text on its line
-//! (`a: 1\t`, `[1,\t2]`, `a: 1 \t# c`) is refused by PyYAML, accepted here;
+//! reproduced; a tab after a `#` that is not a comment (`a: b#\tc`) is
+//! refused by PyYAML, accepted here (any `#` is taken as a comment there,
+//! erring toward loading); a comment right after a quoted scalar
+//! (`a: 'x'#c`) is loaded by PyYAML, refused by saphyr;
 //! looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
 //! mapping, and fails; saphyr may accept other documents PyYAML's scanner
@@ -515,16 +517,16 @@ fn is_implicit_key(text: &str, start: usize) -> bool {
 }
 
 /// The byte offset of the first tab that PyYAML's scanner would meet where a
-/// token may start, on a line holding only spaces before it, or `None`.
-/// PyYAML skips only spaces between tokens (scanner.py,
-/// `scan_to_next_token`), so such a tab is an error, while YAML 1.2 and
-/// saphyr allow tabs as separation there. A leading tab is text only on a
-/// continuation line of a quoted scalar (`quoted`: byte ranges) and on a
-/// block scalar's content line indented at least to its content indentation
-/// (`block_scalars`: the scalar's start and the 1-based column of the block
-/// collection it is in, 0 at the top, from which PyYAML's minimum indentation
-/// follows). Tabs after other text on a line are not looked at (a known gap).
-fn pyyaml_leading_tab(
+/// token may start, or `None`. PyYAML skips only spaces between tokens
+/// (scanner.py, `scan_to_next_token`; a plain scalar ends at a tab too), so
+/// such a tab is an error, while YAML 1.2 and saphyr allow tabs as
+/// separation. A tab is text only inside a quoted scalar (`quoted`: byte
+/// ranges of the events, from properties to trailing blanks), on a block
+/// scalar's content line from its content indentation on (`block_scalars`:
+/// the scalar's start and the 1-based column of the block collection it is
+/// in, 0 at the top, from which PyYAML's minimum indentation follows), and in
+/// a comment.
+fn pyyaml_tab(
     text: &str,
     quoted: &[(usize, usize)],
     block_scalars: &[(usize, usize)],
@@ -537,9 +539,18 @@ fn pyyaml_leading_tab(
         let rest = &text[start..];
         &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())]
     };
-    let mut text_lines: HashSet<usize> = HashSet::new();
+    // Byte ranges where a tab is scalar text.
+    let mut text_ranges: Vec<(usize, usize)> = Vec::new();
     for &(start, end) in quoted {
-        text_lines.extend(line_starts.iter().filter(|&&l| l > start && l < end));
+        // The span may start at properties and end after blanks; the text
+        // is from the opening quote to the closing one.
+        let Some(open) = text[start..end].find(['"', '\'']).map(|i| start + i) else {
+            continue;
+        };
+        let close = text[open + 1..end]
+            .rfind(&text[open..=open])
+            .map_or(end, |i| open + 1 + i + 1);
+        text_ranges.push((open, close));
     }
     for &(start, parent_col) in block_scalars {
         // saphyr's span starts at the content; the header is the line
@@ -595,16 +606,25 @@ fn pyyaml_leading_tab(
         for &l in &line_starts[first..] {
             let line = line_at(l);
             let rest = line.trim_start_matches(' ');
-            if spaces(line) < indent && !rest.is_empty() {
+            if spaces(line) < indent {
+                if rest.is_empty() {
+                    continue;
+                }
                 break;
             }
-            text_lines.insert(l);
+            text_ranges.push((l + indent, l + line.len()));
         }
     }
-    line_starts.iter().find_map(|&l| {
-        let line = line_at(l);
-        (line.trim_start_matches(' ').starts_with('\t') && !text_lines.contains(&l))
-            .then(|| l + spaces(line))
+    let is_text = |at: usize| text_ranges.iter().any(|&(s, e)| s <= at && at < e);
+    text.match_indices('\t').map(|(at, _)| at).find(|&at| {
+        let line_start = text[..at].rfind(['\n', '\r']).map_or(0, |i| i + 1);
+        // A '#' before it outside scalar text may start a comment (PyYAML
+        // reads one wherever a token may start); erring toward loading, any
+        // such '#' counts.
+        let after_comment = text[line_start..at]
+            .match_indices('#')
+            .any(|(i, _)| !is_text(line_start + i));
+        !is_text(at) && !after_comment
     })
 }
 
@@ -715,7 +735,7 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
     let mut starts: Vec<usize> = Vec::new();
     // Quoted scalars (start and end char index) and block scalars (start
     // char index and the enclosing block collection's 1-based column, 0 at
-    // the top), for [`pyyaml_leading_tab`].
+    // the top), for [`pyyaml_tab`].
     let mut quoted: Vec<(usize, usize)> = Vec::new();
     let mut block_scalars: Vec<(usize, usize)> = Vec::new();
     let at = |span: &Span, message: String| YamlError {
@@ -968,7 +988,7 @@ fn compose(text: &str) -> Result<Composed, YamlError> {
         let byte = |i: usize| offsets.get(i).copied().unwrap_or(text.len());
         let quoted: Vec<_> = quoted.iter().map(|&(s, e)| (byte(s), byte(e))).collect();
         let block_scalars: Vec<_> = block_scalars.iter().map(|&(s, p)| (byte(s), p)).collect();
-        if let Some(at_tab) = pyyaml_leading_tab(text, &quoted, &block_scalars) {
+        if let Some(at_tab) = pyyaml_tab(text, &quoted, &block_scalars) {
             return Err(err_at(
                 text,
                 at_tab,
@@ -2029,6 +2049,37 @@ mod tests {
             ("a: 'x\n  \ty'\n", r#"{"a": "x y"}"#),
             ("[\"x\n\ty\"]\n", r#"["x y"]"#),
             ("- 'x\n \t y'\n", r#"["x y"]"#),
+        ] {
+            assert_eq!(json(accepted), expected, "{accepted:?}");
+        }
+    }
+
+    /// The same for a tab after other text on its line: PyYAML refuses it
+    /// outside quoted scalars, block scalar content and comments. Outcomes
+    /// are PyYAML 3.10's and 5.4.1's (the same) under Python 2.7.
+    #[test]
+    fn a_tab_between_tokens_is_refused_as_pyyaml_refuses_it() {
+        for (refused, col) in [
+            ("- 'a'\t\n", 6),
+            ("a: b\tc\n", 5),
+            ("a: 1\t\n", 5),
+            ("[1,\t2]\n", 4),
+            ("a: 1 \t# c\n", 6),
+            ("{a: 1}\t\n", 7),
+            ("a: |\t\n  x\n", 5),
+            ("- &x\tb\n", 5),
+            ("a: !!str\t\"x\"\n", 9),
+        ] {
+            let e = load(refused.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{refused:?} loaded"));
+            assert_eq!((e.line, e.col), (1, col), "{refused:?}: {e:?}");
+        }
+        for (accepted, expected) in [
+            ("a: \"x\ty\"\n", r#"{"a": "x\ty"}"#),
+            ("a: 1 #\tc\n", r#"{"a": 1}"#),
+            ("a: |\n  x\ty\n", r#"{"a": "x\ty\n"}"#),
+            ("a: | #\tc\n  x\n", r#"{"a": "x\n"}"#),
         ] {
             assert_eq!(json(accepted), expected, "{accepted:?}");
         }
