@@ -47,8 +47,9 @@
 //!   ([`simple_key_too_long`]); a tab outside quoted scalars, block scalar
 //!   content and comments is refused ([`pyyaml_tab`]): PyYAML skips only
 //!   spaces between tokens,
-//!   but a quoted scalar's continuation line may start with tabs
-//!   ([`compose_as_pyyaml`]).
+//!   but a quoted scalar's continuation line may start with tabs, and a
+//!   comment may follow a quoted scalar or a flow collection without a
+//!   blank ([`compose_as_pyyaml`]).
 //!
 //! Known gaps (documented, not reproduced): PyYAML treats LS/PS as line
 //! breaks (kept in the value), saphyr (YAML 1.2) as ordinary characters: a
@@ -56,8 +57,7 @@
 //! ([`is_implicit_key`]), but a plain scalar or comment broken by one is not
 //! reproduced; a tab after a `#` that is not a comment (`a: b#\tc`) is
 //! refused by PyYAML, accepted here (any `#` is taken as a comment there,
-//! erring toward loading); a comment right after a quoted scalar
-//! (`a: 'x'#c`) is loaded by PyYAML, refused by saphyr;
+//! erring toward loading);
 //! looking a DEA key up *through* a
 //! cycle (`settings: &s {editable: *s, ...}`) finds the placeholder, not the
 //! mapping, and fails; saphyr may accept other documents PyYAML's scanner
@@ -361,6 +361,26 @@ const UNDER_INDENTED_QUOTED: &str = "invalid indentation in quoted scalar";
 /// `a_line_starting_with_a_tab_outside_scalar_text_is_refused_as_pyyaml_refuses_it`).
 const TAB_INDENTED_QUOTED: &str = "tab cannot be used as indentation";
 
+/// saphyr-parser's error for a `#` right after a token (YAML 1.2 wants a
+/// blank before a comment; PyYAML reads a comment wherever a token may
+/// start).
+const UNSPACED_COMMENT: &str = "comments must be separated from other tokens by whitespace";
+
+/// `text` with a space before the `#` at the 1-based `line` and `col`, when
+/// it follows a quoted scalar or a flow collection (where PyYAML reads a
+/// comment), or `None` (after a block scalar's header PyYAML refuses it too).
+fn space_comment_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let (at, c) = text[line_start..].char_indices().nth(col - 1)?;
+    let at = line_start + at;
+    let after_token = text[..at].ends_with(['\'', '"', ']', '}']);
+    (c == '#' && after_token).then(|| format!("{} {}", &text[..at], &text[at..]))
+}
+
 /// [`compose`], except that a quoted scalar's continuation lines may be
 /// indented less than the enclosing block, and with tabs, as PyYAML's scanner
 /// allows (it only refuses a document separator there). Where saphyr refuses
@@ -371,14 +391,17 @@ const TAB_INDENTED_QUOTED: &str = "tab cannot be used as indentation";
 fn compose_as_pyyaml(text: &str) -> Result<Composed, YamlError> {
     let mut padded: Option<String> = None;
     // Each round indents one more scalar, which has at least one line break,
-    // or replaces one tab.
-    for _ in 0..=text.lines().count() + text.matches('\t').count() {
+    // replaces one tab or spaces one comment.
+    for _ in 0..=text.lines().count() + text.matches(['\t', '#']).count() {
         let current = padded.as_deref().unwrap_or(text);
         let next = match compose(current) {
             Err(e) if e.message == UNDER_INDENTED_QUOTED => {
                 indent_quoted_continuations(current, e.line, e.col).ok_or(e)
             }
             Err(e) if e.message == TAB_INDENTED_QUOTED => untab_at(current, e.line, e.col).ok_or(e),
+            Err(e) if e.message == UNSPACED_COMMENT => {
+                space_comment_at(current, e.line, e.col).ok_or(e)
+            }
             result => return result,
         };
         padded = Some(next?);
@@ -2052,6 +2075,26 @@ mod tests {
         ] {
             assert_eq!(json(accepted), expected, "{accepted:?}");
         }
+    }
+
+    /// PyYAML reads a comment right after a quoted scalar or a flow
+    /// collection, saphyr wants a blank before it; after a block scalar's
+    /// header both refuse it. Outcomes are PyYAML 3.10's and 5.4.1's (the
+    /// same) under Python 2.7.
+    #[test]
+    fn a_comment_right_after_a_quoted_scalar_or_flow_collection_loads_as_in_pyyaml() {
+        for (accepted, expected) in [
+            ("a: 'x'#c\n", r#"{"a": "x"}"#),
+            ("a: \"x\"#c\nb: 1\n", r#"{"a": "x", "b": 1}"#),
+            ("[a, 'b'#c\n]\n", r#"["a", "b"]"#),
+            ("{a: 1}#c\n", r#"{"a": 1}"#),
+            ("- [1]#c\n- 2\n", r#"[[1], 2]"#),
+            ("a: &x 'y'#c\nb: *x\n", r#"{"a": "y", "b": "y"}"#),
+            ("'k'#c: v\n", r#""k""#),
+        ] {
+            assert_eq!(json(accepted), expected, "{accepted:?}");
+        }
+        assert!(load(b"a: |#c\n  x\n").is_err());
     }
 
     /// The same for a tab after other text on its line: PyYAML refuses it
