@@ -7,7 +7,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{check_format, FORMAT_FILE, INDEX_FILE};
+use super::open::check_format;
+use super::{FORMAT_FILE, INDEX_FILE};
 use crate::error::{Error, IoContext, Result};
 use crate::index::{Index, RebuildReport, ScannedPacks};
 use crate::manifest::Record;
