@@ -5,7 +5,8 @@
 
 use rusqlite::TransactionBehavior;
 
-use super::{apply_change, insert_chunk_rows, set_journal_seq, Index, IndexState, Sql};
+use super::changes::{apply_change, insert_chunk_rows, set_journal_seq};
+use super::{Index, IndexState, Sql};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::manifest::{Change, Record};

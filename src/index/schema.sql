@@ -1,0 +1,59 @@
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY,
+    pack INTEGER NOT NULL REFERENCES packs(id),
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS artifacts(
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_access INTEGER NOT NULL,
+    UNIQUE(namespace, name)
+);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY,
+    artifact INTEGER NOT NULL REFERENCES artifacts(id),
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    committed INTEGER NOT NULL,
+    -- NULL: visible. Otherwise why the file was kept aside (a cut-short
+    -- transfer); quarantined files keep their chunks referenced.
+    quarantine TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS files_visible ON files(artifact, name) WHERE quarantine IS NULL;
+CREATE INDEX IF NOT EXISTS files_artifact ON files(artifact);
+CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
+-- put/import's files cache (as borg's and restic's): a source file whose
+-- path, device, inode, size, mtime and ctime are unchanged has this hash,
+-- so its chunk list can be taken from a stored file with that hash.
+CREATE TABLE IF NOT EXISTS source_files(
+    path BLOB PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_chunks(
+    file INTEGER NOT NULL REFERENCES files(id),
+    seq INTEGER NOT NULL,
+    chunk BLOB NOT NULL REFERENCES chunks(id),
+    offset INTEGER NOT NULL,
+    PRIMARY KEY(file, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_chunks_chunk ON file_chunks(chunk);

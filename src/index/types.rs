@@ -1,0 +1,95 @@
+//! The rows the index hands out and takes in.
+
+use crate::id::{ChunkId, FileHash};
+use crate::pack::Location;
+
+#[derive(Clone, Debug)]
+pub struct ArtifactSummary {
+    pub name: String,
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub created: i64,
+    pub last_access: i64,
+    /// Names of files that were cut short and not written whole since
+    /// (see [`Index::missing_files`](super::Index::missing_files)):
+    /// non-empty means the artifact is incomplete.
+    pub missing: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileMeta {
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileRow {
+    pub id: i64,
+    pub meta: FileMeta,
+    pub hash: FileHash,
+}
+
+/// One entry of a file's chunk list, with where the chunk lives.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkSpan {
+    pub id: ChunkId,
+    /// Offset of the chunk's first byte in the file.
+    pub offset: u64,
+    pub loc: Location,
+}
+
+/// A file ready to be committed: its chunk list, plus locations of chunks
+/// this writer stored (which may not have index rows yet).
+pub struct NewFile {
+    pub meta: FileMeta,
+    pub hash: FileHash,
+    pub chunks: Vec<(ChunkId, u32)>,
+    pub new_chunks: Vec<(ChunkId, Location)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub artifacts: u64,
+    pub files: u64,
+    pub chunks: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub compressed_bytes: u64,
+    pub unreferenced_chunks: u64,
+    pub unreferenced_bytes: u64,
+    pub quarantined_files: u64,
+    pub quarantined_bytes: u64,
+}
+
+/// What `remove_quarantined` dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// Quarantined files dropped, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// Artifacts dropped whole, being incomplete without those files.
+    pub incomplete: Vec<String>,
+}
+
+/// A file kept aside because its content was incomplete for its type.
+#[derive(Clone, Debug)]
+pub struct QuarantineEntry {
+    pub artifact: String,
+    pub file: FileRow,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// What identifies an unchanged source file for the files cache.
+#[derive(Clone, Debug)]
+pub struct SourceKey {
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
