@@ -323,12 +323,6 @@ fn create(root: &Path) -> Result<()> {
     // readable by others, whatever the umask.
     let index = root.join("index.sqlite");
     perms::open_file(fs::OpenOptions::new().write(true).create(true), &index)?;
-    let tmp = root.join("FORMAT.tmp");
-    let mut f = perms::create_file(&tmp)?;
-    writeln!(f, "{FORMAT_PREFIX}{}", index::FORMAT_VERSION)
-        .and_then(|_| f.sync_all())
-        .at(&tmp)?;
     // FORMAT last: until it is there, the store is "in the making".
-    fs::rename(&tmp, root.join(FORMAT_FILE)).at(root)?;
-    pack::sync_dir(root)
+    write_format(root)
 }
