@@ -85,8 +85,8 @@ impl FileReader {
     /// or starts at its end asks only for the bytes past it, so the kernel
     /// sees one growing sequential run per pack instead of overlapping
     /// requests. Gaps are not bridged: on the benchmark corpus, bridging
-    /// gaps of up to 1 MiB read 38% more bytes (a gap often holds other
-    /// files' chunks) and was slower.
+    /// them read many more bytes (a gap often holds other files' chunks)
+    /// and was slower (BENCHMARKS.md).
     pub(super) fn prefetch(&self, list: &ChunkList, range: Range<usize>, runs: &mut PrefetchRuns) {
         let Some((pack, bytes)) = list.pack_range(range) else {
             return;

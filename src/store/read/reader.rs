@@ -207,8 +207,8 @@ impl FileReader {
         let segments = list.segments(0..list.len(), SEGMENT_BYTES);
         let n = segments.len();
         // One reader per core: the disk is kept busy by the prefetch below,
-        // not by readers waiting on it (twice the cores measured the same
-        // cold and 10% slower warm).
+        // not by readers waiting on it (twice the cores was no faster cold
+        // and slower warm: BENCHMARKS.md).
         let w = self.workers.min(n).max(1);
         std::thread::scope(|s| -> Result<()> {
             // Each reader owns SEGMENT_BUFFERS buffers, passed to the

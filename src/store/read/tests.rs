@@ -13,17 +13,12 @@ use crate::index::Recipe;
 use crate::progress::Progress;
 use crate::store::{OpenOptions, Store};
 
-/// Deterministic bytes: `len` of xorshift noise from `seed`.
+/// Deterministic noise (incompressible: stored raw).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
 }
 
 /// A file of raw chunks (noise), compressed ones (text), a run of one
