@@ -6,8 +6,8 @@
 //! `Filesystem` trait method that only replies.
 //!
 //! Invariants:
-//! - Reads never hold a lock across chunk I/O: a read handle owns an `Arc`'d
-//!   chunk list ([`FileReader`]) and a one-chunk cache of its own.
+//! - A read handle is a [`FileReader`]: the view asks it for bytes and
+//!   knows nothing of chunks. It holds no lock across chunk I/O.
 //! - A file inode's bytes never change (see `inodes`), so committed content
 //!   is opened with `FOPEN_KEEP_CACHE`; a reader that opened earlier content
 //!   keeps reading it to the end.
@@ -42,7 +42,7 @@
 //!   and attributes;
 //! - `handles`: opening, reading, writing, closing and committing files;
 //! - `names`: mkdir, rmdir, unlink and rename;
-//! - `read` and `write`: a file open for reading, a file being written;
+//! - `write`: a file being written;
 //! - `inodes`: the inode table;
 //! - `adapter`: the `Filesystem` trait methods, which only reply;
 //! - `mountpoint`: mounting, unmounting and the mount table.
@@ -54,7 +54,6 @@ mod handles;
 mod inodes;
 mod mountpoint;
 mod names;
-mod read;
 mod view;
 mod write;
 

@@ -19,6 +19,8 @@
 //! - `chunks`: chunk locations, packs, totals and the files cache;
 //! - `consistency`: the structural checks of the invariants above;
 //! - `rebuild`: rebuilding the index from the packs;
+//! - `recipe`: a file's recipe (how its bytes are made from chunks) and
+//!   the geometry of reading it;
 //! - `types`: the rows the index hands out and takes in.
 
 mod artifacts;
@@ -27,6 +29,7 @@ mod chunks;
 mod consistency;
 mod listing;
 mod rebuild;
+mod recipe;
 mod types;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +44,7 @@ use crate::pack::{Codec, Location, PackName};
 
 pub use artifacts::{is_pending_reason, LOST, PENDING};
 pub use rebuild::{replay_differences, RebuildReport, ScannedPacks};
+pub use recipe::{ChunkList, Recipe};
 pub use types::{
     ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, NewFile, QuarantineEntry, SourceKey,
     Totals,

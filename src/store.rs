@@ -12,9 +12,13 @@
 //! Write path: bytes → [`FileWriter`] → chunker → BLAKE3 + zstd (parallel)
 //! → pack append → fsync → one index transaction ([`Store::commit_artifact`]
 //! or [`Store::commit_file`]). Read path: [`Store::open_file`] loads the
-//! file's chunk list once (an `Arc`, shared by all readers), then
-//! [`Store::read_at`] reads, decodes and checks the chunks it needs. No lock
-//! is held across pack I/O on the read path.
+//! file's recipe once (an `Arc`, shared by all readers) into a
+//! [`FileReader`], whose `read_at` and `copy_to` read, decode and check the
+//! chunks they need. No lock is held across pack I/O on the read path.
+//!
+//! [`Store`] is the one front door: the view and the commands call its
+//! methods (namespaced by the store's namespace); only the store asks the
+//! index, through its `core`.
 //!
 //! Where things are:
 //! - `open`: opening and creating a store, its FORMAT, the full-disk
@@ -24,9 +28,10 @@
 //!   durability before commit, retiring and reclaiming packs;
 //! - `pool`: the chunk workers that hash, dedupe, compress and append;
 //! - `commit`: index transactions for staged files, pending rows;
-//! - `read`: a file open for reading ([`FileReader`]), checked chunk
-//!   reads, prefetch, `copy_to` and `export`;
-//! - `view`: what the FUSE view needs besides;
+//! - `read`: a file open for reading ([`FileReader`]): `read_at`,
+//!   `copy_to`, checked chunk reads, prefetch, and `export`;
+//! - `view`: what the FUSE view asks besides: lookups and changes of
+//!   names in the namespace, reading back a staged file;
 //! - `open_packs`: the bounded cache of pack files open for reading;
 //! - `rebuild`: `verify --rebuild-index`.
 
@@ -38,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::error::{Error, Result};
 use crate::id::FileHash;
-use crate::index::{self, ArtifactSummary, ChunkSpan, FileRow, Index, Totals};
+use crate::index::{self, ArtifactSummary, FileRow, Index, Recipe, Totals};
 use crate::lock::HostLock;
 use crate::pack::{self, PackName, PackWriter};
 use crate::perms;
@@ -55,7 +60,7 @@ mod write;
 
 pub use ingest::PutReport;
 pub use open::Swept;
-pub use read::{FileReader, PrefetchRuns, SEGMENT_BYTES};
+pub use read::FileReader;
 pub use rebuild::{rebuild_index, Rebuilt};
 pub use write::{FileWriter, StagedFile};
 
@@ -128,45 +133,38 @@ pub struct StoreCore {
     /// failed put, a full disk) hold nothing anyone can reach: they are
     /// deleted.
     created_packs: Mutex<HashMap<PackName, bool>>,
-    /// Chunk lists of recently opened files, by file row id and digest
+    /// Recipes of recently opened files, by file row id and digest
     /// (checked against the digest when loaded): a mount reopening a file
-    /// skips loading and rehashing its list. Locations in them may go stale
+    /// skips loading and rehashing its chunk list. Locations in them may go stale
     /// only through gc, which readers already survive (store-layout.md).
     recent_files: Mutex<VecDeque<RecentFile>>,
 }
 
-/// A file row id, its digest, and its checked chunk list.
-type RecentFile = (i64, FileHash, Arc<[ChunkSpan]>);
+/// A file row id, its digest, and its checked recipe.
+type RecentFile = (i64, FileHash, Recipe);
 
 impl Drop for Store {
     /// Delete the packs this process wrote that no index row points into
     /// (everything it stored was abandoned: a failed put, a full disk).
     fn drop(&mut self) {
-        let sealing: Vec<_> = lock(&self.sealing).drain(..).collect();
+        let sealing: Vec<_> = lock(&self.core.sealing).drain(..).collect();
         for (_, h) in sealing {
             let _ = h.join();
         }
-        for w in &self.writers {
+        for w in &self.core.writers {
             if let Some(p) = lock(w).take() {
-                lock(&self.retired).push(p.name);
+                lock(&self.core.retired).push(p.name);
             }
         }
         // Packs left with a dead tail are cut back; then those nothing
         // points into go.
         self.reclaim_retired();
-        let created = std::mem::take(&mut *lock(&self.created_packs));
+        let created = std::mem::take(&mut *lock(&self.core.created_packs));
         for (name, committed) in created {
             if !committed {
                 let _ = fs::remove_file(self.pack_path(name));
             }
         }
-    }
-}
-
-impl std::ops::Deref for Store {
-    type Target = StoreCore;
-    fn deref(&self) -> &StoreCore {
-        &self.core
     }
 }
 
@@ -177,8 +175,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
+    /// The index, locked, for the store's own modules. `pub(crate)` only
+    /// while `verify` still asks it directly (it moves into the store).
+    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
+        self.core.index()
+    }
+
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.core.root
     }
 
     pub fn namespace(&self) -> &str {
@@ -190,7 +194,7 @@ impl Store {
     /// another user, so not ours to change). `verify` warns about both.
     pub fn exposure(&self) -> Result<perms::Exposure> {
         let mut e = self.exposure.clone();
-        for p in perms::exposed(&self.root)? {
+        for p in perms::exposed(&self.core.root)? {
             if !e.exposed.contains(&p) {
                 e.exposed.push(p);
             }
@@ -199,7 +203,7 @@ impl Store {
     }
 
     pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
-        p.path(&self.packs_dir)
+        p.path(&self.core.packs_dir)
     }
 
     pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
@@ -222,14 +226,14 @@ impl Store {
     fn with_reserve<T>(&self, write: impl Fn() -> Result<T>) -> Result<T> {
         match write() {
             Err(e) if is_disk_full(&e) => {
-                let reserve = self.root.join(RESERVE_FILE);
+                let reserve = self.core.root.join(RESERVE_FILE);
                 match fs::remove_file(&reserve) {
                     Ok(()) => {}
                     Err(r) if r.kind() == io::ErrorKind::NotFound => return Err(e),
                     Err(r) => return Err(Error::io(reserve, r)),
                 }
                 let res = write();
-                make_reserve(&self.root);
+                make_reserve(&self.core.root);
                 res
             }
             res => res,
@@ -247,11 +251,11 @@ impl Store {
         let totals = self.index().totals()?;
         let mut pack_files = 0;
         let mut pack_bytes = 0;
-        for entry in walkdir::WalkDir::new(&self.packs_dir)
+        for entry in walkdir::WalkDir::new(&self.core.packs_dir)
             .min_depth(2)
             .max_depth(2)
         {
-            let entry = entry.map_err(|e| Error::io(&self.packs_dir, e.into()))?;
+            let entry = entry.map_err(|e| Error::io(&self.core.packs_dir, e.into()))?;
             if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack")
             {
                 pack_files += 1;
@@ -263,7 +267,7 @@ impl Store {
         }
         let mut index_bytes = 0;
         for f in ["index.sqlite", "index.sqlite-wal"] {
-            index_bytes += fs::metadata(self.root.join(f))
+            index_bytes += fs::metadata(self.core.root.join(f))
                 .map(|m| m.len())
                 .unwrap_or(0);
         }
@@ -277,7 +281,9 @@ impl Store {
 }
 
 impl StoreCore {
-    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
+    /// The index, locked. Only the store asks the index: everything else
+    /// goes through [`Store`]'s methods.
+    fn index(&self) -> MutexGuard<'_, Index> {
         lock(&self.index)
     }
 }

@@ -9,16 +9,16 @@ use std::sync::{Arc, Mutex};
 use fuser::{FileAttr, FopenFlags, OpenAccMode, OpenFlags};
 
 use super::inodes::{self, FileInfo, Node, ROOT};
-use super::read::ReadHandle;
 use super::write::Session;
 use super::{errno_err, lock, log_line, now_ns, View};
 use crate::error::Result;
 use crate::index::{LOST, PENDING};
 use crate::name;
-use crate::store::{FileReader, PrefetchRuns};
+use crate::store::FileReader;
 
 pub(super) enum Handle {
-    Read(Arc<ReadHandle>),
+    /// Open for reading: committed content, read through the store.
+    Read(Arc<FileReader>),
     /// Open for writing (or reading and writing) on a session's inode.
     Write(u64),
 }
@@ -62,11 +62,7 @@ impl View {
             }
             return self.create_as_open(ino, flags);
         }
-        if let Ok(row) = self
-            .store
-            .index()
-            .file(self.store.namespace(), &artifact, &name)
-        {
+        if let Ok(row) = self.store.file(&artifact, &name) {
             if excl {
                 return Err(errno_err(libc::EEXIST, name));
             }
@@ -154,13 +150,7 @@ impl View {
             };
             let artifact = self.artifact(dir).unwrap_or_default();
             let reader = self.open_version(&artifact, row)?;
-            let fh = self.new_fh(Handle::Read(Arc::new(ReadHandle {
-                reader,
-                last: Mutex::new(None),
-                prefetched: std::sync::atomic::AtomicUsize::new(0),
-                last_chunk: std::sync::atomic::AtomicUsize::new(usize::MAX),
-                runs: Mutex::new(PrefetchRuns::new()),
-            })));
+            let fh = self.new_fh(Handle::Read(Arc::new(reader)));
             return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
         }
         self.writable()?;
@@ -209,8 +199,7 @@ impl View {
         let current = match row {
             Some(_) => self
                 .store
-                .index()
-                .file(self.store.namespace(), &artifact, &name)
+                .file(&artifact, &name)
                 .ok()
                 .map(|r| (r.id, r.hash)),
             None => None,
@@ -284,12 +273,20 @@ impl View {
             None => return Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
         };
         match h {
-            Ok(h) => h.read(&self.store, offset, size, buf).inspect_err(|e| {
-                log_line(&format!(
-                    "read of {}/{} at {offset} failed: {e}",
-                    h.reader.artifact, h.reader.file
-                ))
-            }),
+            Ok(h) => {
+                // One buffer per FUSE thread serves every request: grown
+                // as needed, never shrunk.
+                let want = h.size().saturating_sub(offset).min(u64::from(size)) as usize;
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                h.read_at(offset, &mut buf[..want]).inspect_err(|e| {
+                    log_line(&format!(
+                        "read of {}/{} at {offset} failed: {e}",
+                        h.artifact, h.file
+                    ))
+                })
+            }
             Err(ino) => {
                 let s = self.session_for(ino, false)?;
                 let mut s = lock(&s);
@@ -492,10 +489,7 @@ impl View {
             Ok(()) => {
                 self.store.commit_file(&artifact, staged, s.pending)?;
                 s.pending = None;
-                let row = self
-                    .store
-                    .index()
-                    .file(self.store.namespace(), &artifact, &s.name)?;
+                let row = self.store.file(&artifact, &s.name)?;
                 let mut inodes = lock(&self.inodes);
                 if s.created {
                     inodes.committed(ino, (row.id, row.hash), s.dir, &s.name, info);

@@ -22,9 +22,7 @@ impl View {
                 format!("{name}: artifacts hold files only, no subdirectories"),
             ));
         }
-        self.store
-            .index()
-            .create_artifact(self.store.namespace(), &name)?;
+        self.store.create_empty_artifact(&name)?;
         let ino = lock(&self.inodes).dir(&name);
         Ok(self.dir_attr(ino))
     }
@@ -63,11 +61,7 @@ impl View {
             lock(&s).unlinked = true;
             found = true;
         }
-        match self
-            .store
-            .index()
-            .file(self.store.namespace(), &artifact, &name)
-        {
+        match self.store.file(&artifact, &name) {
             Ok(row) => {
                 let ino = lock(&self.inodes).of_row((row.id, row.hash));
                 if let Some(ino) = ino {
@@ -79,9 +73,7 @@ impl View {
             Err(Error::NoFile { .. }) if found => return Ok(()),
             Err(e) => return Err(e),
         }
-        self.store
-            .index()
-            .remove_file(self.store.namespace(), &artifact, &name)
+        self.store.remove_file(&artifact, &name)
     }
 
     pub fn rename_entry(
@@ -101,12 +93,11 @@ impl View {
             return Err(errno_err(libc::EINVAL, name));
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let ns = self.store.namespace().to_owned();
         if parent == ROOT && newparent == ROOT {
-            if noreplace && self.store.index().artifact_exists(&ns, &newname)? {
+            if noreplace && self.store.artifact_exists(&newname)? {
                 return Err(errno_err(libc::EEXIST, newname));
             }
-            match self.store.index().rename_artifact(&ns, &name, &newname) {
+            match self.store.rename_artifact(&name, &newname) {
                 Err(Error::ArtifactExists(n)) => return Err(errno_err(libc::ENOTEMPTY, n)),
                 other => other?,
             }
@@ -121,7 +112,7 @@ impl View {
         }
         let (from_a, to_a) = (self.artifact(parent)?, self.artifact(newparent)?);
         let target_exists = self.created_session(newparent, &newname).is_some()
-            || self.store.index().file(&ns, &to_a, &newname).is_ok();
+            || self.store.file(&to_a, &newname).is_ok();
         if noreplace && target_exists {
             return Err(errno_err(libc::EEXIST, newname));
         }
@@ -138,10 +129,9 @@ impl View {
             lock(&self.inodes).set_place(ino, newparent, &newname);
             return Ok(());
         }
-        let row = self.store.index().file(&ns, &from_a, &name)?;
+        let row = self.store.file(&from_a, &name)?;
         self.store
-            .index()
-            .rename_file(&ns, (&from_a, &name), (&to_a, &newname))?;
+            .rename_file((&from_a, &name), (&to_a, &newname))?;
         let ino = lock(&self.inodes).of_row((row.id, row.hash));
         if let Some(ino) = ino {
             if let Some(s) = self.session(ino) {

@@ -169,11 +169,7 @@ impl View {
             _ => errno_err(libc::ENOENT, name.to_string_lossy().into_owned()),
         })?;
         if parent == ROOT {
-            if !self
-                .store
-                .index()
-                .artifact_exists(self.store.namespace(), &name)?
-            {
+            if !self.store.artifact_exists(&name)? {
                 return Err(Error::NoArtifact(name));
             }
             let ino = lock(&self.inodes).dir(&name);
@@ -184,10 +180,7 @@ impl View {
             let info = Self::session_info(&lock(&s));
             return Ok((self.file_attr(ino, info), FILE_ENTRY_TTL));
         }
-        let row = self
-            .store
-            .index()
-            .file(self.store.namespace(), &artifact, &name)?;
+        let row = self.store.file(&artifact, &name)?;
         let info = FileInfo {
             size: row.meta.size,
             mode: row.meta.mode,
@@ -212,11 +205,7 @@ impl View {
                     return Ok(self.file_attr(ino, info));
                 };
                 // Mode and mtime may change (chmod, utimes); size never does.
-                let fresh = self
-                    .store
-                    .index()
-                    .file_by_id(row.0)?
-                    .filter(|r| r.hash == row.1);
+                let fresh = self.store.file_by_id(row.0)?.filter(|r| r.hash == row.1);
                 let info = match fresh {
                     Some(r) => {
                         let info = FileInfo {
@@ -348,18 +337,11 @@ impl View {
         };
         let artifact = self.artifact(dir)?;
         if mode.is_some() || mtime_ns.is_some() {
-            self.store.index().update_file_meta(
-                self.store.namespace(),
-                &artifact,
-                &name,
-                mode,
-                mtime_ns,
-            )?;
+            self.store.set_file_meta(&artifact, &name, mode, mtime_ns)?;
         }
         if let Some(n) = size {
             let current = self
                 .store
-                .index()
                 .file_by_id(row.0)?
                 .filter(|r| r.hash == row.1)
                 .map(|r| r.meta.size);

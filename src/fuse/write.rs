@@ -119,7 +119,6 @@ impl Session {
     /// Write the logical content of `[from, to)` that lies below the streamed
     /// prefix (base bytes, then zeros) to `sink`, block by block.
     fn fill(
-        store: &Store,
         base: Option<&FileReader>,
         base_limit: u64,
         from: u64,
@@ -133,7 +132,7 @@ impl Session {
             let from_base = match base {
                 Some(b) if pos < base_limit => {
                     let want = n.min((base_limit - pos) as usize);
-                    store.read_at(b, pos, &mut buf[..want])?
+                    b.read_at(pos, &mut buf[..want])?
                 }
                 _ => 0,
             };
@@ -168,7 +167,7 @@ impl Session {
                     ..
                 } = self;
                 if off > *pos {
-                    Self::fill(store, base.as_ref(), *base_limit, *pos, off, &mut |b| {
+                    Self::fill(base.as_ref(), *base_limit, *pos, off, &mut |b| {
                         Self::feed(store, w, check, b)
                     })?;
                 }
@@ -244,7 +243,6 @@ impl Session {
         drop(staged);
         let mut out = std::io::BufWriter::with_capacity(BLOCK, &mut file);
         Self::fill(
-            store,
             self.base.as_ref(),
             self.base_limit,
             pos,
@@ -288,7 +286,6 @@ impl Session {
             Body::Stream { mut w, pos } => {
                 let check = &mut self.check;
                 Self::fill(
-                    store,
                     self.base.as_ref(),
                     self.base_limit,
                     pos,

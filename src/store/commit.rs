@@ -110,7 +110,7 @@ impl Store {
     /// the index from now on, and their packs are referenced.
     fn after_commit(&self, files: &[StagedFile], res: Result<()>) -> Result<()> {
         if res.is_ok() {
-            let mut created = lock(&self.created_packs);
+            let mut created = lock(&self.core.created_packs);
             for (_, loc) in files.iter().flat_map(|f| f.new_chunks.iter()) {
                 if let Some(c) = created.get_mut(&loc.pack) {
                     *c = true;
@@ -122,7 +122,7 @@ impl Store {
     }
 
     fn forget_pending(&self, files: &[StagedFile]) {
-        let mut pending = lock(&self.pending);
+        let mut pending = lock(&self.core.pending);
         for f in files {
             for (id, _) in f.new_chunks.iter() {
                 pending.chunks.remove(id);

@@ -92,7 +92,7 @@ impl Store {
                         hash,
                         chunks,
                         new_chunks: Pending::default(),
-                        _gc: GcGuard::writer(&self.root)?,
+                        _gc: GcGuard::writer(&self.core.root)?,
                     });
                 }
             }

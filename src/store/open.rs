@@ -110,15 +110,15 @@ impl Store {
     /// uncommitted chunks in a sealed pack; a pack still being appended to
     /// is flocked by its writer and skipped.
     pub fn sweep_orphan_packs(&self) -> Result<Option<Swept>> {
-        let Some(_gc) = GcGuard::try_collector(&self.root)? else {
+        let Some(_gc) = GcGuard::try_collector(&self.core.root)? else {
             return Ok(None);
         };
         // Read under the lock: every commit of a chunk happens under
         // gc.lock shared, so this list is complete until the lock goes.
         let indexed: HashSet<PackName> = self.index().packs()?.into_iter().collect();
-        let mine: HashSet<PackName> = lock(&self.created_packs).keys().copied().collect();
+        let mine: HashSet<PackName> = lock(&self.core.created_packs).keys().copied().collect();
         let mut swept = Swept::default();
-        for entry in walkdir::WalkDir::new(&self.packs_dir)
+        for entry in walkdir::WalkDir::new(&self.core.packs_dir)
             .min_depth(2)
             .max_depth(2)
         {

@@ -1,368 +1,111 @@
-//! Reading committed files: the chunk list loaded and checked once, each
-//! chunk checked as it is read, runs of chunks read and prefetched as one,
-//! `copy_to` and `export`.
+//! Reading committed files. A file's [`Recipe`] is loaded and checked
+//! against its digest once (and kept for files opened again); a
+//! [`FileReader`] then owns reading it: `read_at` with its one-chunk cache
+//! and sequential prefetch, `copy_to` with runs of chunks read, decoded
+//! and checked on worker threads. Each chunk is checked as it is read, so
+//! every byte served is the byte stored. No lock is held across pack I/O.
+//!
+//! Where things are:
+//! - here: opening a file for reading, the recipes of recent files,
+//!   `export`, and the read path's only calls into pack files (the end of
+//!   this file);
+//! - `reader`: the [`FileReader`]: `read_at`, `copy_to`, checked chunks;
+//! - `segment`: runs of chunks fetched with one read;
+//! - `prefetch`: asking the kernel to read the packs ahead of a reader.
 
-use std::collections::HashMap;
+mod prefetch;
+mod reader;
+mod segment;
+#[cfg(test)]
+mod tests;
+
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use super::{lock, Store, READ_BLOCK};
+use super::{lock, Store, StoreCore, READ_BLOCK};
 use crate::error::{Error, IoContext, Result};
-use crate::id::{ChunkId, FileHash};
-use crate::index::{ChunkSpan, FileRow};
+use crate::id::ChunkId;
+use crate::index::{FileRow, Recipe};
 use crate::pack::{self, Location, PackName};
 use crate::progress::Progress;
 
-/// Chunk lists kept by `StoreCore::recent_files` (a 2 GB file's is ~2.5 MiB).
+pub use reader::FileReader;
+
+/// Recipes kept by `StoreCore::recent_files` (a 2 GB file's is ~2.5 MiB).
 const RECENT_FILES: usize = 16;
 
-/// Sequential reads fetch runs of chunks that lie close together in a pack
-/// with one read of at most this many bytes. Small enough that a reader's
-/// buffers stay in its core's L2 cache between the read and the BLAKE3
-/// check: warm `cat` of 557 MB took 158 ms with 2 MiB runs, 134 ms with
-/// 256 KiB.
-pub const SEGMENT_BYTES: u64 = 256 * 1024;
-/// Sequential reads ask the kernel for this many bytes ahead: a
-/// deduplicated file is spread over several packs, so the disk needs many
-/// requests in flight to keep up with a plain contiguous file.
-const PREFETCH_BYTES: u64 = 128 * 1024 * 1024;
-/// [`PREFETCH_BYTES`] in segments.
-const PREFETCH_SEGMENTS: usize = (PREFETCH_BYTES / SEGMENT_BYTES) as usize;
-/// Per pack, the byte run a reader last prefetched (see [`Store::prefetch`]).
-pub type PrefetchRuns = HashMap<PackName, (u64, u64)>;
-/// Segment buffers each reader thread of [`Store::copy_to`] cycles through.
-const SEGMENT_BUFFERS: usize = 3;
-
 impl Store {
-    /// Look up a file for reading. The chunk list is loaded once and shared.
+    /// Look up a file for reading. Its recipe is loaded once and shared.
     pub fn open_file(&self, artifact: &str, file: &str) -> Result<FileReader> {
         let row = self.index().file(&self.ns, artifact, file)?;
         self.reader_for(artifact, row)
     }
 
-    /// A reader for a file row: loads its chunk list and checks it against
-    /// the file digest, which commits to every chunk id; each chunk is then
-    /// checked against its id when read. Together: every byte served is the
-    /// byte stored.
+    /// A reader for a file row: loads its recipe and checks it against the
+    /// file digest, which commits to every chunk id and length; each chunk
+    /// is then checked against its id when read. Together: every byte
+    /// served is the byte stored.
     pub(super) fn reader_for(&self, artifact: &str, row: FileRow) -> Result<FileReader> {
-        let spans = match self.recent_spans(&row) {
-            Some(spans) => spans,
+        let recipe = match self.recent_recipe(&row) {
+            Some(recipe) => recipe,
             None => {
-                let spans: Arc<[ChunkSpan]> = self.index().file_chunks(row.id)?.into();
-                // The digest commits to every chunk id and length, so the
-                // size must be their sum: a row whose size disagrees would
-                // otherwise serve a silently shortened (or padded) file.
-                let sum: u64 = spans.iter().map(|s| u64::from(s.loc.raw_len)).sum();
-                if sum != row.meta.size
-                    || FileHash::of_chunks(spans.iter().map(|s| (s.id, s.loc.raw_len))) != row.hash
-                {
-                    return Err(Error::Index {
-                        path: self.root.join("index.sqlite"),
-                        message: format!(
-                            "artifact {artifact:?} file {:?}: chunk list does not match the file digest and size ({} bytes); run `deploycache verify`",
-                            row.meta.name,
-                            row.meta.size
-                        ),
-                    });
+                let spans = self.index().file_chunks(row.id)?;
+                let wrong = |what: String| Error::Index {
+                    path: self.core.root.join("index.sqlite"),
+                    message: format!(
+                        "artifact {artifact:?} file {:?}: {what}; run `deploycache verify`",
+                        row.meta.name,
+                    ),
+                };
+                let recipe = Recipe::from_spans(spans)
+                    .map_err(|why| wrong(format!("chunk list is inconsistent ({why})")))?;
+                if !recipe.matches(row.meta.size, &row.hash) {
+                    return Err(wrong(format!(
+                        "chunk list does not match the file digest and size ({} bytes)",
+                        row.meta.size
+                    )));
                 }
-                let mut recent = lock(&self.recent_files);
-                recent.push_front((row.id, row.hash, spans.clone()));
+                let mut recent = lock(&self.core.recent_files);
+                recent.push_front((row.id, row.hash, recipe.clone()));
                 recent.truncate(RECENT_FILES);
-                spans
+                recipe
             }
         };
-        Ok(FileReader {
-            artifact: artifact.to_owned(),
-            file: row.meta.name.clone(),
+        Ok(FileReader::new(
+            self.core.clone(),
+            self.workers,
+            artifact,
             row,
-            spans,
-        })
+            recipe,
+        ))
     }
 
-    /// A checked chunk list of this file row from `recent_files`, moved to
+    /// The checked recipe of this file row from `recent_files`, moved to
     /// the front.
-    fn recent_spans(&self, row: &FileRow) -> Option<Arc<[ChunkSpan]>> {
-        let mut recent = lock(&self.recent_files);
+    fn recent_recipe(&self, row: &FileRow) -> Option<Recipe> {
+        let mut recent = lock(&self.core.recent_files);
         let at = recent
             .iter()
             .position(|(id, hash, _)| (*id, *hash) == (row.id, row.hash))?;
         let entry = recent.remove(at)?;
-        let spans = entry.2.clone();
+        let recipe = entry.2.clone();
         recent.push_front(entry);
-        Some(spans)
-    }
-
-    pub(super) fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
-        lock(&self.pack_files).get(p, &self.pack_path(p))
+        Some(recipe)
     }
 
     /// Packs this process holds open for reading (bounded).
     pub fn open_pack_count(&self) -> usize {
-        lock(&self.pack_files).len()
+        lock(&self.core.pack_files).len()
     }
 
-    /// Read, decode and check one chunk of a file. A chunk whose pack is
-    /// gone (gc moved it) is looked up in the index again, once; failing
-    /// that, the error names the chunk, file and offset.
-    pub fn read_chunk(&self, r: &FileReader, i: usize) -> Result<Vec<u8>> {
-        let span = &r.spans[i];
-        let corrupt = |why: String| r.corrupt(i, why);
-        let mut loc = span.loc;
-        let file = match self.pack_file(loc.pack) {
-            Ok(f) => f,
-            Err(e) if e.errno() == libc::ENOENT => {
-                let moved = self
-                    .index()
-                    .chunk_location(&span.id)?
-                    .filter(|l| l.pack != loc.pack && l.raw_len == loc.raw_len);
-                let Some(moved) = moved else {
-                    return Err(corrupt(format!("pack unreadable: {e}")));
-                };
-                loc = moved;
-                self.pack_file(loc.pack)
-                    .map_err(|e| corrupt(format!("pack unreadable: {e}")))?
-            }
-            Err(e) => return Err(corrupt(format!("pack unreadable: {e}"))),
-        };
-        let path = self.pack_path(loc.pack);
-        let payload = pack::read_payload(&file, &path, &loc).map_err(|e| corrupt(e.to_string()))?;
-        pack::decode(&span.id, &loc, payload).map_err(corrupt)
-    }
-
-    /// Read chunk `i` of a file into `dst` (exactly its length) and check
-    /// it. A raw chunk is read and hashed in place; anything else, and any
-    /// failure, takes [`Store::read_chunk`]'s path, whose error names the
-    /// chunk, file and offset.
-    pub fn read_chunk_into(&self, r: &FileReader, i: usize, dst: &mut [u8]) -> Result<()> {
-        let span = &r.spans[i];
-        let loc = &span.loc;
-        if loc.codec == pack::Codec::Raw
-            && loc.stored_len == loc.raw_len
-            && dst.len() == loc.raw_len as usize
-        {
-            if let Ok(file) = self.pack_file(loc.pack) {
-                if std::os::unix::fs::FileExt::read_exact_at(&*file, dst, loc.offset).is_ok()
-                    && ChunkId::of(dst) == span.id
-                {
-                    return Ok(());
-                }
-            }
-        }
-        let data = self.read_chunk(r, i)?;
-        if data.len() != dst.len() {
-            let why = format!(
-                "decoded to {} bytes, the file needs {}",
-                data.len(),
-                dst.len()
-            );
-            return Err(r.corrupt(i, why));
-        }
-        dst.copy_from_slice(&data);
-        Ok(())
-    }
-
-    /// Read, decode and check chunks `range` of a file (a segment from
-    /// [`FileReader::segments`], whose pack range [`Store::prefetch`] asked
-    /// the kernel to read ahead as one sequential run) into `seg`, reusing
-    /// its buffers: one read for the whole run, raw chunks checked and
-    /// served in place, compressed ones decoded beside them. On any failure
-    /// the chunks are read again one by one, so that an error names the
-    /// exact chunk, file and offset.
-    fn read_segment(
-        &self,
-        r: &FileReader,
-        range: std::ops::Range<usize>,
-        seg: &mut Segment,
-    ) -> Result<()> {
-        seg.clear();
-        if self.try_read_segment(r, range.clone(), seg).is_some() {
-            return Ok(());
-        }
-        seg.clear();
-        for i in range {
-            let data = self.read_chunk(r, i)?;
-            seg.push_decoded(&data);
-        }
-        Ok(())
-    }
-
-    /// [`Store::read_segment`]'s fast path; `None` on any failure.
-    fn try_read_segment(
-        &self,
-        r: &FileReader,
-        range: std::ops::Range<usize>,
-        seg: &mut Segment,
-    ) -> Option<()> {
-        let spans = &r.spans[range];
-        let Some(first) = spans.first() else {
-            return Some(());
-        };
-        if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
-            return None;
-        }
-        let (lo, hi) = pack_range(spans);
-        let n = (hi - lo) as usize;
-        if seg.packed.len() < n {
-            seg.packed.resize(n, 0);
-        }
-        let file = self.pack_file(first.loc.pack).ok()?;
-        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut seg.packed[..n], lo).ok()?;
-        // A run of one repeated chunk (zeros) is checked once.
-        let mut last: Option<(u64, Part)> = None;
-        for s in spans {
-            if let Some((offset, part)) = &last {
-                if *offset == s.loc.offset {
-                    seg.parts.push(part.clone());
-                    continue;
-                }
-            }
-            let at = (s.loc.offset - lo) as usize;
-            let payload = &seg.packed[at..at + s.loc.stored_len as usize];
-            let raw_len = s.loc.raw_len as usize;
-            let part = match s.loc.codec {
-                pack::Codec::Raw if payload.len() == raw_len => Part::Packed(at..at + raw_len),
-                pack::Codec::Raw => return None,
-                pack::Codec::Zstd => {
-                    let start = seg.decoded_len;
-                    if seg.decoded.len() < start + raw_len {
-                        seg.decoded.resize(start + raw_len, 0);
-                    }
-                    let dctx = match &mut seg.dctx {
-                        Some(d) => d,
-                        None => seg.dctx.insert(zstd::bulk::Decompressor::new().ok()?),
-                    };
-                    let got = dctx
-                        .decompress_to_buffer(payload, &mut seg.decoded[start..start + raw_len])
-                        .ok()?;
-                    if got != raw_len {
-                        return None;
-                    }
-                    seg.decoded_len += raw_len;
-                    Part::Decoded(start..start + raw_len)
-                }
-            };
-            if ChunkId::of(seg.bytes(&part)) != s.id {
-                return None;
-            }
-            seg.parts.push(part.clone());
-            last = Some((s.loc.offset, part));
-        }
-        Some(())
-    }
-
-    /// Ask the kernel to start reading chunks `range` of a file into the
-    /// page cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
-    /// `runs` remembers, per pack, the run this reader last prefetched: a
-    /// range that overlaps it or starts at its end asks only for the bytes
-    /// past it, so the kernel sees one growing sequential run per pack
-    /// instead of overlapping requests. Gaps are not bridged: on the
-    /// benchmark corpus, bridging gaps of up to 1 MiB read 38% more bytes (a
-    /// gap often holds other files' chunks) and was slower.
-    pub fn prefetch(&self, r: &FileReader, range: std::ops::Range<usize>, runs: &mut PrefetchRuns) {
-        let spans = &r.spans[range];
-        let Some(first) = spans.first() else { return };
-        if spans.iter().any(|s| s.loc.pack != first.loc.pack) {
-            return;
-        }
-        let (mut lo, hi) = pack_range(spans);
-        let run = runs.entry(first.loc.pack).or_insert((lo, lo));
-        if lo >= run.0 && hi <= run.1 {
-            return;
-        }
-        if lo >= run.0 && lo <= run.1 {
-            (lo, run.1) = (run.1, hi);
-        } else {
-            *run = (lo, hi);
-        }
-        if let Ok(f) = self.pack_file(first.loc.pack) {
-            let _ = rustix::fs::fadvise(
-                &*f,
-                lo,
-                std::num::NonZeroU64::new(hi - lo),
-                rustix::fs::Advice::WillNeed,
-            );
-        }
-    }
-
-    /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
-    pub fn read_at(&self, r: &FileReader, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let Some(i) = r.chunk_at(pos) else { break };
-            let data = self.read_chunk(r, i)?;
-            let start = (pos - r.spans[i].offset) as usize;
-            let n = (data.len() - start).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&data[start..start + n]);
-            done += n;
-        }
-        Ok(done)
-    }
-
-    /// Stream a whole file to `out`. Chunks are read, decoded and checked
-    /// ahead on worker threads (worker k takes chunks k, k+W, k+2W, …; the
-    /// caller takes them back in order), so disk reads, decompression and
-    /// hashing overlap.
+    /// Stream a whole file to `out`: [`FileReader::copy_to`].
     pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
-        let segments = r.segments();
-        let n = segments.len();
-        // One reader per core: the disk is kept busy by the prefetch below,
-        // not by readers waiting on it (twice the cores measured the same
-        // cold and 10% slower warm).
-        let w = self.workers.min(n).max(1);
-        std::thread::scope(|s| -> Result<()> {
-            // Each reader owns SEGMENT_BUFFERS buffers, passed to the
-            // writer full and handed back empty: no allocation per chunk.
-            let (rxs, backs): (Vec<_>, Vec<_>) = (0..w)
-                .map(|k| {
-                    let (tx, rx) = mpsc::sync_channel::<Result<Segment>>(SEGMENT_BUFFERS);
-                    let (back, empty) = mpsc::sync_channel::<Segment>(SEGMENT_BUFFERS);
-                    for _ in 0..SEGMENT_BUFFERS {
-                        let _ = back.send(Segment::default());
-                    }
-                    let segments = &segments;
-                    s.spawn(move || {
-                        for range in segments.iter().skip(k).step_by(w) {
-                            let Ok(mut seg) = empty.recv() else { return };
-                            let res = self.read_segment(r, range.clone(), &mut seg).map(|()| seg);
-                            let failed = res.is_err();
-                            if tx.send(res).is_err() || failed {
-                                return;
-                            }
-                        }
-                    });
-                    (rx, back)
-                })
-                .unzip();
-            // Keep the disk busy ahead of the readers: the kernel's own
-            // read-ahead cannot follow several threads reading one pack.
-            let mut runs = PrefetchRuns::new();
-            for seg in segments.iter().take(PREFETCH_SEGMENTS) {
-                self.prefetch(r, seg.clone(), &mut runs);
-            }
-            for (i, range) in segments.iter().enumerate() {
-                if let Some(ahead) = segments.get(i + PREFETCH_SEGMENTS) {
-                    self.prefetch(r, ahead.clone(), &mut runs);
-                }
-                let seg = rxs[i % w].recv().map_err(|_| {
-                    Error::io(
-                        self.pack_path(r.spans[range.start].loc.pack),
-                        io::Error::other("reader thread exited"),
-                    )
-                })??;
-                for part in &seg.parts {
-                    let bytes = seg.bytes(part);
-                    out.write_all(bytes).map_err(|e| Error::io("<output>", e))?;
-                    progress.inc(bytes.len() as u64);
-                }
-                let _ = backs[i % w].send(seg);
-            }
-            Ok(())
-        })
+        r.copy_to(out, progress)
     }
 
     /// Write the artifact's files into `dest` byte-identical, with mode and
@@ -391,7 +134,7 @@ impl Store {
                 written.push(tmp.clone());
                 let mut out =
                     io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
-                self.copy_to(&r, &mut out, &progress)?;
+                r.copy_to(&mut out, &progress)?;
                 let out = out
                     .into_inner()
                     .map_err(|e| Error::io(&tmp, e.into_error()))?;
@@ -440,145 +183,69 @@ impl Store {
     }
 }
 
-/// A committed file opened for reading: its chunk list never changes.
-#[derive(Clone)]
-pub struct FileReader {
-    pub artifact: String,
-    pub file: String,
-    pub row: FileRow,
-    pub(super) spans: Arc<[ChunkSpan]>,
+// ---- pack I/O ------------------------------------------------------------
+// The read path's only calls into pack files: opening (through the bounded
+// cache), reading, prefetching and decoding.
+
+/// Why a chunk's record could not be read.
+pub(super) enum RecordError {
+    /// Its pack could not be opened (ENOENT: the pack is gone).
+    Open(Error),
+    /// Its bytes could not be read.
+    Read(Error),
+    /// It was read but is not the chunk: what is wrong.
+    Bad(String),
 }
 
-impl FileReader {
-    /// The error for chunk `i` of this file failing its check.
-    fn corrupt(&self, i: usize, why: String) -> Error {
-        Error::CorruptChunk {
-            chunk: self.spans[i].id,
-            artifact: self.artifact.clone(),
-            file: self.file.clone(),
-            offset: self.spans[i].offset,
-            why,
-        }
+impl StoreCore {
+    /// Pack `p`, open, from the bounded cache.
+    fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
+        lock(&self.pack_files).get(p, &p.path(&self.packs_dir))
     }
 
-    pub fn size(&self) -> u64 {
-        self.row.meta.size
+    /// Read chunk `id`'s record at `loc`, decode it and check it.
+    pub(super) fn read_record(
+        &self,
+        id: &ChunkId,
+        loc: &Location,
+    ) -> std::result::Result<Vec<u8>, RecordError> {
+        let file = self.pack_file(loc.pack).map_err(RecordError::Open)?;
+        let payload = pack::read_payload(&file, &loc.pack.path(&self.packs_dir), loc)
+            .map_err(RecordError::Read)?;
+        pack::decode(id, loc, payload).map_err(RecordError::Bad)
     }
 
-    pub fn chunk_count(&self) -> usize {
-        self.spans.len()
+    /// Read `buf.len()` bytes of pack `p` at `offset`, exactly.
+    fn read_pack(&self, p: PackName, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let file = self.pack_file(p)?;
+        file.read_exact_at(buf, offset).at(p.path(&self.packs_dir))
     }
 
-    /// The file's chunks cut into runs that one read can fetch: consecutive
-    /// chunks in one pack whose records fill (nearly: at least 3/4) the
-    /// byte range they span, at most [`SEGMENT_BYTES`] long in the pack and
-    /// decoded. A file's new
-    /// chunks are appended close together, though the chunk workers may
-    /// swap neighbours.
-    pub fn segments(&self) -> Vec<std::ops::Range<usize>> {
-        self.segments_of(0..self.spans.len())
-    }
-
-    /// [`FileReader::segments`] of chunks `range` only.
-    pub fn segments_of(&self, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
-        let mut out = Vec::new();
-        let mut start = range.start;
-        let (mut lo, mut hi, mut used, mut raw) = (0u64, 0u64, 0u64, 0u64);
-        for i in range.clone() {
-            let loc = &self.spans[i].loc;
-            let (a, b) = record_range(loc);
-            if i > start {
-                let (nlo, nhi) = (lo.min(a), hi.max(b));
-                let nused = used + (b - a);
-                let nraw = raw + loc.raw_len as u64;
-                let dense = nused * 4 >= (nhi - nlo) * 3;
-                // Bounded in decoded bytes too: a run of one repeated chunk
-                // (zeros) spans a few bytes of pack but any number of bytes
-                // of file.
-                if loc.pack != self.spans[start].loc.pack
-                    || !dense
-                    || nhi - nlo > SEGMENT_BYTES
-                    || nraw > SEGMENT_BYTES
-                {
-                    out.push(start..i);
-                    start = i;
-                } else {
-                    (lo, hi, used, raw) = (nlo, nhi, nused, nraw);
-                    continue;
-                }
-            }
-            (lo, hi, used, raw) = (a, b, b - a, loc.raw_len as u64);
-        }
-        if start < range.end {
-            out.push(start..range.end);
-        }
-        out
-    }
-
-    /// Index of the chunk holding byte `pos`, if `pos` is inside the file.
-    pub fn chunk_at(&self, pos: u64) -> Option<usize> {
-        if pos >= self.size() {
-            return None;
-        }
-        Some(self.spans.partition_point(|s| s.offset <= pos) - 1)
-    }
-}
-
-/// Where a chunk's checked bytes are in a [`Segment`].
-#[derive(Clone)]
-enum Part {
-    Packed(std::ops::Range<usize>),
-    Decoded(std::ops::Range<usize>),
-}
-
-/// A run of a file's chunks read with one read and checked, with buffers
-/// that keep their size from one run to the next.
-#[derive(Default)]
-struct Segment {
-    /// The pack bytes of the run: raw chunks are served from here.
-    packed: Vec<u8>,
-    /// Decoded compressed chunks, `decoded_len` bytes of it in use.
-    decoded: Vec<u8>,
-    decoded_len: usize,
-    /// The chunks in file order.
-    parts: Vec<Part>,
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
-}
-
-impl Segment {
-    fn clear(&mut self) {
-        self.parts.clear();
-        self.decoded_len = 0;
-    }
-
-    fn push_decoded(&mut self, data: &[u8]) {
-        let start = self.decoded_len;
-        self.decoded.truncate(start);
-        self.decoded.extend_from_slice(data);
-        self.decoded_len += data.len();
-        self.parts.push(Part::Decoded(start..self.decoded_len));
-    }
-
-    fn bytes(&self, part: &Part) -> &[u8] {
-        match part {
-            Part::Packed(r) => &self.packed[r.clone()],
-            Part::Decoded(r) => &self.decoded[r.clone()],
+    /// Ask the kernel to start reading `range` of pack `p` into the page
+    /// cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
+    fn prefetch_pack(&self, p: PackName, range: Range<u64>) {
+        if let Ok(f) = self.pack_file(p) {
+            let _ = rustix::fs::fadvise(
+                &*f,
+                range.start,
+                std::num::NonZeroU64::new(range.end - range.start),
+                rustix::fs::Advice::WillNeed,
+            );
         }
     }
 }
 
-/// The pack bytes that chunks (all in one pack) span, record headers included.
-fn pack_range(spans: &[ChunkSpan]) -> (u64, u64) {
-    spans
-        .iter()
-        .map(|s| record_range(&s.loc))
-        .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
-}
-
-/// The bytes a chunk's record occupies in its pack (header included).
-fn record_range(loc: &Location) -> (u64, u64) {
-    (
-        loc.offset - pack::RECORD_HEADER_LEN as u64,
-        loc.offset + loc.stored_len as u64,
-    )
+/// Decompress a zstd payload into `dst` (exactly the chunk's length), with
+/// a decompressor kept between calls; `None` unless it decodes to exactly
+/// that length. Unchecked: the caller hashes `dst`.
+fn unzstd_into(
+    dctx: &mut Option<zstd::bulk::Decompressor<'static>>,
+    payload: &[u8],
+    dst: &mut [u8],
+) -> Option<()> {
+    let dctx = match dctx {
+        Some(d) => d,
+        None => dctx.insert(zstd::bulk::Decompressor::new().ok()?),
+    };
+    (dctx.decompress_to_buffer(payload, dst).ok()? == dst.len()).then_some(())
 }

@@ -36,11 +36,12 @@ impl Store {
                     holds: Vec::new(),
                 },
                 lane: self
+                    .core
                     .next_lane
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 ..ChunkSink::default()
             },
-            _gc: GcGuard::writer(&self.root)?,
+            _gc: GcGuard::writer(&self.core.root)?,
         })
     }
 
@@ -49,9 +50,9 @@ impl Store {
     /// appended can be cut away, and everything retired is reclaimed that
     /// no live writer holds. Later writers start new packs.
     pub fn abandon_writes(&self) {
-        for w in &self.writers {
+        for w in &self.core.writers {
             if let Some(p) = lock(w).take() {
-                lock(&self.retired).push(p.name);
+                lock(&self.core.retired).push(p.name);
             }
         }
         self.reclaim_retired();
@@ -63,11 +64,11 @@ impl Store {
     /// nobody appends to a retired pack). Best effort: what fails stays
     /// for gc, which reclaims unindexed pack data too.
     pub fn reclaim_retired(&self) {
-        let retired: Vec<PackName> = lock(&self.retired).clone();
+        let retired: Vec<PackName> = lock(&self.core.retired).clone();
         for p in retired {
             // Holding `pending`: no writer can take a new hold on `p`'s
             // unindexed records meanwhile (holds come from that map).
-            let pending = lock(&self.pending);
+            let pending = lock(&self.core.pending);
             if pending.holds.get(&p).is_some_and(|n| *n > 0) {
                 continue;
             }
@@ -91,8 +92,8 @@ impl Store {
             };
             drop(pending);
             if done {
-                lock(&self.retired).retain(|x| *x != p);
-                lock(&self.created_packs).remove(&p);
+                lock(&self.core.retired).retain(|x| *x != p);
+                lock(&self.core.created_packs).remove(&p);
             }
         }
     }
@@ -222,7 +223,7 @@ impl FileWriter {
         while !sink.inflight.is_empty() {
             sink.complete_one(store)?;
         }
-        store.sync_for(&sink.new_chunks)?;
+        store.core.sync_for(&sink.new_chunks)?;
         meta.size = self.size;
         Ok(StagedFile {
             meta,
@@ -267,9 +268,12 @@ impl ChunkSink {
         let Some(rx) = self.inflight.pop_front() else {
             return Ok(());
         };
-        let done = rx
-            .recv()
-            .map_err(|_| Error::io(&store.packs_dir, io::Error::other("chunk worker exited")))?;
+        let done = rx.recv().map_err(|_| {
+            Error::io(
+                &store.core.packs_dir,
+                io::Error::other("chunk worker exited"),
+            )
+        })?;
         let (id, len) = (done.id, done.raw_len);
         self.chunks.push((id, len));
         if self.seen.contains_key(&id) {
