@@ -3,7 +3,10 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{location_from, row_location, ChunkSpan, Index, SourceKey, Sql, Totals};
+use super::{
+    chunk_id_at, file_hash_at, location_from, row_location, ChunkSpan, Index, SourceKey, Sql,
+    Totals,
+};
 use crate::error::Result;
 use crate::id::{ChunkId, FileHash};
 use crate::pack::{Location, PackName};
@@ -50,9 +53,8 @@ impl Index {
             .sql(&self.path)?;
         let rows = st
             .query_map([file_id], |r| {
-                let id: Vec<u8> = r.get(0)?;
                 Ok(ChunkSpan {
-                    id: ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    id: chunk_id_at(r, 0)?,
                     offset: r.get::<_, i64>(1)? as u64,
                     loc: location_from(r, 2)?,
                 })
@@ -127,11 +129,7 @@ impl Index {
             .sql(&self.path)?;
         let rows = st
             .query_map([pack.to_string()], |r| {
-                let id: Vec<u8> = r.get(0)?;
-                Ok((
-                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
-                    location_from(r, 1)?,
-                ))
+                Ok((chunk_id_at(r, 0)?, location_from(r, 1)?))
             })
             .sql(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -158,7 +156,7 @@ impl Index {
                  WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
             )
             .sql(&self.path)?;
-        let h: Option<Vec<u8>> = st
+        let h: Option<FileHash> = st
             .query_row(
                 params![
                     key.path,
@@ -168,11 +166,11 @@ impl Index {
                     key.mtime_ns,
                     key.ctime_ns
                 ],
-                |r| r.get(0),
+                |r| file_hash_at(r, 0),
             )
             .optional()
             .sql(&self.path)?;
-        Ok(h.and_then(|h| FileHash::from_slice(&h)))
+        Ok(h)
     }
 
     pub fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {

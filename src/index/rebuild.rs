@@ -195,13 +195,7 @@ impl Index {
             "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
              FROM chunks c JOIN packs p ON p.id = c.pack",
             [],
-            |r| {
-                let id: Vec<u8> = r.get(0)?;
-                Ok((
-                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
-                    super::location_from(r, 1)?,
-                ))
-            },
+            |r| Ok((super::chunk_id_at(r, 0)?, super::location_from(r, 1)?)),
         )
     }
 
