@@ -165,7 +165,7 @@ fn io_hint(errno: Option<i32>) -> &'static str {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             path: path.into(),
             error: source,
@@ -199,7 +199,7 @@ impl Error {
 
     /// True when the error came from a full disk or quota: callers report it
     /// without retrying.
-    pub fn is_no_space(&self) -> bool {
+    pub(crate) fn is_no_space(&self) -> bool {
         matches!(self.errno(), libc::ENOSPC | libc::EDQUOT)
     }
 
@@ -220,7 +220,7 @@ impl Error {
 }
 
 /// Attach a path to an `io::Result`.
-pub trait IoContext<T> {
+pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 

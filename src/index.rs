@@ -39,12 +39,12 @@ use crate::id::{ChunkId, FileHash};
 use crate::manifest::Journal;
 use crate::pack::{Codec, Location, PackName};
 
-pub use artifacts::{is_pending_reason, LOST, PENDING};
-pub use rebuild::{replay_differences, RebuildReport, ScannedPacks};
-pub use types::{
-    ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, NewFile, QuarantineEntry, SourceKey,
-    Totals,
-};
+pub(crate) use artifacts::{LOST, PENDING};
+pub(crate) use rebuild::{replay_differences, ScannedPacks};
+pub(crate) use types::{ChunkSpan, NewFile, SourceKey};
+// Rows the store's public API hands out.
+pub use rebuild::RebuildReport;
+pub use types::{ArtifactSummary, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
 pub const FORMAT_VERSION: u32 = 2;
@@ -90,7 +90,7 @@ pub struct Index {
 
 /// What an index held when it was opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IndexState {
+pub(crate) enum IndexState {
     /// Format [`FORMAT_VERSION`].
     Current,
     /// No `format_version`: a new index, or one emptied (every row deleted,
@@ -132,7 +132,7 @@ fn now() -> i64 {
 }
 
 impl Index {
-    pub fn open(path: &Path) -> Result<Index> {
+    pub(crate) fn open(path: &Path) -> Result<Index> {
         let conn = Connection::open(path).sql(path)?;
         let mut ix = Index {
             conn,
@@ -210,12 +210,12 @@ impl Index {
             .sql(&self.path)
     }
 
-    pub fn state(&self) -> IndexState {
+    pub(crate) fn state(&self) -> IndexState {
         self.state
     }
 
     /// Make an empty index a new one of the current format.
-    pub fn init_format(&mut self) -> Result<()> {
+    pub(crate) fn init_format(&mut self) -> Result<()> {
         self.prepare()?;
         self.conn
             .execute(
@@ -244,7 +244,7 @@ impl Index {
     /// A second connection to an existing index, for lookups only (the
     /// chunk workers each have one, so lookups neither share a mutex nor
     /// wait for the writer).
-    pub fn open_reader(path: &Path) -> Result<Index> {
+    pub(crate) fn open_reader(path: &Path) -> Result<Index> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .sql(path)?;
         conn.busy_handler(Some(busy)).sql(path)?;
@@ -259,11 +259,11 @@ impl Index {
     /// Start a read transaction: later lookups share one snapshot and one
     /// lock, instead of taking the WAL read lock each. A chunk committed by
     /// another process meanwhile is not seen: at worst it is stored twice.
-    pub fn begin_read(&self) -> Result<()> {
+    pub(crate) fn begin_read(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN").sql(&self.path)
     }
 
-    pub fn end_read(&self) -> Result<()> {
+    pub(crate) fn end_read(&self) -> Result<()> {
         self.conn.execute_batch("COMMIT").sql(&self.path)
     }
 }

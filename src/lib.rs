@@ -30,7 +30,7 @@ pub mod fuse;
 pub mod id;
 pub mod import;
 pub mod index;
-pub mod lock;
+pub(crate) mod lock;
 pub mod manifest;
 pub mod name;
 pub mod pack;

@@ -19,12 +19,12 @@ use crate::pack::{Location, PackName};
 
 impl Index {
     /// The `seq` of the last committed change (manifest.rs).
-    pub fn journal_seq(&self) -> Result<u64> {
+    pub(crate) fn journal_seq(&self) -> Result<u64> {
         journal_seq(&self.conn).sql(&self.path)
     }
 
     /// Record changes in `journal` from now on.
-    pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
+    pub(crate) fn set_journal(&mut self, journal: Box<dyn Journal>) {
         self.journal = Some(journal);
     }
 
@@ -32,7 +32,7 @@ impl Index {
     /// manifest record per artifact (its files, quarantined ones included,
     /// with their times), then set the format to 2. Returns how many
     /// artifacts it recorded (0 when another process migrated first).
-    pub fn migrate_v1(&mut self) -> Result<u64> {
+    pub(crate) fn migrate_v1(&mut self) -> Result<u64> {
         let Some(journal) = self.journal.as_mut() else {
             return Err(Error::Index {
                 path: self.path.clone(),

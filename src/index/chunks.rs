@@ -14,7 +14,7 @@ use crate::pack::{Location, PackName};
 impl Index {
     /// The end of pack `p`'s last indexed record (`None`: no index row
     /// points into it).
-    pub fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
+    pub(crate) fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
         let end: Option<i64> = self
             .conn
             .prepare_cached(
@@ -28,7 +28,7 @@ impl Index {
     }
 
     /// Where a chunk is stored, if the index knows it.
-    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
+    pub(crate) fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -42,7 +42,7 @@ impl Index {
     }
 
     /// A file's chunk list in order, with locations.
-    pub fn file_chunks(&self, file_id: i64) -> Result<Vec<ChunkSpan>> {
+    pub(crate) fn file_chunks(&self, file_id: i64) -> Result<Vec<ChunkSpan>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -66,7 +66,7 @@ impl Index {
     }
 
     /// The chunk list of any stored file with this content hash and size.
-    pub fn chunks_of_content(
+    pub(crate) fn chunks_of_content(
         &self,
         hash: &FileHash,
         size: u64,
@@ -85,7 +85,7 @@ impl Index {
         Ok(Some(spans.iter().map(|s| (s.id, s.loc.raw_len)).collect()))
     }
 
-    pub fn totals(&self) -> Result<Totals> {
+    pub(crate) fn totals(&self) -> Result<Totals> {
         let q = |sql: &str| -> Result<u64> {
             self.conn
                 .query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -111,7 +111,7 @@ impl Index {
     }
 
     /// Every pack the index knows.
-    pub fn packs(&self) -> Result<Vec<PackName>> {
+    pub(crate) fn packs(&self) -> Result<Vec<PackName>> {
         let names = self.rows("SELECT name FROM packs ORDER BY name", [], |r| {
             r.get::<_, String>(0)
         })?;
@@ -119,7 +119,7 @@ impl Index {
     }
 
     /// Every chunk of one pack, in pack order.
-    pub fn chunks_in_pack(&self, pack: PackName) -> Result<Vec<(ChunkId, Location)>> {
+    pub(crate) fn chunks_in_pack(&self, pack: PackName) -> Result<Vec<(ChunkId, Location)>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -138,7 +138,7 @@ impl Index {
     }
 
     /// Who references a chunk: (artifact, file, offset) triples, for error reports.
-    pub fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
+    pub(crate) fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
         let rows = self.rows("SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
                  FROM file_chunks fc JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
                  WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset", [&id.as_bytes()[..]], |r| {
@@ -148,7 +148,7 @@ impl Index {
     }
 
     /// The files cache: the hash recorded for a source file with exactly this stat.
-    pub fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
+    pub(crate) fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -173,7 +173,7 @@ impl Index {
         Ok(h)
     }
 
-    pub fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
+    pub(crate) fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO source_files(path, dev, ino, size, mtime_ns, ctime_ns, hash)
