@@ -2,8 +2,8 @@
 //!
 //! Invariants:
 //! - Cut points depend only on the bytes, never on how they were pushed:
-//!   [`Chunker::push`] only cuts once it holds `MAX_SIZE` bytes (or at
-//!   [`Chunker::finish`]), which is exactly the window FastCDC looks at.
+//!   `Chunker::push` only cuts once it holds `MAX_SIZE` bytes (or at
+//!   `Chunker::finish`), which is exactly the window FastCDC looks at.
 //! - The parameters below define which chunk ids a store holds. Changing
 //!   them (or the pinned `fastcdc` version) makes new data stop deduplicating
 //!   against every existing store: that is a format change (store-layout.md).
@@ -30,7 +30,7 @@ const LEVEL: Normalization = Normalization::Level1;
 /// A chunk's bytes: a range of a block the caller handed over (no copy), or
 /// bytes of its own where a chunk straddles two blocks.
 #[derive(Clone, Debug)]
-pub enum ChunkBytes {
+pub(crate) enum ChunkBytes {
     Shared(Arc<Vec<u8>>, Range<usize>),
     Owned(Vec<u8>),
 }
@@ -50,7 +50,7 @@ impl std::ops::Deref for ChunkBytes {
 /// Chunks that lie inside one block are handed out as ranges of it, without
 /// copying; only the bytes of a chunk that straddles two blocks are copied
 /// (into `carry`), at most `MAX_SIZE` per block.
-pub struct Chunker {
+pub(crate) struct Chunker {
     /// Bytes not yet cut: the start of the chunk in progress (fewer than
     /// `MAX_SIZE` bytes that came before the current block), or pieces
     /// [`Chunker::push`] is gathering (about [`GATHER`] at most).
@@ -69,7 +69,7 @@ impl Default for Chunker {
 }
 
 impl Chunker {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (mask_s, mask_l) = select_masks(AVG_SIZE, LEVEL);
         Chunker {
             carry: Vec::new(),
@@ -100,7 +100,7 @@ impl Chunker {
     /// block when the next piece would not fit. (A FUSE write is smaller
     /// than `MAX_SIZE`: scp's arrive as about 256 KiB. Copying each into a
     /// block of its own, then into the carry, copied every byte twice.)
-    pub fn push<E>(
+    pub(crate) fn push<E>(
         &mut self,
         data: &[u8],
         mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
@@ -119,7 +119,7 @@ impl Chunker {
     }
 
     /// Append a block, calling `emit` with every chunk that is now complete.
-    pub fn push_block<E>(
+    pub(crate) fn push_block<E>(
         &mut self,
         block: Vec<u8>,
         mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
@@ -168,7 +168,7 @@ impl Chunker {
 
     /// Give the chunk in progress a buffer of `capacity` bytes when it
     /// starts (see [`Chunker::take_carry`]).
-    pub fn set_block_capacity(&mut self, capacity: usize) {
+    pub(crate) fn set_block_capacity(&mut self, capacity: usize) {
         self.block_capacity = capacity;
     }
 
@@ -176,13 +176,13 @@ impl Chunker {
     /// next input to them and hands the whole back to [`Chunker::push_block`]
     /// saves the copy at the seam between blocks: only the carried bytes
     /// are ever copied.
-    pub fn take_carry(&mut self) -> Vec<u8> {
+    pub(crate) fn take_carry(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.carry)
     }
 
     /// Emit whatever is left: the file's last chunks, as ranges of what
     /// was carried (up to `GATHER` bytes gathered by `push`), uncopied.
-    pub fn finish<E>(
+    pub(crate) fn finish<E>(
         &mut self,
         mut emit: impl FnMut(ChunkBytes) -> Result<(), E>,
     ) -> Result<(), E> {
@@ -197,22 +197,22 @@ impl Chunker {
     }
 }
 
-/// Chunk lengths of `data` chunked in one piece (tests, tools).
-pub fn chunk_lengths(data: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut c = Chunker::new();
-    let mut f = |ch: ChunkBytes| -> Result<(), ()> {
-        out.push(ch.len());
-        Ok(())
-    };
-    let _ = c.push(data, &mut f);
-    let _ = c.finish(&mut f);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunk lengths of `data` chunked in one piece.
+    fn chunk_lengths(data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut c = Chunker::new();
+        let mut f = |ch: ChunkBytes| -> Result<(), ()> {
+            out.push(ch.len());
+            Ok(())
+        };
+        let _ = c.push(data, &mut f);
+        let _ = c.finish(&mut f);
+        out
+    }
     use proptest::prelude::*;
     use rand::{RngCore, SeedableRng};
 

@@ -12,8 +12,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {error}{}", path.display(), io_hint(error))]
+    #[error("{}: {error}{}", path.display(), io_hint(error.raw_os_error()))]
     Io { path: PathBuf, error: io::Error },
+
+    /// A refusal or failure the code itself decides on, with the errno the
+    /// view replies with (EPERM, ENOTEMPTY, EISDIR, …): no `io::Error` is
+    /// made up to carry it. Reads as an `Io` error with that errno would.
+    #[error("{}: {}{}", what.display(), io::Error::from_raw_os_error(*errno), io_hint(Some(*errno)))]
+    Errno { errno: i32, what: PathBuf },
+
+    /// An error of SQLite on the index, by kind (see [`SqliteKind`]); the
+    /// SQLite error itself is kept, not flattened to its message.
+    #[error("{}", sqlite_message(path, *kind, &**error))]
+    Sqlite {
+        path: PathBuf,
+        kind: SqliteKind,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("no store at {}: create one with `deploycache init` (or any `put`/`import`), or point --store / $DEPLOYCACHE_STORE at an existing store", .0.display())]
     NoStore(PathBuf),
@@ -89,9 +104,51 @@ pub enum Error {
     StoreBusy(PathBuf),
 }
 
+/// What kind of SQLite error an [`Error::Sqlite`] is: what the view replies
+/// and what the user is told to do follow from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqliteKind {
+    /// SQLITE_FULL: the disk (or quota) is full; ENOSPC.
+    DiskFull,
+    /// SQLITE_BUSY or SQLITE_LOCKED: another connection held a lock for
+    /// longer than the busy handler waits; EBUSY.
+    Busy,
+    /// Anything else (a damaged or foreign file, a malformed row, …): the
+    /// index itself is the problem; EIO.
+    Other,
+}
+
+impl SqliteKind {
+    /// The errno the view replies with.
+    fn errno(self) -> i32 {
+        match self {
+            SqliteKind::DiskFull => libc::ENOSPC,
+            SqliteKind::Busy => libc::EBUSY,
+            SqliteKind::Other => libc::EIO,
+        }
+    }
+}
+
+/// A full disk or a busy index reads as the I/O error it amounts to (with
+/// its hint), anything else as a problem of the index.
+fn sqlite_message(
+    path: &std::path::Path,
+    kind: SqliteKind,
+    error: &(dyn std::error::Error + Send + Sync),
+) -> String {
+    match kind {
+        SqliteKind::DiskFull | SqliteKind::Busy => Error::Errno {
+            errno: kind.errno(),
+            what: path.to_owned(),
+        }
+        .to_string(),
+        SqliteKind::Other => format!("store index {}: {error}", path.display()),
+    }
+}
+
 /// A short, actionable hint for the I/O errors users meet most.
-fn io_hint(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
+fn io_hint(errno: Option<i32>) -> &'static str {
+    match errno {
         Some(libc::ENOSPC) => " (free space on that filesystem)",
         Some(libc::EDQUOT) => " (disk quota exceeded: free space or raise the quota)",
         Some(libc::EACCES) | Some(libc::EPERM) => {
@@ -108,7 +165,7 @@ fn io_hint(e: &io::Error) -> &'static str {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             path: path.into(),
             error: source,
@@ -119,6 +176,8 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Io { error, .. } => error.raw_os_error().unwrap_or(libc::EIO),
+            Error::Errno { errno, .. } => *errno,
+            Error::Sqlite { kind, .. } => kind.errno(),
             Error::NoArtifact(_) | Error::NoFile { .. } | Error::NoStore(_) => libc::ENOENT,
             Error::ArtifactExists(_) => libc::EEXIST,
             Error::InvalidName { name, .. } if name.len() > crate::name::MAX_NAME_BYTES => {
@@ -140,18 +199,68 @@ impl Error {
 
     /// True when the error came from a full disk or quota: callers report it
     /// without retrying.
-    pub fn is_no_space(&self) -> bool {
+    pub(crate) fn is_no_space(&self) -> bool {
         matches!(self.errno(), libc::ENOSPC | libc::EDQUOT)
+    }
+
+    /// True when the index itself is missing, empty or unreadable (so
+    /// `verify` reports it as a problem, and `--rebuild-index` helps);
+    /// false for a full disk or a busy index, which are no fault of it.
+    pub fn is_index_problem(&self) -> bool {
+        matches!(
+            self,
+            Error::Index { .. }
+                | Error::IndexMissing { .. }
+                | Error::Sqlite {
+                    kind: SqliteKind::Other,
+                    ..
+                }
+        )
     }
 }
 
 /// Attach a path to an `io::Result`.
-pub trait IoContext<T> {
+pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Errno` replaces `Io` errors made up to carry an errno: callers that
+    /// move to it keep their message and errno exactly.
+    #[test]
+    fn errno_reads_as_the_io_error_it_replaces() {
+        for errno in [
+            libc::EPERM,
+            libc::ENOSPC,
+            libc::EISDIR,
+            libc::ENOTEMPTY,
+            libc::EBUSY,
+        ] {
+            let old = Error::io("a/b.tar", io::Error::from_raw_os_error(errno));
+            let new = Error::Errno {
+                errno,
+                what: "a/b.tar".into(),
+            };
+            assert_eq!(new.to_string(), old.to_string());
+            assert_eq!(new.errno(), errno);
+        }
+        let full = Error::Errno {
+            errno: libc::ENOSPC,
+            what: "x".into(),
+        };
+        assert!(full.is_no_space());
+        assert_eq!(
+            full.to_string(),
+            "x: No space left on device (os error 28) (free space on that filesystem)"
+        );
     }
 }

@@ -37,18 +37,18 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::error::{Error, Result};
-use crate::id::FileHash;
+use crate::error::{Error, Result, SqliteKind};
+use crate::id::{ChunkId, FileHash};
 use crate::manifest::Journal;
 use crate::pack::{Codec, Location, PackName};
 
-pub use artifacts::{is_pending_reason, LOST, PENDING};
-pub use rebuild::{replay_differences, RebuildReport, ScannedPacks};
+pub(crate) use artifacts::{LOST, PENDING};
+pub(crate) use rebuild::{replay_differences, ScannedPacks};
+pub(crate) use types::{NewFile, SourceKey};
+// Rows the store's public API hands out.
+pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, Recipe};
-pub use types::{
-    ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, NewFile, QuarantineEntry, SourceKey,
-    Totals,
-};
+pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
 pub const FORMAT_VERSION: u32 = 2;
@@ -66,22 +66,21 @@ impl<T> Sql<T> for rusqlite::Result<T> {
     }
 }
 
-/// SQLite errors by kind: a full disk is ENOSPC and a busy database EBUSY
-/// (so the view replies with those, and the message says what to do);
-/// anything else is an index error.
+/// SQLite errors by kind ([`SqliteKind`]): a full disk is ENOSPC and a busy
+/// database EBUSY (so the view replies with those, and the message says what
+/// to do); anything else is a problem of the index. The SQLite error is
+/// kept whole.
 fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
-    let errno = match e.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => Some(libc::ENOSPC),
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Some(libc::EBUSY),
-        _ => None,
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => SqliteKind::DiskFull,
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => SqliteKind::Busy,
+        _ => SqliteKind::Other,
     };
-    match errno {
-        Some(n) => Error::io(path, std::io::Error::from_raw_os_error(n)),
-        None => Error::Index {
-            path: path.to_owned(),
-            message: e.to_string(),
-        },
+    Error::Sqlite {
+        path: path.to_owned(),
+        kind,
+        error: Box::new(e),
     }
 }
 
@@ -95,7 +94,7 @@ pub struct Index {
 
 /// What an index held when it was opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IndexState {
+pub(crate) enum IndexState {
     /// Format [`FORMAT_VERSION`].
     Current,
     /// No `format_version`: a new index, or one emptied (every row deleted,
@@ -137,11 +136,8 @@ fn now() -> i64 {
 }
 
 impl Index {
-    pub fn open(path: &Path) -> Result<Index> {
-        let conn = Connection::open(path).map_err(|e| Error::Index {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+    pub(crate) fn open(path: &Path) -> Result<Index> {
+        let conn = Connection::open(path).sql(path)?;
         let mut ix = Index {
             conn,
             path: path.to_owned(),
@@ -218,12 +214,12 @@ impl Index {
             .sql(&self.path)
     }
 
-    pub fn state(&self) -> IndexState {
+    pub(crate) fn state(&self) -> IndexState {
         self.state
     }
 
     /// Make an empty index a new one of the current format.
-    pub fn init_format(&mut self) -> Result<()> {
+    pub(crate) fn init_format(&mut self) -> Result<()> {
         self.prepare()?;
         self.conn
             .execute(
@@ -252,7 +248,7 @@ impl Index {
     /// A second connection to an existing index, for lookups only (the
     /// chunk workers each have one, so lookups neither share a mutex nor
     /// wait for the writer).
-    pub fn open_reader(path: &Path) -> Result<Index> {
+    pub(crate) fn open_reader(path: &Path) -> Result<Index> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .sql(path)?;
         conn.busy_handler(Some(busy)).sql(path)?;
@@ -267,11 +263,11 @@ impl Index {
     /// Start a read transaction: later lookups share one snapshot and one
     /// lock, instead of taking the WAL read lock each. A chunk committed by
     /// another process meanwhile is not seen: at worst it is stored twice.
-    pub fn begin_read(&self) -> Result<()> {
+    pub(crate) fn begin_read(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN").sql(&self.path)
     }
 
-    pub fn end_read(&self) -> Result<()> {
+    pub(crate) fn end_read(&self) -> Result<()> {
         self.conn.execute_batch("COMMIT").sql(&self.path)
     }
 }
@@ -295,8 +291,18 @@ fn location_from(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Location> 
     })
 }
 
+/// The chunk id in column `i`. Anything but 32 bytes makes the row
+/// malformed: an error, never a zero id standing in for a chunk.
+fn chunk_id_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ChunkId> {
+    r.get::<_, [u8; 32]>(i).map(ChunkId)
+}
+
+/// The file digest in column `i`; malformed as for [`chunk_id_at`].
+fn file_hash_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<FileHash> {
+    r.get::<_, [u8; 32]>(i).map(FileHash)
+}
+
 fn row_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
-    let hash: Vec<u8> = r.get(5)?;
     Ok(FileRow {
         id: r.get(0)?,
         meta: FileMeta {
@@ -305,7 +311,7 @@ fn row_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
             mode: r.get::<_, i64>(3)? as u32,
             mtime_ns: r.get(4)?,
         },
-        hash: FileHash::from_slice(&hash).unwrap_or(FileHash([0; 32])),
+        hash: file_hash_at(r, 5)?,
     })
 }
 
@@ -344,4 +350,139 @@ fn file_id(conn: &Connection, artifact: i64, name: &str) -> rusqlite::Result<Opt
     )?
     .query_row(params![artifact, name], |r| r.get(0))
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new index of the current format; tests write its rows by SQL.
+    fn new_index() -> (tempfile::TempDir, Index) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        ix.init_format().unwrap();
+        (dir, ix)
+    }
+
+    /// An SQLite error of the given primary result code, as rusqlite makes it.
+    fn sqlite_failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn sqlite_errors_are_mapped_by_kind_and_kept_whole() {
+        let path = Path::new("/s/index.sqlite");
+        let full = sql_error(path, sqlite_failure(rusqlite::ffi::SQLITE_FULL));
+        assert!(matches!(
+            full,
+            Error::Sqlite {
+                kind: SqliteKind::DiskFull,
+                ..
+            }
+        ));
+        assert_eq!(full.errno(), libc::ENOSPC);
+        assert!(full.is_no_space() && !full.is_index_problem());
+        // The text a full disk always gave (it was an Io error then).
+        assert_eq!(
+            full.to_string(),
+            "/s/index.sqlite: No space left on device (os error 28) (free space on that filesystem)"
+        );
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let busy = sql_error(path, sqlite_failure(code));
+            assert!(matches!(
+                busy,
+                Error::Sqlite {
+                    kind: SqliteKind::Busy,
+                    ..
+                }
+            ));
+            assert_eq!(busy.errno(), libc::EBUSY);
+            assert!(!busy.is_index_problem());
+            assert_eq!(
+                busy.to_string(),
+                "/s/index.sqlite: Device or resource busy (os error 16)"
+            );
+        }
+        let corrupt = sql_error(path, sqlite_failure(rusqlite::ffi::SQLITE_CORRUPT));
+        assert_eq!(corrupt.errno(), libc::EIO);
+        assert!(corrupt.is_index_problem());
+        let Error::Sqlite { error, .. } = &corrupt else {
+            panic!("{corrupt:?}")
+        };
+        let kept = error.downcast_ref::<rusqlite::Error>().unwrap();
+        assert_eq!(
+            kept.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt)
+        );
+        assert_eq!(
+            corrupt.to_string(),
+            format!("store index /s/index.sqlite: {kept}")
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_index_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let e = Index::open(&path)
+            .err()
+            .expect("garbage opened as an index");
+        assert!(e.is_index_problem(), "{e:?}");
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(
+            e.to_string(),
+            format!("store index {}: file is not a database", path.display())
+        );
+    }
+
+    /// A file whose digest is not 32 bytes used to read as the all-zero
+    /// digest, and a chunk whose id is not 32 bytes as the all-zero id.
+    #[test]
+    fn a_malformed_row_is_an_error_not_a_zero_id() {
+        let (_dir, ix) = new_index();
+        let pack = "0123456789abcdef0123456789abcdef";
+        ix.conn
+            .execute_batch(&format!(
+                "INSERT INTO artifacts(id, namespace, name, created, last_access)
+                     VALUES(1, 'ns', 'a', 0, 0);
+                 INSERT INTO files(id, artifact, name, size, mode, mtime_ns, hash, committed)
+                     VALUES(1, 1, 'f', 3, 420, 0, X'0102', 0);
+                 INSERT INTO packs(id, name) VALUES(1, '{pack}');
+                 INSERT INTO chunks(id, pack, offset, stored_len, raw_len, codec, refs)
+                     VALUES(X'0a0b', 1, 0, 3, 3, 0, 1);
+                 INSERT INTO file_chunks(file, seq, chunk, offset) VALUES(1, 0, X'0a0b', 0);"
+            ))
+            .unwrap();
+        let malformed = |e: Error| {
+            assert!(e.is_index_problem(), "{e:?}");
+            assert_eq!(e.errno(), libc::EIO);
+            let msg = e.to_string();
+            assert!(msg.starts_with("store index "), "{msg}");
+            assert!(msg.contains("32 byte value out of 2 byte blob"), "{msg}");
+        };
+        malformed(ix.file("ns", "a", "f").unwrap_err());
+        malformed(ix.file_by_id(1).unwrap_err());
+        malformed(ix.file_chunks(1).unwrap_err());
+        malformed(
+            ix.chunks_in_pack(PackName::parse(pack).unwrap())
+                .unwrap_err(),
+        );
+        malformed(ix.all_chunks().unwrap_err());
+    }
+
+    #[test]
+    fn a_journal_seq_that_is_not_a_number_is_an_error_not_zero() {
+        let (_dir, ix) = new_index();
+        assert_eq!(ix.journal_seq().unwrap(), 0, "absent: no change yet");
+        ix.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES('journal_seq', '7x')",
+                [],
+            )
+            .unwrap();
+        let e = ix.journal_seq().unwrap_err();
+        assert!(e.is_index_problem(), "{e:?}");
+        assert!(e.to_string().contains("journal_seq \"7x\""), "{e}");
+    }
 }

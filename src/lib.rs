@@ -26,12 +26,11 @@
 pub mod check;
 pub mod chunker;
 pub mod error;
-pub mod fingerprint;
 pub mod fuse;
 pub mod id;
 pub mod import;
 pub mod index;
-pub mod lock;
+pub(crate) mod lock;
 pub mod manifest;
 pub mod name;
 pub mod pack;
@@ -40,5 +39,8 @@ pub mod progress;
 pub mod store;
 pub mod verify;
 
+/// The legacy deploy-cache fingerprints: a crate of their own
+/// (`crates/fingerprint`), as they share nothing with the store.
+pub use deploycache_fingerprint as fingerprint;
 pub use error::{Error, Result};
 pub use store::{OpenOptions, Store};

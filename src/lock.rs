@@ -29,9 +29,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::perms;
 
 /// How long a process waits on a lock before it says what it waits for.
-pub const WAIT_NOTICE: Duration = Duration::from_secs(1);
+pub(crate) const WAIT_NOTICE: Duration = Duration::from_secs(1);
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
@@ -172,12 +172,12 @@ fn holders_of(ino: u64, write_only: bool) -> Vec<String> {
 }
 
 /// Held while a store is being created; see the module doc.
-pub struct InitLock {
+pub(crate) struct InitLock {
     _file: File,
 }
 
 impl InitLock {
-    pub fn acquire(root: &Path) -> Result<InitLock> {
+    pub(crate) fn acquire(root: &Path) -> Result<InitLock> {
         let path: PathBuf = root.join("init.lock");
         let file = open_lock_file(&path)?;
         lock_or_wait(&file, &path, true, "the lock on creating the store")?;
@@ -186,12 +186,12 @@ impl InitLock {
 }
 
 /// Held for as long as the store is open in this process.
-pub struct HostLock {
+pub(crate) struct HostLock {
     _file: File,
 }
 
 impl HostLock {
-    pub fn acquire(root: &Path) -> Result<HostLock> {
+    pub(crate) fn acquire(root: &Path) -> Result<HostLock> {
         let lock_path = root.join("lock");
         let owner_path = root.join("owner");
         let file = open_lock_file(&lock_path)?;
@@ -232,29 +232,22 @@ impl HostLock {
 }
 
 /// Shared while a writer has uncommitted chunk references; exclusive for gc.
-pub struct GcGuard {
+pub(crate) struct GcGuard {
     _file: File,
 }
 
 impl GcGuard {
-    pub fn writer(root: &Path) -> Result<GcGuard> {
+    pub(crate) fn writer(root: &Path) -> Result<GcGuard> {
         let path = root.join("gc.lock");
         let file = open_lock_file(&path)?;
         lock_or_wait(&file, &path, false, "the store's gc lock")?;
         Ok(GcGuard { _file: file })
     }
 
-    pub fn collector(root: &Path) -> Result<GcGuard> {
-        let path = root.join("gc.lock");
-        let file = open_lock_file(&path)?;
-        lock_or_wait(&file, &path, true, "the store's gc lock")?;
-        Ok(GcGuard { _file: file })
-    }
-
     /// The gc lock exclusively if nobody holds it now, else None: for work
     /// that is worth doing only when it keeps nobody waiting (the orphan
     /// pack sweep).
-    pub fn try_collector(root: &Path) -> Result<Option<GcGuard>> {
+    pub(crate) fn try_collector(root: &Path) -> Result<Option<GcGuard>> {
         let path = root.join("gc.lock");
         let file = open_lock_file(&path)?;
         match file.try_lock() {

@@ -729,10 +729,8 @@ fn print_list<T>(
 /// Whether an error says the index itself is missing, empty or unreadable.
 fn is_index_problem(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<deploycache::Error>(),
-            Some(deploycache::Error::Index { .. } | deploycache::Error::IndexMissing { .. })
-        )
+        c.downcast_ref::<deploycache::Error>()
+            .is_some_and(deploycache::Error::is_index_problem)
     })
 }
 

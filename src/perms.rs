@@ -4,10 +4,10 @@
 //! `lock` and `gc.lock` writable (or merely openable) by others would let any
 //! local user hang every operation by taking an flock on them.
 //!
-//! Everything the store creates goes through [`create_dir`] or
+//! Everything the store creates goes through `create_dir` or
 //! [`open_file`], which set the mode explicitly after creating (a umask can
 //! only take bits away, and one like 0277 would leave the owner unable to
-//! write). [`tighten`] brings a store made by an older deploycache in line.
+//! write). `tighten` brings a store made by an older deploycache in line.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -16,15 +16,15 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 
-pub const DIR_MODE: u32 = 0o700;
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const DIR_MODE: u32 = 0o700;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Bits that let anyone but the owner in.
 const OTHERS: u32 = 0o077;
 
 /// Create directory `path` (its parent must exist) as 0700. An existing
 /// directory is left as it is: `tighten` deals with those.
-pub fn create_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_dir(path: &Path) -> Result<()> {
     match DirBuilder::new().mode(DIR_MODE).create(path) {
         Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)).at(path),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -50,14 +50,14 @@ pub fn open_file(opts: &mut OpenOptions, path: &Path) -> Result<File> {
 }
 
 /// Create (or truncate) `path` for writing, 0600.
-pub fn create_file(path: &Path) -> Result<File> {
+pub(crate) fn create_file(path: &Path) -> Result<File> {
     open_file(
         OpenOptions::new().write(true).create(true).truncate(true),
         path,
     )
 }
 
-/// What [`tighten`] and [`exposed`] found.
+/// What `tighten` and `exposed` found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Exposure {
     /// Paths that were open to other users and are now owner-only.
@@ -65,12 +65,6 @@ pub struct Exposure {
     /// Paths open to other users that this process could not change (owned
     /// by another user): their owner must `chmod go-rwx` them.
     pub exposed: Vec<PathBuf>,
-}
-
-impl Exposure {
-    pub fn is_empty(&self) -> bool {
-        self.tightened.is_empty() && self.exposed.is_empty()
-    }
 }
 
 /// Every entry of the store (the root, its files, `packs/` and what is in
@@ -104,7 +98,7 @@ fn open_to_others(root: &Path) -> Result<Vec<(PathBuf, bool)>> {
 
 /// Make every entry of the store owner-only where this process may; see
 /// [`Exposure`].
-pub fn tighten(root: &Path) -> Result<Exposure> {
+pub(crate) fn tighten(root: &Path) -> Result<Exposure> {
     let mut report = Exposure::default();
     // The root last: it is what `needs_tightening` looks at, so a tightening
     // cut short is taken up again by the next open.
@@ -125,11 +119,11 @@ pub fn tighten(root: &Path) -> Result<Exposure> {
 /// Whether the store's root lets other users in (a store made before
 /// stores were private, or chmod'ed since): the cheap test an open makes
 /// before walking the store.
-pub fn needs_tightening(root: &Path) -> bool {
+pub(crate) fn needs_tightening(root: &Path) -> bool {
     fs::metadata(root).is_ok_and(|m| m.mode() & OTHERS != 0)
 }
 
 /// Entries of the store open to other users, without changing any.
-pub fn exposed(root: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn exposed(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(open_to_others(root)?.into_iter().map(|(p, _)| p).collect())
 }

@@ -11,7 +11,7 @@ use crate::manifest::{Change, FileManifest, PendingRow};
 impl Index {
     /// Commit a whole artifact: all its files appear at once. With `replace`,
     /// an existing artifact of that name is dropped in the same transaction.
-    pub fn commit_artifact(
+    pub(crate) fn commit_artifact(
         &mut self,
         ns: &str,
         name: &str,
@@ -42,14 +42,14 @@ impl Index {
     }
 
     /// Create an empty artifact (the FUSE view's mkdir). Fails if it exists.
-    pub fn create_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
+    pub(crate) fn create_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
         self.commit_artifact(ns, name, &[], &[], false)
     }
 
     /// Add or replace one file of an existing artifact (the FUSE view's
     /// close). `pending` (from [`Index::begin_pending`]) goes in the same
     /// transaction.
-    pub fn commit_file(
+    pub(crate) fn commit_file(
         &mut self,
         ns: &str,
         artifact: &str,
@@ -68,7 +68,7 @@ impl Index {
     }
 
     /// Drop an artifact and release its chunk references.
-    pub fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
+    pub(crate) fn remove_artifact(&mut self, ns: &str, name: &str) -> Result<()> {
         let change = Change::RemoveArtifact {
             ns: ns.to_owned(),
             name: name.to_owned(),
@@ -77,7 +77,7 @@ impl Index {
     }
 
     /// Drop one file of an artifact.
-    pub fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
+    pub(crate) fn remove_file(&mut self, ns: &str, artifact: &str, file: &str) -> Result<()> {
         let change = Change::RemoveFile {
             ns: ns.to_owned(),
             artifact: artifact.to_owned(),
@@ -87,7 +87,12 @@ impl Index {
     }
 
     /// Rename a file, possibly into another artifact, replacing any file of the target name.
-    pub fn rename_file(&mut self, ns: &str, from: (&str, &str), to: (&str, &str)) -> Result<()> {
+    pub(crate) fn rename_file(
+        &mut self,
+        ns: &str,
+        from: (&str, &str),
+        to: (&str, &str),
+    ) -> Result<()> {
         let change = Change::RenameFile {
             ns: ns.to_owned(),
             from: (from.0.to_owned(), from.1.to_owned()),
@@ -97,7 +102,7 @@ impl Index {
     }
 
     /// Rename an artifact. Fails if the target exists and is not empty.
-    pub fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn rename_artifact(&mut self, ns: &str, from: &str, to: &str) -> Result<()> {
         let change = Change::RenameArtifact {
             ns: ns.to_owned(),
             from: from.to_owned(),
@@ -106,7 +111,7 @@ impl Index {
         self.change(change, &[], None).map(drop)
     }
 
-    pub fn update_file_meta(
+    pub(crate) fn update_file_meta(
         &mut self,
         ns: &str,
         artifact: &str,
@@ -127,7 +132,7 @@ impl Index {
     /// Keep a file aside (not visible) with the reason, its chunks referenced.
     /// `pending` (from [`Index::begin_pending`]) is replaced in the same
     /// transaction.
-    pub fn quarantine_file(
+    pub(crate) fn quarantine_file(
         &mut self,
         ns: &str,
         artifact: &str,
@@ -149,9 +154,9 @@ impl Index {
     /// Durably record that file `name` of `artifact` is being written (a
     /// quarantined row with no chunks and `reason`), so that the artifact
     /// lists as incomplete until the file commits whole, to every reader and
-    /// after a crash. Returns the row's id for [`Index::commit_file`],
-    /// [`Index::quarantine_file`], [`Index::move_pending`] and
-    /// [`Index::end_pending`].
+    /// after a crash. Returns the row's id for `Index::commit_file`,
+    /// `Index::quarantine_file`, `Index::move_pending` and
+    /// `Index::end_pending`.
     pub fn begin_pending(
         &mut self,
         ns: &str,
@@ -175,7 +180,13 @@ impl Index {
     }
 
     /// A file being written was renamed: its pending row follows it.
-    pub fn move_pending(&mut self, id: i64, ns: &str, artifact: &str, name: &str) -> Result<()> {
+    pub(crate) fn move_pending(
+        &mut self,
+        id: i64,
+        ns: &str,
+        artifact: &str,
+        name: &str,
+    ) -> Result<()> {
         let Some(row) = self.pending_row(Some(id))? else {
             return Ok(()); // gone already (rm --quarantine): nothing to move
         };
@@ -190,7 +201,7 @@ impl Index {
 
     /// Drop a pending row (the file was unlinked while being written), or
     /// with `reason`, keep it and say why the file was lost.
-    pub fn end_pending(&mut self, id: i64, reason: Option<&str>) -> Result<()> {
+    pub(crate) fn end_pending(&mut self, id: i64, reason: Option<&str>) -> Result<()> {
         let Some(row) = self.pending_row(Some(id))? else {
             return Ok(()); // gone already (rm --quarantine)
         };
@@ -228,7 +239,11 @@ impl Index {
     /// Pending rows of namespace `ns` whose reason starts with `prefix`:
     /// (row id, artifact, reason). The mount relabels those its dead
     /// predecessors left.
-    pub fn pending_rows(&self, ns: &str, prefix: &str) -> Result<Vec<(i64, String, String)>> {
+    pub(crate) fn pending_rows(
+        &self,
+        ns: &str,
+        prefix: &str,
+    ) -> Result<Vec<(i64, String, String)>> {
         self.rows(
             "SELECT f.id, a.name, f.quarantine FROM files f JOIN artifacts a ON a.id = f.artifact
              WHERE a.namespace = ?1 AND substr(f.quarantine, 1, length(?2)) = ?2",
@@ -266,15 +281,15 @@ impl Index {
 
 /// The start of the quarantine reason of a pending row: a file being
 /// written through a mount ([`Index::begin_pending`]).
-pub const PENDING: &str = "being written through the mount";
+pub(crate) const PENDING: &str = "being written through the mount";
 
 /// The start of the reason of a pending row whose writer is gone (a crash,
 /// a failed write): the file was lost in flight.
-pub const LOST: &str = "lost in flight";
+pub(crate) const LOST: &str = "lost in flight";
 
 /// Whether a quarantine reason marks a pending or lost row: those are
 /// satisfied only by a visible file committed after them.
-pub fn is_pending_reason(reason: &str) -> bool {
+pub(crate) fn is_pending_reason(reason: &str) -> bool {
     reason.starts_with(PENDING) || reason.starts_with(LOST)
 }
 

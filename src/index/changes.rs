@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::artifacts::missing_files;
 use super::{
-    artifact_id, file_id, need_artifact, need_file, sql_error, Dropped, Index, IndexState, NewFile,
-    Sql, FORMAT_VERSION,
+    artifact_id, chunk_id_at, file_hash_at, file_id, need_artifact, need_file, sql_error, Dropped,
+    Index, IndexState, NewFile, Sql, FORMAT_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, FileHash};
@@ -19,12 +19,12 @@ use crate::pack::{Location, PackName};
 
 impl Index {
     /// The `seq` of the last committed change (manifest.rs).
-    pub fn journal_seq(&self) -> Result<u64> {
+    pub(crate) fn journal_seq(&self) -> Result<u64> {
         journal_seq(&self.conn).sql(&self.path)
     }
 
     /// Record changes in `journal` from now on.
-    pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
+    pub(crate) fn set_journal(&mut self, journal: Box<dyn Journal>) {
         self.journal = Some(journal);
     }
 
@@ -32,7 +32,7 @@ impl Index {
     /// manifest record per artifact (its files, quarantined ones included,
     /// with their times), then set the format to 2. Returns how many
     /// artifacts it recorded (0 when another process migrated first).
-    pub fn migrate_v1(&mut self) -> Result<u64> {
+    pub(crate) fn migrate_v1(&mut self) -> Result<u64> {
         let Some(journal) = self.journal.as_mut() else {
             return Err(Error::Index {
                 path: self.path.clone(),
@@ -480,16 +480,26 @@ fn find_pending(conn: &Connection, row: &PendingRow) -> rusqlite::Result<Option<
     .optional()
 }
 
-/// The `seq` of the last committed change (0 before the first).
+/// The `seq` of the last committed change (0 before the first). A value
+/// that is not a number is an error: taking it for 0 would number the next
+/// change like one already recorded.
 fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
-    let v: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'journal_seq'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'journal_seq'",
+        [],
+        |r| {
+            let v: String = r.get(0)?;
+            v.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    format!("journal_seq {v:?}: {e}").into(),
+                )
+            })
+        },
+    )
+    .optional()
+    .map(|v| v.unwrap_or(0))
 }
 
 /// Record `seq` as committed, and `pack` as a pack that holds committed
@@ -561,7 +571,6 @@ fn artifact_manifests(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<FileM
              FROM files WHERE artifact = ?1 ORDER BY id",
         )?
         .query_map([aid], |r| {
-            let hash: Vec<u8> = r.get(6)?;
             Ok((
                 r.get(0)?,
                 FileManifest {
@@ -570,7 +579,7 @@ fn artifact_manifests(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<FileM
                     mode: r.get::<_, i64>(3)? as u32,
                     mtime_ns: r.get(4)?,
                     committed: r.get(5)?,
-                    hash: FileHash::from_slice(&hash).unwrap_or(FileHash([0; 32])),
+                    hash: file_hash_at(r, 6)?,
                     quarantine: r.get(7)?,
                     chunks: Vec::new(),
                 },
@@ -585,11 +594,7 @@ fn artifact_manifests(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<FileM
     for (fid, mut f) in files {
         f.chunks = st
             .query_map([fid], |r| {
-                let id: Vec<u8> = r.get(0)?;
-                Ok((
-                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
-                    r.get::<_, i64>(1)? as u32,
-                ))
+                Ok((chunk_id_at(r, 0)?, r.get::<_, i64>(1)? as u32))
             })?
             .collect::<rusqlite::Result<_>>()?;
         out.push(f);

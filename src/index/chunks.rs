@@ -3,7 +3,10 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{location_from, row_location, ChunkSpan, Index, SourceKey, Sql, Totals};
+use super::{
+    chunk_id_at, file_hash_at, location_from, row_location, ChunkSpan, Index, SourceKey, Sql,
+    Totals,
+};
 use crate::error::Result;
 use crate::id::{ChunkId, FileHash};
 use crate::pack::{Location, PackName};
@@ -11,7 +14,7 @@ use crate::pack::{Location, PackName};
 impl Index {
     /// The end of pack `p`'s last indexed record (`None`: no index row
     /// points into it).
-    pub fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
+    pub(crate) fn pack_end(&self, p: PackName) -> Result<Option<u64>> {
         let end: Option<i64> = self
             .conn
             .prepare_cached(
@@ -25,7 +28,7 @@ impl Index {
     }
 
     /// Where a chunk is stored, if the index knows it.
-    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
+    pub(crate) fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -39,7 +42,7 @@ impl Index {
     }
 
     /// A file's chunk list in order, with locations.
-    pub fn file_chunks(&self, file_id: i64) -> Result<Vec<ChunkSpan>> {
+    pub(crate) fn file_chunks(&self, file_id: i64) -> Result<Vec<ChunkSpan>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -50,9 +53,8 @@ impl Index {
             .sql(&self.path)?;
         let rows = st
             .query_map([file_id], |r| {
-                let id: Vec<u8> = r.get(0)?;
                 Ok(ChunkSpan {
-                    id: ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
+                    id: chunk_id_at(r, 0)?,
                     offset: r.get::<_, i64>(1)? as u64,
                     loc: location_from(r, 2)?,
                 })
@@ -64,7 +66,7 @@ impl Index {
     }
 
     /// The chunk list of any stored file with this content hash and size.
-    pub fn chunks_of_content(
+    pub(crate) fn chunks_of_content(
         &self,
         hash: &FileHash,
         size: u64,
@@ -83,7 +85,7 @@ impl Index {
         Ok(Some(spans.iter().map(|s| (s.id, s.loc.raw_len)).collect()))
     }
 
-    pub fn totals(&self) -> Result<Totals> {
+    pub(crate) fn totals(&self) -> Result<Totals> {
         let q = |sql: &str| -> Result<u64> {
             self.conn
                 .query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -109,7 +111,7 @@ impl Index {
     }
 
     /// Every pack the index knows.
-    pub fn packs(&self) -> Result<Vec<PackName>> {
+    pub(crate) fn packs(&self) -> Result<Vec<PackName>> {
         let names = self.rows("SELECT name FROM packs ORDER BY name", [], |r| {
             r.get::<_, String>(0)
         })?;
@@ -117,7 +119,7 @@ impl Index {
     }
 
     /// Every chunk of one pack, in pack order.
-    pub fn chunks_in_pack(&self, pack: PackName) -> Result<Vec<(ChunkId, Location)>> {
+    pub(crate) fn chunks_in_pack(&self, pack: PackName) -> Result<Vec<(ChunkId, Location)>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -127,11 +129,7 @@ impl Index {
             .sql(&self.path)?;
         let rows = st
             .query_map([pack.to_string()], |r| {
-                let id: Vec<u8> = r.get(0)?;
-                Ok((
-                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
-                    location_from(r, 1)?,
-                ))
+                Ok((chunk_id_at(r, 0)?, location_from(r, 1)?))
             })
             .sql(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -140,7 +138,7 @@ impl Index {
     }
 
     /// Who references a chunk: (artifact, file, offset) triples, for error reports.
-    pub fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
+    pub(crate) fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
         let rows = self.rows("SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
                  FROM file_chunks fc JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
                  WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset", [&id.as_bytes()[..]], |r| {
@@ -150,7 +148,7 @@ impl Index {
     }
 
     /// The files cache: the hash recorded for a source file with exactly this stat.
-    pub fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
+    pub(crate) fn cached_source_hash(&self, key: &SourceKey) -> Result<Option<FileHash>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -158,7 +156,7 @@ impl Index {
                  WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
             )
             .sql(&self.path)?;
-        let h: Option<Vec<u8>> = st
+        let h: Option<FileHash> = st
             .query_row(
                 params![
                     key.path,
@@ -168,14 +166,14 @@ impl Index {
                     key.mtime_ns,
                     key.ctime_ns
                 ],
-                |r| r.get(0),
+                |r| file_hash_at(r, 0),
             )
             .optional()
             .sql(&self.path)?;
-        Ok(h.and_then(|h| FileHash::from_slice(&h)))
+        Ok(h)
     }
 
-    pub fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
+    pub(crate) fn remember_source(&self, key: &SourceKey, hash: &FileHash) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO source_files(path, dev, ino, size, mtime_ns, ctime_ns, hash)

@@ -6,7 +6,7 @@ use crate::id::{ChunkId, FileHash};
 
 impl Index {
     /// Structural checks of the invariants in the module doc. Each problem is one line.
-    pub fn check_consistency(&self) -> Result<Vec<String>> {
+    pub(crate) fn check_consistency(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let integrity: String = self
             .conn

@@ -11,12 +11,12 @@ use super::{
 use crate::error::{Error, Result};
 
 impl Index {
-    pub fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
+    pub(crate) fn artifact_exists(&self, ns: &str, name: &str) -> Result<bool> {
         Ok(artifact_id(&self.conn, ns, name).sql(&self.path)?.is_some())
     }
 
     /// Record a read of the artifact (for `ls` and eviction).
-    pub fn touch(&self, ns: &str, name: &str) -> Result<()> {
+    pub(crate) fn touch(&self, ns: &str, name: &str) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE artifacts SET last_access = ?3 WHERE namespace = ?1 AND name = ?2 AND last_access < ?3",
@@ -26,7 +26,7 @@ impl Index {
         Ok(())
     }
 
-    pub fn list_artifacts(&self, ns: &str) -> Result<Vec<ArtifactSummary>> {
+    pub(crate) fn list_artifacts(&self, ns: &str) -> Result<Vec<ArtifactSummary>> {
         let rows = self.rows("SELECT a.id, a.name, a.created, a.last_access,
                         (SELECT count(*) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
                         (SELECT coalesce(sum(size), 0) FROM files f WHERE f.artifact = a.id AND f.quarantine IS NULL),
@@ -76,7 +76,7 @@ impl Index {
     }
 
     /// Artifact names of a namespace, sorted (the FUSE view's root listing).
-    pub fn artifact_names(&self, ns: &str) -> Result<Vec<String>> {
+    pub(crate) fn artifact_names(&self, ns: &str) -> Result<Vec<String>> {
         self.rows(
             "SELECT name FROM artifacts WHERE namespace = ?1 ORDER BY name",
             [ns],
@@ -84,13 +84,13 @@ impl Index {
         )
     }
 
-    pub fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
+    pub(crate) fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
         let rows = self.rows("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name", [aid], row_file)?;
         Ok(rows)
     }
 
-    pub fn file(&self, ns: &str, artifact: &str, file: &str) -> Result<FileRow> {
+    pub(crate) fn file(&self, ns: &str, artifact: &str, file: &str) -> Result<FileRow> {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
         self.conn
             .query_row(
@@ -104,7 +104,7 @@ impl Index {
     }
 
     /// A file's chunk list by file id (visible or quarantined).
-    pub fn file_by_id(&self, file_id: i64) -> Result<Option<FileRow>> {
+    pub(crate) fn file_by_id(&self, file_id: i64) -> Result<Option<FileRow>> {
         self.conn
             .query_row(
                 "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE id = ?1",
@@ -116,7 +116,7 @@ impl Index {
     }
 
     /// Quarantined files of a namespace, newest first.
-    pub fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
+    pub(crate) fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
         let rows = self.rows("SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed
                  FROM files f JOIN artifacts a ON a.id = f.artifact
                  WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC", [ns], |r| {

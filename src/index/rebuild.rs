@@ -15,7 +15,7 @@ use crate::pack::{Location, PackName};
 /// What a scan of every pack found that a rebuild can use: records whose
 /// header is well formed and whose payload hashes to their id.
 #[derive(Default)]
-pub struct ScannedPacks {
+pub(crate) struct ScannedPacks {
     /// Chunk records, one location per chunk id (the first valid copy).
     pub chunks: Vec<(ChunkId, Location)>,
     /// Manifest records, in no particular order, with the pack holding each.
@@ -64,7 +64,7 @@ impl Index {
     /// Fill an empty index from what a scan of the packs found, in one
     /// transaction. A change that does not apply is reported and skipped,
     /// as its first commit would have failed in the same way.
-    pub fn rebuild_from(&mut self, scanned: ScannedPacks) -> Result<RebuildReport> {
+    pub(crate) fn rebuild_from(&mut self, scanned: ScannedPacks) -> Result<RebuildReport> {
         if self.state != IndexState::Empty {
             return Err(Error::Index {
                 path: self.path.clone(),
@@ -190,25 +190,19 @@ fn describe(c: &Change) -> String {
 
 impl Index {
     /// Every chunk row with its location (for a replay beside this index).
-    pub fn all_chunks(&self) -> Result<Vec<(ChunkId, Location)>> {
+    pub(crate) fn all_chunks(&self) -> Result<Vec<(ChunkId, Location)>> {
         self.rows(
             "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec
              FROM chunks c JOIN packs p ON p.id = c.pack",
             [],
-            |r| {
-                let id: Vec<u8> = r.get(0)?;
-                Ok((
-                    ChunkId::from_slice(&id).unwrap_or(ChunkId([0; 32])),
-                    super::location_from(r, 1)?,
-                ))
-            },
+            |r| Ok((super::chunk_id_at(r, 0)?, super::location_from(r, 1)?)),
         )
     }
 
     /// The artifact state a replay must reproduce, one line per artifact
     /// and per file, sorted: everything but `last_access` (reads are not
     /// changes) and row ids.
-    pub fn artifact_state(&self) -> Result<Vec<String>> {
+    pub(crate) fn artifact_state(&self) -> Result<Vec<String>> {
         let mut lines = self.rows("SELECT namespace, name, created FROM artifacts", [], |r| {
             Ok(format!(
                 "artifact {:?}:{:?} created {}",
@@ -244,7 +238,10 @@ impl Index {
 /// Replay `records` (those of committed changes) beside `live` and say where
 /// the result differs from it: what a rebuild would get wrong. Empty when
 /// a rebuild would give back exactly this index's artifacts.
-pub fn replay_differences(live: &Index, records: Vec<(Record, PackName)>) -> Result<Vec<String>> {
+pub(crate) fn replay_differences(
+    live: &Index,
+    records: Vec<(Record, PackName)>,
+) -> Result<Vec<String>> {
     let seq = live.journal_seq()?;
     let records = records.into_iter().filter(|(r, _)| r.seq <= seq).collect();
     let scanned = ScannedPacks {

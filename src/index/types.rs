@@ -43,7 +43,7 @@ pub struct ChunkSpan {
 
 /// A file ready to be committed: its chunk list, plus locations of chunks
 /// this writer stored (which may not have index rows yet).
-pub struct NewFile {
+pub(crate) struct NewFile {
     pub meta: FileMeta,
     pub hash: FileHash,
     pub chunks: Vec<(ChunkId, u32)>,
@@ -85,7 +85,7 @@ pub struct QuarantineEntry {
 
 /// What identifies an unchanged source file for the files cache.
 #[derive(Clone, Debug)]
-pub struct SourceKey {
+pub(crate) struct SourceKey {
     pub path: Vec<u8>,
     pub dev: u64,
     pub ino: u64,

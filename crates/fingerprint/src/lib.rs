@@ -37,8 +37,6 @@ use std::path::{Path, PathBuf};
 
 /// Where the bootstrap config lives, relative to the ISO root.
 pub const BOOTSTRAP_CONFIG: &str = "opnfv/fuel_bootstrap_cli.yaml";
-/// Default name of the fingerprints file the original writes.
-pub const FINGERPRINTS_FILE: &str = "deploy_cache_fingerprints.yaml";
 
 /// A SHA-1 fingerprint; displays as 40 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,12 +44,12 @@ pub struct Fingerprint([u8; 20]);
 
 impl Fingerprint {
     /// SHA-1 of `text`'s bytes.
-    pub fn of(text: &[u8]) -> Self {
+    pub(crate) fn of(text: &[u8]) -> Self {
         Fingerprint(Sha1::digest(text).into())
     }
 
     /// The composite cache key `sha1(self_hex + other_hex)`.
-    pub fn combine(&self, kind: &Fingerprint) -> Fingerprint {
+    pub(crate) fn combine(&self, kind: &Fingerprint) -> Fingerprint {
         Fingerprint::of(format!("{self}{kind}").as_bytes())
     }
 }

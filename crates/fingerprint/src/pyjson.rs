@@ -342,7 +342,7 @@ fn escape_into(units: impl Iterator<Item = u32>, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::pyvalue::Dict;
+    use crate::pyvalue::Dict;
 
     fn s(v: &str) -> Value {
         Value::Str(v.into())
