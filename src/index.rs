@@ -28,6 +28,7 @@ mod consistency;
 mod listing;
 mod rebuild;
 mod types;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub use types::{
     ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, NewFile, QuarantineEntry, SourceKey,
     Totals,
 };
+pub use usage::{ArtifactBytes, GcArtifact, HeldChunk, Holder, Holders};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
 pub const FORMAT_VERSION: u32 = 2;
