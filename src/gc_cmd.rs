@@ -211,7 +211,8 @@ pub fn stats_json(v: &mut serde_json::Value, r: &SpaceReport, by_ns: bool, plan:
         "artifact_unique_bytes": s.unique_bytes, "artifact_unique_stored_bytes": s.unique_stored_bytes,
         "shared_bytes": s.shared_bytes, "shared_stored_bytes": s.shared_stored_bytes,
         "compression_ratio": s.compression_ratio(),
-        "live_pack_bytes": r.live_pack_bytes, "reclaimable_bytes": r.reclaimable_bytes,
+        "live_pack_bytes": r.live_pack_bytes, "manifest_bytes": r.manifest_bytes,
+        "reclaimable_bytes": r.reclaimable_bytes,
     });
     let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) else {
         return;

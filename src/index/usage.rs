@@ -16,7 +16,7 @@ use super::changes::Applied;
 use super::{Dropped, Index, Sql, PENDING};
 use crate::error::Result;
 use crate::manifest::Change;
-use crate::pack::RECORD_HEADER_LEN;
+use crate::pack::{PackName, RECORD_HEADER_LEN};
 
 /// A holder of chunks: the visible files of an artifact, or its
 /// quarantined ones (kept apart so that gc can drop the quarantined files
@@ -176,6 +176,17 @@ impl Index {
         }
         dedup_from(&mut h.units, group_start);
         Ok(h)
+    }
+
+    /// Packs the index names that hold no chunk: those of manifest records
+    /// (a process writes its records to a pack of its own).
+    pub fn manifest_packs(&self) -> Result<Vec<PackName>> {
+        let names = self.rows(
+            "SELECT p.name FROM packs p WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = p.id)",
+            [],
+            |r| r.get::<_, String>(0),
+        )?;
+        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
     }
 
     /// Every artifact, as gc sees it, in no particular order.

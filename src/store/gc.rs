@@ -23,7 +23,6 @@ pub mod plan;
 pub mod policy;
 
 use crate::error::Result;
-use crate::pack::RECORD_HEADER_LEN;
 
 use super::Store;
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
@@ -38,7 +37,7 @@ pub struct GcOutcome {
     pub evicted: Vec<Eviction>,
     /// Planned work not done, and why (used or written since the plan).
     pub skipped: Vec<Skipped>,
-    /// Chunk bytes (payloads and headers) with no reference left after the run.
+    /// Pack bytes nothing live needs after the run (as `stats` reports them).
     pub reclaimable_bytes: u64,
     /// The store's bytes on disk (packs and index) after the run, and what
     /// the filesystem got back (phase 1 frees references, not pack bytes:
@@ -64,21 +63,37 @@ impl Store {
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
         let st = self.stats()?;
-        let (artifacts, holders) = {
+        let (artifacts, holders, manifests) = {
             let ix = self.index();
             ix.begin_read()?;
-            let res = ix.gc_artifacts().and_then(|a| Ok((a, ix.chunk_holders()?)));
+            let res = (|| {
+                Ok((
+                    ix.gc_artifacts()?,
+                    ix.chunk_holders()?,
+                    ix.manifest_packs()?,
+                ))
+            })();
             let end = ix.end_read();
             let res = res?;
             end?;
             res
         };
+        let (mut manifest_packs, mut manifest_bytes) = (0, 0);
+        for p in manifests {
+            // A pack gone meanwhile (an orphan sweep) holds nothing.
+            if let Ok(m) = std::fs::metadata(self.pack_path(p)) {
+                manifest_packs += 1;
+                manifest_bytes += m.len();
+            }
+        }
         Ok(Snapshot {
             artifacts,
             holders,
             pack_files: st.pack_files,
             pack_bytes: st.pack_bytes,
             index_bytes: st.index_bytes,
+            manifest_packs,
+            manifest_bytes,
         })
     }
 
@@ -125,14 +140,11 @@ impl Store {
                 });
             }
         }
-        let st = self.stats()?;
-        let t = &st.totals;
-        out.reclaimable_bytes =
-            t.unreferenced_bytes + t.unreferenced_chunks * RECORD_HEADER_LEN as u64;
-        out.store_bytes = st.pack_bytes + st.index_bytes;
+        let after = self.gc_snapshot()?;
+        out.reclaimable_bytes = after.reclaimable_bytes();
+        out.store_bytes = after.pack_bytes + after.index_bytes;
         out.freed_on_disk = before as i64 - out.store_bytes as i64;
-        out.size_after_reclaim =
-            t.compressed_bytes + t.chunks * RECORD_HEADER_LEN as u64 + st.index_bytes;
+        out.size_after_reclaim = after.size_after_reclaim();
         Ok(out)
     }
 }

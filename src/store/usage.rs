@@ -10,14 +10,14 @@
 //!   bytes, `shared` the bytes of chunks it holds that two or more
 //!   artifacts hold, each counted once, and `unique + shared = held`;
 //! - for the store, `held_stored` = the live chunk bytes in packs, and
-//!   `pack_bytes` = live + record headers + `reclaimable` + pack headers.
+//!   `pack_bytes` = `live_pack_bytes` + `reclaimable`, where live counts
+//!   live chunks with their record headers, manifest packs and pack headers.
 
 use std::collections::HashMap;
 
 use super::gc::Snapshot;
 use super::Store;
 use crate::error::Result;
-use crate::pack::PACK_MAGIC;
 
 /// The figures of a namespace, or of the whole store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -77,12 +77,12 @@ pub struct SpaceReport {
     /// Bytes of the pack files on disk, and the index's.
     pub pack_bytes: u64,
     pub index_bytes: u64,
-    /// Pack bytes the live chunks need: payloads, record and pack headers.
+    /// Pack bytes something live needs (`Snapshot::live_pack_bytes`), and
+    /// of those, the manifest packs'.
     pub live_pack_bytes: u64,
-    /// Pack bytes nothing live needs: chunks with no reference left, and
-    /// records no chunk row points at (duplicates two writers stored at
-    /// once, tails of failed writes, manifest records). Returned to the
-    /// filesystem by pack compaction.
+    pub manifest_bytes: u64,
+    /// Pack bytes nothing live needs (`Snapshot::reclaimable_bytes`):
+    /// returned to the filesystem by pack compaction.
     pub reclaimable_bytes: u64,
 }
 
@@ -122,7 +122,6 @@ impl SpaceReport {
             }
             add(&mut store, shared, raw, stored);
         }
-        let live_pack_bytes = snap.live_bytes() + snap.pack_files * PACK_MAGIC.len() as u64;
         let mut namespaces = Vec::new();
         if by_namespace {
             namespaces = per_ns
@@ -139,8 +138,9 @@ impl SpaceReport {
             namespaces,
             pack_bytes: snap.pack_bytes,
             index_bytes: snap.index_bytes,
-            live_pack_bytes,
-            reclaimable_bytes: snap.pack_bytes.saturating_sub(live_pack_bytes),
+            live_pack_bytes: snap.live_pack_bytes(),
+            manifest_bytes: snap.manifest_bytes,
+            reclaimable_bytes: snap.reclaimable_bytes(),
         }
     }
 }

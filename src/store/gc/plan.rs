@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::policy::Policy;
 use crate::index::{GcArtifact, Holder, Holders};
+use crate::pack::PACK_MAGIC;
 
 /// What the plan is computed from: one read transaction's view of the
 /// index, and the store's size on disk.
@@ -18,13 +19,37 @@ pub struct Snapshot {
     pub pack_files: u64,
     pub pack_bytes: u64,
     pub index_bytes: u64,
+    /// Packs of manifest records, and their bytes: live until pack
+    /// compaction checkpoints them (store-layout.md, "gc and manifest records").
+    pub manifest_packs: u64,
+    pub manifest_bytes: u64,
 }
 
 impl Snapshot {
     /// Bytes the referenced chunks take in packs (payloads and record
-    /// headers): what the packs come down to once gc reclaims the rest.
+    /// headers).
     pub fn live_bytes(&self) -> u64 {
         self.holders.chunks.iter().map(|c| c.on_disk()).sum()
+    }
+
+    /// Pack bytes something live needs: referenced chunks, the manifest
+    /// packs, and the header of each pack of chunks.
+    pub fn live_pack_bytes(&self) -> u64 {
+        let chunk_packs = self.pack_files.saturating_sub(self.manifest_packs);
+        self.live_bytes() + self.manifest_bytes + chunk_packs * PACK_MAGIC.len() as u64
+    }
+
+    /// Pack bytes nothing live needs: chunks with no reference left, and
+    /// records no chunk row points at (duplicates two writers stored at
+    /// once, tails of failed writes, packs of killed writers).
+    pub fn reclaimable_bytes(&self) -> u64 {
+        self.pack_bytes.saturating_sub(self.live_pack_bytes())
+    }
+
+    /// The store's bytes on disk once what is reclaimable is reclaimed:
+    /// live chunks, manifest records and the index.
+    pub fn size_after_reclaim(&self) -> u64 {
+        self.live_bytes() + self.manifest_bytes + self.index_bytes
     }
 }
 
@@ -116,8 +141,8 @@ pub struct GcPlan {
     /// Of those, pack bytes no referenced chunk needs before this gc.
     pub reclaimable_before: u64,
     /// The store's bytes on disk once everything unreferenced after this
-    /// plan is reclaimed: referenced chunks (payloads and headers) and the
-    /// index. Until pack compaction lands, gc frees references only, and
+    /// plan is reclaimed: referenced chunks (payloads and headers),
+    /// manifest records and the index. Until pack compaction lands, gc frees references only, and
     /// this is the size the store comes down to when it does.
     pub size_after_reclaim: u64,
     /// Whether `size_after_reclaim` is at or under `--max-size` (None:
@@ -194,9 +219,8 @@ impl<'a> Freeing<'a> {
 /// The plan for `policy` at time `now` (Unix seconds).
 pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
     let mut freeing = Freeing::new(&snap.holders);
-    let live = snap.live_bytes();
     let store_bytes = snap.pack_bytes + snap.index_bytes;
-    let size_now = live + snap.index_bytes;
+    let size_now = snap.size_after_reclaim();
 
     // Least recently used first; ties by age, then row id, so that a plan
     // is the same however the rows came.
@@ -305,7 +329,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         held,
         reclaim: freeing.reclaim,
         store_bytes,
-        reclaimable_before: store_bytes.saturating_sub(size_now),
+        reclaimable_before: snap.reclaimable_bytes(),
         size_after_reclaim: size,
         max_size_met: policy.max_size.map(|max| size <= max),
     }
