@@ -306,10 +306,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = open(&cli, false)?;
             let st = s.stats()?;
             let by_ns = by.is_some();
-            let space = s.space_report(by_ns)?;
-            let plan = gc_cmd::has_policy(policy)
-                .then(|| s.gc_plan(&gc_cmd::policy(policy, s.namespace())))
-                .transpose()?;
+            let policy = gc_cmd::has_policy(policy).then(|| gc_cmd::policy(policy, s.namespace()));
+            let (space, plan) = s.space_report(&st, by_ns, policy.as_ref())?;
             let t = &st.totals;
             let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
             if *json {

@@ -24,7 +24,7 @@ pub mod policy;
 
 use crate::error::Result;
 
-use super::Store;
+use super::{Stats, Store};
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
 pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
 
@@ -62,7 +62,11 @@ impl Store {
     /// One consistent view of what gc decides on: the artifacts and who
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
-        let st = self.stats()?;
+        self.gc_snapshot_with(&self.stats()?)
+    }
+
+    /// [`Store::gc_snapshot`], with the size on disk from `st`.
+    pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
         let (artifacts, holders, manifests) = {
             let ix = self.index();
             ix.begin_read()?;

@@ -15,8 +15,8 @@
 
 use std::collections::HashMap;
 
-use super::gc::Snapshot;
-use super::Store;
+use super::gc::{self, GcPlan, Policy, Snapshot};
+use super::{Stats, Store};
 use crate::error::Result;
 
 /// The figures of a namespace, or of the whole store.
@@ -158,8 +158,17 @@ fn add(u: &mut SpaceUse, shared: bool, raw: u64, stored: u64) {
 }
 
 impl Store {
-    /// Where the store's bytes go (see the module doc).
-    pub fn space_report(&self, by_namespace: bool) -> Result<SpaceReport> {
-        Ok(SpaceReport::of(&self.gc_snapshot()?, by_namespace))
+    /// Where the store's bytes go (see the module doc), with the sizes on
+    /// disk from `st`; with a `policy`, the gc plan for it from the same
+    /// snapshot.
+    pub fn space_report(
+        &self,
+        st: &Stats,
+        by_namespace: bool,
+        policy: Option<&Policy>,
+    ) -> Result<(SpaceReport, Option<GcPlan>)> {
+        let snap = self.gc_snapshot_with(st)?;
+        let plan = policy.map(|p| gc::plan::plan(&snap, p, super::uses::now_secs()));
+        Ok((SpaceReport::of(&snap, by_namespace), plan))
     }
 }

@@ -254,7 +254,10 @@ fn max_size_evicts_least_recently_used_first_and_dry_run_is_what_runs() {
     let unref = after["unreferenced_bytes"].as_u64().unwrap()
         + after["unreferenced_chunks"].as_u64().unwrap() * HEADER;
     assert_eq!(plan["reclaim"]["bytes"].as_u64().unwrap(), unref, "{after}");
-    assert!((2 * MIB..2 * MIB + 100 * HEADER).contains(&unref), "{unref}");
+    assert!(
+        (2 * MIB..2 * MIB + 100 * HEADER).contains(&unref),
+        "{unref}"
+    );
     assert_eq!(plan["max_size_met"], true);
     assert!(real["result"]["size_after_reclaim"].as_u64().unwrap() <= max.parse::<u64>().unwrap());
     // refs stay exact: verify checks them.
