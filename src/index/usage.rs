@@ -171,16 +171,20 @@ impl Index {
             .sql(p)?;
         let mut ref_rows = refs.query([]).sql(p)?;
         let mut h = Holders::default();
+        // The chunk being gathered: its id, lengths and holders.
         let mut last: Vec<u8> = Vec::new();
-        let mut group_start = 0usize;
+        let mut lens = (0, 0);
+        let mut group: Vec<Holder> = Vec::new();
         while let Some(r) = ref_rows.next().sql(p)? {
             let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).sql(p)?;
             let Some(unit) = files.get(&r.get(1).sql(p)?).copied() else {
                 continue; // no such file: verify reports it
             };
-            if h.chunks.is_empty() || id != last.as_slice() {
-                dedup_from(&mut h.units, group_start);
-                group_start = h.units.len();
+            if group.is_empty() || id != last.as_slice() {
+                if !group.is_empty() {
+                    h.push(lens.0, lens.1, &group);
+                    group.clear();
+                }
                 last.clear();
                 last.extend_from_slice(id);
                 // The chunk rows, in the same order: skip those with no
@@ -189,19 +193,16 @@ impl Index {
                 while cur.as_ref().is_some_and(|c| c.0.as_slice() < id) {
                     cur = next_chunk(&mut chunk_rows).sql(p)?;
                 }
-                let (raw_len, stored_len) = match &cur {
+                lens = match &cur {
                     Some(c) if c.0.as_slice() == id => (c.1, c.2),
                     _ => (0, 0),
                 };
-                h.chunks.push(HeldChunk {
-                    raw_len,
-                    stored_len,
-                    start: group_start as u32,
-                });
             }
-            h.units.push(unit);
+            group.push(unit);
         }
-        dedup_from(&mut h.units, group_start);
+        if !group.is_empty() {
+            h.push(lens.0, lens.1, &group);
+        }
         Ok(h)
     }
 
