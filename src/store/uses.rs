@@ -91,8 +91,8 @@ impl Uses {
 
 impl Store {
     /// Note a use of `artifact` (see the module doc): cheap to call on
-    /// every lookup or open; writes `last_access` at most once per
-    /// [`USE_INTERVAL`] per artifact.
+    /// every lookup or open; writes `last_access` at most once a minute
+    /// per artifact (`USE_INTERVAL`).
     pub fn note_use(&self, artifact: &str) -> Result<()> {
         let due = self.uses.note(artifact, now_secs(), Instant::now());
         self.write_uses(due)
