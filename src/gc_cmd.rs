@@ -248,7 +248,7 @@ pub fn stats_text(
     space_lines(out, &r.store, "")?;
     writeln!(
         out,
-        "reclaimable space{:>11}  (pack bytes nothing live needs: returned by pack compaction)",
+        "reclaimable pack {:>11}  (pack bytes nothing live needs: returned by pack compaction)",
         human(r.reclaimable_bytes)
     )?;
     if by_ns {
@@ -285,25 +285,37 @@ pub fn stats_text(
 }
 
 fn space_lines(out: &mut impl Write, u: &SpaceUse, indent: &str) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "{indent}held by artifacts {:>11}  stored {:>11}  (distinct chunks; compression {:.2}x, dedupe {:.2}x)",
-        human(u.held_bytes),
-        human(u.held_stored_bytes),
-        u.compression_ratio(),
-        u.dedupe_ratio()
-    )?;
-    writeln!(
-        out,
-        "{indent}  only one holds {:>11}  stored {:>11}  (each artifact's unique bytes, summed)",
-        human(u.unique_bytes),
-        human(u.unique_stored_bytes)
-    )?;
-    writeln!(
-        out,
-        "{indent}  shared         {:>11}  stored {:>11}  (chunks two or more artifacts hold, once each)",
-        human(u.shared_bytes),
-        human(u.shared_stored_bytes)
-    )?;
+    let rows = [
+        (
+            "held",
+            u.held_bytes,
+            u.held_stored_bytes,
+            format!(
+                "distinct chunks artifacts hold; compression {:.2}x, dedupe {:.2}x",
+                u.compression_ratio(),
+                u.dedupe_ratio()
+            ),
+        ),
+        (
+            "  only one holds",
+            u.unique_bytes,
+            u.unique_stored_bytes,
+            "each artifact's unique bytes, summed".to_owned(),
+        ),
+        (
+            "  shared",
+            u.shared_bytes,
+            u.shared_stored_bytes,
+            "chunks two or more artifacts hold, once each".to_owned(),
+        ),
+    ];
+    for (label, raw, stored, why) in rows {
+        writeln!(
+            out,
+            "{indent}{label:<17}{:>11}  stored {:>11}  ({why})",
+            human(raw),
+            human(stored)
+        )?;
+    }
     Ok(())
 }

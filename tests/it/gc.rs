@@ -170,7 +170,7 @@ fn stats_and_ls_reconcile_on_known_shared_content() {
             .unwrap_or_else(|| panic!("no {start:?} line in {human}"))
             .to_owned()
     };
-    assert!(line("held by artifacts").contains("6.00 MiB"), "{human}");
+    assert!(line("held ").contains("6.00 MiB"), "{human}");
     assert!(line("only one holds").contains("3.00 MiB"), "{human}");
     assert!(line("shared").contains("3.00 MiB"), "{human}");
     assert!(line("namespace other:").contains("1 artifact,"), "{human}");
