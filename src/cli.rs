@@ -108,9 +108,32 @@ pub enum Command {
         #[arg(long)]
         quarantine: bool,
     },
-    /// Store totals and the dedupe achieved.
+    /// Store totals and the dedupe achieved; with a gc policy, what it would free.
     Stats {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also break the figures down by namespace.
+        #[arg(long, value_name = "namespace")]
+        by: Option<StatsBy>,
+        #[command(flatten)]
+        policy: GcPolicy,
+    },
+    /// Evict whole artifacts, least recently used first, by the limits given
+    /// (an artifact goes when any limit says so, unless --keep-last holds it
+    /// or a file of it is being written through a mount), and drop
+    /// quarantined files kept aside longer than a day (or --older-than),
+    /// with any artifact incomplete without them. Plans first: --dry-run
+    /// prints the plan. Until pack compaction lands, evicting frees chunk
+    /// references, and the store's size on disk comes down when that
+    /// space is reclaimed; gc reports that size.
+    Gc {
+        #[command(flatten)]
+        policy: GcPolicy,
+        /// Print the plan (what goes, why, what each frees) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan and the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +227,35 @@ pub enum Command {
         #[arg(long)]
         sorted: bool,
     },
+}
+
+/// `stats --by`: how to break the figures down.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StatsBy {
+    Namespace,
+}
+
+/// gc's limits (`gc`, and `stats` to show what they would free).
+#[derive(clap::Args, Clone, Debug)]
+pub struct GcPolicy {
+    /// Evict least recently used artifacts until the store's bytes on disk
+    /// (packs + index, once freed space is reclaimed) are at or under SIZE:
+    /// bytes, or with a unit (500G, 1.5TiB; K, M, G, T are powers of 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Evict artifacts not used for DURATION (12h, 7d; a use is a lookup or
+    /// listing of the artifact's directory through a mount, opening a file
+    /// of it, cat, export); quarantined files kept aside that long go too
+    /// (default: a day).
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Keep the N most recently used artifacts of each namespace, whatever
+    /// the other limits say.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Consider the artifacts of every namespace (default: those of --namespace).
+    #[arg(long)]
+    pub all_namespaces: bool,
 }
 
 /// `deploycache mount --help` and its man page: the mount(8) form.

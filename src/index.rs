@@ -31,6 +31,7 @@ mod listing;
 mod rebuild;
 mod recipe;
 mod types;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,13 +43,14 @@ use crate::id::{ChunkId, FileHash};
 use crate::manifest::Journal;
 use crate::pack::{Codec, Location, PackName};
 
-pub(crate) use artifacts::{LOST, PENDING};
+pub use artifacts::{LOST, PENDING};
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, Recipe};
 pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};
+pub use usage::{ArtifactBytes, GcArtifact, HeldChunk, Holder, Holders};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
 pub const FORMAT_VERSION: u32 = 2;

@@ -11,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches};
 use deploycache::store::{OpenOptions, Store};
 
 mod cli;
+mod gc_cmd;
 mod mount_helper;
 use cli::{Cli, Command};
 
@@ -214,21 +215,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 |a| {
                     serde_json::json!({
                         "name": a.name, "files": a.files, "logical_bytes": a.logical_bytes,
-                        "unique_bytes": a.unique_bytes, "created": rfc3339(a.created),
+                        "unique_bytes": a.unique_bytes, "shared_bytes": a.shared_bytes,
+                        "unique_stored_bytes": a.unique_stored_bytes,
+                        "shared_stored_bytes": a.shared_stored_bytes, "created": rfc3339(a.created),
                         "last_access": rfc3339(a.last_access), "missing": a.missing,
                     })
                 },
                 format!(
-                    "{:<42} {:>5} {:>11} {:>11}  LAST ACCESS",
-                    "NAME", "FILES", "SIZE", "UNIQUE"
+                    "{:<42} {:>5} {:>11} {:>11} {:>11}  LAST ACCESS",
+                    "NAME", "FILES", "SIZE", "UNIQUE", "SHARED"
                 ),
                 |a| {
                     let mut row = format!(
-                        "{} {:>5} {:>11} {:>11}  {}",
+                        "{} {:>5} {:>11} {:>11} {:>11}  {}",
                         pad(&shown(&a.name), 42),
                         a.files,
                         human(a.logical_bytes),
                         human(a.unique_bytes),
+                        human(a.shared_bytes),
                         rfc3339(a.last_access)
                     );
                     if !a.missing.is_empty() {
@@ -293,13 +297,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        Command::Stats { json } => {
+        Command::Gc {
+            policy,
+            dry_run,
+            json,
+        } => gc_cmd::run(&open(&cli, false)?, policy, *dry_run, *json)?,
+        Command::Stats { json, by, policy } => {
             let s = open(&cli, false)?;
             let st = s.stats()?;
+            let by_ns = by.is_some();
+            let policy = gc_cmd::has_policy(policy).then(|| gc_cmd::policy(policy, s.namespace()));
+            let (space, plan) = s.space_report(&st, by_ns, policy.as_ref())?;
             let t = &st.totals;
             let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
             if *json {
-                print_json(&serde_json::json!({
+                let mut v = serde_json::json!({
                     "artifacts": t.artifacts, "files": t.files, "chunks": t.chunks,
                     "logical_bytes": t.logical_bytes, "unique_bytes": t.unique_bytes,
                     "compressed_bytes": t.compressed_bytes, "stored_bytes": st.pack_bytes,
@@ -308,7 +320,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "quarantined_files": t.quarantined_files, "quarantined_bytes": t.quarantined_bytes,
                     "dedupe_ratio": ratio(t.logical_bytes, t.unique_bytes),
                     "total_ratio": ratio(t.logical_bytes, st.pack_bytes),
-                }))?;
+                });
+                gc_cmd::stats_json(&mut v, &space, by_ns, plan.as_ref());
+                print_json(&v)?;
             } else {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "store            {}", s.root().display())?;
@@ -356,6 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "total ratio      {:>10.2}x  (logical / stored)",
                     ratio(t.logical_bytes, st.pack_bytes)
                 )?;
+                gc_cmd::stats_text(&mut out, &space, by_ns, plan.as_ref())?;
             }
         }
         Command::Verify {

@@ -49,12 +49,15 @@ use crate::pack::{self, PackName, PackWriter};
 use crate::perms;
 
 mod commit;
+pub mod gc;
 mod ingest;
 mod open;
 mod open_packs;
 mod pool;
 mod read;
 mod rebuild;
+mod usage;
+mod uses;
 mod view;
 mod write;
 
@@ -62,6 +65,7 @@ pub use ingest::PutReport;
 pub use open::Swept;
 pub use read::FileReader;
 pub use rebuild::{rebuild_index, Rebuilt};
+pub use usage::{SpaceReport, SpaceUse};
 pub use write::{FileWriter, StagedFile};
 
 use open::{is_disk_full, make_reserve, RESERVE_FILE};
@@ -95,6 +99,8 @@ pub struct Store {
     workers: usize,
     /// What this open found open to other users (and tightened, where it could).
     exposure: perms::Exposure,
+    /// Uses of artifacts not yet written to the index (`uses`).
+    uses: uses::Uses,
     _host: HostLock,
 }
 
@@ -147,6 +153,7 @@ impl Drop for Store {
     /// Delete the packs this process wrote that no index row points into
     /// (everything it stored was abandoned: a failed put, a full disk).
     fn drop(&mut self) {
+        let _ = self.flush_uses();
         let sealing: Vec<_> = lock(&self.core.sealing).drain(..).collect();
         for (_, h) in sealing {
             let _ = h.join();

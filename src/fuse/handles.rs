@@ -150,6 +150,7 @@ impl View {
             };
             let artifact = self.artifact(dir).unwrap_or_default();
             let reader = self.open_version(&artifact, row)?;
+            self.used(&artifact);
             let fh = self.new_fh(Handle::Read(Arc::new(reader)));
             return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
         }

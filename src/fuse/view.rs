@@ -162,6 +162,15 @@ impl View {
 
     // ---- lookups and listings ----------------------------------------------
 
+    /// Record a use of `artifact` for gc's least-recently-used order
+    /// (coalesced by the store: at most one index write a minute per
+    /// artifact). A failure to record it never fails the operation.
+    pub(super) fn used(&self, artifact: &str) {
+        if let Err(e) = self.store.note_use(artifact) {
+            super::log_line(&format!("cannot record a use of {artifact:?}: {e}"));
+        }
+    }
+
     pub fn lookup_entry(&self, parent: u64, name: &OsStr) -> Result<(FileAttr, Duration)> {
         // A name the store cannot hold is simply not there (or too long).
         let name = name::from_os("name", name).map_err(|e| match e.errno() {
@@ -172,6 +181,8 @@ impl View {
             if !self.store.artifact_exists(&name)? {
                 return Err(Error::NoArtifact(name));
             }
+            // The legacy hit test looks `<sha>/` up before copying it out.
+            self.used(&name);
             let ino = lock(&self.inodes).dir(&name);
             return Ok((self.dir_attr(ino), DIR_ENTRY_TTL));
         }
@@ -235,6 +246,7 @@ impl View {
                 .collect());
         }
         let artifact = self.artifact(ino)?;
+        self.used(&artifact);
         let rows = self.store.list_files(&artifact)?;
         if !self.store.missing_files(&artifact)?.is_empty() || !self.completed(&artifact, &rows)? {
             // A cut-short, lost or pending file makes its artifact list as

@@ -281,11 +281,11 @@ impl Index {
 
 /// The start of the quarantine reason of a pending row: a file being
 /// written through a mount ([`Index::begin_pending`]).
-pub(crate) const PENDING: &str = "being written through the mount";
+pub const PENDING: &str = "being written through the mount";
 
 /// The start of the reason of a pending row whose writer is gone (a crash,
 /// a failed write): the file was lost in flight.
-pub(crate) const LOST: &str = "lost in flight";
+pub const LOST: &str = "lost in flight";
 
 /// Whether a quarantine reason marks a pending or lost row: those are
 /// satisfied only by a visible file committed after them.

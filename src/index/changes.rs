@@ -59,6 +59,21 @@ impl Index {
         new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
         pending_id: Option<i64>,
     ) -> Result<Applied> {
+        let always = |_: &Connection| Ok(true);
+        let applied = self.change_if(change, new_chunks, pending_id, &always)?;
+        Ok(applied.unwrap_or(Applied::Nothing))
+    }
+
+    /// [`Index::change`], made only if `check` holds inside its transaction,
+    /// before anything is written (gc: the artifact is still the one it
+    /// planned to evict). `None`: it did not hold; nothing was recorded.
+    pub(super) fn change_if<'a>(
+        &mut self,
+        change: Change,
+        new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
+        pending_id: Option<i64>,
+        check: &dyn Fn(&Connection) -> rusqlite::Result<bool>,
+    ) -> Result<Option<Applied>> {
         let Some(journal) = self.journal.as_mut() else {
             return Err(Error::Index {
                 path: self.path.clone(),
@@ -74,6 +89,7 @@ impl Index {
             change,
             new_chunks,
             pending_id,
+            check,
         );
         journal.release();
         res
@@ -163,10 +179,14 @@ fn commit_change<'a>(
     change: Change,
     new_chunks: impl IntoIterator<Item = &'a (ChunkId, Location)>,
     pending_id: Option<i64>,
-) -> Result<Applied> {
+    check: &dyn Fn(&Connection) -> rusqlite::Result<bool>,
+) -> Result<Option<Applied>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .sql(path)?;
+    if !check(&tx).sql(path)? {
+        return Ok(None); // rolled back: nothing was written
+    }
     insert_chunk_rows(&tx, new_chunks).sql(path)?;
     let out = apply_change(&tx, path, &change, pending_id)?;
     let seq = journal_seq(&tx).sql(path)? + 1;
@@ -184,7 +204,7 @@ fn commit_change<'a>(
         }
         return Err(sql_error(path, e));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// [`Index::migrate_v1`]'s transaction, with the journal held.

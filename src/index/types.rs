@@ -8,7 +8,14 @@ pub struct ArtifactSummary {
     pub name: String,
     pub files: u64,
     pub logical_bytes: u64,
+    /// Distinct chunk bytes (uncompressed) only this artifact holds.
     pub unique_bytes: u64,
+    /// Distinct chunk bytes (uncompressed) it holds that another artifact
+    /// holds too (see [`ArtifactBytes`](super::ArtifactBytes)).
+    pub shared_bytes: u64,
+    /// The same as stored in packs (compressed, without record headers).
+    pub unique_stored_bytes: u64,
+    pub shared_stored_bytes: u64,
     pub created: i64,
     pub last_access: i64,
     /// Names of files that were cut short and not written whole since

@@ -97,6 +97,7 @@ impl Store {
             ns: opts.namespace,
             workers,
             exposure,
+            uses: Default::default(),
             _host: host,
         })
     }

@@ -2,6 +2,7 @@
 //! Tests drive the real `deploycache` binary against real stores on disk.
 mod common;
 mod fingerprint;
+mod gc;
 mod hardening_store;
 mod mount;
 mod mount_hardening;

@@ -1,0 +1,321 @@
+//! `deploycache gc`, and what `stats` adds for it: the policy from the
+//! command line, the plan and the result printed as text or JSON.
+
+use std::io::Write;
+
+use clap::CommandFactory;
+use deploycache::store::gc::{self, GcOutcome, GcPlan, HeldBy, Policy, Reason, Scope};
+use deploycache::store::{SpaceReport, SpaceUse, Store};
+
+use crate::cli::{Cli, GcPolicy};
+use crate::{count, human, print_json, rfc3339, shown};
+
+/// The policy the arguments give; a value that does not parse is a usage
+/// error (exit 2), as clap's own are.
+pub fn policy(args: &GcPolicy, ns: &str) -> Policy {
+    let usage = |msg: String| -> ! {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit()
+    };
+    let max_size = args
+        .max_size
+        .as_deref()
+        .map(|s| gc::parse_size(s).unwrap_or_else(|e| usage(format!("--max-size: {e}"))));
+    let older_than = args.older_than.as_deref().map(|s| {
+        gc::parse_duration(s)
+            .unwrap_or_else(|e| usage(format!("--older-than: {e}")))
+            .as_secs()
+    });
+    Policy {
+        max_size,
+        older_than,
+        keep_last: args.keep_last,
+        scope: if args.all_namespaces {
+            Scope::AllNamespaces
+        } else {
+            Scope::Namespace(ns.to_owned())
+        },
+    }
+}
+
+/// `gc`: plan, print the plan, and (unless `dry_run`) carry it out.
+pub fn run(s: &Store, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let policy = policy(args, s.namespace());
+    let plan = s.gc_plan(&policy)?;
+    let outcome = if dry_run {
+        None
+    } else {
+        Some(s.gc_run(&plan)?)
+    };
+    if json {
+        return print_json(&serde_json::json!({
+            "dry_run": dry_run, "plan": plan, "result": outcome,
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    print_plan(&mut out, &plan, dry_run)?;
+    if let Some(o) = &outcome {
+        print_outcome(&mut out, o)?;
+    }
+    Ok(())
+}
+
+/// An artifact's name as gc prints it: with its namespace, when it has one.
+fn full_name(ns: &str, name: &str) -> String {
+    if ns.is_empty() {
+        shown(name)
+    } else {
+        format!("{}:{}", shown(ns), shown(name))
+    }
+}
+
+fn describe(p: &Policy) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = p.max_size {
+        parts.push(format!("--max-size {}", human(m)));
+    }
+    if let Some(d) = p.older_than {
+        parts.push(format!("--older-than {}", gc::show_duration(d)));
+    }
+    if let Some(n) = p.keep_last {
+        parts.push(format!("--keep-last {n}"));
+    }
+    parts.push(match &p.scope {
+        Scope::AllNamespaces => "all namespaces".to_owned(),
+        Scope::Namespace(ns) if ns.is_empty() => "the default namespace".to_owned(),
+        Scope::Namespace(ns) => format!("namespace {}", shown(ns)),
+    });
+    parts.join(", ")
+}
+
+fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Result<()> {
+    let head = if dry_run {
+        "gc plan (dry run, nothing changed)"
+    } else {
+        "gc plan"
+    };
+    writeln!(out, "{head}: {}", describe(&plan.policy))?;
+    for e in &plan.expire {
+        let whole = if e.whole_artifact {
+            ", and the artifact, incomplete without them"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  expire  {}: {} kept aside since {} or before ({}){whole}; frees {}",
+            full_name(&e.namespace, &e.artifact),
+            count(e.files, "quarantined file"),
+            rfc3339(e.newest),
+            human(e.bytes),
+            human(e.frees_bytes)
+        )?;
+    }
+    for v in &plan.evict {
+        let why = match v.reason {
+            Reason::OlderThan => "older than --older-than",
+            Reason::MaxSize => "store over --max-size",
+        };
+        writeln!(
+            out,
+            "  evict   {}: last used {}, {} ({}), {why}; frees {}",
+            full_name(&v.namespace, &v.name),
+            rfc3339(v.last_access),
+            count(v.files, "file"),
+            human(v.logical_bytes),
+            human(v.frees_bytes)
+        )?;
+    }
+    for h in &plan.held {
+        let why = match h.why {
+            HeldBy::KeepLast => "held by --keep-last",
+            HeldBy::BeingWritten => "a file of it is being written",
+        };
+        writeln!(out, "  keep    {}: {why}", full_name(&h.namespace, &h.name))?;
+    }
+    if plan.expire.is_empty() && plan.evict.is_empty() {
+        writeln!(out, "  nothing to evict or expire")?;
+    }
+    writeln!(
+        out,
+        "store on disk now   {:>11}  (packs + index; {} of it reclaimable already)",
+        human(plan.store_bytes),
+        human(plan.reclaimable_before)
+    )?;
+    writeln!(
+        out,
+        "plan frees          {:>11}  ({}: pack space pack compaction returns to the filesystem)",
+        human(plan.frees_bytes()),
+        count(plan.reclaim.chunks, "chunk")
+    )?;
+    let met = match plan.max_size_met {
+        Some(true) => "  (within --max-size)",
+        Some(false) => "  (still over --max-size: what stays is held, or outside the namespace)",
+        None => "",
+    };
+    writeln!(
+        out,
+        "size after reclaim  {:>11}  (live chunks + index){met}",
+        human(plan.size_after_reclaim)
+    )?;
+    Ok(())
+}
+
+fn print_outcome(out: &mut impl Write, o: &GcOutcome) -> anyhow::Result<()> {
+    let whole = o.expired.iter().filter(|e| e.whole_artifact).count() as u64;
+    writeln!(
+        out,
+        "done: evicted {}, expired the quarantined files of {} ({} dropped whole)",
+        count(o.evicted.len() as u64, "artifact"),
+        count(o.expired.len() as u64, "artifact"),
+        whole
+    )?;
+    for k in &o.skipped {
+        writeln!(
+            out,
+            "  skipped {}: {}",
+            full_name(&k.namespace, &k.name),
+            k.why
+        )?;
+    }
+    writeln!(
+        out,
+        "reclaimable now     {:>11}  (returned to the filesystem by pack compaction, not built yet)",
+        human(o.reclaimable_bytes)
+    )?;
+    writeln!(
+        out,
+        "store on disk       {:>11}  ({} freed on disk so far)",
+        human(o.store_bytes),
+        human(o.freed_on_disk.max(0) as u64)
+    )?;
+    writeln!(
+        out,
+        "size after reclaim  {:>11}",
+        human(o.size_after_reclaim)
+    )?;
+    Ok(())
+}
+
+/// Whether `stats` was given a limit to show the effect of.
+pub fn has_policy(args: &GcPolicy) -> bool {
+    args.max_size.is_some() || args.older_than.is_some() || args.keep_last.is_some()
+}
+
+/// `stats --json`'s fields beyond the index totals: added to `v`.
+pub fn stats_json(v: &mut serde_json::Value, r: &SpaceReport, by_ns: bool, plan: Option<&GcPlan>) {
+    let s = &r.store;
+    let extra = serde_json::json!({
+        "held_bytes": s.held_bytes, "held_stored_bytes": s.held_stored_bytes,
+        "artifact_unique_bytes": s.unique_bytes, "artifact_unique_stored_bytes": s.unique_stored_bytes,
+        "shared_bytes": s.shared_bytes, "shared_stored_bytes": s.shared_stored_bytes,
+        "compression_ratio": s.compression_ratio(),
+        "live_pack_bytes": r.live_pack_bytes, "manifest_bytes": r.manifest_bytes,
+        "reclaimable_bytes": r.reclaimable_bytes,
+    });
+    let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) else {
+        return;
+    };
+    obj.extend(extra);
+    if by_ns {
+        let list: Vec<serde_json::Value> = r
+            .namespaces
+            .iter()
+            .map(|n| {
+                let mut j = serde_json::to_value(n).unwrap_or_default();
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("dedupe_ratio".into(), n.dedupe_ratio().into());
+                    o.insert("compression_ratio".into(), n.compression_ratio().into());
+                }
+                j
+            })
+            .collect();
+        obj.insert("by_namespace".into(), list.into());
+    }
+    if let Some(p) = plan {
+        obj.insert("gc".into(), serde_json::to_value(p).unwrap_or_default());
+    }
+}
+
+/// `stats`' lines beyond the index totals.
+pub fn stats_text(
+    out: &mut impl Write,
+    r: &SpaceReport,
+    by_ns: bool,
+    plan: Option<&GcPlan>,
+) -> anyhow::Result<()> {
+    space_lines(out, &r.store, "")?;
+    writeln!(
+        out,
+        "reclaimable pack {:>11}  (pack bytes nothing live needs: returned by pack compaction)",
+        human(r.reclaimable_bytes)
+    )?;
+    if by_ns {
+        for n in &r.namespaces {
+            let ns = n.namespace.as_deref().unwrap_or_default();
+            let label = if ns.is_empty() {
+                "(default)".to_owned()
+            } else {
+                shown(ns)
+            };
+            writeln!(
+                out,
+                "namespace {label}: {}, {}, {} logical, {} quarantined",
+                count(n.artifacts, "artifact"),
+                count(n.files, "file"),
+                human(n.logical_bytes),
+                human(n.quarantined_bytes)
+            )?;
+            space_lines(out, n, "  ")?;
+        }
+    }
+    if let Some(p) = plan {
+        writeln!(
+            out,
+            "gc ({}) would evict {} and expire the quarantined files of {}, freeing {}; size after reclaim {}",
+            describe(&p.policy),
+            count(p.evict.len() as u64, "artifact"),
+            count(p.expire.len() as u64, "artifact"),
+            human(p.frees_bytes()),
+            human(p.size_after_reclaim)
+        )?;
+    }
+    Ok(())
+}
+
+fn space_lines(out: &mut impl Write, u: &SpaceUse, indent: &str) -> anyhow::Result<()> {
+    let rows = [
+        (
+            "held",
+            u.held_bytes,
+            u.held_stored_bytes,
+            format!(
+                "distinct chunks artifacts hold; compression {:.2}x, dedupe {:.2}x",
+                u.compression_ratio(),
+                u.dedupe_ratio()
+            ),
+        ),
+        (
+            "  only one holds",
+            u.unique_bytes,
+            u.unique_stored_bytes,
+            "each artifact's unique bytes, summed".to_owned(),
+        ),
+        (
+            "  shared",
+            u.shared_bytes,
+            u.shared_stored_bytes,
+            "chunks two or more artifacts hold, once each".to_owned(),
+        ),
+    ];
+    for (label, raw, stored, why) in rows {
+        writeln!(
+            out,
+            "{indent}{label:<17}{:>11}  stored {:>11}  ({why})",
+            human(raw),
+            human(stored)
+        )?;
+    }
+    Ok(())
+}

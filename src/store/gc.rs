@@ -1,0 +1,154 @@
+//! gc, phase 1: evict whole artifacts by policy, least recently used
+//! first, and expire quarantined files; plan, then execute.
+//!
+//! - `policy`: the limits (`--max-size`, `--older-than`, `--keep-last`,
+//!   the namespaces) and parsing them;
+//! - `plan`: the plan, a pure function of one snapshot of the index.
+//!
+//! Execution works at the index level only: each eviction is the same
+//! recorded change as `rm` (and each expiry as `rm --quarantine NAME`),
+//! made only if, inside its transaction, the artifact is still the one
+//! planned for, not used since, and has no file being written through a
+//! mount (`Index::evict_artifact`). What it frees are chunk references: the
+//! chunks left with none are reclaimable, and returning their pack bytes to
+//! the filesystem (compaction, unlinking dead packs, deleting `refs = 0`
+//! rows under `gc.lock`) is the next phase, which adds the packs to
+//! rewrite and unlink to [`GcPlan`]'s `reclaim`.
+//!
+//! Safe while mounted: a reader with a file open keeps reading it (no
+//! chunk row or pack byte is deleted here); a writer is never blocked by
+//! more than one index transaction.
+
+pub mod plan;
+pub mod policy;
+
+use crate::error::Result;
+
+use super::{Stats, Store};
+pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
+pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
+
+/// What a real run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GcOutcome {
+    /// Quarantined files dropped (`whole_artifact`: with their artifact).
+    pub expired: Vec<Expiry>,
+    /// Artifacts evicted, in the order of the plan.
+    pub evicted: Vec<Eviction>,
+    /// Planned work not done, and why (used or written since the plan).
+    pub skipped: Vec<Skipped>,
+    /// Pack bytes nothing live needs after the run (as `stats` reports them).
+    pub reclaimable_bytes: u64,
+    /// The store's bytes on disk (packs and index) after the run, and what
+    /// the filesystem got back (phase 1 frees references, not pack bytes:
+    /// this is 0, or less when the index grew).
+    pub store_bytes: u64,
+    pub freed_on_disk: i64,
+    /// The store's size once what is reclaimable is reclaimed.
+    pub size_after_reclaim: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub namespace: String,
+    pub name: String,
+    pub why: String,
+}
+
+/// Why a planned eviction or expiry was not made.
+const CHANGED: &str = "used, replaced or written since the plan (or a file of it is being written)";
+
+impl Store {
+    /// One consistent view of what gc decides on: the artifacts and who
+    /// holds each chunk (one read transaction), and the size on disk.
+    pub fn gc_snapshot(&self) -> Result<Snapshot> {
+        self.gc_snapshot_with(&self.stats()?)
+    }
+
+    /// [`Store::gc_snapshot`], with the size on disk from `st`.
+    pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
+        let (artifacts, holders, manifests) = {
+            let ix = self.index();
+            ix.begin_read()?;
+            let res = (|| {
+                Ok((
+                    ix.gc_artifacts()?,
+                    ix.chunk_holders()?,
+                    ix.manifest_packs()?,
+                ))
+            })();
+            let end = ix.end_read();
+            let res = res?;
+            end?;
+            res
+        };
+        let (mut manifest_packs, mut manifest_bytes) = (0, 0);
+        for p in manifests {
+            // A pack gone meanwhile (an orphan sweep) holds nothing.
+            if let Ok(m) = std::fs::metadata(self.pack_path(p)) {
+                manifest_packs += 1;
+                manifest_bytes += m.len();
+            }
+        }
+        Ok(Snapshot {
+            artifacts,
+            holders,
+            pack_files: st.pack_files,
+            pack_bytes: st.pack_bytes,
+            index_bytes: st.index_bytes,
+            manifest_packs,
+            manifest_bytes,
+        })
+    }
+
+    /// The plan for `policy` now (changes nothing).
+    pub fn gc_plan(&self, policy: &Policy) -> Result<GcPlan> {
+        let snap = self.gc_snapshot()?;
+        Ok(plan::plan(&snap, policy, super::uses::now_secs()))
+    }
+
+    /// Carry out `plan`: its expiries, then its evictions, each one index
+    /// transaction, in order.
+    pub fn gc_run(&self, plan: &GcPlan) -> Result<GcOutcome> {
+        let before = plan.store_bytes;
+        let mut out = GcOutcome::default();
+        for e in &plan.expire {
+            let done = self.with_reserve(|| {
+                self.index()
+                    .expire_quarantined(&e.namespace, &e.artifact, e.id, e.newest)
+            })?;
+            match done {
+                Some(d) => out.expired.push(Expiry {
+                    whole_artifact: !d.incomplete.is_empty(),
+                    ..e.clone()
+                }),
+                None => out.skipped.push(Skipped {
+                    namespace: e.namespace.clone(),
+                    name: e.artifact.clone(),
+                    why: format!("quarantined files not expired: {CHANGED}"),
+                }),
+            }
+        }
+        for v in &plan.evict {
+            let done = self.with_reserve(|| {
+                self.index()
+                    .evict_artifact(&v.namespace, &v.name, v.id, v.last_access)
+            })?;
+            if done {
+                out.evicted.push(v.clone());
+            } else {
+                out.skipped.push(Skipped {
+                    namespace: v.namespace.clone(),
+                    name: v.name.clone(),
+                    why: format!("not evicted: {CHANGED}"),
+                });
+            }
+        }
+        let after = self.gc_snapshot()?;
+        out.reclaimable_bytes = after.reclaimable_bytes();
+        out.store_bytes = after.pack_bytes + after.index_bytes;
+        out.freed_on_disk = before as i64 - out.store_bytes as i64;
+        out.size_after_reclaim = after.size_after_reclaim();
+        Ok(out)
+    }
+}
