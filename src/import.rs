@@ -32,6 +32,18 @@ pub struct ImportReport {
     pub logical_bytes: u64,
 }
 
+/// What [`adopt`] did with a plain cache under a mountpoint.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct AdoptReport {
+    pub import: ImportReport,
+    /// Empty artifact directories (cache misses in progress) now stored as
+    /// empty artifacts.
+    pub empty_artifacts: Vec<String>,
+    /// (entry, why) for entries neither imported nor kept as empty
+    /// artifacts: they stay in the directory underneath the mount.
+    pub not_adopted: Vec<(String, String)>,
+}
+
 struct Candidate {
     name: String,
     dir: PathBuf,
@@ -181,5 +193,29 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
         report.imported.push(c.name);
     }
     progress.finish();
+    Ok(report)
+}
+
+/// `mount --adopt`: [`import`] the plain cache in `dir`, and keep its empty
+/// artifact directories (cache misses in progress) as empty artifacts, so
+/// that the mount over `dir` still shows them.
+pub fn adopt(store: &Store, dir: &Path, show_progress: bool) -> Result<AdoptReport> {
+    let import = import(store, dir, show_progress)?;
+    let mut report = AdoptReport::default();
+    for (entry, why) in &import.skipped {
+        let p = dir.join(entry);
+        if p.is_dir() && fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none()) {
+            match store.create_empty_artifact(entry) {
+                Ok(()) => {
+                    report.empty_artifacts.push(entry.clone());
+                    continue;
+                }
+                Err(crate::Error::ArtifactExists(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        report.not_adopted.push((entry.clone(), why.clone()));
+    }
+    report.import = import;
     Ok(report)
 }
