@@ -219,3 +219,44 @@ pub fn adopt(store: &Store, dir: &Path, show_progress: bool) -> Result<AdoptRepo
     report.import = import;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenOptions;
+
+    /// `mount --adopt` imports the artifacts, keeps an empty artifact
+    /// directory (a cache miss being filled) as an empty artifact, and
+    /// names what stays underneath; adopting again changes nothing.
+    #[test]
+    fn adopt_keeps_empty_artifact_dirs_and_names_what_it_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        fs::create_dir_all(cache.join("aaa")).unwrap();
+        fs::write(cache.join("aaa/x.yaml"), b"x: 1\n").unwrap();
+        fs::create_dir_all(cache.join("bbb")).unwrap();
+        fs::write(cache.join("stray.txt"), b"").unwrap();
+        let store = Store::open(
+            &tmp.path().join("store"),
+            OpenOptions {
+                create: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        let stray = ("stray.txt".to_owned(), "not a directory".to_owned());
+
+        let r = adopt(&store, &cache, false).unwrap();
+        assert_eq!(r.import.imported, ["aaa"]);
+        assert_eq!(r.empty_artifacts, ["bbb"]);
+        assert_eq!(r.not_adopted, std::slice::from_ref(&stray));
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["aaa", "bbb"]);
+        assert!(store.list_files("bbb").unwrap().is_empty());
+
+        let r = adopt(&store, &cache, false).unwrap();
+        assert_eq!(r.import.already_present, ["aaa"]);
+        assert!(r.import.imported.is_empty() && r.empty_artifacts.is_empty());
+        assert_eq!(r.not_adopted, [stray]);
+    }
+}

@@ -143,34 +143,54 @@ impl TarCheck {
     }
 }
 
+/// An octal header field: leading spaces or NULs, digits, then the end of
+/// the field, a NUL or white space. Anything else after the digits makes
+/// the field unreadable, as GNU tar reads it (`from_header`): a damaged
+/// terminator is a damaged header, not a number.
 fn parse_octal(f: &[u8]) -> Option<u64> {
-    let s: Vec<u8> = f
+    let start = f.iter().position(|&b| b != b' ' && b != 0)?;
+    let digits = f[start..]
         .iter()
-        .copied()
-        .skip_while(|&b| b == b' ' || b == 0)
-        .take_while(|&b| (b'0'..=b'7').contains(&b))
-        .collect();
-    if s.is_empty() {
+        .take_while(|&&b| (b'0'..=b'7').contains(&b))
+        .count();
+    if digits == 0 {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(&s).ok()?, 8).ok()
+    // C's isspace: space, \t, \n, \v, \f, \r.
+    if let Some(&b) = f.get(start + digits) {
+        if b != 0 && b != 0x0b && !b.is_ascii_whitespace() {
+            return None;
+        }
+    }
+    u64::from_str_radix(std::str::from_utf8(&f[start..start + digits]).ok()?, 8).ok()
 }
 
 /// The `size` record of a pax extended header's data (POSIX.1-2001 records:
-/// `"<length> <key>=<value>\n"`, the length counting the whole record).
-/// `None` when it has none, or the records cannot be read.
+/// `"<length> <key>=<value>\n"`, the length counting the whole record),
+/// read as GNU tar reads them (`decode_record`): the records before the
+/// first malformed one apply, and of their `size` records the last readable
+/// one. `None` when no size applies.
 fn pax_size(mut data: &[u8]) -> Option<u64> {
     let mut size = None;
-    while !data.is_empty() {
-        let sp = data.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
-        let record = data.get(sp + 1..len)?.strip_suffix(b"\n")?;
+    while let Some((record, rest)) = pax_record(data) {
         if let Some(v) = record.strip_prefix(b"size=") {
-            size = Some(std::str::from_utf8(v).ok()?.parse().ok()?);
+            if let Some(v) = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()) {
+                size = Some(v);
+            }
         }
-        data = &data[len..];
+        data = rest;
     }
     size
+}
+
+/// The first pax record in `data` (its `key=value`) and the data after it;
+/// `None` at the end, or when the record is malformed: its length unreadable
+/// or past the data, no newline at its end, or no `=` in it.
+fn pax_record(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sp = data.iter().position(|&b| b == b' ')?;
+    let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
+    let record = data.get(sp + 1..len)?.strip_suffix(b"\n")?;
+    record.contains(&b'=').then_some((record, &data[len..]))
 }
 
 /// A member size: octal, or GNU base-256 when the top bit is set.
@@ -211,6 +231,77 @@ mod tests {
             assert!(check("x.tar", &t[..cut], 333).is_err(), "cut at {cut}");
         }
         assert!(check("x.tar", &t[..end_of_members + 1024], 333).is_ok());
+    }
+
+    /// Found by the differential test against the `tar` crate: a header
+    /// whose checksum digits run into a stray byte (a damaged NUL
+    /// terminator) passed as intact. GNU tar refuses such a number, and so
+    /// a damaged header; so does the check, for the size field too.
+    #[test]
+    fn a_number_run_into_a_stray_byte_is_a_damaged_header() {
+        let t = tar_of(&[("a", 10)]);
+        assert_eq!(&t[154..156], b"\0 ", "the helper's checksum field ends so");
+        for stray in [0x0e, b'x', b'8'] {
+            let mut bad = t.clone();
+            bad[154] = stray;
+            let err = check("x.tar", &bad, 512).unwrap_err();
+            assert!(err.contains("checksum mismatch at offset 0"), "{err}");
+        }
+        for terminator in [b'\t', b'\n', 0x0b, b'\r', b' '] {
+            let mut ok = t.clone();
+            ok[154] = terminator;
+            assert_eq!(check("x.tar", &ok, 512), Ok(()), "{terminator:#x}");
+        }
+        // After the terminator, nothing more is read.
+        let mut ok = t.clone();
+        ok[155] = b'x';
+        assert_eq!(check("x.tar", &ok, 512), Ok(()));
+        // The size field: its terminator is not in the checksum's blanked
+        // range, so the header is re-summed with the stray byte.
+        let mut h = tar_header(b"a", b'0', 10, false);
+        h[135] = b'#';
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut bad = h.to_vec();
+        bad.extend_from_slice(&[b'v'; 512]);
+        bad.extend_from_slice(&[0; 1024]);
+        let err = check("x.tar", &bad, 512).unwrap_err();
+        assert!(err.contains("unreadable member size at offset 0"), "{err}");
+    }
+
+    /// Found by the differential test against the `tar` crate: a pax
+    /// record without its `=` did not stop the reading of the records, so a
+    /// `size` after it still applied, where GNU tar (and the crate) stop at
+    /// the malformed record and take the member's size from its header.
+    #[test]
+    fn pax_records_after_a_malformed_one_do_not_apply() {
+        let pax_then_member = |records: &str| {
+            let mut t = Vec::new();
+            t.extend_from_slice(&tar_header(
+                b"PaxHeaders/m",
+                b'x',
+                records.len() as u64,
+                false,
+            ));
+            t.extend_from_slice(records.as_bytes());
+            t.resize(1024, 0);
+            t.extend_from_slice(&tar_header(b"m", b'0', 0, false));
+            t.extend((0..1025u32).map(|i| (i % 200) as u8 + 1));
+            t.resize(t.len().div_ceil(512) * 512 + 1024, 0);
+            t
+        };
+        let good = pax_then_member("13 path=m2/a\n13 size=1025\n");
+        assert_eq!(check("x.tar", &good, 100), Ok(()));
+        let size_first = pax_then_member("13 size=1025\n13 path<m2/a\n");
+        assert_eq!(check("x.tar", &size_first, 100), Ok(()));
+        // The size is not read: the member's data is taken for a header.
+        let size_after = pax_then_member("13 path<m2/a\n13 size=1025\n");
+        let err = check("x.tar", &size_after, 100).unwrap_err();
+        assert!(err.contains("checksum mismatch at offset 1536"), "{err}");
+        // An unreadable size value is skipped, not the end of the records.
+        let bad_value = pax_then_member("12 size=1x5\n13 size=1025\n");
+        assert_eq!(check("x.tar", &bad_value, 100), Ok(()));
     }
 
     /// A pax extended header's `size` record gives the next member's data
