@@ -41,6 +41,11 @@ deb=$(cargo deb | tail -n 1)
 [ -f "$deb" ] || { echo "test.sh: cargo deb did not name its package (got: $deb)" >&2; exit 1; }
 export DEPLOYCACHE_DEB="$deb"
 
+# The fuzz targets (fuzz/, a workspace of its own) must keep building
+# against the library: type-checked here without libFuzzer's C++ (about
+# 15 s); scripts/fuzz.sh builds and runs them.
+cargo check --manifest-path fuzz/Cargo.toml --no-default-features --bins --target-dir target
+
 # Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -32,6 +32,18 @@ pub struct ImportReport {
     pub logical_bytes: u64,
 }
 
+/// What [`adopt`] did with a plain cache under a mountpoint.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct AdoptReport {
+    pub import: ImportReport,
+    /// Empty artifact directories (cache misses in progress) now stored as
+    /// empty artifacts.
+    pub empty_artifacts: Vec<String>,
+    /// (entry, why) for entries neither imported nor kept as empty
+    /// artifacts: they stay in the directory underneath the mount.
+    pub not_adopted: Vec<(String, String)>,
+}
+
 struct Candidate {
     name: String,
     dir: PathBuf,
@@ -182,4 +194,69 @@ pub fn import(store: &Store, dir: &Path, show_progress: bool) -> Result<ImportRe
     }
     progress.finish();
     Ok(report)
+}
+
+/// `mount --adopt`: [`import`] the plain cache in `dir`, and keep its empty
+/// artifact directories (cache misses in progress) as empty artifacts, so
+/// that the mount over `dir` still shows them.
+pub fn adopt(store: &Store, dir: &Path, show_progress: bool) -> Result<AdoptReport> {
+    let import = import(store, dir, show_progress)?;
+    let mut report = AdoptReport::default();
+    for (entry, why) in &import.skipped {
+        let p = dir.join(entry);
+        if p.is_dir() && fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none()) {
+            match store.create_empty_artifact(entry) {
+                Ok(()) => {
+                    report.empty_artifacts.push(entry.clone());
+                    continue;
+                }
+                Err(crate::Error::ArtifactExists(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        report.not_adopted.push((entry.clone(), why.clone()));
+    }
+    report.import = import;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenOptions;
+
+    /// `mount --adopt` imports the artifacts, keeps an empty artifact
+    /// directory (a cache miss being filled) as an empty artifact, and
+    /// names what stays underneath; adopting again changes nothing.
+    #[test]
+    fn adopt_keeps_empty_artifact_dirs_and_names_what_it_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        fs::create_dir_all(cache.join("aaa")).unwrap();
+        fs::write(cache.join("aaa/x.yaml"), b"x: 1\n").unwrap();
+        fs::create_dir_all(cache.join("bbb")).unwrap();
+        fs::write(cache.join("stray.txt"), b"").unwrap();
+        let store = Store::open(
+            &tmp.path().join("store"),
+            OpenOptions {
+                create: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        let stray = ("stray.txt".to_owned(), "not a directory".to_owned());
+
+        let r = adopt(&store, &cache, false).unwrap();
+        assert_eq!(r.import.imported, ["aaa"]);
+        assert_eq!(r.empty_artifacts, ["bbb"]);
+        assert_eq!(r.not_adopted, std::slice::from_ref(&stray));
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["aaa", "bbb"]);
+        assert!(store.list_files("bbb").unwrap().is_empty());
+
+        let r = adopt(&store, &cache, false).unwrap();
+        assert_eq!(r.import.already_present, ["aaa"]);
+        assert!(r.import.imported.is_empty() && r.empty_artifacts.is_empty());
+        assert_eq!(r.not_adopted, [stray]);
+    }
 }

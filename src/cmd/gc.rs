@@ -2,13 +2,14 @@
 //! command line, the plan and the result printed as text or JSON.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use clap::CommandFactory;
 use deploycache::store::gc::{self, GcOutcome, GcPlan, HeldBy, Policy, Reason, Scope};
-use deploycache::store::{SpaceReport, SpaceUse, Store};
+use deploycache::store::{SpaceReport, SpaceUse};
 
 use crate::cli::{Cli, GcPolicy};
-use crate::{count, human, print_json, rfc3339, shown};
+use crate::output::{count, human, print_json, rfc3339, shown};
 
 /// The policy the arguments give; a value that does not parse is a usage
 /// error (exit 2), as clap's own are.
@@ -40,7 +41,8 @@ pub fn policy(args: &GcPolicy, ns: &str) -> Policy {
 }
 
 /// `gc`: plan, print the plan, and (unless `dry_run`) carry it out.
-pub fn run(s: &Store, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<()> {
+pub fn run(cli: &Cli, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let s = &super::open(cli, false)?;
     let policy = policy(args, s.namespace());
     let plan = s.gc_plan(&policy)?;
     let outcome = if dry_run {
@@ -49,16 +51,17 @@ pub fn run(s: &Store, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Res
         Some(s.gc_run(&plan)?)
     };
     if json {
-        return print_json(&serde_json::json!({
+        print_json(&serde_json::json!({
             "dry_run": dry_run, "plan": plan, "result": outcome,
-        }));
+        }))?;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
     print_plan(&mut out, &plan, dry_run)?;
     if let Some(o) = &outcome {
         print_outcome(&mut out, o)?;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An artifact's name as gc prints it: with its namespace, when it has one.

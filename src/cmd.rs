@@ -1,0 +1,99 @@
+//! One function per command, each in a file of its own named for it: it
+//! opens the store, calls the library, prints (through [`crate::output`])
+//! and returns the exit code. What the commands share lives here: where
+//! the store is, opening it, and the messages more than one command prints.
+//!
+//! Adding a command: a variant in `cli.rs`, a file here with its `run`, and
+//! one arm in `main.rs`'s dispatch.
+
+use std::path::PathBuf;
+
+use deploycache::store::{OpenOptions, Store};
+
+use crate::cli::Cli;
+use crate::output::{count, human};
+
+pub mod cat;
+pub mod export;
+pub mod fingerprint;
+pub mod gc;
+pub mod import;
+pub mod init;
+pub mod ls;
+pub mod mount;
+pub mod put;
+pub mod rm;
+pub mod stats;
+pub mod umount;
+pub mod verify;
+
+/// Exit code: `verify` found problems (main.rs documents every code).
+pub const PROBLEMS_FOUND: u8 = 3;
+
+/// The store directory when `--store` and `$DEPLOYCACHE_STORE` name none:
+/// /var/lib/deploycache for root, else $XDG_DATA_HOME/deploycache
+/// (~/.local/share/deploycache).
+fn default_store() -> PathBuf {
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
+        return PathBuf::from("/var/lib/deploycache");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("deploycache");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/deploycache")
+}
+
+/// The store directory the command line names (or the default).
+pub fn store_root(cli: &Cli) -> PathBuf {
+    cli.store.clone().unwrap_or_else(default_store)
+}
+
+/// Open the store with the command line's namespace and compression;
+/// `create` creates it when missing.
+pub fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
+    Ok(Store::open(
+        &store_root(cli),
+        OpenOptions {
+            create,
+            namespace: cli.namespace.clone(),
+            compression: cli.compression,
+        },
+    )?)
+}
+
+/// Whether progress bars may be drawn (on stderr).
+pub fn tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// Sweep the pack files killed writers left (see
+/// [`Store::sweep_orphan_packs`]), saying what it freed.
+pub fn sweep_orphan_packs(s: &Store) -> anyhow::Result<()> {
+    if let Some(swept) = s.sweep_orphan_packs()? {
+        if swept.packs > 0 {
+            eprintln!(
+                "deploycache: deleted {} ({}) left by interrupted writes",
+                count(swept.packs, "unindexed pack file"),
+                human(swept.bytes)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line per file an import found cut short and kept aside.
+pub fn report_cut_short(r: &deploycache::import::ImportReport) {
+    for (artifact, file, why) in &r.cut_short {
+        eprintln!(
+            "deploycache: {artifact}/{file} is cut short ({why}): kept aside (see `ls --quarantine`); \
+             {artifact} stays incomplete, so the next run fills it again"
+        );
+    }
+}
