@@ -27,7 +27,9 @@
 //! - `read`: a file open for reading ([`FileReader`]), checked chunk
 //!   reads, prefetch, `copy_to` and `export`;
 //! - `view`: what the FUSE view needs besides;
-//! - `open_packs`: the bounded cache of pack files open for reading;
+//! - `packs`: reading a chunk from the store's [`PackStore`], looked up
+//!   again when its pack went away;
+//! - `verify`: `verify`, through the index and the pack store;
 //! - `rebuild`: `verify --rebuild-index`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -40,16 +42,17 @@ use crate::error::{Error, Result};
 use crate::id::FileHash;
 use crate::index::{self, ArtifactSummary, ChunkSpan, FileRow, Index, Totals};
 use crate::lock::HostLock;
-use crate::pack::{self, PackName, PackWriter};
+use crate::pack::{self, PackName, PackSink, PackStore};
 use crate::perms;
 
 mod commit;
 mod ingest;
 mod open;
-mod open_packs;
+mod packs;
 mod pool;
 mod read;
 mod rebuild;
+mod verify;
 mod view;
 mod write;
 
@@ -57,6 +60,7 @@ pub use ingest::PutReport;
 pub use open::Swept;
 pub use read::{FileReader, PrefetchRuns, SEGMENT_BYTES};
 pub use rebuild::{rebuild_index, Rebuilt};
+pub use verify::Report as VerifyReport;
 pub use write::{FileWriter, StagedFile};
 
 use open::{is_disk_full, make_reserve, RESERVE_FILE};
@@ -98,14 +102,19 @@ pub struct StoreCore {
     /// This core, for the [`PackHold`]s handed to writers.
     me: Weak<StoreCore>,
     root: PathBuf,
-    packs_dir: PathBuf,
+    /// Where the packs live (`packs/`): every pack read, write, listing
+    /// and deletion goes through it. Shared (an `Arc`) so that the
+    /// manifest log can append to it too. A trait object, not a type
+    /// parameter: one virtual call per pack I/O costs nothing beside the
+    /// I/O, and `Store` stays one type for the view and the commands.
+    packs: Arc<dyn PackStore>,
     index: Mutex<Index>,
     /// The packs this process appends to, one per lane: each file writer
     /// has a lane of its own, so files written at the same time (two files
     /// of a put, several scp streams into a mount) do not interleave their
     /// chunks in one pack, and each file's new chunks stay contiguous for
     /// sequential reads.
-    writers: Vec<Mutex<Option<PackWriter>>>,
+    writers: Vec<Mutex<Option<Box<dyn PackSink>>>>,
     /// Lane of the next file writer.
     next_lane: std::sync::atomic::AtomicUsize,
     /// Sealed packs being fsynced in the background.
@@ -121,8 +130,6 @@ pub struct StoreCore {
     /// cut back to their last indexed record) once no live writer holds
     /// them (`reclaim_retired`).
     retired: Mutex<Vec<PackName>>,
-    /// Open pack files for reading (bounded; see `open_packs`).
-    pack_files: Mutex<open_packs::OpenPacks>,
     /// Packs this process created, and whether any index row points into
     /// them yet. Those still without one when the store is dropped (a
     /// failed put, a full disk) hold nothing anyone can reach: they are
@@ -148,7 +155,7 @@ impl Drop for Store {
         }
         for w in &self.writers {
             if let Some(p) = lock(w).take() {
-                lock(&self.retired).push(p.name);
+                lock(&self.retired).push(p.name());
             }
         }
         // Packs left with a dead tail are cut back; then those nothing
@@ -157,7 +164,7 @@ impl Drop for Store {
         let created = std::mem::take(&mut *lock(&self.created_packs));
         for (name, committed) in created {
             if !committed {
-                let _ = fs::remove_file(self.pack_path(name));
+                let _ = self.packs.delete(name);
             }
         }
     }
@@ -196,10 +203,6 @@ impl Store {
             }
         }
         Ok(e)
-    }
-
-    pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
-        p.path(&self.packs_dir)
     }
 
     pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
@@ -245,22 +248,9 @@ impl Store {
 
     pub fn stats(&self) -> Result<Stats> {
         let totals = self.index().totals()?;
-        let mut pack_files = 0;
-        let mut pack_bytes = 0;
-        for entry in walkdir::WalkDir::new(&self.packs_dir)
-            .min_depth(2)
-            .max_depth(2)
-        {
-            let entry = entry.map_err(|e| Error::io(&self.packs_dir, e.into()))?;
-            if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack")
-            {
-                pack_files += 1;
-                pack_bytes += entry
-                    .metadata()
-                    .map_err(|e| Error::io(entry.path(), e.into()))?
-                    .len();
-            }
-        }
+        let packs = self.packs.list()?;
+        let pack_files = packs.len() as u64;
+        let pack_bytes = packs.iter().map(|p| p.size).sum();
         let mut index_bytes = 0;
         for f in ["index.sqlite", "index.sqlite-wal"] {
             index_bytes += fs::metadata(self.root.join(f))

@@ -96,13 +96,9 @@ impl Store {
         Some(spans)
     }
 
-    pub(super) fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
-        lock(&self.pack_files).get(p, &self.pack_path(p))
-    }
-
     /// Packs this process holds open for reading (bounded).
     pub fn open_pack_count(&self) -> usize {
-        lock(&self.pack_files).len()
+        self.packs.open_count()
     }
 
     /// Read, decode and check one chunk of a file. A chunk whose pack is
@@ -110,27 +106,7 @@ impl Store {
     /// that, the error names the chunk, file and offset.
     pub fn read_chunk(&self, r: &FileReader, i: usize) -> Result<Vec<u8>> {
         let span = &r.spans[i];
-        let corrupt = |why: String| r.corrupt(i, why);
-        let mut loc = span.loc;
-        let file = match self.pack_file(loc.pack) {
-            Ok(f) => f,
-            Err(e) if e.errno() == libc::ENOENT => {
-                let moved = self
-                    .index()
-                    .chunk_location(&span.id)?
-                    .filter(|l| l.pack != loc.pack && l.raw_len == loc.raw_len);
-                let Some(moved) = moved else {
-                    return Err(corrupt(format!("pack unreadable: {e}")));
-                };
-                loc = moved;
-                self.pack_file(loc.pack)
-                    .map_err(|e| corrupt(format!("pack unreadable: {e}")))?
-            }
-            Err(e) => return Err(corrupt(format!("pack unreadable: {e}"))),
-        };
-        let path = self.pack_path(loc.pack);
-        let payload = pack::read_payload(&file, &path, &loc).map_err(|e| corrupt(e.to_string()))?;
-        pack::decode(&span.id, &loc, payload).map_err(corrupt)
+        self.read_checked(&span.id, span.loc, |why| r.corrupt(i, why))
     }
 
     /// Read chunk `i` of a file into `dst` (exactly its length) and check
@@ -143,14 +119,10 @@ impl Store {
         if loc.codec == pack::Codec::Raw
             && loc.stored_len == loc.raw_len
             && dst.len() == loc.raw_len as usize
+            && self.packs.read_at(loc.pack, loc.offset, dst).is_ok()
+            && ChunkId::of(dst) == span.id
         {
-            if let Ok(file) = self.pack_file(loc.pack) {
-                if std::os::unix::fs::FileExt::read_exact_at(&*file, dst, loc.offset).is_ok()
-                    && ChunkId::of(dst) == span.id
-                {
-                    return Ok(());
-                }
-            }
+            return Ok(());
         }
         let data = self.read_chunk(r, i)?;
         if data.len() != dst.len() {
@@ -209,8 +181,9 @@ impl Store {
         if seg.packed.len() < n {
             seg.packed.resize(n, 0);
         }
-        let file = self.pack_file(first.loc.pack).ok()?;
-        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut seg.packed[..n], lo).ok()?;
+        self.packs
+            .read_at(first.loc.pack, lo, &mut seg.packed[..n])
+            .ok()?;
         // A run of one repeated chunk (zeros) is checked once.
         let mut last: Option<(u64, Part)> = None;
         for s in spans {
@@ -231,16 +204,8 @@ impl Store {
                     if seg.decoded.len() < start + raw_len {
                         seg.decoded.resize(start + raw_len, 0);
                     }
-                    let dctx = match &mut seg.dctx {
-                        Some(d) => d,
-                        None => seg.dctx.insert(zstd::bulk::Decompressor::new().ok()?),
-                    };
-                    let got = dctx
-                        .decompress_to_buffer(payload, &mut seg.decoded[start..start + raw_len])
-                        .ok()?;
-                    if got != raw_len {
-                        return None;
-                    }
+                    let dst = &mut seg.decoded[start..start + raw_len];
+                    seg.decoder.decode_into(s.loc.codec, payload, dst).ok()?;
                     seg.decoded_len += raw_len;
                     Part::Decoded(start..start + raw_len)
                 }
@@ -278,14 +243,7 @@ impl Store {
         } else {
             *run = (lo, hi);
         }
-        if let Ok(f) = self.pack_file(first.loc.pack) {
-            let _ = rustix::fs::fadvise(
-                &*f,
-                lo,
-                std::num::NonZeroU64::new(hi - lo),
-                rustix::fs::Advice::WillNeed,
-            );
-        }
+        self.packs.prefetch(first.loc.pack, lo, hi - lo);
     }
 
     /// Read up to `buf.len()` bytes at `offset`; returns how many (0 at EOF).
@@ -350,7 +308,7 @@ impl Store {
                 }
                 let seg = rxs[i % w].recv().map_err(|_| {
                     Error::io(
-                        self.pack_path(r.spans[range.start].loc.pack),
+                        self.packs.describe(r.spans[range.start].loc.pack),
                         io::Error::other("reader thread exited"),
                     )
                 })??;
@@ -542,7 +500,7 @@ struct Segment {
     decoded_len: usize,
     /// The chunks in file order.
     parts: Vec<Part>,
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    decoder: pack::Decoder,
 }
 
 impl Segment {

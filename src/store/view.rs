@@ -43,14 +43,12 @@ impl Store {
                 Some(l) => *l,
                 None => self.index().chunk_location(id)?.ok_or_else(|| {
                     Error::io(
-                        &self.packs_dir,
+                        self.root.join("packs"),
                         io::Error::other(format!("chunk {id} of a staged file is not indexed")),
                     )
                 })?,
             };
-            let path = self.pack_path(loc.pack);
-            let file = self.pack_file(loc.pack)?;
-            let payload = pack::read_payload(&file, &path, &loc)?;
+            let payload = self.packs.read_payload(&loc)?;
             let data = pack::decode(id, &loc, payload).map_err(|why| Error::CorruptPackRecord {
                 chunk: *id,
                 pack: loc.pack.to_string(),
