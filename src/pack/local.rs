@@ -3,6 +3,7 @@
 //! cache of open files, read-ahead by `posix_fadvise`, appends by `writev`
 //! with early writeback, durability by `fdatasync` and a directory fsync.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -26,6 +27,11 @@ pub struct LocalPackStore {
     dir: PathBuf,
     /// Packs open for reading (bounded; see `open_packs`).
     open: Mutex<OpenPacks>,
+    /// Pack files [`PackStore::list`] found outside the directory their
+    /// name puts them in (`packs/<2 hex>/`), by where they are: nothing
+    /// points into them, but they are still listed, counted and swept,
+    /// like every `*.pack` file under `packs/`.
+    strays: Mutex<HashMap<PackName, PathBuf>>,
 }
 
 impl LocalPackStore {
@@ -34,24 +40,38 @@ impl LocalPackStore {
         LocalPackStore {
             dir: packs_dir.into(),
             open: Mutex::new(OpenPacks::default()),
+            strays: Mutex::new(HashMap::new()),
         }
     }
 
     fn path(&self, p: PackName) -> PathBuf {
-        p.path(&self.dir)
+        match lock(&self.strays).get(&p) {
+            Some(stray) => stray.clone(),
+            None => p.path(&self.dir),
+        }
     }
 
     fn open(&self) -> MutexGuard<'_, OpenPacks> {
-        // The cache is valid between statements: a panic elsewhere must
-        // not wedge every reader.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.open)
     }
 
     /// The open file of pack `p`. The cache's lock is not held while the
     /// caller reads from it.
     fn file(&self, p: PackName) -> Result<Arc<File>> {
-        self.open().get(p, &self.dir)
+        self.open().get(p, || self.path(p))
     }
+
+    /// `p` is gone: out of the cache and the strays.
+    fn forget(&self, p: PackName) {
+        self.open().forget(p);
+        lock(&self.strays).remove(&p);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data behind these mutexes is valid between statements: a panic
+    // elsewhere must not wedge every reader.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl PackStore for LocalPackStore {
@@ -117,6 +137,13 @@ impl PackStore for LocalPackStore {
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) => return Err(Error::io(entry.path(), e.into())),
             };
+            let home = name.path(&self.dir);
+            if entry.path() != home {
+                if home.exists() {
+                    continue; // a copy of a pack: the pack is listed
+                }
+                lock(&self.strays).insert(name, entry.into_path());
+            }
             out.push(PackInfo { name, size });
         }
         out.sort_by_key(|p| p.name);
@@ -129,8 +156,8 @@ impl PackStore for LocalPackStore {
     }
 
     fn delete(&self, pack: PackName) -> Result<()> {
-        self.open().forget(pack);
         let path = self.path(pack);
+        self.forget(pack);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
             _ => Ok(()),
@@ -164,7 +191,7 @@ impl PackStore for LocalPackStore {
             Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
         }
         let len = file.metadata().at(&path)?.len();
-        self.open().forget(pack);
+        self.forget(pack);
         fs::remove_file(&path).at(&path)?;
         Ok(Some(len))
     }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,9 @@ pub(super) struct OpenPacks {
 }
 
 impl OpenPacks {
-    /// The open pack `p`, opened from `packs_dir` when not cached (or when
+    /// The open pack `p`, opened from `path()` when not cached (or when
     /// the cached one was deleted meanwhile).
-    pub(super) fn get(&mut self, p: PackName, packs_dir: &Path) -> Result<Arc<File>> {
+    pub(super) fn get(&mut self, p: PackName, path: impl FnOnce() -> PathBuf) -> Result<Arc<File>> {
         self.tick += 1;
         let now = Instant::now();
         if let Some(e) = self.entries.get_mut(&p) {
@@ -57,7 +57,7 @@ impl OpenPacks {
             }
             self.entries.remove(&p);
         }
-        let path = p.path(packs_dir);
+        let path = path();
         let file = Arc::new(File::open(&path).at(&path)?);
         if self.entries.len() >= MAX_OPEN_PACKS {
             if let Some(oldest) = self

@@ -61,6 +61,41 @@ fn local_pack_store_conforms() {
     });
 }
 
+/// A pack file outside the directory its name puts it in (moved there by
+/// hand) is still a file under `packs/`: listed, read and deleted where
+/// it lies, as when stats, verify and the sweep each walked the directory.
+#[test]
+fn local_stray_pack_is_listed_read_and_deleted_where_it_lies() {
+    let dir = tempfile::tempdir().unwrap();
+    let packs_dir = dir.path().join("packs");
+    let s = LocalPackStore::new(&packs_dir);
+    let (name, chunks) = sealed_pack(&s, 2, 60);
+    let stray = PackName(name.0 ^ (0xff << 120));
+    let stray_path = name
+        .path(&packs_dir)
+        .with_file_name(format!("{stray}.pack"));
+    std::fs::copy(name.path(&packs_dir), &stray_path).unwrap();
+    let size = s.size(name).unwrap();
+    let mut listed = vec![
+        pack::PackInfo { name, size },
+        pack::PackInfo { name: stray, size },
+    ];
+    listed.sort_by_key(|p| p.name);
+    assert_eq!(s.list().unwrap(), listed);
+    let (data, loc) = &chunks[1];
+    let moved = Location {
+        pack: stray,
+        ..*loc
+    };
+    assert_eq!(
+        &pack::check_record(&s, &ChunkId::of(data), &moved).unwrap(),
+        data
+    );
+    assert_eq!(s.delete_if_idle(stray).unwrap(), Some(size));
+    assert!(!stray_path.exists());
+    assert_eq!(s.list().unwrap(), vec![pack::PackInfo { name, size }]);
+}
+
 /// A chunk record's head and payload (compressed when `zstd`).
 fn chunk(data: &[u8], zstd: bool) -> (RecordHead, Vec<u8>) {
     let (codec, payload) = if zstd {
