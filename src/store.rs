@@ -32,7 +32,11 @@
 //!   `copy_to`, checked chunk reads, prefetch, and `export`;
 //! - `view`: what the FUSE view asks besides: lookups and changes of
 //!   names in the namespace, reading back a staged file;
-//! - `open_packs`: the bounded cache of pack files open for reading;
+//! - `packs`: reading a chunk from the store's [`PackStore`], looked up
+//!   again when its pack went away;
+//! - `verify`: `verify`, through the index and the pack store;
+//! - `gc`, `usage`, `uses`: gc's plan and eviction, the space report,
+//!   recorded uses;
 //! - `rebuild`: `verify --rebuild-index`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,19 +49,20 @@ use crate::error::{Error, Result};
 use crate::id::FileHash;
 use crate::index::{self, ArtifactSummary, FileRow, Index, Recipe, Totals};
 use crate::lock::HostLock;
-use crate::pack::{self, PackName, PackWriter};
+use crate::pack::{self, PackName, PackSink, PackStore};
 use crate::perms;
 
 mod commit;
 pub mod gc;
 mod ingest;
 mod open;
-mod open_packs;
+mod packs;
 mod pool;
 mod read;
 mod rebuild;
 mod usage;
 mod uses;
+mod verify;
 mod view;
 mod write;
 
@@ -66,6 +71,7 @@ pub use open::Swept;
 pub use read::FileReader;
 pub use rebuild::{rebuild_index, Rebuilt};
 pub use usage::{SpaceReport, SpaceUse};
+pub use verify::Report as VerifyReport;
 pub use write::{FileWriter, StagedFile};
 
 use open::{is_disk_full, make_reserve, RESERVE_FILE};
@@ -109,14 +115,19 @@ pub struct StoreCore {
     /// This core, for the [`PackHold`]s handed to writers.
     me: Weak<StoreCore>,
     root: PathBuf,
-    packs_dir: PathBuf,
+    /// Where the packs live (`packs/`): every pack read, write, listing
+    /// and deletion goes through it. Shared (an `Arc`) so that the
+    /// manifest log can append to it too. A trait object, not a type
+    /// parameter: one virtual call per pack I/O costs nothing beside the
+    /// I/O, and `Store` stays one type for the view and the commands.
+    packs: Arc<dyn PackStore>,
     index: Mutex<Index>,
     /// The packs this process appends to, one per lane: each file writer
     /// has a lane of its own, so files written at the same time (two files
     /// of a put, several scp streams into a mount) do not interleave their
     /// chunks in one pack, and each file's new chunks stay contiguous for
     /// sequential reads.
-    writers: Vec<Mutex<Option<PackWriter>>>,
+    writers: Vec<Mutex<Option<Box<dyn PackSink>>>>,
     /// Lane of the next file writer.
     next_lane: std::sync::atomic::AtomicUsize,
     /// Sealed packs being fsynced in the background.
@@ -132,8 +143,6 @@ pub struct StoreCore {
     /// cut back to their last indexed record) once no live writer holds
     /// them (`reclaim_retired`).
     retired: Mutex<Vec<PackName>>,
-    /// Open pack files for reading (bounded; see `open_packs`).
-    pack_files: Mutex<open_packs::OpenPacks>,
     /// Packs this process created, and whether any index row points into
     /// them yet. Those still without one when the store is dropped (a
     /// failed put, a full disk) hold nothing anyone can reach: they are
@@ -160,7 +169,7 @@ impl Drop for Store {
         }
         for w in &self.core.writers {
             if let Some(p) = lock(w).take() {
-                lock(&self.core.retired).push(p.name);
+                lock(&self.core.retired).push(p.name());
             }
         }
         // Packs left with a dead tail are cut back; then those nothing
@@ -169,7 +178,7 @@ impl Drop for Store {
         let created = std::mem::take(&mut *lock(&self.core.created_packs));
         for (name, committed) in created {
             if !committed {
-                let _ = fs::remove_file(self.pack_path(name));
+                let _ = self.core.packs.delete(name);
             }
         }
     }
@@ -207,10 +216,6 @@ impl Store {
             }
         }
         Ok(e)
-    }
-
-    pub(crate) fn pack_path(&self, p: PackName) -> PathBuf {
-        p.path(&self.core.packs_dir)
     }
 
     pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
@@ -256,22 +261,9 @@ impl Store {
 
     pub fn stats(&self) -> Result<Stats> {
         let totals = self.index().totals()?;
-        let mut pack_files = 0;
-        let mut pack_bytes = 0;
-        for entry in walkdir::WalkDir::new(&self.core.packs_dir)
-            .min_depth(2)
-            .max_depth(2)
-        {
-            let entry = entry.map_err(|e| Error::io(&self.core.packs_dir, e.into()))?;
-            if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "pack")
-            {
-                pack_files += 1;
-                pack_bytes += entry
-                    .metadata()
-                    .map_err(|e| Error::io(entry.path(), e.into()))?
-                    .len();
-            }
-        }
+        let packs = self.core.packs.list()?;
+        let pack_files = packs.len() as u64;
+        let pack_bytes = packs.iter().map(|p| p.size).sum();
         let mut index_bytes = 0;
         for f in ["index.sqlite", "index.sqlite-wal"] {
             index_bytes += fs::metadata(self.core.root.join(f))

@@ -86,10 +86,8 @@ pub fn run(cli: &Cli, full: bool, rebuild_index: bool, json: bool) -> anyhow::Re
 /// Whether an error says the index itself is missing, empty or unreadable.
 fn is_index_problem(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<deploycache::Error>(),
-            Some(deploycache::Error::Index { .. } | deploycache::Error::IndexMissing { .. })
-        )
+        c.downcast_ref::<deploycache::Error>()
+            .is_some_and(deploycache::Error::is_index_problem)
     })
 }
 

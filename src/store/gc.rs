@@ -85,9 +85,9 @@ impl Store {
         let (mut manifest_packs, mut manifest_bytes) = (0, 0);
         for p in manifests {
             // A pack gone meanwhile (an orphan sweep) holds nothing.
-            if let Ok(m) = std::fs::metadata(self.pack_path(p)) {
+            if let Ok(size) = self.core.packs.size(p) {
                 manifest_packs += 1;
-                manifest_bytes += m.len();
+                manifest_bytes += size;
             }
         }
         Ok(Snapshot {

@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::open_packs;
 use super::pool::Pool;
 use super::write::PendingChunks;
 use super::{
@@ -20,7 +19,7 @@ use crate::index::{self, Index, IndexState};
 use crate::lock::{GcGuard, HostLock, InitLock};
 use crate::manifest::ManifestLog;
 use crate::name;
-use crate::pack::{self, PackName};
+use crate::pack::{self, LocalPackStore, PackName, PackStore};
 use crate::perms;
 
 /// What [`Store::sweep_orphan_packs`] deleted.
@@ -66,7 +65,8 @@ impl Store {
         };
         let host = HostLock::acquire(root)?;
         make_reserve(root);
-        let index = open_index(root)?;
+        let packs: Arc<dyn PackStore> = Arc::new(LocalPackStore::new(root.join("packs")));
+        let index = open_index(root, &*packs)?;
         if format != index::FORMAT_VERSION {
             // The index was migrated (now or by a run that stopped short of
             // this): FORMAT follows it.
@@ -79,7 +79,7 @@ impl Store {
         let core = Arc::new_cyclic(|me| StoreCore {
             me: me.clone(),
             root: root.to_owned(),
-            packs_dir: root.join("packs"),
+            packs,
             index: Mutex::new(index),
             writers: (0..PACK_LANES).map(|_| Mutex::new(None)).collect(),
             next_lane: std::sync::atomic::AtomicUsize::new(0),
@@ -87,7 +87,6 @@ impl Store {
             failed_packs: Mutex::new(HashSet::new()),
             pending: Mutex::new(PendingChunks::default()),
             retired: Mutex::new(Vec::new()),
-            pack_files: Mutex::new(open_packs::OpenPacks::default()),
             created_packs: Mutex::new(HashMap::new()),
             recent_files: Mutex::new(VecDeque::new()),
         });
@@ -119,39 +118,15 @@ impl Store {
         let indexed: HashSet<PackName> = self.index().packs()?.into_iter().collect();
         let mine: HashSet<PackName> = lock(&self.core.created_packs).keys().copied().collect();
         let mut swept = Swept::default();
-        for entry in walkdir::WalkDir::new(&self.core.packs_dir)
-            .min_depth(2)
-            .max_depth(2)
-        {
-            let Ok(entry) = entry else { continue };
-            let path = entry.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".pack"))
-                .and_then(PackName::parse)
-            else {
-                continue;
-            };
-            if !entry.file_type().is_file() || indexed.contains(&name) || mine.contains(&name) {
+        for p in self.core.packs.list()? {
+            if indexed.contains(&p.name) || mine.contains(&p.name) {
                 continue;
             }
-            // Write access: on NFS an exclusive flock is a write lock,
-            // which needs a descriptor open for writing.
-            let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(path, e)),
-            };
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => continue,
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            // A pack still being appended to is its writer's (flocked).
+            if let Some(bytes) = self.core.packs.delete_if_idle(p.name)? {
+                swept.packs += 1;
+                swept.bytes += bytes;
             }
-            let len = file.metadata().at(path)?.len();
-            fs::remove_file(path).at(path)?;
-            swept.packs += 1;
-            swept.bytes += len;
         }
         Ok(Some(swept))
     }
@@ -177,22 +152,22 @@ pub(super) fn check_format(root: &Path, s: &str) -> Result<u32> {
 /// The index of the store at `root`, ready for changes: refused when it is
 /// missing or empty while packs hold data (it would show an empty store,
 /// and gc would take every pack for garbage), migrated from format 1.
-fn open_index(root: &Path) -> Result<Index> {
+fn open_index(root: &Path, packs: &dyn PackStore) -> Result<Index> {
     let path = root.join(INDEX_FILE);
-    let packs_dir = root.join("packs");
+    let has_packs = || packs.list().map(|l| !l.is_empty());
     let refuse = |why| Error::IndexMissing {
         path: path.clone(),
         store: root.to_owned(),
         why,
     };
-    if !path.exists() && has_packs(&packs_dir)? {
+    if !path.exists() && has_packs()? {
         return Err(refuse("is missing"));
     }
     let mut index = Index::open(&path)?;
     index.set_journal(Box::new(ManifestLog::new(root)));
     match index.state() {
         IndexState::Current => {}
-        IndexState::Empty if has_packs(&packs_dir)? => {
+        IndexState::Empty if has_packs()? => {
             return Err(refuse("is empty (it holds no format_version)"));
         }
         IndexState::Empty => index.init_format()?,
@@ -201,21 +176,6 @@ fn open_index(root: &Path) -> Result<Index> {
         }
     }
     Ok(index)
-}
-
-/// Whether any pack file exists under `packs_dir`.
-fn has_packs(packs_dir: &Path) -> Result<bool> {
-    for entry in walkdir::WalkDir::new(packs_dir).min_depth(2).max_depth(2) {
-        match entry {
-            Ok(e) if e.path().extension().is_some_and(|x| x == "pack") => return Ok(true),
-            Ok(_) => {}
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {}
-            Err(e) => return Err(Error::io(packs_dir, e.into())),
-        }
-    }
-    Ok(false)
 }
 
 /// Write FORMAT for the current version: temp, fsync, rename, directory fsync.

@@ -44,7 +44,7 @@ impl StoreCore {
             Err(e) => {
                 // The pack's tail may be torn: nobody appends to it again.
                 if let Some(p) = writer.take() {
-                    lock(&self.retired).push(p.name);
+                    lock(&self.retired).push(p.name());
                 }
                 return Err(e);
             }

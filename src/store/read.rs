@@ -22,16 +22,14 @@ mod tests;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use super::{lock, Store, StoreCore, READ_BLOCK};
 use crate::error::{Error, IoContext, Result};
-use crate::id::ChunkId;
 use crate::index::{FileRow, Recipe};
-use crate::pack::{self, Location, PackName};
+use crate::pack::{self, PackName};
 use crate::progress::Progress;
 
 pub use reader::FileReader;
@@ -100,7 +98,7 @@ impl Store {
 
     /// Packs this process holds open for reading (bounded).
     pub fn open_pack_count(&self) -> usize {
-        lock(&self.core.pack_files).len()
+        self.core.packs.open_count()
     }
 
     /// Stream a whole file to `out`: [`FileReader::copy_to`].
@@ -184,68 +182,17 @@ impl Store {
 }
 
 // ---- pack I/O ------------------------------------------------------------
-// The read path's only calls into pack files: opening (through the bounded
-// cache), reading, prefetching and decoding.
-
-/// Why a chunk's record could not be read.
-pub(super) enum RecordError {
-    /// Its pack could not be opened (ENOENT: the pack is gone).
-    Open(Error),
-    /// Its bytes could not be read.
-    Read(Error),
-    /// It was read but is not the chunk: what is wrong.
-    Bad(String),
-}
+// The read path's only calls into the store's packs (its [`PackStore`]):
+// reading and prefetching. Checked chunk reads are `StoreCore::read_checked`.
 
 impl StoreCore {
-    /// Pack `p`, open, from the bounded cache.
-    fn pack_file(&self, p: PackName) -> Result<Arc<File>> {
-        lock(&self.pack_files).get(p, &p.path(&self.packs_dir))
-    }
-
-    /// Read chunk `id`'s record at `loc`, decode it and check it.
-    pub(super) fn read_record(
-        &self,
-        id: &ChunkId,
-        loc: &Location,
-    ) -> std::result::Result<Vec<u8>, RecordError> {
-        let file = self.pack_file(loc.pack).map_err(RecordError::Open)?;
-        let payload = pack::read_payload(&file, &loc.pack.path(&self.packs_dir), loc)
-            .map_err(RecordError::Read)?;
-        pack::decode(id, loc, payload).map_err(RecordError::Bad)
-    }
-
     /// Read `buf.len()` bytes of pack `p` at `offset`, exactly.
     fn read_pack(&self, p: PackName, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let file = self.pack_file(p)?;
-        file.read_exact_at(buf, offset).at(p.path(&self.packs_dir))
+        self.packs.read_at(p, offset, buf)
     }
 
-    /// Ask the kernel to start reading `range` of pack `p` into the page
-    /// cache (POSIX_FADV_WILLNEED), without waiting. Best effort.
+    /// Ask for `range` of pack `p` to be fetched ahead, without waiting.
     fn prefetch_pack(&self, p: PackName, range: Range<u64>) {
-        if let Ok(f) = self.pack_file(p) {
-            let _ = rustix::fs::fadvise(
-                &*f,
-                range.start,
-                std::num::NonZeroU64::new(range.end - range.start),
-                rustix::fs::Advice::WillNeed,
-            );
-        }
+        self.packs.prefetch(p, range.start, range.end - range.start);
     }
-}
-
-/// Decompress a zstd payload into `dst` (exactly the chunk's length), with
-/// a decompressor kept between calls; `None` unless it decodes to exactly
-/// that length. Unchecked: the caller hashes `dst`.
-fn unzstd_into(
-    dctx: &mut Option<zstd::bulk::Decompressor<'static>>,
-    payload: &[u8],
-    dst: &mut [u8],
-) -> Option<()> {
-    let dctx = match dctx {
-        Some(d) => d,
-        None => dctx.insert(zstd::bulk::Decompressor::new().ok()?),
-    };
-    (dctx.decompress_to_buffer(payload, dst).ok()? == dst.len()).then_some(())
 }

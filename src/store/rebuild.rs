@@ -3,7 +3,7 @@
 //! the index").
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use super::{FORMAT_FILE, INDEX_FILE};
 use crate::error::{Error, IoContext, Result};
 use crate::index::{Index, RebuildReport, ScannedPacks};
 use crate::manifest::Record;
-use crate::pack::{self, PackName, RecordKind};
+use crate::pack::{self, LocalPackStore, PackStore, RecordKind};
 use crate::perms;
 
 /// What `rebuild_index` did.
@@ -62,7 +62,7 @@ pub fn rebuild_index(root: &Path) -> Result<Rebuilt> {
     if lock.try_lock().is_err() {
         return Err(Error::StoreBusy(root.to_owned()));
     }
-    let (scanned, mut rebuilt) = scan_packs(&root.join("packs"))?;
+    let (scanned, mut rebuilt) = scan_packs(&LocalPackStore::new(root.join("packs")))?;
 
     let tmp = root.join(format!("{INDEX_FILE}.rebuild"));
     remove_index_files(&tmp)?;
@@ -113,18 +113,8 @@ fn remove_index_files(path: &Path) -> Result<()> {
 }
 
 /// Read every record of every pack, checking each against its id.
-fn scan_packs(packs_dir: &Path) -> Result<(ScannedPacks, Rebuilt)> {
-    let mut names: Vec<(PackName, PathBuf)> = walkdir::WalkDir::new(packs_dir)
-        .min_depth(2)
-        .max_depth(2)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(".pack")?;
-            Some((PackName::parse(name)?, e.into_path()))
-        })
-        .collect();
-    names.sort();
+fn scan_packs(packs: &dyn PackStore) -> Result<(ScannedPacks, Rebuilt)> {
+    let names = packs.list()?;
     let mut scanned = ScannedPacks::default();
     let mut rebuilt = Rebuilt {
         report: RebuildReport::default(),
@@ -135,18 +125,18 @@ fn scan_packs(packs_dir: &Path) -> Result<(ScannedPacks, Rebuilt)> {
         old_index: None,
     };
     let mut seen = HashSet::new();
-    for (name, path) in names {
-        let (records, stop) = pack::scan(&path, name)?;
-        let file = File::open(&path).at(&path)?;
+    for info in names {
+        let name = info.name;
+        let place = packs.describe(name);
+        let (records, stop) = pack::scan(packs, name, info.size)?;
         for rec in records {
             let bad = |why: String| {
                 format!(
-                    "pack {}: record at offset {}: {why}",
-                    path.display(),
-                    rec.loc.offset - pack::RECORD_HEADER_LEN as u64
+                    "pack {place}: record at offset {}: {why}",
+                    rec.loc.record_range().start
                 )
             };
-            let bytes = match pack::check_record(&file, &path, &rec) {
+            let bytes = match pack::check_record(packs, &rec.id, &rec.loc) {
                 Ok(b) => b,
                 Err(why) => {
                     rebuilt.unusable.push(bad(why));
@@ -170,9 +160,7 @@ fn scan_packs(packs_dir: &Path) -> Result<(ScannedPacks, Rebuilt)> {
             }
         }
         if let Some(stop) = stop {
-            rebuilt
-                .unusable
-                .push(format!("pack {}: {}", path.display(), stop.why));
+            rebuilt.unusable.push(format!("pack {place}: {}", stop.why));
         }
     }
     Ok((scanned, rebuilt))

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::read::RecordError;
 use super::{FileReader, StagedFile, Store};
 use crate::error::{Error, Result};
 use crate::index::FileRow;
+use crate::pack;
 
 impl Store {
     // ---- lookups -------------------------------------------------------------
@@ -98,18 +98,16 @@ impl Store {
                 Some(l) => *l,
                 None => self.index().chunk_location(id)?.ok_or_else(|| {
                     Error::io(
-                        &self.core.packs_dir,
+                        self.core.root.join("packs"),
                         io::Error::other(format!("chunk {id} of a staged file is not indexed")),
                     )
                 })?,
             };
-            let data = self.core.read_record(id, &loc).map_err(|e| match e {
-                RecordError::Open(e) | RecordError::Read(e) => e,
-                RecordError::Bad(why) => Error::CorruptPackRecord {
-                    chunk: *id,
-                    pack: loc.pack.to_string(),
-                    why,
-                },
+            let payload = self.core.packs.read_payload(&loc)?;
+            let data = pack::decode(id, &loc, payload).map_err(|why| Error::CorruptPackRecord {
+                chunk: *id,
+                pack: loc.pack.to_string(),
+                why,
             })?;
             out.write_all(&data)
                 .map_err(|e| Error::io("<spill file>", e))?;

@@ -3,7 +3,6 @@
 //! and retiring and reclaiming packs after a failed write.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Weak};
@@ -16,7 +15,7 @@ use crate::id::{ChunkId, FileHash};
 use crate::index::{FileMeta, NewFile};
 use crate::lock::GcGuard;
 use crate::name;
-use crate::pack::{self, EncodedChunk, Location, PackName, PackWriter};
+use crate::pack::{self, EncodedChunk, Location, PackName, PackSink, RecordKind};
 
 /// Chunks a writer may have in the worker pool at once (~2 MiB at the
 /// average chunk size): bounds a writer's memory whatever the file size.
@@ -52,7 +51,7 @@ impl Store {
     pub fn abandon_writes(&self) {
         for w in &self.core.writers {
             if let Some(p) = lock(w).take() {
-                lock(&self.core.retired).push(p.name);
+                lock(&self.core.retired).push(p.name());
             }
         }
         self.reclaim_retired();
@@ -72,22 +71,9 @@ impl Store {
             if pending.holds.get(&p).is_some_and(|n| *n > 0) {
                 continue;
             }
-            let path = self.pack_path(p);
             let done = match self.index().pack_end(p) {
-                Ok(None) => fs::remove_file(&path)
-                    .or_else(|e| (e.kind() == io::ErrorKind::NotFound).then_some(()).ok_or(e))
-                    .is_ok(),
-                Ok(Some(end)) => fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| {
-                        if f.metadata()?.len() > end {
-                            f.set_len(end)?;
-                            f.sync_all()?;
-                        }
-                        Ok(())
-                    })
-                    .is_ok(),
+                Ok(None) => self.core.packs.delete(p).is_ok(),
+                Ok(Some(end)) => self.core.packs.truncate(p, end).is_ok(),
                 Err(_) => false,
             };
             drop(pending);
@@ -102,7 +88,7 @@ impl Store {
 impl StoreCore {
     pub(super) fn append(
         &self,
-        writer: &mut Option<PackWriter>,
+        writer: &mut Option<Box<dyn PackSink>>,
         e: &EncodedChunk,
         raw: &[u8],
     ) -> Result<Location> {
@@ -113,21 +99,21 @@ impl StoreCore {
             // Seal: the full pack is fsynced on a thread of its own so that
             // writeback overlaps the next pack's hashing and compression;
             // commits wait for it in `sync_for`.
-            if let Some(mut full) = writer.take() {
-                let name = full.name;
-                let handle = std::thread::spawn(move || full.sync());
+            if let Some(full) = writer.take() {
+                let name = full.name();
+                let handle = std::thread::spawn(move || full.seal());
                 lock(&self.sealing).push((name, handle));
             }
         }
         if writer.is_none() {
-            let p = PackWriter::create(&self.packs_dir)?;
-            lock(&self.created_packs).insert(p.name, false);
+            let p = self.packs.create()?;
+            lock(&self.created_packs).insert(p.name(), false);
             *writer = Some(p);
         }
         writer
             .as_mut()
             .expect("pack writer just created")
-            .append(e, raw)
+            .append(&e.head(RecordKind::Chunk), e.payload(raw))
     }
 
     /// Make the chunks a writer stored durable before the index points at them.
@@ -137,7 +123,7 @@ impl StoreCore {
         for (name, h) in sealing {
             let res = h.join().unwrap_or_else(|_| {
                 Err(Error::io(
-                    &self.packs_dir,
+                    self.packs.describe(name),
                     io::Error::other("pack sync thread panicked"),
                 ))
             });
@@ -152,14 +138,14 @@ impl StoreCore {
         {
             return Err(first_err.unwrap_or_else(|| {
                 Error::io(
-                    &self.packs_dir,
+                    self.root.join("packs"),
                     io::Error::other("a pack holding this file's chunks could not be synced"),
                 )
             }));
         }
         for w in &self.writers {
             if let Some(p) = lock(w).as_mut() {
-                if new_chunks.iter().any(|(_, loc)| loc.pack == p.name) {
+                if new_chunks.iter().any(|(_, loc)| loc.pack == p.name()) {
                     p.sync()?;
                 }
             }
@@ -270,7 +256,7 @@ impl ChunkSink {
         };
         let done = rx.recv().map_err(|_| {
             Error::io(
-                &store.core.packs_dir,
+                store.core.root.join("packs"),
                 io::Error::other("chunk worker exited"),
             )
         })?;

@@ -8,7 +8,6 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use super::prefetch::{PrefetchRuns, Window, PREFETCH_SEGMENTS};
 use super::segment::{Segment, SEGMENT_BUFFERS, SEGMENT_BYTES};
-use super::RecordError;
 use crate::error::{Error, Result};
 use crate::index::{ChunkList, FileRow, Recipe};
 use crate::progress::Progress;
@@ -146,27 +145,8 @@ impl FileReader {
     /// error names the chunk, file and offset.
     pub(super) fn read_chunk(&self, list: &ChunkList, i: usize) -> Result<Vec<u8>> {
         let span = &list.spans()[i];
-        let corrupt = |why: String| self.corrupt(list, i, why);
-        let unreadable = |e: RecordError| match e {
-            RecordError::Open(e) => corrupt(format!("pack unreadable: {e}")),
-            RecordError::Read(e) => corrupt(e.to_string()),
-            RecordError::Bad(why) => corrupt(why),
-        };
-        match self.core.read_record(&span.id, &span.loc) {
-            Ok(data) => Ok(data),
-            Err(RecordError::Open(e)) if e.errno() == libc::ENOENT => {
-                let moved = self
-                    .core
-                    .index()
-                    .chunk_location(&span.id)?
-                    .filter(|l| l.pack != span.loc.pack && l.raw_len == span.loc.raw_len);
-                let Some(moved) = moved else {
-                    return Err(corrupt(format!("pack unreadable: {e}")));
-                };
-                self.core.read_record(&span.id, &moved).map_err(unreadable)
-            }
-            Err(e) => Err(unreadable(e)),
-        }
+        self.core
+            .read_checked(&span.id, span.loc, |why| self.corrupt(list, i, why))
     }
 
     /// Read chunk `i` into `dst` (exactly its length) and check it. A raw
@@ -248,10 +228,7 @@ impl FileReader {
                 }
                 let seg = rxs[i % w].recv().map_err(|_| {
                     Error::io(
-                        list.spans()[range.start]
-                            .loc
-                            .pack
-                            .path(&self.core.packs_dir),
+                        self.core.packs.describe(list.spans()[range.start].loc.pack),
                         io::Error::other("reader thread exited"),
                     )
                 })??;

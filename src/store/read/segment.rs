@@ -4,11 +4,10 @@
 use std::ops::Range;
 
 use super::reader::FileReader;
-use super::unzstd_into;
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::index::ChunkList;
-use crate::pack::Codec;
+use crate::pack::{Codec, Decoder};
 
 /// Sequential reads fetch runs of chunks that lie close together in a pack
 /// with one read of at most this many bytes: small enough that a reader's
@@ -37,7 +36,8 @@ pub(super) struct Segment {
     decoded_len: usize,
     /// The chunks in file order.
     parts: Vec<Part>,
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    /// Keeps its zstd context from one run to the next.
+    decoder: Decoder,
 }
 
 impl Segment {
@@ -130,11 +130,13 @@ impl FileReader {
                     if seg.decoded.len() < start + raw_len {
                         seg.decoded.resize(start + raw_len, 0);
                     }
-                    unzstd_into(
-                        &mut seg.dctx,
-                        payload,
-                        &mut seg.decoded[start..start + raw_len],
-                    )?;
+                    seg.decoder
+                        .decode_into(
+                            Codec::Zstd,
+                            payload,
+                            &mut seg.decoded[start..start + raw_len],
+                        )
+                        .ok()?;
                     seg.decoded_len += raw_len;
                     Part::Decoded(start..start + raw_len)
                 }

@@ -7,21 +7,22 @@
 //! gc's freed bytes would not show in `df` while the daemon lives. An entry
 //! older than [`RECHECK`] is checked with one `fstat` (link count 0:
 //! dropped and reopened by path, which then fails with ENOENT, so the
-//! caller looks the chunk's location up again).
+//! caller looks the chunk's location up again). A pack this process
+//! deletes leaves the cache at once ([`OpenPacks::forget`]).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::PackName;
 use crate::error::{IoContext, Result};
-use crate::pack::PackName;
 
 /// Packs kept open at most: far below the usual limit of 1,024 open files,
 /// and far above what a sequential read or a handful of parallel ones use.
-pub(crate) const MAX_OPEN_PACKS: usize = 128;
+const MAX_OPEN_PACKS: usize = 128;
 
 /// How long an open pack is trusted before its link count is checked again.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -33,15 +34,15 @@ struct Entry {
 }
 
 #[derive(Default)]
-pub(crate) struct OpenPacks {
+pub(super) struct OpenPacks {
     entries: HashMap<PackName, Entry>,
     tick: u64,
 }
 
 impl OpenPacks {
-    /// The open pack `p`, opened from `path` when not cached (or when the
-    /// cached one was deleted meanwhile).
-    pub(crate) fn get(&mut self, p: PackName, path: &Path) -> Result<Arc<File>> {
+    /// The open pack `p`, opened from `path()` when not cached (or when
+    /// the cached one was deleted meanwhile).
+    pub(super) fn get(&mut self, p: PackName, path: impl FnOnce() -> PathBuf) -> Result<Arc<File>> {
         self.tick += 1;
         let now = Instant::now();
         if let Some(e) = self.entries.get_mut(&p) {
@@ -56,7 +57,8 @@ impl OpenPacks {
             }
             self.entries.remove(&p);
         }
-        let file = Arc::new(File::open(path).at(path)?);
+        let path = path();
+        let file = Arc::new(File::open(&path).at(&path)?);
         if self.entries.len() >= MAX_OPEN_PACKS {
             if let Some(oldest) = self
                 .entries
@@ -78,7 +80,12 @@ impl OpenPacks {
         Ok(file)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Drop `p` from the cache (it is being deleted).
+    pub(super) fn forget(&mut self, p: PackName) {
+        self.entries.remove(&p);
+    }
+
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 }

@@ -1,0 +1,37 @@
+//! The store's side of its [`PackStore`]: reading a chunk where the index
+//! says it is, and where the index says it is now when its pack went away.
+
+use super::StoreCore;
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::pack::{self, Location};
+
+impl StoreCore {
+    /// Read, decode and check chunk `id`, stored at `loc` when its location
+    /// was looked up. A pack that is gone (gc moved the chunk on) is looked
+    /// up in the index again, once; failing that, or on any other failure,
+    /// the error is `corrupt(why)`.
+    pub(super) fn read_checked(
+        &self,
+        id: &ChunkId,
+        loc: Location,
+        corrupt: impl Fn(String) -> Error,
+    ) -> Result<Vec<u8>> {
+        let unreadable = |e: Error| corrupt(format!("pack unreadable: {e}"));
+        let (loc, payload) = match self.packs.read_payload(&loc) {
+            Ok(p) => (loc, p),
+            Err(e) if e.errno() == libc::ENOENT => {
+                let moved = self
+                    .index()
+                    .chunk_location(id)?
+                    .filter(|l| l.pack != loc.pack && l.raw_len == loc.raw_len);
+                let Some(moved) = moved else {
+                    return Err(unreadable(e));
+                };
+                (moved, self.packs.read_payload(&moved).map_err(unreadable)?)
+            }
+            Err(e) => return Err(unreadable(e)),
+        };
+        pack::decode(id, &loc, payload).map_err(corrupt)
+    }
+}

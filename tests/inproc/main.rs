@@ -1,0 +1,12 @@
+//! The in-process test tier: the library driven directly on temporary
+//! directories. Needs no root, FUSE or sshd, and runs in seconds, so it is
+//! the first thing to run after a change (`cargo test --lib --test inproc`).
+//! The system tier (`tests/it`) drives the binary and real mounts.
+//!
+//! - `common`: stores and data to test with, and the one place that reads
+//!   a stored file back;
+//! - `pack_store`: the conformance suite every `PackStore` runs;
+//! - `store`: put, read, dedupe, damage and repair through `Store`.
+mod common;
+mod pack_store;
+mod store;
