@@ -44,6 +44,7 @@ use crate::manifest::Journal;
 use crate::pack::{Codec, Location, PackName};
 
 pub use artifacts::{LOST, PENDING};
+pub(crate) use changes::commits;
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.

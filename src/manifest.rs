@@ -23,7 +23,7 @@ use crate::id::{ChunkId, FileHash};
 mod codec;
 mod journal;
 
-pub use journal::{Journal, ManifestLog};
+pub use journal::Journal;
 
 /// One file as a change records it: everything its `files` row and its
 /// chunk list hold.

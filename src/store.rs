@@ -55,6 +55,7 @@ use crate::perms;
 mod commit;
 pub mod gc;
 mod ingest;
+mod journal;
 mod open;
 mod packs;
 mod pool;

@@ -4,6 +4,7 @@
 //! per artifact.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -92,8 +93,21 @@ impl Index {
             check,
         );
         journal.release();
+        if matches!(res, Ok(Some(_))) {
+            COMMITS.fetch_add(1, Ordering::Release);
+        }
         res
     }
+}
+
+/// Changes this process committed, through any of its index connections:
+/// a reader holding a snapshot older than the last of them may miss rows
+/// it must see (a chunk a just-committed file stored), and starts a new one.
+static COMMITS: AtomicU64 = AtomicU64::new(0);
+
+/// How many changes this process has committed so far (see [`COMMITS`]).
+pub(crate) fn commits() -> u64 {
+    COMMITS.load(Ordering::Acquire)
 }
 
 fn insert_file(tx: &Transaction<'_>, path: &Path, artifact: i64, f: &FileManifest) -> Result<()> {

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::journal::ManifestLog;
 use super::pool::Pool;
 use super::write::PendingChunks;
 use super::{
@@ -17,7 +18,6 @@ use super::{
 use crate::error::{Error, IoContext, Result};
 use crate::index::{self, Index, IndexState};
 use crate::lock::{GcGuard, HostLock, InitLock};
-use crate::manifest::ManifestLog;
 use crate::name;
 use crate::pack::{self, LocalPackStore, PackName, PackStore};
 use crate::perms;
@@ -66,7 +66,7 @@ impl Store {
         let host = HostLock::acquire(root)?;
         make_reserve(root);
         let packs: Arc<dyn PackStore> = Arc::new(LocalPackStore::new(root.join("packs")));
-        let index = open_index(root, &*packs)?;
+        let index = open_index(root, &packs)?;
         if format != index::FORMAT_VERSION {
             // The index was migrated (now or by a run that stopped short of
             // this): FORMAT follows it.
@@ -152,7 +152,7 @@ pub(super) fn check_format(root: &Path, s: &str) -> Result<u32> {
 /// The index of the store at `root`, ready for changes: refused when it is
 /// missing or empty while packs hold data (it would show an empty store,
 /// and gc would take every pack for garbage), migrated from format 1.
-fn open_index(root: &Path, packs: &dyn PackStore) -> Result<Index> {
+fn open_index(root: &Path, packs: &Arc<dyn PackStore>) -> Result<Index> {
     let path = root.join(INDEX_FILE);
     let has_packs = || packs.list().map(|l| !l.is_empty());
     let refuse = |why| Error::IndexMissing {
@@ -164,7 +164,7 @@ fn open_index(root: &Path, packs: &dyn PackStore) -> Result<Index> {
         return Err(refuse("is missing"));
     }
     let mut index = Index::open(&path)?;
-    index.set_journal(Box::new(ManifestLog::new(root)));
+    index.set_journal(Box::new(ManifestLog::new(root, packs.clone())));
     match index.state() {
         IndexState::Current => {}
         IndexState::Empty if has_packs()? => {

@@ -9,7 +9,7 @@ use super::{lock, StoreCore, PACK_LANES};
 use crate::chunker::ChunkBytes;
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::index::Index;
+use crate::index::{self, Index};
 use crate::pack::{self, Location};
 
 impl StoreCore {
@@ -88,11 +88,16 @@ pub(super) struct Job {
 }
 
 /// A chunk worker's own index connection, looking chunks up in read
-/// transactions of up to [`LOOKUPS_PER_SNAPSHOT`] lookups.
+/// transactions of up to [`LOOKUPS_PER_SNAPSHOT`] lookups. A snapshot
+/// older than this process's last commit is dropped before the next
+/// lookup: it would miss the chunks that commit indexed, and the worker
+/// would store them again (dead space in a pack).
 #[derive(Default)]
 struct WorkerIndex {
     index: Option<Index>,
     lookups: usize,
+    /// [`index::commits`] when the snapshot began.
+    commits: u64,
 }
 
 const LOOKUPS_PER_SNAPSHOT: usize = 1024;
@@ -102,8 +107,12 @@ impl WorkerIndex {
         if self.index.is_none() {
             self.index = Some(Index::open_reader(path)?);
         }
+        if self.lookups > 0 && index::commits() != self.commits {
+            self.end();
+        }
         let index = self.index.as_ref().expect("opened above");
         if self.lookups == 0 {
+            self.commits = index::commits();
             index.begin_read()?;
         }
         self.lookups += 1;

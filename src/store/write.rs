@@ -29,16 +29,18 @@ impl Store {
             chunker: Chunker::new(),
             size: 0,
             sink: ChunkSink {
+                inflight: VecDeque::new(),
+                chunks: Vec::new(),
                 new_chunks: Pending {
                     core: Arc::downgrade(&self.core),
                     chunks: Vec::new(),
                     holds: Vec::new(),
                 },
+                seen: HashMap::new(),
                 lane: self
                     .core
                     .next_lane
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                ..ChunkSink::default()
             },
             _gc: GcGuard::writer(&self.core.root)?,
         })
@@ -222,7 +224,6 @@ impl FileWriter {
 }
 
 /// Chunks handed to the worker pool, and their results taken back in order.
-#[derive(Default)]
 struct ChunkSink {
     inflight: VecDeque<mpsc::Receiver<Encoded>>,
     chunks: Vec<(ChunkId, u32)>,
@@ -232,6 +233,19 @@ struct ChunkSink {
     seen: HashMap<ChunkId, Option<Location>>,
     /// The pack lane new chunks go to.
     lane: usize,
+}
+
+impl Drop for ChunkSink {
+    /// A writer dropped before its end (a failed or abandoned write) waits
+    /// for its chunks still with the workers: otherwise they would go on
+    /// appending to its lane after the store retired and reclaimed that
+    /// lane's pack, into a new pack nobody reclaims while the process
+    /// lives (seen as a full-disk write leaving pack data behind, under load).
+    fn drop(&mut self) {
+        for rx in self.inflight.drain(..) {
+            let _ = rx.recv();
+        }
+    }
 }
 
 impl ChunkSink {
