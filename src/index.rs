@@ -28,6 +28,7 @@ mod changes;
 mod chunks;
 mod consistency;
 mod listing;
+mod migrate;
 mod rebuild;
 mod recipe;
 mod types;

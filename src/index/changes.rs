@@ -1,7 +1,6 @@
 //! Every change to the artifacts: [`Index::change`] records it as a manifest
 //! record and applies it ([`apply_change`]) in one transaction; the rows a
-//! change writes and deletes; the format-1 migration, which writes a record
-//! per artifact.
+//! change writes and deletes. The format-1 migration is `migrate.rs`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::artifacts::missing_files;
 use super::{
-    artifact_id, chunk_id_at, file_hash_at, file_id, need_artifact, need_file, sql_error, Dropped,
-    Index, IndexState, NewFile, Sql, FORMAT_VERSION,
+    artifact_id, file_id, need_artifact, need_file, sql_error, Dropped, Index, NewFile, Sql,
 };
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, FileHash};
@@ -27,26 +25,6 @@ impl Index {
     /// Record changes in `journal` from now on.
     pub(crate) fn set_journal(&mut self, journal: Box<dyn Journal>) {
         self.journal = Some(journal);
-    }
-
-    /// Migrate a format-1 index: in one exclusive transaction, write one
-    /// manifest record per artifact (its files, quarantined ones included,
-    /// with their times), then set the format to 2. Returns how many
-    /// artifacts it recorded (0 when another process migrated first).
-    pub(crate) fn migrate_v1(&mut self) -> Result<u64> {
-        let Some(journal) = self.journal.as_mut() else {
-            return Err(Error::Index {
-                path: self.path.clone(),
-                message: "opened without its manifest log, so it cannot be migrated".into(),
-            });
-        };
-        journal.hold()?;
-        let res = migrate(&mut self.conn, &self.path, journal.as_mut());
-        journal.release();
-        if res.is_ok() {
-            self.state = IndexState::Current;
-        }
-        res
     }
 
     /// Every change to the artifacts goes through here: in one `BEGIN
@@ -219,59 +197,6 @@ fn commit_change<'a>(
         return Err(sql_error(path, e));
     }
     Ok(Some(out))
-}
-
-/// [`Index::migrate_v1`]'s transaction, with the journal held.
-fn migrate(conn: &mut Connection, path: &Path, journal: &mut dyn Journal) -> Result<u64> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Exclusive)
-        .sql(path)?;
-    let version: Option<String> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key='format_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .sql(path)?;
-    if version.as_deref() != Some("1") {
-        return Ok(0);
-    }
-    let artifacts: Vec<(i64, String, String, i64, i64)> = tx
-        .prepare("SELECT id, namespace, name, created, last_access FROM artifacts ORDER BY id")
-        .sql(path)?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .sql(path)?
-        .collect::<rusqlite::Result<_>>()
-        .sql(path)?;
-    let mut seq = journal_seq(&tx).sql(path)?;
-    let mut packs = Vec::new();
-    for (aid, ns, name, created, last_access) in &artifacts {
-        let files = artifact_manifests(&tx, *aid).sql(path)?;
-        seq += 1;
-        let change = Change::PutArtifact {
-            ns: ns.clone(),
-            name: name.clone(),
-            created: *created,
-            last_access: *last_access,
-            replace: true,
-            files,
-        };
-        packs.push(journal.write(&Record::new(seq, change).encode())?);
-    }
-    journal.sync()?;
-    for p in packs {
-        set_journal_seq(&tx, seq, p).sql(path)?;
-    }
-    tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
-        [FORMAT_VERSION.to_string()],
-    )
-    .sql(path)?;
-    tx.commit().sql(path)?;
-    Ok(artifacts.len() as u64)
 }
 
 /// Apply one change inside a transaction: the one place that gives each
@@ -517,7 +442,7 @@ fn find_pending(conn: &Connection, row: &PendingRow) -> rusqlite::Result<Option<
 /// The `seq` of the last committed change (0 before the first). A value
 /// that is not a number is an error: taking it for 0 would number the next
 /// change like one already recorded.
-fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
+pub(super) fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row(
         "SELECT value FROM meta WHERE key = 'journal_seq'",
         [],
@@ -594,44 +519,4 @@ impl NewFile {
             chunks: self.chunks.clone(),
         }
     }
-}
-
-/// The files of an artifact as manifest records name them, quarantined
-/// ones included, in row order.
-fn artifact_manifests(conn: &Connection, aid: i64) -> rusqlite::Result<Vec<FileManifest>> {
-    let files: Vec<(i64, FileManifest)> = conn
-        .prepare_cached(
-            "SELECT id, name, size, mode, mtime_ns, committed, hash, quarantine
-             FROM files WHERE artifact = ?1 ORDER BY id",
-        )?
-        .query_map([aid], |r| {
-            Ok((
-                r.get(0)?,
-                FileManifest {
-                    name: r.get(1)?,
-                    size: r.get::<_, i64>(2)? as u64,
-                    mode: r.get::<_, i64>(3)? as u32,
-                    mtime_ns: r.get(4)?,
-                    committed: r.get(5)?,
-                    hash: file_hash_at(r, 6)?,
-                    quarantine: r.get(7)?,
-                    chunks: Vec::new(),
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut st = conn.prepare_cached(
-        "SELECT fc.chunk, c.raw_len FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk
-         WHERE fc.file = ?1 ORDER BY fc.seq",
-    )?;
-    let mut out = Vec::with_capacity(files.len());
-    for (fid, mut f) in files {
-        f.chunks = st
-            .query_map([fid], |r| {
-                Ok((chunk_id_at(r, 0)?, r.get::<_, i64>(1)? as u32))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        out.push(f);
-    }
-    Ok(out)
 }
