@@ -506,7 +506,7 @@ def main():
     # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
     # which writes its own section; carry it into the report.
     # So is the mount hardening's A/B (scripts/bench/ab-mount.sh).
-    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md"):
+    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-architecture.md"):
         fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
         if os.path.exists(fp):
             with open(fp) as fh:
