@@ -26,6 +26,7 @@
 mod artifacts;
 mod changes;
 mod chunks;
+mod compact;
 mod consistency;
 mod listing;
 mod rebuild;
@@ -47,6 +48,7 @@ pub use artifacts::{LOST, PENDING};
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
+pub use compact::{Move, PackRow, Switched};
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, Recipe};
 pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};

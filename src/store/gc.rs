@@ -19,14 +19,18 @@
 //! chunk row or pack byte is deleted here); a writer is never blocked by
 //! more than one index transaction.
 
+mod compact;
 pub mod plan;
 pub mod policy;
+pub mod reclaim;
 
 use crate::error::Result;
 
 use super::{Stats, Store};
+pub use compact::Compacted;
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
 pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
+pub use reclaim::{PackPlan, PackWork};
 
 /// What a real run did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -46,6 +50,8 @@ pub struct GcOutcome {
     pub freed_on_disk: i64,
     /// The store's size once what is reclaimable is reclaimed.
     pub size_after_reclaim: u64,
+    /// What the pack work did.
+    pub packs: Compacted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -67,7 +73,10 @@ impl Store {
 
     /// [`Store::gc_snapshot`], with the size on disk from `st`.
     pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
-        let (artifacts, holders, manifests) = {
+        // Listed before the read: a pack committed in between is in both,
+        // one created after is not listed (and is no orphan of this plan).
+        let pack_list = self.core.packs.list()?;
+        let (artifacts, holders, manifests, pack_rows) = {
             let ix = self.index();
             ix.begin_read()?;
             let res = (|| {
@@ -75,6 +84,7 @@ impl Store {
                     ix.gc_artifacts()?,
                     ix.chunk_holders()?,
                     ix.manifest_packs()?,
+                    ix.pack_rows()?,
                 ))
             })();
             let end = ix.end_read();
@@ -93,11 +103,13 @@ impl Store {
         Ok(Snapshot {
             artifacts,
             holders,
-            pack_files: st.pack_files,
-            pack_bytes: st.pack_bytes,
+            pack_files: pack_list.len() as u64,
+            pack_bytes: pack_list.iter().map(|p| p.size).sum(),
             index_bytes: st.index_bytes,
             manifest_packs,
             manifest_bytes,
+            pack_rows,
+            pack_list,
         })
     }
 
@@ -144,6 +156,7 @@ impl Store {
                 });
             }
         }
+        out.packs = self.gc_compact(&plan.reclaim.packs)?;
         let after = self.gc_snapshot()?;
         out.reclaimable_bytes = after.reclaimable_bytes();
         out.store_bytes = after.pack_bytes + after.index_bytes;

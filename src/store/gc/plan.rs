@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use super::policy::Policy;
-use crate::index::{GcArtifact, Holder, Holders};
-use crate::pack::PACK_MAGIC;
+use super::reclaim::{self, PackWork};
+use crate::index::{GcArtifact, Holder, Holders, PackRow};
+use crate::pack::{PackInfo, PACK_MAGIC};
 
 /// What the plan is computed from: one read transaction's view of the
 /// index, and the store's size on disk.
@@ -23,6 +24,9 @@ pub struct Snapshot {
     /// compaction checkpoints them (store-layout.md, "gc and manifest records").
     pub manifest_packs: u64,
     pub manifest_bytes: u64,
+    /// The `packs` rows, and the pack files found on disk.
+    pub pack_rows: Vec<PackRow>,
+    pub pack_list: Vec<PackInfo>,
 }
 
 impl Snapshot {
@@ -112,14 +116,16 @@ pub enum HeldBy {
     BeingWritten,
 }
 
-/// What becomes reclaimable, for the phase that returns it to the
-/// filesystem. Pack compaction adds the packs to rewrite and to unlink here.
+/// What becomes reclaimable, and the pack work that returns it to the
+/// filesystem.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reclaim {
     /// Chunks whose last reference the plan drops.
     pub chunks: u64,
     /// Their bytes in packs (payloads and headers).
     pub bytes: u64,
+    /// The packs rewritten and unlinked (see `reclaim` for the threshold).
+    pub packs: PackWork,
 }
 
 /// gc's plan: computed without changing anything, printed by `--dry-run`,
@@ -275,7 +281,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         }
     }
 
-    let mut size = size_now - freeing.reclaim.bytes;
+    let mut size = size_now.saturating_sub(freeing.reclaim.bytes);
     let mut evict = Vec::new();
     let mut held = Vec::new();
     for a in &lru {
@@ -321,6 +327,8 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         });
     }
 
+    let left = &freeing.left;
+    freeing.reclaim.packs = reclaim::packs(snap, |i| left[i] > 0, policy.max_size);
     GcPlan {
         policy: policy.clone(),
         now,
