@@ -28,6 +28,7 @@ mod changes;
 mod chunks;
 mod compact;
 mod consistency;
+mod evict;
 mod listing;
 mod rebuild;
 mod recipe;
@@ -49,6 +50,7 @@ pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
 pub use compact::{Move, PackRow, Switched};
+pub use evict::Evict;
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, Recipe};
 pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};

@@ -503,7 +503,7 @@ fn find_pending(conn: &Connection, row: &PendingRow) -> rusqlite::Result<Option<
 /// The `seq` of the last committed change (0 before the first). A value
 /// that is not a number is an error: taking it for 0 would number the next
 /// change like one already recorded.
-fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
+pub(super) fn journal_seq(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row(
         "SELECT value FROM meta WHERE key = 'journal_seq'",
         [],

@@ -348,7 +348,7 @@ fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(Vec<u8>
 
 /// Whether artifact `ns`/`name` still has row `id`, was not used after
 /// `last_access` (when given), and has no file being written.
-fn unchanged(
+pub(super) fn unchanged(
     c: &Connection,
     ns: &str,
     name: &str,

@@ -24,7 +24,12 @@ pub mod plan;
 pub mod policy;
 pub mod reclaim;
 
-use crate::error::Result;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::error::{IoContext, Result};
+use crate::index::Evict;
 
 use super::{Stats, Store};
 pub use compact::Compacted;
@@ -61,10 +66,42 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// Artifacts evicted per index transaction: a few fsyncs for hundreds of
+/// evictions, and a writer waits for the index at most one batch.
+const EVICT_BATCH: usize = 64;
+
+/// Marks an eviction batch in progress; see `index::evict`.
+const BATCH_MARK: &str = "gc.batch";
+
 /// Why a planned eviction or expiry was not made.
 const CHANGED: &str = "used, replaced or written since the plan (or a file of it is being written)";
 
 impl Store {
+    /// Mark a batch of up to `n` evictions as begun (durably): a crash
+    /// before its commit leaves its records' seqs to be voided.
+    fn mark_batch(&self, n: usize) -> Result<PathBuf> {
+        let path = self.core.root.join(BATCH_MARK);
+        let mut f = crate::perms::create_file(&path)?;
+        writeln!(f, "{n}").and_then(|_| f.sync_all()).at(&path)?;
+        crate::pack::sync_dir(&self.core.root)?;
+        Ok(path)
+    }
+
+    /// A batch marked and not finished (gc was killed): void the seqs it
+    /// may have written, so that a rebuild never replays its records
+    /// after later changes. Harmless when the batch did commit.
+    pub fn settle_batch(&self) -> Result<()> {
+        let path = self.core.root.join(BATCH_MARK);
+        let n = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().unwrap_or(EVICT_BATCH as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(crate::Error::io(path, e)),
+        };
+        self.index().void_next(n)?;
+        let _ = fs::remove_file(&path);
+        Ok(())
+    }
+
     /// One consistent view of what gc decides on: the artifacts and who
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
@@ -141,19 +178,30 @@ impl Store {
                 }),
             }
         }
-        for v in &plan.evict {
-            let done = self.with_reserve(|| {
-                self.index()
-                    .evict_artifact(&v.namespace, &v.name, v.id, v.last_access)
-            })?;
-            if done {
-                out.evicted.push(v.clone());
-            } else {
-                out.skipped.push(Skipped {
-                    namespace: v.namespace.clone(),
+        self.settle_batch()?;
+        for batch in plan.evict.chunks(EVICT_BATCH) {
+            let rows: Vec<Evict> = batch
+                .iter()
+                .map(|v| Evict {
+                    ns: v.namespace.clone(),
                     name: v.name.clone(),
-                    why: format!("not evicted: {CHANGED}"),
-                });
+                    id: v.id,
+                    last_access: v.last_access,
+                })
+                .collect();
+            let mark = self.mark_batch(rows.len())?;
+            let done = self.with_reserve(|| self.index().evict_batch(&rows))?;
+            let _ = fs::remove_file(&mark);
+            for (v, done) in batch.iter().zip(done) {
+                if done {
+                    out.evicted.push(v.clone());
+                } else {
+                    out.skipped.push(Skipped {
+                        namespace: v.namespace.clone(),
+                        name: v.name.clone(),
+                        why: format!("not evicted: {CHANGED}"),
+                    });
+                }
             }
         }
         out.packs = self.gc_compact(&plan.reclaim.packs)?;
