@@ -101,7 +101,7 @@ impl Index {
 
     /// Void the next `n` seqs: write a void record for each seq after the
     /// last committed one, while holding the index's write lock (so no
-    /// commit takes one of them meanwhile), and commit nothing. A record a
+    /// commit takes one of them meanwhile). A record a
     /// crashed batch left at one of those seqs is superseded (the void is
     /// written later), and the next commit at each seq supersedes its void.
     pub fn void_next(&mut self, n: u64) -> Result<()> {
@@ -116,11 +116,20 @@ impl Index {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .sql(&path)?;
             let last = journal_seq(&tx).sql(&path)?;
+            let mut packs: Vec<PackName> = Vec::new();
             for s in last + 1..=last + n {
-                journal.write(&Record::new(s, Change::Void).encode())?;
+                let p = journal.write(&Record::new(s, Change::Void).encode())?;
+                if !packs.contains(&p) {
+                    packs.push(p);
+                }
             }
             journal.sync()?;
-            drop(tx);
+            // The seq stays; the packs of the voids get their rows, so
+            // that no sweep takes them for a crashed writer's leftovers.
+            for p in packs {
+                set_journal_seq(&tx, last, p).sql(&path)?;
+            }
+            tx.commit().sql(&path)?;
             Ok(())
         })();
         journal.release();

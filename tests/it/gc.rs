@@ -20,14 +20,14 @@ use crate::common::*;
 const MIB: u64 = 1 << 20;
 const HEADER: u64 = deploycache::pack::RECORD_HEADER_LEN as u64;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn open(store: &Path, ns: &str) -> Store {
+pub(crate) fn open(store: &Path, ns: &str) -> Store {
     Store::open(
         store,
         OpenOptions {
@@ -40,7 +40,7 @@ fn open(store: &Path, ns: &str) -> Store {
 }
 
 /// Files named `name` with the given content, in a directory of their own.
-fn files(t: &TempDir, dir: &str, files: &[(&str, &[u8])]) -> PathBuf {
+pub(crate) fn files(t: &TempDir, dir: &str, files: &[(&str, &[u8])]) -> PathBuf {
     let d = t.path().join("src").join(dir);
     fs::create_dir_all(&d).unwrap();
     for (name, data) in files {
@@ -49,7 +49,7 @@ fn files(t: &TempDir, dir: &str, files: &[(&str, &[u8])]) -> PathBuf {
     d
 }
 
-fn put(s: &Store, t: &TempDir, name: &str, content: &[(&str, &[u8])]) {
+pub(crate) fn put(s: &Store, t: &TempDir, name: &str, content: &[(&str, &[u8])]) {
     let d = files(t, &format!("{}-{name}", s.namespace()), content);
     s.put(name, &[d], None, false).unwrap();
 }
@@ -59,7 +59,7 @@ fn db(store: &Path) -> rusqlite::Connection {
 }
 
 /// Set an artifact's last use, as if it had been used then.
-fn set_last_access(store: &Path, ns: &str, name: &str, t: i64) {
+pub(crate) fn set_last_access(store: &Path, ns: &str, name: &str, t: i64) {
     let n = db(store)
         .execute(
             "UPDATE artifacts SET last_access = ?3 WHERE namespace = ?1 AND name = ?2",
