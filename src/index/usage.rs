@@ -332,8 +332,11 @@ impl Index {
     }
 }
 
+/// A chunk row as `chunk_holders` reads it: id, raw_len, stored_len, pack.
+type ChunkRow = (Vec<u8>, u32, u32, i64);
+
 /// The next chunk row of `SELECT id, raw_len, stored_len, pack`.
-fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(Vec<u8>, u32, u32, i64)>> {
+fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<ChunkRow>> {
     let Some(r) = rows.next()? else {
         return Ok(None);
     };
