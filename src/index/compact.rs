@@ -85,14 +85,13 @@ impl Index {
         )
     }
 
-    /// The switch, in one transaction (the caller holds `gc.lock`
-    /// exclusively, so no writer is between finding a chunk and committing
-    /// a reference to it): each moved chunk still where gc copied it from
-    /// is pointed at its copy; then, for each pack of `drop`, its
-    /// unreferenced chunk rows are deleted and, when no chunk row is left
-    /// in it, its `packs` row too. A pack with a chunk referenced since
-    /// the copy (a writer found it meanwhile) keeps that chunk and its row.
-    pub fn switch_packs(&mut self, moves: &[Move], drop: &[(i64, PackName)]) -> Result<Switched> {
+    /// Point each moved chunk still where gc copied it from at its copy,
+    /// in one transaction. Needs no `gc.lock`: a chunk is readable at both
+    /// places until its old pack is unlinked, and a writer referencing it
+    /// meanwhile references its id, not its place. A copy nothing points
+    /// at (another gc moved the chunk first) gets no `packs` row; the
+    /// caller deletes it.
+    pub fn repoint(&mut self, moves: &[Move]) -> Result<Switched> {
         let p = self.path.clone();
         let tx = self
             .conn
@@ -103,31 +102,70 @@ impl Index {
             let mut new_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")
                 .sql(&p)?;
+            let mut pack_id = tx
+                .prepare_cached("SELECT id FROM packs WHERE name = ?1")
+                .sql(&p)?;
             let mut repoint = tx
                 .prepare_cached(
-                    "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?1),
-                            offset = ?2, stored_len = ?3, codec = ?4
-                     WHERE id = ?5 AND pack = ?6 AND offset = ?7",
+                    "UPDATE chunks SET pack = ?1, offset = ?2
+                     WHERE id = ?3 AND pack = ?4 AND offset = ?5",
                 )
                 .sql(&p)?;
+            let mut ids: Vec<(PackName, i64)> = Vec::new();
             for m in moves {
-                let name = m.to.pack.to_string();
-                if !out.used_copies.contains(&m.to.pack) {
-                    new_pack.execute([&name]).sql(&p)?;
-                    out.used_copies.push(m.to.pack);
-                }
+                let to = match ids.iter().find(|(n, _)| *n == m.to.pack) {
+                    Some((_, id)) => *id,
+                    None => {
+                        let name = m.to.pack.to_string();
+                        new_pack.execute([&name]).sql(&p)?;
+                        let id: i64 = pack_id.query_row([&name], |r| r.get(0)).sql(&p)?;
+                        ids.push((m.to.pack, id));
+                        out.used_copies.push(m.to.pack);
+                        id
+                    }
+                };
                 out.moved += repoint
                     .execute(params![
-                        name,
+                        to,
                         m.to.offset as i64,
-                        m.to.stored_len,
-                        m.to.codec as u8,
                         &m.id.as_bytes()[..],
                         m.from_pack,
                         m.from_offset as i64
                     ])
                     .sql(&p)? as u64;
             }
+            let mut unused = tx
+                .prepare_cached(
+                    "DELETE FROM packs WHERE name = ?1
+                       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
+                )
+                .sql(&p)?;
+            let mut used = Vec::new();
+            for c in &out.used_copies {
+                if unused.execute([c.to_string()]).sql(&p)? == 0 {
+                    used.push(*c);
+                }
+            }
+            out.used_copies = used;
+        }
+        tx.commit().sql(&p)?;
+        Ok(out)
+    }
+
+    /// The switch proper, in one transaction; the caller holds `gc.lock`
+    /// exclusively, so no writer is between finding a chunk and committing
+    /// a reference to it: for each pack of `drop`, its unreferenced chunk
+    /// rows are deleted and, when no chunk row is left in it, its `packs`
+    /// row too. A pack with a chunk referenced since the copy (a writer
+    /// found it meanwhile) keeps that chunk, its row and its file.
+    pub fn drop_dead(&mut self, drop: &[(i64, PackName)]) -> Result<Switched> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&p)?;
+        let mut out = Switched::default();
+        {
             let mut dead = tx
                 .prepare_cached("DELETE FROM chunks WHERE pack = ?1 AND refs <= 0")
                 .sql(&p)?;
@@ -146,21 +184,6 @@ impl Index {
                     out.dropped.push(*name);
                 }
             }
-            // A copy no moved row points at (another gc moved the chunk
-            // first) gets no row: its file is deleted by the caller.
-            let mut unused = tx
-                .prepare_cached(
-                    "DELETE FROM packs WHERE name = ?1
-                       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
-                )
-                .sql(&p)?;
-            let mut used = Vec::new();
-            for c in &out.used_copies {
-                if unused.execute([c.to_string()]).sql(&p)? == 0 {
-                    used.push(*c);
-                }
-            }
-            out.used_copies = used;
         }
         tx.commit().sql(&p)?;
         Ok(out)

@@ -1,23 +1,24 @@
-//! gc, phase 1: evict whole artifacts by policy, least recently used
-//! first, and expire quarantined files; plan, then execute.
+//! gc: evict whole artifacts by policy, least recently used first, expire
+//! quarantined files, and return the space to the filesystem; plan, then
+//! execute.
 //!
 //! - `policy`: the limits (`--max-size`, `--older-than`, `--keep-last`,
 //!   the namespaces) and parsing them;
-//! - `plan`: the plan, a pure function of one snapshot of the index.
+//! - `plan`: the plan, a pure function of one snapshot of the index;
+//! - `reclaim`: which packs the plan rewrites and unlinks (the threshold);
+//! - `compact`: carrying that out: copy, switch, delete.
 //!
-//! Execution works at the index level only: each eviction is the same
-//! recorded change as `rm` (and each expiry as `rm --quarantine NAME`),
-//! made only if, inside its transaction, the artifact is still the one
-//! planned for, not used since, and has no file being written through a
-//! mount (`Index::evict_artifact`). What it frees are chunk references: the
-//! chunks left with none are reclaimable, and returning their pack bytes to
-//! the filesystem (compaction, unlinking dead packs, deleting `refs = 0`
-//! rows under `gc.lock`) is the next phase, which adds the packs to
-//! rewrite and unlink to [`GcPlan`]'s `reclaim`.
+//! Evictions are the same recorded change as `rm` (and each expiry as
+//! `rm --quarantine NAME`), made only if, inside their transaction, the
+//! artifact is still the one planned for, not used since, and has no file
+//! being written through a mount; they go in batches of [`EVICT_BATCH`]
+//! per transaction (`index::evict`). Then the packs: see `compact`.
 //!
-//! Safe while mounted: a reader with a file open keeps reading it (no
-//! chunk row or pack byte is deleted here); a writer is never blocked by
-//! more than one index transaction.
+//! Safe while mounted: a reader with a file open keeps reading it where
+//! its chunks were moved (looked up again); of an evicted artifact, for as
+//! long as its process keeps the packs open (`pack::open_packs`); a
+//! writer waits for gc at most one batch of evictions (the index's write
+//! lock) or the switch (`gc.lock`), each one index transaction.
 
 mod compact;
 pub mod plan;
@@ -55,7 +56,8 @@ pub struct GcOutcome {
     pub freed_on_disk: i64,
     /// The store's size once what is reclaimable is reclaimed.
     pub size_after_reclaim: u64,
-    /// What the pack work did.
+    /// How long the evictions took (seconds), and what the pack work did.
+    pub evict_seconds: f64,
     pub packs: Compacted,
 }
 
@@ -179,6 +181,7 @@ impl Store {
             }
         }
         self.settle_batch()?;
+        let evicting = std::time::Instant::now();
         for batch in plan.evict.chunks(EVICT_BATCH) {
             let rows: Vec<Evict> = batch
                 .iter()
@@ -204,6 +207,7 @@ impl Store {
                 }
             }
         }
+        out.evict_seconds = evicting.elapsed().as_secs_f64();
         out.packs = self.gc_compact(&plan.reclaim.packs)?;
         let after = self.gc_snapshot()?;
         out.reclaimable_bytes = after.reclaimable_bytes();

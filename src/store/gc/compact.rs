@@ -199,24 +199,30 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// The switch under `gc.lock` exclusive. The lock is taken while this
-    /// process's index is free, so that none of its own writers waits for
-    /// the index while holding `gc.lock` shared (each would wait for the
-    /// other); until both are free at once, gc lets go and tries again.
+    /// The switch: moved chunks repointed (no `gc.lock`), then, under
+    /// `gc.lock` exclusive, the dead rows dropped. The lock is taken while
+    /// this process's index is free, so that none of its own writers waits
+    /// for the index while holding `gc.lock` shared (each would wait for
+    /// the other); until both are free at once, gc lets go and tries again.
     fn switch(
         &self,
         moves: &[Move],
         drop: &[(i64, PackName)],
         out: &mut Compacted,
     ) -> Result<crate::index::Switched> {
+        let moved = self.index().repoint(moves)?;
+        pause();
         loop {
             let mut ix = self.index();
             if let Some(guard) = GcGuard::try_collector(&self.core.root)? {
                 let t = Instant::now();
-                let res = ix.switch_packs(moves, drop);
+                let res = ix.drop_dead(drop);
                 std::mem::drop(guard);
                 out.lock_seconds = t.elapsed().as_secs_f64();
-                return res;
+                let mut res = res?;
+                res.moved = moved.moved;
+                res.used_copies = moved.used_copies;
+                return Ok(res);
             }
             std::mem::drop(ix);
             std::thread::sleep(Duration::from_millis(2));

@@ -148,8 +148,9 @@ pub struct GcPlan {
     pub reclaimable_before: u64,
     /// The store's bytes on disk once everything unreferenced after this
     /// plan is reclaimed: referenced chunks (payloads and headers),
-    /// manifest records and the index. Until pack compaction lands, gc frees references only, and
-    /// this is the size the store comes down to when it does.
+    /// manifest records and the index: the size a run that reclaims
+    /// everything comes down to (a run rewrites only packs at least half
+    /// dead, see `reclaim.packs.size_after`, unless `--max-size` needs more).
     pub size_after_reclaim: u64,
     /// Whether `size_after_reclaim` is at or under `--max-size` (None:
     /// none given); false when keep-last, writes in progress or the scope
