@@ -49,11 +49,16 @@ pub struct Compacted {
     pub freed_bytes: u64,
     /// Packs left alone, and why.
     pub skipped: Vec<String>,
-    /// How long the copy took, and how long gc held `gc.lock` exclusively
-    /// (the longest a writer waited for it), in seconds.
+    /// How long the copy took, and the longest gc held `gc.lock`
+    /// exclusively (the longest a writer waited for it), in seconds.
     pub copy_seconds: f64,
     pub lock_seconds: f64,
 }
+
+/// Packs whose dead rows are dropped per hold of `gc.lock` exclusive: the
+/// hold grows with the rows deleted (a 64 MiB pack of 64 KiB chunks holds
+/// about 1,000), and a writer waits for one hold at most.
+const DROP_PER_LOCK: usize = 4;
 
 /// A test hook: `DEPLOYCACHE_GC_PAUSE=MS` sleeps that long between the
 /// steps of the pack work, so that a test can kill gc in each of them.
@@ -200,7 +205,8 @@ impl Store {
     }
 
     /// The switch: moved chunks repointed (no `gc.lock`), then, under
-    /// `gc.lock` exclusive, the dead rows dropped. The lock is taken while
+    /// `gc.lock` exclusive, the dead rows dropped, [`DROP_PER_LOCK`] packs
+    /// per transaction. The lock is taken while
     /// this process's index is free, so that none of its own writers waits
     /// for the index while holding `gc.lock` shared (each would wait for
     /// the other); until both are free at once, gc lets go and tries again.
@@ -212,20 +218,31 @@ impl Store {
     ) -> Result<crate::index::Switched> {
         let moved = self.index().repoint(moves)?;
         pause();
-        loop {
-            let mut ix = self.index();
-            if let Some(guard) = GcGuard::try_collector(&self.core.root)? {
-                let t = Instant::now();
-                let res = ix.drop_dead(drop);
-                std::mem::drop(guard);
-                out.lock_seconds = t.elapsed().as_secs_f64();
-                let mut res = res?;
-                res.moved = moved.moved;
-                res.used_copies = moved.used_copies;
-                return Ok(res);
+        let mut all = crate::index::Switched {
+            moved: moved.moved,
+            used_copies: moved.used_copies,
+            ..Default::default()
+        };
+        // A few packs per hold: a writer waits for one such transaction
+        // at most, not for every dead row of the run.
+        for part in drop.chunks(DROP_PER_LOCK) {
+            loop {
+                let mut ix = self.index();
+                if let Some(guard) = GcGuard::try_collector(&self.core.root)? {
+                    let t = Instant::now();
+                    let res = ix.drop_dead(part);
+                    std::mem::drop(guard);
+                    out.lock_seconds = out.lock_seconds.max(t.elapsed().as_secs_f64());
+                    let res = res?;
+                    all.deleted_rows += res.deleted_rows;
+                    all.dropped.extend(res.dropped);
+                    all.kept.extend(res.kept);
+                    break;
+                }
+                std::mem::drop(ix);
+                std::thread::sleep(Duration::from_millis(2));
             }
-            std::mem::drop(ix);
-            std::thread::sleep(Duration::from_millis(2));
         }
+        Ok(all)
     }
 }
