@@ -11,7 +11,7 @@
 //! Evictions are the same recorded change as `rm` (and each expiry as
 //! `rm --quarantine NAME`), made only if, inside their transaction, the
 //! artifact is still the one planned for, not used since, and has no file
-//! being written through a mount; they go in batches of [`EVICT_BATCH`]
+//! being written through a mount; they go in batches of `EVICT_BATCH`
 //! per transaction (`index::evict`). Then the packs: see `compact`.
 //!
 //! Safe while mounted: a reader with a file open keeps reading it where
