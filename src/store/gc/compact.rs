@@ -71,6 +71,21 @@ fn pause() {
     }
 }
 
+/// Whether the pack in `bytes` holds a manifest record (its records
+/// walked up to the first torn or unknown one).
+fn holds_manifest(bytes: &[u8]) -> bool {
+    let mut pos = pack::PACK_MAGIC.len();
+    while let Some(h) = bytes.get(pos..pos + pack::RECORD_HEADER_LEN) {
+        let h: &[u8; pack::RECORD_HEADER_LEN] = h.try_into().expect("header length");
+        match RecordHead::parse(h) {
+            Ok((head, _)) if head.kind == RecordKind::Manifest => return true,
+            Ok((_, stored_len)) => pos += pack::RECORD_HEADER_LEN + stored_len as usize,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 impl Store {
     /// Rewrite and unlink the packs of `work` (see the module doc).
     pub(super) fn gc_compact(&self, work: &PackWork) -> Result<Compacted> {
@@ -168,16 +183,26 @@ impl Store {
             Ok(s) => s,
             Err(e) => return Ok(Err(format!("gone ({e})"))),
         };
-        let (records, _) = pack::scan(&**packs, p.pack, size)?;
-        if records.iter().any(|r| r.kind == RecordKind::Manifest) {
+        // Read whole (at most a little over 64 MiB): one read instead of
+        // one per record header and one per live payload.
+        let mut bytes = vec![0u8; size as usize];
+        if let Err(e) = packs.read_at(p.pack, 0, &mut bytes) {
+            return Ok(Err(format!("unreadable ({e})")));
+        }
+        if holds_manifest(&bytes) {
             return Ok(Err("it holds manifest records".into()));
         }
         let live = self.index().live_chunks_in(p.id)?;
         let mut mine = Vec::with_capacity(live.len());
         for (id, loc) in live {
-            let payload = match packs.read_payload(&loc) {
-                Ok(b) => b,
-                Err(e) => return Ok(Err(format!("unreadable ({e})"))),
+            let (start, end) = (
+                loc.offset as usize,
+                (loc.offset + loc.stored_len as u64) as usize,
+            );
+            let Some(payload) = bytes.get(start..end) else {
+                return Ok(Err(format!(
+                    "shorter than the index says (record at {start})"
+                )));
             };
             if sinks.last().is_none_or(|s| s.len() >= PACK_TARGET_SIZE) {
                 // Created under gc.lock shared, as a writer does: no sweep
@@ -192,7 +217,7 @@ impl Store {
                 raw_len: loc.raw_len,
                 codec: loc.codec,
             };
-            let to = sink.append(&head, &payload)?;
+            let to = sink.append(&head, payload)?;
             mine.push(Move {
                 id,
                 from_pack: p.id,
