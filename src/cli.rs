@@ -97,7 +97,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); gc, which frees them, is not built yet.
+    /// Drop an artifact. Its unshared chunks become reclaimable (see `stats`); the next `gc` returns their space to the filesystem.
     Rm {
         /// Artifact name (with --quarantine: only this artifact's quarantined files).
         #[arg(required_unless_present = "quarantine")]
@@ -124,9 +124,9 @@ pub enum Command {
     /// or a file of it is being written through a mount), and drop
     /// quarantined files kept aside longer than a day (or --older-than),
     /// with any artifact incomplete without them. Plans first: --dry-run
-    /// prints the plan. Until pack compaction lands, evicting frees chunk
-    /// references, and the store's size on disk comes down when that
-    /// space is reclaimed; gc reports that size.
+    /// prints the plan. Then it returns unreferenced space to the
+    /// filesystem: packs at least half dead are rewritten, packs with
+    /// nothing live unlinked; safe while the store is mounted.
     Gc {
         #[command(flatten)]
         policy: GcPolicy,

@@ -26,7 +26,9 @@
 mod artifacts;
 mod changes;
 mod chunks;
+mod compact;
 mod consistency;
+mod evict;
 mod listing;
 mod migrate;
 mod rebuild;
@@ -49,6 +51,8 @@ pub(crate) use changes::commits;
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
+pub use compact::{Move, PackRow, Switched};
+pub use evict::Evict;
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, Recipe};
 pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};

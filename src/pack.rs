@@ -101,6 +101,13 @@ pub trait PackStore: Send + Sync {
     /// bytes freed, or None when it is busy or already gone.
     fn delete_if_idle(&self, pack: PackName) -> Result<Option<u64>>;
 
+    /// Whether a writer (of any process) may still append to `pack`: gc
+    /// leaves such a pack alone. An implementation that cannot tell says
+    /// true (gc then never rewrites its packs).
+    fn writer_holds(&self, _pack: PackName) -> Result<bool> {
+        Ok(true)
+    }
+
     /// Where `pack` is, for messages: a path, a URL.
     fn describe(&self, pack: PackName) -> String;
 

@@ -146,11 +146,26 @@ fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Res
         human(plan.store_bytes),
         human(plan.reclaimable_before)
     )?;
+    let w = &plan.reclaim.packs;
     writeln!(
         out,
-        "plan frees          {:>11}  ({}: pack space pack compaction returns to the filesystem)",
+        "plan frees          {:>11}  ({} whose last reference goes)",
         human(plan.frees_bytes()),
         count(plan.reclaim.chunks, "chunk")
+    )?;
+    writeln!(
+        out,
+        "packs               rewrite {}, unlink {} (+ {} left by killed writers): copies {}, returns {} to the filesystem",
+        w.rewrite.len(),
+        w.unlink.len(),
+        w.orphans.len(),
+        human(w.copy_bytes),
+        human(w.freed_bytes)
+    )?;
+    writeln!(
+        out,
+        "store after gc      {:>11}  (packs + index)",
+        human(w.size_after)
     )?;
     let met = match plan.max_size_met {
         Some(true) => "  (within --max-size)",
@@ -182,14 +197,29 @@ fn print_outcome(out: &mut impl Write, o: &GcOutcome) -> anyhow::Result<()> {
             k.why
         )?;
     }
+    writeln!(out, "evictions took      {:.2} s", o.evict_seconds)?;
+    let p = &o.packs;
     writeln!(
         out,
-        "reclaimable now     {:>11}  (returned to the filesystem by pack compaction, not built yet)",
+        "packs               rewrote {}, unlinked {} (+ {} left by killed writers); copied {} in {:.2} s; gc.lock held {:.1} ms",
+        p.packs_rewritten,
+        p.packs_unlinked,
+        p.orphans_unlinked,
+        human(p.bytes_copied),
+        p.copy_seconds,
+        p.lock_seconds * 1000.0
+    )?;
+    for s in &p.skipped {
+        writeln!(out, "  left   {s}")?;
+    }
+    writeln!(
+        out,
+        "reclaimable now     {:>11}  (in packs less than half dead: kept until more of them is)",
         human(o.reclaimable_bytes)
     )?;
     writeln!(
         out,
-        "store on disk       {:>11}  ({} freed on disk so far)",
+        "store on disk       {:>11}  ({} freed on disk)",
         human(o.store_bytes),
         human(o.freed_on_disk.max(0) as u64)
     )?;
@@ -251,7 +281,7 @@ pub fn stats_text(
     space_lines(out, &r.store, "")?;
     writeln!(
         out,
-        "reclaimable pack {:>11}  (pack bytes nothing live needs: returned by pack compaction)",
+        "reclaimable pack {:>11}  (pack bytes nothing live needs: gc returns them)",
         human(r.reclaimable_bytes)
     )?;
     if by_ns {

@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, name: Option<&str>, quarantine: bool) -> anyhow::Result<Ex
     if quarantine {
         let d = s.remove_quarantined(name)?;
         println!(
-            "dropped {} quarantined files ({}); their unshared chunks are now reclaimable (see `deploycache stats`)",
+            "dropped {} quarantined files ({}); their unshared chunks are now reclaimable (`deploycache gc` returns the space)",
             d.files,
             human(d.bytes)
         );
@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, name: Option<&str>, quarantine: bool) -> anyhow::Result<Ex
         s.remove(name)?;
         let name = shown(name);
         println!(
-            "removed {name}; its unshared chunks are now reclaimable (see `deploycache stats`)"
+            "removed {name}; its unshared chunks are now reclaimable (`deploycache gc` returns the space)"
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -87,6 +87,8 @@ impl Index {
         )
         .sql(&path)?;
         insert_chunk_rows(&tx, &scanned.chunks).sql(&path)?;
+        let gone = gone_chunks(&scanned);
+        insert_gone(&tx, &gone).sql(&path)?;
         let (records, superseded) = in_commit_order(scanned.records);
         report.changes_superseded = superseded;
         for (record, pack) in &records {
@@ -114,6 +116,7 @@ impl Index {
                 }
             }
         }
+        report.problems.extend(drop_gone(&tx, &path)?);
         let (artifacts, namespaces): (i64, i64) = tx
             .query_row(
                 "SELECT count(*), count(DISTINCT namespace) FROM artifacts",
@@ -127,6 +130,87 @@ impl Index {
         report.namespaces = namespaces as u64;
         Ok(report)
     }
+}
+
+/// The name of the `packs` row that holds, during a replay, the chunks no
+/// pack holds any more. Not a pack name (those are 32 hex digits).
+const GONE: &str = "(in no pack)";
+
+/// Chunks the records name that no pack holds: gc deleted them once no
+/// artifact held them (or they were lost). A replay applies the changes
+/// that name them (an artifact put, then evicted, replays as put, then
+/// removed); whatever still holds one at the end is not recovered.
+fn gone_chunks(scanned: &ScannedPacks) -> Vec<(ChunkId, u32)> {
+    let known: std::collections::HashSet<&ChunkId> =
+        scanned.chunks.iter().map(|(id, _)| id).collect();
+    let mut gone = std::collections::HashMap::new();
+    for (r, _) in &scanned.records {
+        let files = match &r.change {
+            Change::PutArtifact { files, .. } => files.iter().collect::<Vec<_>>(),
+            Change::PutFile { file, .. } => vec![file],
+            _ => continue,
+        };
+        for f in files {
+            for (id, len) in &f.chunks {
+                if !known.contains(id) {
+                    gone.insert(*id, *len);
+                }
+            }
+        }
+    }
+    gone.into_iter().collect()
+}
+
+fn insert_gone(tx: &rusqlite::Transaction<'_>, gone: &[(ChunkId, u32)]) -> rusqlite::Result<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    tx.execute("INSERT INTO packs(name) VALUES(?1)", [GONE])?;
+    let pack = tx.last_insert_rowid();
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO chunks(id, pack, offset, stored_len, raw_len, codec, refs)
+         VALUES(?1, ?2, 0, 0, ?3, 0, 0)",
+    )?;
+    for (id, len) in gone {
+        ins.execute(rusqlite::params![&id.as_bytes()[..], pack, len])?;
+    }
+    Ok(())
+}
+
+/// Remove every artifact the replay left holding a chunk no pack holds,
+/// then those chunks' rows; one problem line per artifact removed.
+fn drop_gone(tx: &rusqlite::Transaction<'_>, path: &std::path::Path) -> Result<Vec<String>> {
+    let held: Vec<(String, String)> = tx
+        .prepare(
+            "SELECT DISTINCT a.namespace, a.name FROM artifacts a
+               JOIN files f ON f.artifact = a.id
+               JOIN file_chunks fc ON fc.file = f.id
+               JOIN chunks c ON c.id = fc.chunk
+               JOIN packs p ON p.id = c.pack
+             WHERE p.name = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_map([GONE], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .sql(path)?;
+    let mut problems = Vec::new();
+    for (ns, name) in held {
+        let change = Change::RemoveArtifact { ns, name };
+        problems.push(format!(
+            "{} not recovered: a chunk of it is in no pack",
+            describe(&change).replacen("remove artifact", "artifact", 1)
+        ));
+        apply_change(tx, path, &change, None)?;
+    }
+    tx.execute(
+        "DELETE FROM chunks WHERE pack IN (SELECT id FROM packs WHERE name = ?1)",
+        [GONE],
+    )
+    .sql(path)?;
+    tx.execute("DELETE FROM packs WHERE name = ?1", [GONE])
+        .sql(path)?;
+    Ok(problems)
 }
 
 /// A change in a few words, for reports.

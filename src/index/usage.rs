@@ -32,6 +32,8 @@ pub struct Holder {
 pub struct HeldChunk {
     pub raw_len: u32,
     pub stored_len: u32,
+    /// The `packs` row of the pack it is in (0: not known).
+    pub pack: i64,
     /// Where its holders start in [`Holders::units`].
     start: u32,
 }
@@ -55,10 +57,16 @@ pub struct Holders {
 impl Holders {
     /// Add a chunk held by `units` (any order, repeats allowed).
     pub fn push(&mut self, raw_len: u32, stored_len: u32, units: &[Holder]) {
+        self.push_in(0, raw_len, stored_len, units)
+    }
+
+    /// [`Holders::push`] for a chunk in pack row `pack`.
+    pub fn push_in(&mut self, pack: i64, raw_len: u32, stored_len: u32, units: &[Holder]) {
         let start = self.units.len();
         self.chunks.push(HeldChunk {
             raw_len,
             stored_len,
+            pack,
             start: start as u32,
         });
         self.units.extend_from_slice(units);
@@ -161,7 +169,7 @@ impl Index {
         let p = &self.path;
         let mut chunks = self
             .conn
-            .prepare_cached("SELECT id, raw_len, stored_len FROM chunks ORDER BY id")
+            .prepare_cached("SELECT id, raw_len, stored_len, pack FROM chunks ORDER BY id")
             .sql(p)?;
         let mut chunk_rows = chunks.query([]).sql(p)?;
         let mut cur = next_chunk(&mut chunk_rows).sql(p)?;
@@ -173,7 +181,7 @@ impl Index {
         let mut h = Holders::default();
         // The chunk being gathered: its id, lengths and holders.
         let mut last: Vec<u8> = Vec::new();
-        let mut lens = (0, 0);
+        let mut lens = (0, 0, 0);
         let mut group: Vec<Holder> = Vec::new();
         while let Some(r) = ref_rows.next().sql(p)? {
             let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).sql(p)?;
@@ -182,7 +190,7 @@ impl Index {
             };
             if group.is_empty() || id != last.as_slice() {
                 if !group.is_empty() {
-                    h.push(lens.0, lens.1, &group);
+                    h.push_in(lens.2, lens.0, lens.1, &group);
                     group.clear();
                 }
                 last.clear();
@@ -194,14 +202,14 @@ impl Index {
                     cur = next_chunk(&mut chunk_rows).sql(p)?;
                 }
                 lens = match &cur {
-                    Some(c) if c.0.as_slice() == id => (c.1, c.2),
-                    _ => (0, 0),
+                    Some(c) if c.0.as_slice() == id => (c.1, c.2, c.3),
+                    _ => (0, 0, 0),
                 };
             }
             group.push(unit);
         }
         if !group.is_empty() {
-            h.push(lens.0, lens.1, &group);
+            h.push_in(lens.2, lens.0, lens.1, &group);
         }
         Ok(h)
     }
@@ -324,8 +332,11 @@ impl Index {
     }
 }
 
-/// The next chunk row of `SELECT id, raw_len, stored_len`.
-fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(Vec<u8>, u32, u32)>> {
+/// A chunk row as `chunk_holders` reads it: id, raw_len, stored_len, pack.
+type ChunkRow = (Vec<u8>, u32, u32, i64);
+
+/// The next chunk row of `SELECT id, raw_len, stored_len, pack`.
+fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<ChunkRow>> {
     let Some(r) = rows.next()? else {
         return Ok(None);
     };
@@ -334,12 +345,13 @@ fn next_chunk(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(Vec<u8>
         id,
         r.get::<_, i64>(1)? as u32,
         r.get::<_, i64>(2)? as u32,
+        r.get(3)?,
     )))
 }
 
 /// Whether artifact `ns`/`name` still has row `id`, was not used after
 /// `last_access` (when given), and has no file being written.
-fn unchanged(
+pub(super) fn unchanged(
     c: &Connection,
     ns: &str,
     name: &str,

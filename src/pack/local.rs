@@ -196,6 +196,21 @@ impl PackStore for LocalPackStore {
         Ok(Some(len))
     }
 
+    fn writer_holds(&self, pack: PackName) -> Result<bool> {
+        let path = self.path(pack);
+        // As in `delete_if_idle`: the writer's flock says it may append.
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+        }
+    }
+
     fn describe(&self, pack: PackName) -> String {
         self.path(pack).display().to_string()
     }

@@ -1,32 +1,42 @@
-//! gc, phase 1: evict whole artifacts by policy, least recently used
-//! first, and expire quarantined files; plan, then execute.
+//! gc: evict whole artifacts by policy, least recently used first, expire
+//! quarantined files, and return the space to the filesystem; plan, then
+//! execute.
 //!
 //! - `policy`: the limits (`--max-size`, `--older-than`, `--keep-last`,
 //!   the namespaces) and parsing them;
-//! - `plan`: the plan, a pure function of one snapshot of the index.
+//! - `plan`: the plan, a pure function of one snapshot of the index;
+//! - `reclaim`: which packs the plan rewrites and unlinks (the threshold);
+//! - `compact`: carrying that out: copy, switch, delete.
 //!
-//! Execution works at the index level only: each eviction is the same
-//! recorded change as `rm` (and each expiry as `rm --quarantine NAME`),
-//! made only if, inside its transaction, the artifact is still the one
-//! planned for, not used since, and has no file being written through a
-//! mount (`Index::evict_artifact`). What it frees are chunk references: the
-//! chunks left with none are reclaimable, and returning their pack bytes to
-//! the filesystem (compaction, unlinking dead packs, deleting `refs = 0`
-//! rows under `gc.lock`) is the next phase, which adds the packs to
-//! rewrite and unlink to [`GcPlan`]'s `reclaim`.
+//! Evictions are the same recorded change as `rm` (and each expiry as
+//! `rm --quarantine NAME`), made only if, inside their transaction, the
+//! artifact is still the one planned for, not used since, and has no file
+//! being written through a mount; they go in batches of `EVICT_BATCH`
+//! per transaction (`index::evict`). Then the packs: see `compact`.
 //!
-//! Safe while mounted: a reader with a file open keeps reading it (no
-//! chunk row or pack byte is deleted here); a writer is never blocked by
-//! more than one index transaction.
+//! Safe while mounted: a reader with a file open keeps reading it where
+//! its chunks were moved (looked up again); of an evicted artifact, for as
+//! long as its process keeps the packs open (`pack::open_packs`); a
+//! writer waits for gc at most one batch of evictions (the index's write
+//! lock) or the switch (`gc.lock`), each one index transaction.
 
+mod compact;
 pub mod plan;
 pub mod policy;
+pub mod reclaim;
 
-use crate::error::Result;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::error::{IoContext, Result};
+use crate::index::Evict;
 
 use super::{Stats, Store};
+pub use compact::Compacted;
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
 pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
+pub use reclaim::{PackPlan, PackWork};
 
 /// What a real run did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -46,6 +56,9 @@ pub struct GcOutcome {
     pub freed_on_disk: i64,
     /// The store's size once what is reclaimable is reclaimed.
     pub size_after_reclaim: u64,
+    /// How long the evictions took (seconds), and what the pack work did.
+    pub evict_seconds: f64,
+    pub packs: Compacted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -55,10 +68,42 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// Artifacts evicted per index transaction: a few fsyncs for hundreds of
+/// evictions, and a writer waits for the index at most one batch.
+const EVICT_BATCH: usize = 64;
+
+/// Marks an eviction batch in progress; see `index::evict`.
+const BATCH_MARK: &str = "gc.batch";
+
 /// Why a planned eviction or expiry was not made.
 const CHANGED: &str = "used, replaced or written since the plan (or a file of it is being written)";
 
 impl Store {
+    /// Mark a batch of up to `n` evictions as begun (durably): a crash
+    /// before its commit leaves its records' seqs to be voided.
+    fn mark_batch(&self, n: usize) -> Result<PathBuf> {
+        let path = self.core.root.join(BATCH_MARK);
+        let mut f = crate::perms::create_file(&path)?;
+        writeln!(f, "{n}").and_then(|_| f.sync_all()).at(&path)?;
+        crate::pack::sync_dir(&self.core.root)?;
+        Ok(path)
+    }
+
+    /// A batch marked and not finished (gc was killed): void the seqs it
+    /// may have written, so that a rebuild never replays its records
+    /// after later changes. Harmless when the batch did commit.
+    pub fn settle_batch(&self) -> Result<()> {
+        let path = self.core.root.join(BATCH_MARK);
+        let n = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().unwrap_or(EVICT_BATCH as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(crate::Error::io(path, e)),
+        };
+        self.index().void_next(n)?;
+        let _ = fs::remove_file(&path);
+        Ok(())
+    }
+
     /// One consistent view of what gc decides on: the artifacts and who
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
@@ -67,7 +112,10 @@ impl Store {
 
     /// [`Store::gc_snapshot`], with the size on disk from `st`.
     pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
-        let (artifacts, holders, manifests) = {
+        // Listed before the read: a pack committed in between is in both,
+        // one created after is not listed (and is no orphan of this plan).
+        let pack_list = self.core.packs.list()?;
+        let (artifacts, holders, manifests, pack_rows) = {
             let ix = self.index();
             ix.begin_read()?;
             let res = (|| {
@@ -75,6 +123,7 @@ impl Store {
                     ix.gc_artifacts()?,
                     ix.chunk_holders()?,
                     ix.manifest_packs()?,
+                    ix.pack_rows()?,
                 ))
             })();
             let end = ix.end_read();
@@ -93,11 +142,13 @@ impl Store {
         Ok(Snapshot {
             artifacts,
             holders,
-            pack_files: st.pack_files,
-            pack_bytes: st.pack_bytes,
+            pack_files: pack_list.len() as u64,
+            pack_bytes: pack_list.iter().map(|p| p.size).sum(),
             index_bytes: st.index_bytes,
             manifest_packs,
             manifest_bytes,
+            pack_rows,
+            pack_list,
         })
     }
 
@@ -129,21 +180,35 @@ impl Store {
                 }),
             }
         }
-        for v in &plan.evict {
-            let done = self.with_reserve(|| {
-                self.index()
-                    .evict_artifact(&v.namespace, &v.name, v.id, v.last_access)
-            })?;
-            if done {
-                out.evicted.push(v.clone());
-            } else {
-                out.skipped.push(Skipped {
-                    namespace: v.namespace.clone(),
+        self.settle_batch()?;
+        let evicting = std::time::Instant::now();
+        for batch in plan.evict.chunks(EVICT_BATCH) {
+            let rows: Vec<Evict> = batch
+                .iter()
+                .map(|v| Evict {
+                    ns: v.namespace.clone(),
                     name: v.name.clone(),
-                    why: format!("not evicted: {CHANGED}"),
-                });
+                    id: v.id,
+                    last_access: v.last_access,
+                })
+                .collect();
+            let mark = self.mark_batch(rows.len())?;
+            let done = self.with_reserve(|| self.index().evict_batch(&rows))?;
+            let _ = fs::remove_file(&mark);
+            for (v, done) in batch.iter().zip(done) {
+                if done {
+                    out.evicted.push(v.clone());
+                } else {
+                    out.skipped.push(Skipped {
+                        namespace: v.namespace.clone(),
+                        name: v.name.clone(),
+                        why: format!("not evicted: {CHANGED}"),
+                    });
+                }
             }
         }
+        out.evict_seconds = evicting.elapsed().as_secs_f64();
+        out.packs = self.gc_compact(&plan.reclaim.packs)?;
         let after = self.gc_snapshot()?;
         out.reclaimable_bytes = after.reclaimable_bytes();
         out.store_bytes = after.pack_bytes + after.index_bytes;

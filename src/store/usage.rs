@@ -82,7 +82,7 @@ pub struct SpaceReport {
     pub live_pack_bytes: u64,
     pub manifest_bytes: u64,
     /// Pack bytes nothing live needs (`Snapshot::reclaimable_bytes`):
-    /// returned to the filesystem by pack compaction.
+    /// returned to the filesystem by gc (packs at least half dead).
     pub reclaimable_bytes: u64,
 }
 

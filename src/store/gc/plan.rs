@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use super::policy::Policy;
-use crate::index::{GcArtifact, Holder, Holders};
-use crate::pack::PACK_MAGIC;
+use super::reclaim::{self, PackWork};
+use crate::index::{GcArtifact, Holder, Holders, PackRow};
+use crate::pack::{PackInfo, PACK_MAGIC};
 
 /// What the plan is computed from: one read transaction's view of the
 /// index, and the store's size on disk.
@@ -23,6 +24,9 @@ pub struct Snapshot {
     /// compaction checkpoints them (store-layout.md, "gc and manifest records").
     pub manifest_packs: u64,
     pub manifest_bytes: u64,
+    /// The `packs` rows, and the pack files found on disk.
+    pub pack_rows: Vec<PackRow>,
+    pub pack_list: Vec<PackInfo>,
 }
 
 impl Snapshot {
@@ -112,14 +116,16 @@ pub enum HeldBy {
     BeingWritten,
 }
 
-/// What becomes reclaimable, for the phase that returns it to the
-/// filesystem. Pack compaction adds the packs to rewrite and to unlink here.
+/// What becomes reclaimable, and the pack work that returns it to the
+/// filesystem.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reclaim {
     /// Chunks whose last reference the plan drops.
     pub chunks: u64,
     /// Their bytes in packs (payloads and headers).
     pub bytes: u64,
+    /// The packs rewritten and unlinked (see `reclaim` for the threshold).
+    pub packs: PackWork,
 }
 
 /// gc's plan: computed without changing anything, printed by `--dry-run`,
@@ -142,8 +148,9 @@ pub struct GcPlan {
     pub reclaimable_before: u64,
     /// The store's bytes on disk once everything unreferenced after this
     /// plan is reclaimed: referenced chunks (payloads and headers),
-    /// manifest records and the index. Until pack compaction lands, gc frees references only, and
-    /// this is the size the store comes down to when it does.
+    /// manifest records and the index: the size a run that reclaims
+    /// everything comes down to (a run rewrites only packs at least half
+    /// dead, see `reclaim.packs.size_after`, unless `--max-size` needs more).
     pub size_after_reclaim: u64,
     /// Whether `size_after_reclaim` is at or under `--max-size` (None:
     /// none given); false when keep-last, writes in progress or the scope
@@ -275,7 +282,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         }
     }
 
-    let mut size = size_now - freeing.reclaim.bytes;
+    let mut size = size_now.saturating_sub(freeing.reclaim.bytes);
     let mut evict = Vec::new();
     let mut held = Vec::new();
     for a in &lru {
@@ -321,6 +328,8 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         });
     }
 
+    let left = &freeing.left;
+    freeing.reclaim.packs = reclaim::packs(snap, |i| left[i] > 0, policy.max_size);
     GcPlan {
         policy: policy.clone(),
         now,

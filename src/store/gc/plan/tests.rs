@@ -77,11 +77,10 @@ fn max_size_evicts_least_recently_used_first_until_under() {
     assert_eq!(p.size_after_reclaim, 2 * (1000 + H));
     assert_eq!(p.max_size_met, Some(true));
     assert_eq!(
-        p.reclaim,
-        Reclaim {
-            chunks: 2,
-            bytes: 2 * (1000 + H)
-        }
+        (p.reclaim.chunks, p.reclaim.bytes),
+        (2, 2 * (1000 + H)),
+        "{:?}",
+        p.reclaim
     );
 }
 

@@ -1,0 +1,138 @@
+//! gc's evictions in batches: many `rm`s in one transaction, each with its
+//! own manifest record (and seq), all made durable by one fsync, so that
+//! evicting hundreds of artifacts costs a few WAL and pack fsyncs, not one
+//! pair per artifact.
+//!
+//! A crash after the records' fsync and before the commit leaves records
+//! whose seqs later commits take again. A later commit supersedes one of
+//! them per seq it takes, so records further up the batch would be
+//! replayed by a rebuild after changes that committed later (an artifact
+//! put again meanwhile would lose its new version). The caller therefore
+//! marks a batch in progress (`gc.batch`, see `store::gc`) and, finding
+//! the mark later, voids the seqs such a batch may have used
+//! ([`Index::void_next`]).
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::changes::{apply_change, journal_seq, set_journal_seq};
+use super::usage::unchanged;
+use super::{Index, Sql};
+use crate::error::{Error, Result};
+use crate::manifest::{Change, Record};
+use crate::pack::PackName;
+
+/// An artifact gc evicts, as planned: its row and last use.
+#[derive(Clone, Debug)]
+pub struct Evict {
+    pub ns: String,
+    pub name: String,
+    pub id: i64,
+    pub last_access: i64,
+}
+
+impl Index {
+    /// Evict `batch` in one transaction: each artifact only if it is still
+    /// the row planned for, not used since and with no file being written
+    /// (as [`Index::evict_artifact`]). Returns, per artifact, whether it
+    /// was evicted.
+    pub fn evict_batch(&mut self, batch: &[Evict]) -> Result<Vec<bool>> {
+        let path = self.path.clone();
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(Error::Index {
+                path,
+                message: "opened without its manifest log, so it cannot record changes".into(),
+            });
+        };
+        journal.hold()?;
+        let res = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .sql(&path)?;
+            let first = journal_seq(&tx).sql(&path)?;
+            let mut seq = first;
+            let mut done = Vec::with_capacity(batch.len());
+            let mut packs: Vec<PackName> = Vec::new();
+            for e in batch {
+                let check =
+                    |c: &Connection| unchanged(c, &e.ns, &e.name, e.id, Some(e.last_access));
+                if !check(&tx).sql(&path)? {
+                    done.push(false);
+                    continue;
+                }
+                let change = Change::RemoveArtifact {
+                    ns: e.ns.clone(),
+                    name: e.name.clone(),
+                };
+                apply_change(&tx, &path, &change, None)?;
+                seq += 1;
+                let pack = journal.write(&Record::new(seq, change).encode())?;
+                if !packs.contains(&pack) {
+                    packs.push(pack);
+                }
+                done.push(true);
+            }
+            if seq == first {
+                return Ok(done); // nothing to commit: rolled back
+            }
+            journal.sync()?;
+            for p in packs {
+                set_journal_seq(&tx, seq, p).sql(&path)?;
+            }
+            if let Err(e) = tx.commit() {
+                // Void every seq the batch wrote (best effort; a crash
+                // here is what `void_next` is for).
+                for s in first + 1..=seq {
+                    if journal
+                        .write(&Record::new(s, Change::Void).encode())
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = journal.sync();
+                return Err(e).sql(&path);
+            }
+            Ok(done)
+        })();
+        journal.release();
+        res
+    }
+
+    /// Void the next `n` seqs: write a void record for each seq after the
+    /// last committed one, while holding the index's write lock (so no
+    /// commit takes one of them meanwhile). A record a
+    /// crashed batch left at one of those seqs is superseded (the void is
+    /// written later), and the next commit at each seq supersedes its void.
+    pub fn void_next(&mut self, n: u64) -> Result<()> {
+        let path = self.path.clone();
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        journal.hold()?;
+        let res = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .sql(&path)?;
+            let last = journal_seq(&tx).sql(&path)?;
+            let mut packs: Vec<PackName> = Vec::new();
+            for s in last + 1..=last + n {
+                let p = journal.write(&Record::new(s, Change::Void).encode())?;
+                if !packs.contains(&p) {
+                    packs.push(p);
+                }
+            }
+            journal.sync()?;
+            // The seq stays; the packs of the voids get their rows, so
+            // that no sweep takes them for a crashed writer's leftovers.
+            for p in packs {
+                set_journal_seq(&tx, last, p).sql(&path)?;
+            }
+            tx.commit().sql(&path)?;
+            Ok(())
+        })();
+        journal.release();
+        res
+    }
+}
