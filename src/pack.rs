@@ -27,6 +27,8 @@
 //! - `open_packs`: the local store's bounded cache of open pack files;
 //! - `scan`: walking a pack's records without the index.
 
+use std::sync::Arc;
+
 use crate::error::Result;
 
 mod compress;
@@ -78,6 +80,12 @@ pub trait PackStore: Send + Sync {
     /// fetching them without waiting. Best effort, errors ignored.
     fn prefetch(&self, pack: PackName, offset: u64, len: u64);
 
+    /// Open `pack` for reading. The handle reads it for as long as it is
+    /// held, even after the pack is deleted (gc rewrote or dropped it), as
+    /// an open file does on POSIX: a reader holding one never loses the
+    /// bytes it started on. ENOENT when the pack is gone already.
+    fn open(&self, pack: PackName) -> Result<Arc<dyn PackHandle>>;
+
     /// Every pack with its size, in name order. A store with no packs yet
     /// (no packs directory) lists none.
     fn list(&self) -> Result<Vec<PackInfo>>;
@@ -122,6 +130,15 @@ pub trait PackStore: Send + Sync {
         self.read_at(loc.pack, loc.offset, &mut buf)?;
         Ok(buf)
     }
+}
+
+/// A pack open for reading ([`PackStore::open`]).
+pub trait PackHandle: Send + Sync {
+    /// Fill `buf` with the pack's bytes at `offset`: all of them, or an error.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Hint that `len` bytes at `offset` will be read soon. Best effort.
+    fn prefetch(&self, offset: u64, len: u64);
 }
 
 /// A pack being written by this process: records appended in order, made

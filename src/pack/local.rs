@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{Location, PackName, RecordHead, RecordKind, PACK_MAGIC};
 use super::open_packs::OpenPacks;
-use super::{EncodedChunk, PackInfo, PackSink, PackStore};
+use super::{EncodedChunk, PackHandle, PackInfo, PackSink, PackStore};
 use crate::error::{Error, IoContext, Result};
 
 /// Writeback of a pack being appended to is started (not waited for) each
@@ -51,21 +51,67 @@ impl LocalPackStore {
         }
     }
 
-    fn open(&self) -> MutexGuard<'_, OpenPacks> {
+    fn cache(&self) -> MutexGuard<'_, OpenPacks> {
         lock(&self.open)
     }
 
     /// The open file of pack `p`. The cache's lock is not held while the
     /// caller reads from it.
     fn file(&self, p: PackName) -> Result<Arc<File>> {
-        self.open().get(p, || self.path(p))
+        self.cache().get(p, || self.path(p))
     }
 
     /// `p` is gone: out of the cache and the strays.
     fn forget(&self, p: PackName) {
-        self.open().forget(p);
+        self.cache().forget(p);
         lock(&self.strays).remove(&p);
     }
+}
+
+/// An open pack file: it reads the pack's bytes for as long as it is held,
+/// even once the pack is unlinked (POSIX keeps an unlinked open file; NFS
+/// keeps it as `.nfsXXXX` until closed).
+struct LocalHandle {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl PackHandle for LocalHandle {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        read_exact(&self.file, offset, buf).map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        will_need(&self.file, offset, len);
+    }
+}
+
+/// `pread` of exactly `buf.len()` bytes; a short pack says so.
+fn read_exact(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "pack is shorter than the index says (it ends before byte {} of a read at {offset})",
+                    offset + buf.len() as u64
+                ),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// Start reading `len` bytes at `offset` into the page cache
+/// (POSIX_FADV_WILLNEED), without waiting. Best effort.
+fn will_need(file: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::WillNeed,
+    );
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,31 +127,20 @@ impl PackStore for LocalPackStore {
 
     fn read_at(&self, pack: PackName, offset: u64, buf: &mut [u8]) -> Result<()> {
         let file = self.file(pack)?;
-        file.read_exact_at(buf, offset).map_err(|e| {
-            let e = if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "pack is shorter than the index says (it ends before byte {} of a read at {offset})",
-                        offset + buf.len() as u64
-                    ),
-                )
-            } else {
-                e
-            };
-            Error::io(self.path(pack), e)
-        })
+        read_exact(&file, offset, buf).map_err(|e| Error::io(self.path(pack), e))
     }
 
     fn prefetch(&self, pack: PackName, offset: u64, len: u64) {
         if let Ok(f) = self.file(pack) {
-            let _ = rustix::fs::fadvise(
-                &*f,
-                offset,
-                std::num::NonZeroU64::new(len),
-                rustix::fs::Advice::WillNeed,
-            );
+            will_need(&f, offset, len);
         }
+    }
+
+    fn open(&self, pack: PackName) -> Result<Arc<dyn PackHandle>> {
+        Ok(Arc::new(LocalHandle {
+            file: self.file(pack)?,
+            path: self.path(pack),
+        }))
     }
 
     fn list(&self) -> Result<Vec<PackInfo>> {
@@ -216,7 +251,7 @@ impl PackStore for LocalPackStore {
     }
 
     fn open_count(&self) -> usize {
-        self.open().len()
+        self.cache().len()
     }
 }
 

@@ -10,15 +10,17 @@ impl StoreCore {
     /// Read, decode and check chunk `id`, stored at `loc` when its location
     /// was looked up. A pack that is gone (gc moved the chunk on) is looked
     /// up in the index again, once; failing that, or on any other failure,
-    /// the error is `corrupt(why)`.
+    /// the error is `corrupt(why)`. `payload_at` reads a record's stored
+    /// payload (through the reader's held pack handles).
     pub(super) fn read_checked(
         &self,
         id: &ChunkId,
         loc: Location,
+        payload_at: impl Fn(&Location) -> Result<Vec<u8>>,
         corrupt: impl Fn(String) -> Error,
     ) -> Result<Vec<u8>> {
         let unreadable = |e: Error| corrupt(format!("pack unreadable: {e}"));
-        let (loc, payload) = match self.packs.read_payload(&loc) {
+        let (loc, payload) = match payload_at(&loc) {
             Ok(p) => (loc, p),
             Err(e) if e.errno() == libc::ENOENT => {
                 let moved = self
@@ -28,7 +30,7 @@ impl StoreCore {
                 let Some(moved) = moved else {
                     return Err(unreadable(e));
                 };
-                (moved, self.packs.read_payload(&moved).map_err(unreadable)?)
+                (moved, payload_at(&moved).map_err(unreadable)?)
             }
             Err(e) => return Err(unreadable(e)),
         };

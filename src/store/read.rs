@@ -24,12 +24,13 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use super::{lock, Store, StoreCore, READ_BLOCK};
+use super::{lock, Store, READ_BLOCK};
 use crate::error::{Error, IoContext, Result};
 use crate::index::{FileRow, Recipe};
-use crate::pack::{self, PackName};
+use crate::pack::{self, Location, PackHandle, PackName};
 use crate::progress::Progress;
 
 pub use reader::FileReader;
@@ -183,16 +184,38 @@ impl Store {
 
 // ---- pack I/O ------------------------------------------------------------
 // The read path's only calls into the store's packs (its [`PackStore`]):
-// reading and prefetching. Checked chunk reads are `StoreCore::read_checked`.
+// each reader opens the packs it reads and holds them until it is dropped,
+// so gc deleting a pack (an evicted artifact's, a rewritten one) never takes
+// bytes from under a reader that started on them. Checked chunk reads are
+// `StoreCore::read_checked`.
 
-impl StoreCore {
+impl FileReader {
+    /// Pack `p`, opened by this reader (once) and held while it lives.
+    fn pack(&self, p: PackName) -> Result<Arc<dyn PackHandle>> {
+        if let Some(h) = lock(&self.packs).get(&p) {
+            return Ok(h.clone());
+        }
+        let h = self.core().packs.open(p)?;
+        lock(&self.packs).insert(p, h.clone());
+        Ok(h)
+    }
+
     /// Read `buf.len()` bytes of pack `p` at `offset`, exactly.
     fn read_pack(&self, p: PackName, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.packs.read_at(p, offset, buf)
+        self.pack(p)?.read_at(offset, buf)
+    }
+
+    /// The stored payload of the record at `loc`.
+    fn read_payload(&self, loc: &Location) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; loc.stored_len as usize];
+        self.read_pack(loc.pack, loc.offset, &mut buf)?;
+        Ok(buf)
     }
 
     /// Ask for `range` of pack `p` to be fetched ahead, without waiting.
     fn prefetch_pack(&self, p: PackName, range: Range<u64>) {
-        self.packs.prefetch(p, range.start, range.end - range.start);
+        if let Ok(h) = self.pack(p) {
+            h.prefetch(range.start, range.end - range.start);
+        }
     }
 }

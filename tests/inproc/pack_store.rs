@@ -24,7 +24,7 @@ type Check = fn(&dyn PackStore);
 
 /// Run every conformance check, each on a fresh, empty store from `make`.
 pub fn pack_store_conformance(make: impl Fn() -> Subject) {
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 12] = [
         ("a new store lists no packs", lists_nothing_when_new),
         ("records read back as appended", records_read_back),
         ("a scan finds every record", scan_finds_every_record),
@@ -34,6 +34,10 @@ pub fn pack_store_conformance(make: impl Fn() -> Subject) {
         (
             "delete is idempotent, reads then ENOENT",
             delete_then_enoent,
+        ),
+        (
+            "an open handle reads on after its pack is deleted",
+            open_handle_outlives_delete,
         ),
         ("truncate cuts the tail only", truncate_cuts_tail),
         ("a live writer's pack is not swept", live_pack_is_not_swept),
@@ -224,6 +228,25 @@ fn delete_then_enoent(s: &dyn PackStore) {
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
     let names: Vec<PackName> = s.list().unwrap().iter().map(|p| p.name).collect();
     assert_eq!(names, vec![kept]);
+}
+
+/// gc deletes packs while readers read them: a reader that opened a pack
+/// before keeps every byte of it; a new open fails with ENOENT.
+fn open_handle_outlives_delete(s: &dyn PackStore) {
+    let (gone, chunks) = sealed_pack(s, 3, 6);
+    let handle = s.open(gone).unwrap();
+    s.delete(gone).unwrap();
+    for (data, loc) in &chunks {
+        let mut buf = vec![0u8; loc.stored_len as usize];
+        handle.read_at(loc.offset, &mut buf).unwrap();
+        let decoded = pack::decode(&ChunkId::of(data), loc, buf).unwrap();
+        assert!(
+            &decoded == data,
+            "a chunk read through a held handle differs"
+        );
+    }
+    let e = s.open(gone).err().expect("a deleted pack does not open");
+    assert_eq!(e.errno(), libc::ENOENT, "{e}");
 }
 
 fn truncate_cuts_tail(s: &dyn PackStore) {

@@ -327,3 +327,42 @@ fn puts_one_after_another_in_one_process_dedupe_against_each_other() {
     );
     assert!(read_all(&store, "again-23", "image").unwrap() == data);
 }
+
+/// gc's promise to readers: a file open for reading reads every byte to
+/// its end even when gc evicts its artifact and unlinks its packs meanwhile
+/// (the reader holds the packs it opened). Before, a reader in the process
+/// that ran gc lost the pack at once (ENOENT, and the chunk's row was gone
+/// too), and one in another process lost it at the open-pack cache's next
+/// check.
+#[test]
+fn a_reader_reads_to_the_end_while_gc_evicts_its_artifact_and_unlinks_its_packs() {
+    use deploycache::store::gc::{Policy, Scope};
+    let fx = Fixture::new();
+    let data = random_bytes(3_000_000, 41);
+    {
+        // Written by another handle, whose lane would otherwise keep the
+        // pack (gc leaves a pack a writer may still append to).
+        let writer = fx.open();
+        fx.put(&writer, "gone", "image", &data);
+    }
+    let store = fx.open();
+    let reader = store.open_file("gone", "image").unwrap();
+    let mut head = vec![0u8; 100_000];
+    assert_eq!(reader.read_at(0, &mut head).unwrap(), head.len());
+    let bytes_before = store.stats().unwrap().pack_bytes;
+    store.remove("gone").unwrap();
+    let plan = store
+        .gc_plan(&Policy::none(Scope::Namespace(String::new())))
+        .unwrap();
+    let done = serde_json::to_value(store.gc_run(&plan).unwrap()).unwrap();
+    assert_eq!(done["packs"]["packs_unlinked"], 1, "{done}");
+    let freed = bytes_before - store.stats().unwrap().pack_bytes;
+    assert!(freed > 2_900_000, "gc freed only {freed} bytes: {done}");
+    let mut rest = vec![0u8; data.len() - head.len()];
+    assert_eq!(
+        reader.read_at(head.len() as u64, &mut rest).unwrap(),
+        rest.len()
+    );
+    head.extend_from_slice(&rest);
+    assert!(head == data, "bytes read across gc differ");
+}

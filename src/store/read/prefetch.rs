@@ -101,6 +101,6 @@ impl FileReader {
         } else {
             *run = (lo, hi);
         }
-        self.core().prefetch_pack(pack, lo..hi);
+        self.prefetch_pack(pack, lo..hi);
     }
 }

@@ -3,6 +3,7 @@
 //! prefetch window), `copy_to` (the whole file, on worker threads), and
 //! the checked read of each chunk.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -10,6 +11,7 @@ use super::prefetch::{PrefetchRuns, Window, PREFETCH_SEGMENTS};
 use super::segment::{Segment, SEGMENT_BUFFERS, SEGMENT_BYTES};
 use crate::error::{Error, Result};
 use crate::index::{ChunkList, FileRow, Recipe};
+use crate::pack::{PackHandle, PackName};
 use crate::progress::Progress;
 use crate::store::{lock, StoreCore};
 
@@ -28,6 +30,9 @@ pub struct FileReader {
     last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
     /// The sequential prefetch of `read_at`.
     pub(super) window: Window,
+    /// The packs this reader opened, held open while it lives (see
+    /// `FileReader::pack`).
+    pub(super) packs: Mutex<HashMap<PackName, Arc<dyn PackHandle>>>,
 }
 
 impl FileReader {
@@ -48,6 +53,7 @@ impl FileReader {
             recipe,
             last: Mutex::new(None),
             window: Window::default(),
+            packs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,8 +151,12 @@ impl FileReader {
     /// error names the chunk, file and offset.
     pub(super) fn read_chunk(&self, list: &ChunkList, i: usize) -> Result<Vec<u8>> {
         let span = &list.spans()[i];
-        self.core
-            .read_checked(&span.id, span.loc, |why| self.corrupt(list, i, why))
+        self.core.read_checked(
+            &span.id,
+            span.loc,
+            |loc| self.read_payload(loc),
+            |why| self.corrupt(list, i, why),
+        )
     }
 
     /// Read chunk `i` into `dst` (exactly its length) and check it. A raw
@@ -159,7 +169,7 @@ impl FileReader {
         if loc.codec == crate::pack::Codec::Raw
             && loc.stored_len == loc.raw_len
             && dst.len() == loc.raw_len as usize
-            && self.core.read_pack(loc.pack, loc.offset, dst).is_ok()
+            && self.read_pack(loc.pack, loc.offset, dst).is_ok()
             && crate::id::ChunkId::of(dst) == span.id
         {
             return Ok(());

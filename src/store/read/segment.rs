@@ -109,7 +109,7 @@ impl FileReader {
         if seg.packed.len() < n {
             seg.packed.resize(n, 0);
         }
-        self.core().read_pack(pack, lo, &mut seg.packed[..n]).ok()?;
+        self.read_pack(pack, lo, &mut seg.packed[..n]).ok()?;
         // A run of one repeated chunk (zeros) is checked once.
         let mut last: Option<(u64, Part)> = None;
         for s in &list.spans()[range] {
