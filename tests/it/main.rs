@@ -3,6 +3,7 @@
 mod common;
 mod fingerprint;
 mod gc;
+mod gc_stress;
 mod hardening_store;
 mod mount;
 mod mount_hardening;
