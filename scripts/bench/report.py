@@ -505,8 +505,9 @@ def main():
         parts.append("\n## Notes\n\n" + "".join("- %s\n" % n for n in r["note"]))
     # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
     # which writes its own section; carry it into the report.
-    # So is the mount hardening's A/B (scripts/bench/ab-mount.sh).
-    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md"):
+    # So is the mount hardening's A/B (scripts/bench/ab-mount.sh), and gc at
+    # scale (scripts/bench/gc.sh, which bench.sh runs).
+    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-gc.md"):
         fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
         if os.path.exists(fp):
             with open(fp) as fh:
