@@ -279,7 +279,8 @@ pub struct MountGc {
     /// --keep-last` does.
     #[arg(long, value_name = "N")]
     pub gc_keep_last: Option<usize>,
-    /// How often the mount's gc runs (with any --gc-* option).
+    /// How often the mount's gc runs (only with --gc-max-size,
+    /// --gc-older-than or --gc-keep-last).
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub gc_interval: String,
 }
