@@ -72,7 +72,8 @@ else
     log "import"
     t_import=$(secs "$BIN" --store "$STORE" import "$corpus")
     cp -a "$STORE" "$imported"
-    echo "$t_import (an earlier run)" >"$imported.done"
+    echo "$t_import s, by an earlier run" >"$imported.done"
+    t_import="$t_import s"
 fi
 "$BIN" --store "$STORE" stats --json >"$DIR/stats.json"
 read -r artifacts chunks stored index < <(python3 -c '
@@ -172,7 +173,7 @@ fi
     echo "## gc at scale (scripts/bench/gc.sh)"
     echo
     echo "Store: $artifacts artifacts, $chunks chunks, $(mib "$stored") MiB of packs, $(mib "$index") MiB of index"
-    echo "(imported in ${t_import} s: $FILES files of $FILE_SIZE B and one shared 1 MiB file each)."
+    echo "(imported in ${t_import}: $FILES files of $FILE_SIZE B and one shared 1 MiB file each)."
     echo
     echo "| measurement | result | target (issue 13) |"
     echo "| --- | --- | --- |"
