@@ -279,10 +279,10 @@ pub struct MountGc {
     /// --keep-last` does.
     #[arg(long, value_name = "N")]
     pub gc_keep_last: Option<usize>,
-    /// How often the mount's gc runs (only with --gc-max-size,
-    /// --gc-older-than or --gc-keep-last).
-    #[arg(long, value_name = "DURATION", default_value = "10m")]
-    pub gc_interval: String,
+    /// How often the mount's gc runs (with --gc-max-size, --gc-older-than
+    /// or --gc-keep-last). Default: 10m
+    #[arg(long, value_name = "DURATION")]
+    pub gc_interval: Option<String>,
 }
 
 /// `deploycache mount --help` and its man page: the mount(8) form.

@@ -70,14 +70,21 @@ pub fn run(
 /// The mount's gc from `--gc-*` (None: no `--gc-*` limit given); a value
 /// that does not parse is a usage error (exit 2), as clap's own are.
 pub fn gc_config(args: &MountGc, ns: &str) -> Option<GcConfig> {
-    if args.gc_max_size.is_none() && args.gc_older_than.is_none() && args.gc_keep_last.is_none() {
-        return None;
-    }
     let usage = |msg: String| -> ! {
         Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, msg)
             .exit()
     };
+    if args.gc_max_size.is_none() && args.gc_older_than.is_none() && args.gc_keep_last.is_none() {
+        if args.gc_interval.is_some() {
+            usage(
+                "--gc-interval: the mount runs gc only with a limit: add --gc-max-size, \
+                 --gc-older-than or --gc-keep-last"
+                    .into(),
+            );
+        }
+        return None;
+    }
     let max_size = args
         .gc_max_size
         .as_deref()
@@ -87,8 +94,11 @@ pub fn gc_config(args: &MountGc, ns: &str) -> Option<GcConfig> {
             .unwrap_or_else(|e| usage(format!("--gc-older-than: {e}")))
             .as_secs()
     });
-    let interval = gc::parse_duration(&args.gc_interval)
-        .unwrap_or_else(|e| usage(format!("--gc-interval: {e}")));
+    let interval = args.gc_interval.as_deref().map_or(
+        Ok(deploycache::fuse::DEFAULT_GC_INTERVAL),
+        gc::parse_duration,
+    );
+    let interval = interval.unwrap_or_else(|e| usage(format!("--gc-interval: {e}")));
     if interval.is_zero() {
         usage("--gc-interval: give a duration above zero, such as 10m".into());
     }

@@ -263,3 +263,37 @@ fn readers_and_writers_stay_correct_while_gc_runs_again_and_again() {
         started.elapsed()
     );
 }
+
+/// The mount's gc options fail as usage errors (exit 2, naming the option)
+/// before anything is mounted, and `--gc-interval` alone is refused rather
+/// than silently running no gc.
+#[test]
+fn bad_mount_gc_options_are_usage_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let mp = t.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    for (args, says) in [
+        (
+            &["--gc-max-size", "lots"][..],
+            "--gc-max-size: \"lots\" is not a size",
+        ),
+        (
+            &["--gc-older-than", "7"],
+            "--gc-older-than: \"7\" is not a duration",
+        ),
+        (
+            &["--gc-max-size", "1G", "--gc-interval", "0s"],
+            "--gc-interval: give a duration above zero",
+        ),
+        (
+            &["--gc-interval", "5m"],
+            "--gc-interval: the mount runs gc only with a limit",
+        ),
+    ] {
+        let o = fails(dc(&store).arg("mount").arg(&mp).args(args));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(!deploycache::fuse::is_mounted(&mp));
+    }
+}
