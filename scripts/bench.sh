@@ -625,6 +625,13 @@ main() {
     run_borg_mount
     run_casync_mount
     stop_sshd
+    if has_sub gc; then
+        log "gc at scale (scripts/bench/gc.sh)"
+        local small=()
+        ((QUICK)) && small=(ARTIFACTS=50 FILES=20)
+        env "${small[@]}" "$BENCH/gc.sh" "$DC" "$(dirname "$OUT")/BENCHMARKS-gc.md" ||
+            log "FAILED: scripts/bench/gc.sh"
+    fi
 
     record info load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$BENCH/report.py" "$RESULTS" "$OUT"

@@ -192,6 +192,8 @@ pub enum Command {
         /// Repeat it for more patterns.
         #[arg(long, value_name = "PATTERN")]
         complete_when: Vec<String>,
+        #[command(flatten)]
+        gc: MountGc,
     },
     /// Unmount a deploycache mount.
     Umount {
@@ -258,6 +260,31 @@ pub struct GcPolicy {
     pub all_namespaces: bool,
 }
 
+/// The mount's own gc (`mount --gc-max-size …`): the limits of `gc`, kept
+/// by the mount in a background thread, for the mount's namespace.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "gc (the mount keeps the store within these by itself)")]
+pub struct MountGc {
+    /// Run gc at start, every --gc-interval and soon after commits through
+    /// the mount grow the store past SIZE, evicting least recently used
+    /// artifacts of the namespace until the store is at or under SIZE
+    /// (500G, 1.5TiB), as `gc --max-size` does.
+    #[arg(long, value_name = "SIZE")]
+    pub gc_max_size: Option<String>,
+    /// Run gc at start and every --gc-interval, evicting artifacts not used
+    /// for DURATION (12h, 7d), as `gc --older-than` does.
+    #[arg(long, value_name = "DURATION")]
+    pub gc_older_than: Option<String>,
+    /// The mount's gc keeps the N most recently used artifacts, as `gc
+    /// --keep-last` does.
+    #[arg(long, value_name = "N")]
+    pub gc_keep_last: Option<usize>,
+    /// How often the mount's gc runs (with --gc-max-size, --gc-older-than
+    /// or --gc-keep-last). Default: 10m
+    #[arg(long, value_name = "DURATION")]
+    pub gc_interval: Option<String>,
+}
+
 /// `deploycache mount --help` and its man page: the mount(8) form.
 const MOUNT_HELPER: &str = "\
 From /etc/fstab or mount(8): the package links /sbin/mount.fuse.deploycache to \
@@ -274,7 +301,8 @@ mount):
 fuse.deploycache namespace=master,allow_other,_netdev,x-systemd.requires-mounts-for=/iso_mount/opnfv_ci 0 0
 
 Options (-o): ro (--read-only), rw, allow_other, namespace=NS, \
-compression=zstd|fast|none, threads=N, adopt, log=FILE; defaults, auto, noauto, \
+compression=zstd|fast|none, threads=N, adopt, log=FILE, complete_when=PATTERN, \
+gc_max_size=SIZE, gc_older_than=DURATION, gc_keep_last=N, gc_interval=DURATION; defaults, auto, noauto, \
 _netdev, nofail, nosuid, nodev, async, relatime, comment=… and x-… are left to \
 mount(8) and systemd. Another option is an error (ignored with mount -s). \
 Without namespace= the mount serves the default namespace. Unmount with \

@@ -45,11 +45,13 @@
 //! - `write`: a file being written;
 //! - `inodes`: the inode table;
 //! - `adapter`: the `Filesystem` trait methods, which only reply;
-//! - `mountpoint`: mounting, unmounting and the mount table.
+//! - `mountpoint`: mounting, unmounting and the mount table;
+//! - `gc`: the mount's own gc thread (`mount --gc-max-size …`).
 //!
 //! [`FileReader`]: crate::store::FileReader
 
 mod adapter;
+mod gc;
 mod handles;
 mod inodes;
 mod mountpoint;
@@ -67,6 +69,7 @@ use fuser::TimeOrNow;
 use crate::error::Error;
 
 pub use crate::check::Check;
+pub use gc::{GcConfig, DEFAULT_INTERVAL as DEFAULT_GC_INTERVAL};
 pub use mountpoint::{is_mounted, mount, prepare_mountpoint, umount, unmount, MountConfig};
 pub use view::{FsStats, View};
 

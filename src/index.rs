@@ -271,6 +271,21 @@ impl Index {
     /// Start a read transaction: later lookups share one snapshot and one
     /// lock, instead of taking the WAL read lock each. A chunk committed by
     /// another process meanwhile is not seen: at worst it is stored twice.
+    /// Copy what it can of the WAL into the database, without waiting for
+    /// anyone (PASSIVE: a TRUNCATE checkpoint waits for every reader, and
+    /// holds writers off meanwhile; a mount's chunk workers keep read
+    /// snapshots, and gc in the mount hung on it). With
+    /// `journal_size_limit`, a WAL fully copied is cut back when it is next
+    /// reused.
+    pub(crate) fn checkpoint(&self) {
+        let _ = self
+            .conn
+            .execute_batch("PRAGMA journal_size_limit = 67108864");
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
     pub(crate) fn begin_read(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN").sql(&self.path)
     }

@@ -85,12 +85,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             adopt,
             log,
             complete_when,
+            gc,
         } => {
             let cfg = deploycache::fuse::MountConfig {
                 read_only: *read_only,
                 allow_other: *allow_other,
                 threads: *threads,
                 complete_when: complete_when.clone(),
+                gc: cmd::mount::gc_config(gc, &cli.namespace),
             };
             cmd::mount::run(cli, mountpoint, *daemon, *adopt, log.as_deref(), &cfg)
         }

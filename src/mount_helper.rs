@@ -13,7 +13,9 @@ use std::path::Path;
 
 /// Every `-o` option the helper takes, for messages.
 pub const OPTIONS: &str = "ro, rw, allow_other, namespace=NS, compression=zstd|fast|none, \
-                           threads=N, adopt, log=FILE, complete_when=PATTERN (repeatable)";
+                           threads=N, adopt, log=FILE, complete_when=PATTERN (repeatable), \
+                           gc_max_size=SIZE, gc_older_than=DURATION, gc_keep_last=N, \
+                           gc_interval=DURATION";
 
 /// Options mount(8) and systemd act on themselves (or that every deploycache
 /// mount has anyway) and pass on to the helper: accepted and ignored.
@@ -120,6 +122,10 @@ pub fn call(argv: Vec<OsString>) -> Result<Call, String> {
                 (b"threads", Some(v)) => mount.push(arg("--threads=", v)),
                 (b"log", Some(v)) => mount.push(arg("--log=", v)),
                 (b"complete_when", Some(v)) => mount.push(arg("--complete-when=", v)),
+                (b"gc_max_size", Some(v)) => mount.push(arg("--gc-max-size=", v)),
+                (b"gc_older_than", Some(v)) => mount.push(arg("--gc-older-than=", v)),
+                (b"gc_keep_last", Some(v)) => mount.push(arg("--gc-keep-last=", v)),
+                (b"gc_interval", Some(v)) => mount.push(arg("--gc-interval=", v)),
                 (k, None) if IGNORED.iter().any(|i| i.as_bytes() == k) => {}
                 // Comments and options for other programs (x-systemd.*, x-gvfs-*).
                 (k, _) if k.starts_with(b"x-") || k == b"comment" => {}
@@ -221,6 +227,34 @@ mod tests {
                 "--adopt",
                 "--log=/var/log/dc.log",
                 "--complete-when=env_*.yaml",
+                "--",
+                "/mnt",
+            ]))
+        );
+    }
+
+    #[test]
+    fn the_gc_policy_has_o_forms() {
+        let got = run(&[
+            "mount.fuse.deploycache",
+            "/srv/store",
+            "/mnt",
+            "-o",
+            "allow_other,gc_max_size=500G,gc_older_than=7d,gc_keep_last=3,gc_interval=5m",
+        ]);
+        assert_eq!(
+            got,
+            Ok(line(&[
+                "deploycache",
+                "--store=/srv/store",
+                "--namespace=",
+                "mount",
+                "--daemon",
+                "--allow-other",
+                "--gc-max-size=500G",
+                "--gc-older-than=7d",
+                "--gc-keep-last=3",
+                "--gc-interval=5m",
                 "--",
                 "/mnt",
             ]))

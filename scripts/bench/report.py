@@ -505,8 +505,11 @@ def main():
         parts.append("\n## Notes\n\n" + "".join("- %s\n" % n for n in r["note"]))
     # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
     # which writes its own section; carry it into the report.
-    # So is the mount hardening's A/B (scripts/bench/ab-mount.sh).
-    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-architecture.md"):
+    # So is the mount hardening's A/B (scripts/bench/ab-mount.sh), the refactor's A/B and warm read
+    # (BENCHMARKS-architecture.md), and gc at
+    # scale (scripts/bench/gc.sh, which bench.sh runs).
+    for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-architecture.md",
+                 "BENCHMARKS-gc.md"):
         fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
         if os.path.exists(fp):
             with open(fp) as fh:

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use deploycache::fuse::MountConfig;
+use clap::CommandFactory;
+use deploycache::fuse::{GcConfig, MountConfig};
+use deploycache::store::gc::{self, GcOutcome, Policy, Scope};
 use deploycache::store::Store;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, MountGc};
 use crate::output::{count, human};
 
 /// `mount`: `daemon` runs it in the background (its output to `log`),
@@ -63,6 +65,95 @@ pub fn run(
         deploycache::fuse::mount(s, mountpoint, cfg)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The mount's gc from `--gc-*` (None: no `--gc-*` limit given); a value
+/// that does not parse is a usage error (exit 2), as clap's own are.
+pub fn gc_config(args: &MountGc, ns: &str) -> Option<GcConfig> {
+    let usage = |msg: String| -> ! {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit()
+    };
+    if args.gc_max_size.is_none() && args.gc_older_than.is_none() && args.gc_keep_last.is_none() {
+        if args.gc_interval.is_some() {
+            usage(
+                "--gc-interval: the mount runs gc only with a limit: add --gc-max-size, \
+                 --gc-older-than or --gc-keep-last"
+                    .into(),
+            );
+        }
+        return None;
+    }
+    let max_size = args
+        .gc_max_size
+        .as_deref()
+        .map(|s| gc::parse_size(s).unwrap_or_else(|e| usage(format!("--gc-max-size: {e}"))));
+    let older_than = args.gc_older_than.as_deref().map(|s| {
+        gc::parse_duration(s)
+            .unwrap_or_else(|e| usage(format!("--gc-older-than: {e}")))
+            .as_secs()
+    });
+    let interval = args.gc_interval.as_deref().map_or(
+        Ok(deploycache::fuse::DEFAULT_GC_INTERVAL),
+        gc::parse_duration,
+    );
+    let interval = interval.unwrap_or_else(|e| usage(format!("--gc-interval: {e}")));
+    if interval.is_zero() {
+        usage("--gc-interval: give a duration above zero, such as 10m".into());
+    }
+    let policy = Policy {
+        max_size,
+        older_than,
+        keep_last: args.gc_keep_last,
+        scope: Scope::Namespace(ns.to_owned()),
+    };
+    Some(GcConfig {
+        about: about(&policy),
+        policy,
+        interval,
+        summary,
+    })
+}
+
+/// The mount's gc policy as its log states it.
+fn about(p: &Policy) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = p.max_size {
+        parts.push(format!("--gc-max-size {}", human(m)));
+    }
+    if let Some(d) = p.older_than {
+        parts.push(format!("--gc-older-than {}", gc::show_duration(d)));
+    }
+    if let Some(n) = p.keep_last {
+        parts.push(format!("--gc-keep-last {n}"));
+    }
+    parts.join(", ")
+}
+
+/// One gc run of the mount, as its log line says it.
+fn summary(o: &GcOutcome) -> String {
+    let mut line = format!(
+        "evicted {} ({} logical, {} of packs made reclaimable)",
+        count(o.evicted.len() as u64, "artifact"),
+        human(o.evicted.iter().map(|e| e.logical_bytes).sum()),
+        human(o.evicted.iter().map(|e| e.frees_bytes).sum()),
+    );
+    if !o.expired.is_empty() {
+        let files = o.expired.iter().map(|e| e.files).sum();
+        line += &format!(", expired {}", count(files, "quarantined file"));
+    }
+    if !o.skipped.is_empty() {
+        line += &format!(
+            ", left {} used or written since the plan",
+            count(o.skipped.len() as u64, "artifact")
+        );
+    }
+    line + &format!(
+        "; freed {} on disk, store now {}",
+        human(o.freed_on_disk.max(0) as u64),
+        human(o.store_bytes)
+    )
 }
 
 /// How many entries a mount over `dir` would hide (None when none, or when
@@ -129,6 +220,20 @@ fn spawn_daemon(
     }
     for p in &cfg.complete_when {
         cmd.arg("--complete-when").arg(p);
+    }
+    if let Some(g) = &cfg.gc {
+        // Parsed already: passed on exactly, in bytes and seconds.
+        if let Some(m) = g.policy.max_size {
+            cmd.arg("--gc-max-size").arg(m.to_string());
+        }
+        if let Some(d) = g.policy.older_than {
+            cmd.arg("--gc-older-than").arg(format!("{d}s"));
+        }
+        if let Some(n) = g.policy.keep_last {
+            cmd.arg("--gc-keep-last").arg(n.to_string());
+        }
+        cmd.arg("--gc-interval")
+            .arg(format!("{}s", g.interval.as_secs().max(1)));
     }
     let mut child = cmd
         .stdin(std::process::Stdio::null())

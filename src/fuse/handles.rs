@@ -490,6 +490,9 @@ impl View {
             Ok(()) => {
                 self.store.commit_file(&artifact, staged, s.pending)?;
                 s.pending = None;
+                if let Some(gc) = &self.gc {
+                    gc.committed(info.size);
+                }
                 let row = self.store.file(&artifact, &s.name)?;
                 let mut inodes = lock(&self.inodes);
                 if s.created {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, SessionACL};
 
+use super::gc::GcThread;
 use super::view::current_ids;
 use super::{log_line, View};
 use crate::error::{Error, Result};
@@ -29,6 +30,8 @@ pub struct MountConfig {
     /// artifact lists only once a visible file matches one of them and no
     /// file of it is pending. Empty: every complete artifact lists.
     pub complete_when: Vec<String>,
+    /// The policy the mount's own gc keeps the store to (none: no gc).
+    pub gc: Option<super::GcConfig>,
 }
 
 /// Serve `store` at `mountpoint` until it is unmounted or the process gets
@@ -40,7 +43,20 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     if !cfg.read_only {
         relabel_lost(&store)?;
     }
-    let view = View::new(store, cfg.read_only, complete_when);
+    let ns = store.namespace().to_owned();
+    let mut view = View::new(store, cfg.read_only, complete_when);
+    // The mount's own gc starts with the mount and runs its first gc at
+    // once, beside the mount (not before it serves).
+    let gc = match &cfg.gc {
+        Some(g) => Some(GcThread::start(root.clone(), ns, g.clone()).map_err(|e| {
+            Error::io(
+                &root,
+                io::Error::new(e.kind(), format!("cannot start gc: {e}")),
+            )
+        })?),
+        None => None,
+    };
+    view.gc = gc.as_ref().map(GcThread::trigger);
     let mut config = Config::default();
     // The store is the mount's source and `fuse.deploycache` its type, as
     // sshfs shows `user@host:path` and `fuse.sshfs`: `findmnt -t
@@ -72,7 +88,7 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
         SessionACL::Owner
     };
     config.n_threads = Some(cfg.threads.max(1));
-    let mut session = fuser::Session::new(view, mountpoint, &config).map_err(|e| {
+    let session = fuser::Session::new(view, mountpoint, &config).map_err(|e| {
         // A bare ENOENT from here means FUSE itself is missing, not the path.
         let hint = if !Path::new("/dev/fuse").exists() {
             "; /dev/fuse is missing: install fuse3 (apt-get install fuse3) or load the module (modprobe fuse)"
@@ -88,7 +104,16 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
             mountpoint,
             io::Error::new(e.kind(), format!("cannot mount: {e}{hint}")),
         )
-    })?;
+    });
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(t) = gc {
+                t.stop();
+            }
+            return Err(e);
+        }
+    };
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -121,6 +146,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     std::thread::spawn(move || raise_read_ahead(&mp));
     let res = session.run().map_err(|e| Error::io(mountpoint, e));
     signal_handle.close();
+    if let Some(t) = gc {
+        t.stop();
+    }
     log_line(&format!("unmounted {}", mountpoint.display()));
     res
 }

@@ -41,6 +41,8 @@ pub struct View {
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) next_fh: AtomicU64,
     pub(super) sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
+    /// The mount's gc thread, told of each commit (`mount --gc-max-size`).
+    pub(super) gc: Option<Arc<super::gc::GcTrigger>>,
 }
 
 /// `statfs` numbers of the store's filesystem.
@@ -69,6 +71,7 @@ impl View {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
+            gc: None,
         }
     }
 

@@ -154,6 +154,10 @@ impl Store {
 
     /// The plan for `policy` now (changes nothing).
     pub fn gc_plan(&self, policy: &Policy) -> Result<GcPlan> {
+        // The index's WAL counts towards the store's size: fold it into
+        // the database first, so that a long-grown WAL neither makes the
+        // store look bigger than it is nor evicts artifacts for it.
+        self.index().checkpoint();
         let snap = self.gc_snapshot()?;
         Ok(plan::plan(&snap, policy, super::uses::now_secs()))
     }
@@ -209,6 +213,9 @@ impl Store {
         }
         out.evict_seconds = evicting.elapsed().as_secs_f64();
         out.packs = self.gc_compact(&plan.reclaim.packs)?;
+        // The WAL grew by the evictions' and the switch's pages: give that
+        // back too (`freed_on_disk` counts it).
+        self.index().checkpoint();
         let after = self.gc_snapshot()?;
         out.reclaimable_bytes = after.reclaimable_bytes();
         out.store_bytes = after.pack_bytes + after.index_bytes;

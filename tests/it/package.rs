@@ -182,6 +182,14 @@ fn package_holds_the_binary_mount_helper_units_and_completions() {
             "packaging/systemd/deploycache-mount@.service",
         ),
         (
+            "lib/systemd/system/deploycache-gc@.service",
+            "packaging/systemd/deploycache-gc@.service",
+        ),
+        (
+            "lib/systemd/system/deploycache-gc@.timer",
+            "packaging/systemd/deploycache-gc@.timer",
+        ),
+        (
             "usr/share/doc/deploycache/examples/master.env",
             "packaging/master.env",
         ),
@@ -201,6 +209,23 @@ fn package_holds_the_binary_mount_helper_units_and_completions() {
         unit.contains("ExecStart=/usr/bin/deploycache mount "),
         "{unit}"
     );
+    // The gc timer's service reads the same file, and passes each limit
+    // set there to `deploycache gc`.
+    let gc = fs::read_to_string(r.join("lib/systemd/system/deploycache-gc@.service")).unwrap();
+    assert!(
+        gc.contains("EnvironmentFile=/etc/deploycache/%i.env") && gc.contains("Type=oneshot"),
+        "{gc}"
+    );
+    for (var, flag) in [
+        ("GC_MAX_SIZE", "--max-size"),
+        ("GC_OLDER_THAN", "--older-than"),
+        ("GC_KEEP_LAST", "--keep-last"),
+    ] {
+        assert!(
+            gc.contains(&format!("$${{{var}:+{flag} \"$${var}\"}}")),
+            "{var} becomes {flag}: {gc}"
+        );
+    }
     let example =
         fs::read_to_string(r.join("usr/share/doc/deploycache/examples/master.env")).unwrap();
     for var in [
@@ -211,6 +236,12 @@ fn package_holds_the_binary_mount_helper_units_and_completions() {
         assert!(
             example.lines().any(|l| l.starts_with(var)),
             "the example sets {var}: {example}"
+        );
+    }
+    for var in ["#GC_MAX_SIZE=", "#GC_OLDER_THAN=", "#GC_KEEP_LAST="] {
+        assert!(
+            example.lines().any(|l| l.starts_with(var)),
+            "the example documents {var}: {example}"
         );
     }
 
@@ -390,13 +421,25 @@ fn installed_package_mounts_a_store_from_an_fstab_line() {
     // alone cannot be checked): any complaint (a bad directive, a missing
     // binary) is printed, so nothing may be.
     let units = tempfile::tempdir().unwrap();
-    fs::copy(
-        "/lib/systemd/system/deploycache-mount@.service",
-        units.path().join("deploycache-mount@.service"),
-    )
-    .unwrap();
+    for unit in [
+        "deploycache-mount@.service",
+        "deploycache-gc@.service",
+        "deploycache-gc@.timer",
+    ] {
+        fs::copy(
+            Path::new("/lib/systemd/system").join(unit),
+            units.path().join(unit),
+        )
+        .unwrap();
+    }
     let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no", "./deploycache-mount@master.service"])
+        .args([
+            "verify",
+            "--man=no",
+            "./deploycache-mount@master.service",
+            "./deploycache-gc@master.service",
+            "./deploycache-gc@master.timer",
+        ])
         .current_dir(units.path())
         .output()
         .expect("systemd-analyze (apt-get install systemd)");
