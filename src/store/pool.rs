@@ -153,7 +153,18 @@ impl Pool {
                 let mut reader = WorkerIndex::default();
                 loop {
                     let job = {
-                        let rx = lock(&rx);
+                        // Another worker waits on the queue: this one will
+                        // wait behind it, so it lets go of its read snapshot
+                        // first (a snapshot held while idle pins the WAL
+                        // and would miss the next commit's chunks).
+                        let rx = match rx.try_lock() {
+                            Ok(g) => g,
+                            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                            Err(std::sync::TryLockError::WouldBlock) => {
+                                reader.end();
+                                lock(&rx)
+                            }
+                        };
                         match rx.try_recv() {
                             Ok(j) => Ok(j),
                             Err(_) => {
