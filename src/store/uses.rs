@@ -67,16 +67,20 @@ impl Uses {
         }
         // Others whose interval has passed go with it, so that a use is
         // never held back much longer than the interval while the process
-        // keeps noting uses.
-        for (name, s) in seen.iter_mut() {
-            if let Some(t) = s.unwritten {
-                if at.duration_since(s.written) >= USE_INTERVAL {
-                    s.written = at;
-                    s.unwritten = None;
-                    due.push((name.clone(), t));
-                }
+        // keeps noting uses; and an artifact with nothing left to write and
+        // its interval over leaves the table (it holds only what rate
+        // limiting still needs, not every artifact a long-lived mount saw).
+        seen.retain(|name, s| {
+            if at.duration_since(s.written) < USE_INTERVAL {
+                return true;
             }
-        }
+            if let Some(t) = s.unwritten.take() {
+                s.written = at;
+                due.push((name.clone(), t));
+                return true;
+            }
+            false
+        });
         due
     }
 
@@ -137,5 +141,8 @@ mod tests {
         assert_eq!(due, vec![("a".to_owned(), 130)]);
         assert_eq!(u.drain(), vec![("b".to_owned(), 161)]);
         assert!(u.drain().is_empty());
+        // Nothing left to write and the interval over: the table lets go.
+        assert!(u.note("c", 300, t0 + 3 * USE_INTERVAL).len() == 1);
+        assert_eq!(lock(&u.seen).keys().collect::<Vec<_>>(), vec!["c"]);
     }
 }
