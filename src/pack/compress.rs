@@ -1,7 +1,7 @@
 //! How chunks are compressed before they are appended: a writer's choice,
 //! not part of the format (each record names its codec).
 
-use super::format::{Codec, RecordHead, RecordKind};
+use super::format::{Codec, RecordHead, RecordKind, MAX_ZSTD_RAW_LEN};
 use crate::id::ChunkId;
 
 /// How a writer compresses the chunks it stores. Each record names its
@@ -118,10 +118,12 @@ const TRUSTED_STREAK: u32 = 8;
 
 impl ChunkCompressor {
     /// The compressed form when it saves at least 1/32 (squashfs, gzip and
-    /// kernels then cost a sample's zstd pass and no decode on read).
+    /// kernels then cost a sample's zstd pass and no decode on read). Never
+    /// for more than [`MAX_ZSTD_RAW_LEN`] bytes, which readers would refuse
+    /// as a damaged header (no chunk is that large).
     fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let limit = data.len() - data.len() / 32;
-        if limit == 0 {
+        if limit == 0 || data.len() > MAX_ZSTD_RAW_LEN {
             return None;
         }
         if self.streak < TRUSTED_STREAK && !looks_compressible(data, &mut self.zstd) {
@@ -209,5 +211,28 @@ mod tests {
             .compress(&text(64 * 1024));
         let zstd = c.compress(&text(64 * 1024));
         assert!(fast.is_some() && zstd.is_some());
+    }
+
+    /// A writer compresses nothing a reader would refuse: the largest
+    /// chunk compresses and decodes, one byte more is stored raw.
+    #[test]
+    fn nothing_over_the_largest_chunk_is_compressed() {
+        use crate::pack::{decode, Location, PackName};
+        let mut c = new_compressor(Compression::Zstd).unwrap();
+        let max = text(MAX_ZSTD_RAW_LEN);
+        let id = ChunkId::of(&max);
+        let enc = encode_with_id(id, &max, Some(&mut c));
+        let frame = enc.compressed.clone().expect("text compresses");
+        let loc = Location {
+            pack: PackName(1),
+            offset: 48,
+            stored_len: frame.len() as u32,
+            raw_len: enc.raw_len,
+            codec: enc.codec(),
+        };
+        assert_eq!(decode(&id, &loc, frame).unwrap(), max);
+        let over = text(MAX_ZSTD_RAW_LEN + 1);
+        let enc = encode_with_id(ChunkId::of(&over), &over, Some(&mut c));
+        assert_eq!(enc.codec(), Codec::Raw);
     }
 }

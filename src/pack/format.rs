@@ -14,6 +14,13 @@ pub const MANIFEST_MAGIC: &[u8; 4] = b"DCMF";
 pub const RECORD_HEADER_LEN: usize = 4 + 32 + 4 + 4 + 1 + 3;
 /// A pack is sealed once it grows past this; see store-layout.md for why.
 pub const PACK_TARGET_SIZE: u64 = 64 * 1024 * 1024;
+/// The most a zstd record decodes to: the largest chunk. Only chunks are
+/// ever compressed (manifest records are stored raw), and no chunk is
+/// larger than the chunker's maximum, so a zstd record whose header claims
+/// more (`raw_len` can say up to 4 GiB) is damaged or forged: decoding
+/// refuses it before allocating anything for it, and writers never
+/// compress more than this in one record ([`super::compress`]).
+pub const MAX_ZSTD_RAW_LEN: usize = crate::chunker::MAX_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -173,6 +180,9 @@ impl Decoder {
         dst: &mut [u8],
     ) -> Result<(), String> {
         let want = dst.len();
+        if codec == Codec::Zstd {
+            zstd_len_allowed(want)?;
+        }
         let got = match codec {
             Codec::Raw if payload.len() == want => {
                 dst.copy_from_slice(payload);
@@ -202,6 +212,18 @@ impl Decoder {
     }
 }
 
+/// Whether a zstd record may decode to `raw_len` bytes (see
+/// [`MAX_ZSTD_RAW_LEN`]).
+fn zstd_len_allowed(raw_len: usize) -> Result<(), String> {
+    if raw_len > MAX_ZSTD_RAW_LEN {
+        return Err(format!(
+            "the record header says it decodes to {raw_len} bytes, more than the largest \
+             chunk ({MAX_ZSTD_RAW_LEN} bytes): the header is damaged"
+        ));
+    }
+    Ok(())
+}
+
 fn decoded_len(got: usize, want: usize) -> Result<(), String> {
     if got != want {
         return Err(format!("decoded to {got} bytes, expected {want}"));
@@ -228,6 +250,8 @@ pub fn decode(id: &ChunkId, loc: &Location, payload: Vec<u8>) -> Result<Vec<u8>,
             payload
         }
         Codec::Zstd => {
+            // Before the allocation `want` asks for.
+            zstd_len_allowed(want)?;
             let mut data = Vec::with_capacity(want);
             Decoder::default().unzstd(&payload, &mut data)?;
             decoded_len(data.len(), want)?;
@@ -236,4 +260,70 @@ pub fn decode(id: &ChunkId, loc: &Location, payload: Vec<u8>) -> Result<Vec<u8>,
     };
     check(id, &data)?;
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zstd_frame(data: &[u8]) -> Vec<u8> {
+        zstd::bulk::compress(data, 1).unwrap()
+    }
+
+    fn zstd_loc(stored_len: usize, raw_len: u32) -> Location {
+        Location {
+            pack: PackName(1),
+            offset: RECORD_HEADER_LEN as u64 + 8,
+            stored_len: stored_len as u32,
+            raw_len,
+            codec: Codec::Zstd,
+        }
+    }
+
+    /// A forged or damaged header claiming a zstd record decodes to more
+    /// than the largest chunk is reported as damaged, before anything is
+    /// allocated for it: even when the frame really decodes to that much
+    /// and the id matches (a zstd bomb of zeros would otherwise fill up to
+    /// 4 GiB of memory on every read of it).
+    #[test]
+    fn a_zstd_record_larger_than_the_largest_chunk_is_corrupt() {
+        let big = vec![0u8; MAX_ZSTD_RAW_LEN + 1];
+        let (id, frame) = (ChunkId::of(&big), zstd_frame(&big));
+        let loc = zstd_loc(frame.len(), big.len() as u32);
+        let err = decode(&id, &loc, frame.clone()).unwrap_err();
+        assert!(err.contains("more than the largest chunk"), "{err}");
+        let mut dst = vec![0u8; big.len()];
+        let err = Decoder::default()
+            .decode_into(Codec::Zstd, &frame, &mut dst)
+            .unwrap_err();
+        assert!(err.contains("more than the largest chunk"), "{err}");
+
+        // The header's raw_len at its largest, over a small frame.
+        let small = b"a chunk".repeat(100);
+        let frame = zstd_frame(&small);
+        let loc = zstd_loc(frame.len(), u32::MAX);
+        let err = decode(&ChunkId::of(&small), &loc, frame).unwrap_err();
+        assert!(
+            err.contains(&format!("decodes to {} bytes", u32::MAX)),
+            "{err}"
+        );
+
+        // At the limit, a record decodes.
+        let max = vec![0u8; MAX_ZSTD_RAW_LEN];
+        let (id, frame) = (ChunkId::of(&max), zstd_frame(&max));
+        let loc = zstd_loc(frame.len(), max.len() as u32);
+        assert_eq!(decode(&id, &loc, frame).unwrap(), max);
+    }
+
+    /// A raw record is not limited: manifest records are raw and may be
+    /// larger than any chunk, and their payload is already in memory.
+    #[test]
+    fn a_raw_record_may_be_larger_than_a_chunk() {
+        let big = vec![3u8; MAX_ZSTD_RAW_LEN * 2];
+        let loc = Location {
+            codec: Codec::Raw,
+            ..zstd_loc(big.len(), big.len() as u32)
+        };
+        assert_eq!(decode(&ChunkId::of(&big), &loc, big.clone()).unwrap(), big);
+    }
 }
