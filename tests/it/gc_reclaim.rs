@@ -45,7 +45,7 @@ fn stats(store: &Path) -> serde_json::Value {
 
 /// Apparent bytes of the store, as `du -sb` counts them, without the
 /// 8 MiB `reserve` (set aside for `rm` on a full disk; not packs or index).
-fn du(store: &Path) -> u64 {
+pub(crate) fn du(store: &Path) -> u64 {
     let out = Command::new("du")
         .args(["-sb", "--exclude=reserve"])
         .arg(store)

@@ -4,6 +4,7 @@ mod common;
 mod fingerprint;
 mod gc;
 mod gc_reclaim;
+mod gc_scp;
 mod gc_stress;
 mod hardening_store;
 mod mount;
