@@ -289,8 +289,15 @@ impl PackWriter {
         // can sweep between the create and this lock: a writer creates
         // packs only while it holds gc.lock shared, and a sweep needs it
         // exclusively.
-        file.lock().at(&path)?;
-        file.write_all(PACK_MAGIC).at(&path)?;
+        let header = file.lock().and_then(|()| file.write_all(PACK_MAGIC));
+        if let Err(e) = header {
+            // A full disk fails the header: every chunk a writer then tries
+            // would leave one more empty pack file behind (23 for one `put`
+            // on a full tmpfs) that nothing but gc's sweep removes. Nobody
+            // else has seen this name (it is new, and random).
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io(&path, e));
+        }
         Ok(PackWriter {
             name,
             path,

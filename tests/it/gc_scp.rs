@@ -389,6 +389,7 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
             .count()
     };
     let log = fs::read_to_string(&log).unwrap();
+    let mount_runs = log.lines().filter(|l| l.contains("gc: evicted")).count();
     let mount_evictions = log
         .lines()
         .filter(|l| l.contains("gc: evicted") && !l.contains("gc: evicted 0 artifacts"))
@@ -406,6 +407,10 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     let problems = tally.problems.lock().unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(!log.contains("gc: failed"), "{log}");
+    assert!(
+        mount_runs >= 2,
+        "the mount's own gc ran {mount_runs} times:\n{log}"
+    );
 
     // Not vacuous: gc evicted, and replays ran while it did.
     assert!(

@@ -445,6 +445,39 @@ impl Drop for SmallFs {
     }
 }
 
+/// Regression: on a full disk every chunk a writer tried created a pack
+/// file whose header could not be written, and left it behind empty (23
+/// of them for one `put`; the same through the mount) until a gc swept them.
+#[test]
+fn a_put_on_a_full_disk_leaves_no_empty_pack_files() {
+    let fs_ = SmallFs::new("16m");
+    let store = fs_.0.path().join("s");
+    let t = TempDir::new().unwrap();
+    let kept = random_bytes(1_000_000, 5);
+    write(&t.path().join("kept.bin"), &kept);
+    ok(dc(&store)
+        .args(["put", "kept"])
+        .arg(t.path().join("kept.bin")));
+    let big = t.path().join("big.bin");
+    write(&big, &random_bytes(24 << 20, 6));
+    let out = fails(dc(&store).args(["put", "big"]).arg(&big));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    let packs: Vec<(PathBuf, u64)> = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .map(|e| (e.path().to_owned(), e.metadata().unwrap().len()))
+        .collect();
+    let headerless: Vec<_> = packs.iter().filter(|(_, len)| *len < 8).collect();
+    assert!(headerless.is_empty(), "{headerless:?} of {packs:?}");
+    assert_eq!(ok(dc(&store).args(["cat", "kept", "kept.bin"])), kept);
+    ok(dc(&store).args(["verify", "--full"]));
+}
+
 #[test]
 fn rm_works_on_a_full_disk() {
     let fs_ = SmallFs::new("24m");
