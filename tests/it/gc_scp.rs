@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -214,11 +213,7 @@ fn upload_killed(ssh: &Sshd, master: &Path, store: &Path, mp: &Path, id: u64, ta
     wait_until(30, "the slow scp to be a quarter in", || {
         fs::metadata(dir.join(IMAGE)).is_ok_and(|m| m.len() > total / 4)
     });
-    Command::new("kill")
-        .arg("-9")
-        .arg(scp.id().to_string())
-        .status()
-        .unwrap();
+    scp.kill().unwrap(); // SIGKILL: kill -9 of the scp client
     scp.wait().unwrap();
     // Kept aside; unless gc evicted the artifact meanwhile, which drops
     // what it kept aside with it (it is fresh, so that is rare).
