@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::write::PackHold;
 use super::{lock, StoreCore, PACK_LANES};
@@ -49,12 +50,17 @@ impl StoreCore {
                 return Err(e);
             }
         };
-        drop(writer);
         // A worker on another lane may have stored it in the meantime: the
         // first copy wins, and this record stays unreferenced (gc's to take).
+        // The hold is taken before the lane is let go of, so that
+        // `retire_idle_lanes` never retires a pack with a chunk on its way
+        // to a commit.
         let mut pending = lock(&self.pending);
         let loc = *pending.chunks.entry(id).or_insert(loc);
-        Ok(Outcome::Stored(loc, pending.hold(self, loc.pack)))
+        let hold = pending.hold(self, loc.pack);
+        drop(pending);
+        drop(writer);
+        Ok(Outcome::Stored(loc, hold))
     }
 
     /// A chunk another writer of this process stored, held for this one.
@@ -132,6 +138,19 @@ impl WorkerIndex {
     }
 }
 
+/// How long the chunk workers wait with nothing to store before the lanes'
+/// packs are let go of ([`StoreCore::retire_idle_lanes`]): long enough
+/// that a transfer's files keep filling the same packs, short next to
+/// gc's interval. `DEPLOYCACHE_IDLE_RETIRE_MS` overrides it (tests).
+const IDLE_RETIRE: Duration = Duration::from_secs(30);
+
+fn idle_retire() -> Duration {
+    std::env::var("DEPLOYCACHE_IDLE_RETIRE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(IDLE_RETIRE, Duration::from_millis)
+}
+
 /// Threads that hash, look up and compress chunks for every writer of the
 /// process. Results go back on each job's own channel, so writers keep order.
 pub(super) struct Pool {
@@ -146,6 +165,7 @@ impl Pool {
     ) -> Pool {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let idle_retire = idle_retire();
         for _ in 0..workers {
             let (rx, store) = (rx.clone(), store.clone());
             std::thread::spawn(move || {
@@ -170,11 +190,21 @@ impl Pool {
                             Err(_) => {
                                 // Idle: let go of the read snapshot first.
                                 reader.end();
-                                rx.recv()
+                                rx.recv_timeout(idle_retire)
                             }
                         }
                     };
-                    let Ok(job) = job else { return }; // the store was dropped
+                    let job = match job {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            match store.upgrade() {
+                                Some(core) => core.retire_idle_lanes(),
+                                None => return,
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return, // the store was dropped
+                    };
                     let Some(core) = store.upgrade() else { return };
                     let id = ChunkId::of(&job.data);
                     let outcome =

@@ -59,35 +59,66 @@ impl Store {
         self.reclaim_retired();
     }
 
+    /// Reclaim retired packs no live writer holds (see
+    /// [`StoreCore::reclaim_retired`]).
+    pub fn reclaim_retired(&self) {
+        self.core.reclaim_retired();
+    }
+}
+
+impl StoreCore {
     /// Reclaim retired packs no live writer holds: a pack no index row
     /// points into is deleted; one with indexed records is cut back to the
     /// end of its last one (the bytes after it belong to no file, and
     /// nobody appends to a retired pack). Best effort: what fails stays
     /// for gc, which reclaims unindexed pack data too.
-    pub fn reclaim_retired(&self) {
-        let retired: Vec<PackName> = lock(&self.core.retired).clone();
+    pub(super) fn reclaim_retired(&self) {
+        let retired: Vec<PackName> = lock(&self.retired).clone();
         for p in retired {
             // Holding `pending`: no writer can take a new hold on `p`'s
             // unindexed records meanwhile (holds come from that map).
-            let pending = lock(&self.core.pending);
+            let pending = lock(&self.pending);
             if pending.holds.get(&p).is_some_and(|n| *n > 0) {
                 continue;
             }
             let done = match self.index().pack_end(p) {
-                Ok(None) => self.core.packs.delete(p).is_ok(),
-                Ok(Some(end)) => self.core.packs.truncate(p, end).is_ok(),
+                Ok(None) => self.packs.delete(p).is_ok(),
+                Ok(Some(end)) => self.packs.truncate(p, end).is_ok(),
                 Err(_) => false,
             };
             drop(pending);
             if done {
-                lock(&self.core.retired).retain(|x| *x != p);
-                lock(&self.core.created_packs).remove(&p);
+                lock(&self.retired).retain(|x| *x != p);
+                lock(&self.created_packs).remove(&p);
             }
         }
     }
-}
 
-impl StoreCore {
+    /// Let go of the packs the lanes append to that no writer holds (every
+    /// chunk in them committed or abandoned), once the process has stored
+    /// nothing for a while (`pool::IDLE_RETIRE`): a pack a lane keeps open is one no gc
+    /// may rewrite or unlink (its flock says a writer may still append), so
+    /// a mount idle between deploys would otherwise keep up to a lane's
+    /// worth of dead bytes per lane on disk, over any `--max-size`.
+    /// Retired like a lane after a failed write: its unindexed tail is cut
+    /// away, an unindexed pack deleted. The next write starts a new pack.
+    pub(super) fn retire_idle_lanes(&self) {
+        for w in &self.writers {
+            let mut w = lock(w);
+            let Some(name) = w.as_ref().map(|p| p.name()) else {
+                continue;
+            };
+            // A worker appends and takes its hold under the lane's lock
+            // (`store_chunk`), so no hold can be on its way here.
+            if lock(&self.pending).holds.contains_key(&name) {
+                continue;
+            }
+            drop(w.take());
+            lock(&self.retired).push(name);
+        }
+        self.reclaim_retired();
+    }
+
     pub(super) fn append(
         &self,
         writer: &mut Option<Box<dyn PackSink>>,

@@ -313,3 +313,60 @@ fn rebuild_index_after_gc_gives_the_same_store() {
     }
     assert!(cat(&store, "big2", "f") == content(4, 202).0);
 }
+
+/// A mount that has stored nothing for a while lets go of the packs its
+/// lanes append to, so gc can reclaim what was evicted from them. Before,
+/// an idle mount kept them (a writer may still append): `gc --max-size`
+/// evicted everything and freed nothing, reporting the store within the
+/// limit while `du` said otherwise.
+#[test]
+fn an_idle_mount_lets_gc_reclaim_the_packs_it_wrote() {
+    use crate::mount::{wait_until, Mounted};
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    ok(dc(&store).arg("init"));
+    let data = random_bytes(6 * MIB, 41);
+    let m = Mounted::foreground_env(
+        &store,
+        &t.path().join("mnt"),
+        &[],
+        &[("DEPLOYCACHE_IDLE_RETIRE_MS", "300")],
+    );
+    std::fs::create_dir(m.path("a")).unwrap();
+    write(&m.path("a/image.bin"), &data);
+    assert_eq!(std::fs::read(m.path("a/image.bin")).unwrap(), data);
+    let before = du(&store);
+    assert!(before > 6 * MIB as u64 / 2, "the file's pack: {before}");
+    // Idle for longer than the retire delay: nothing holds the lane's pack.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let real = json(&ok(dc(&store).args(["gc", "--max-size", "1", "--json"])));
+    assert_eq!(
+        real["result"]["evicted"].as_array().map(Vec::len),
+        Some(1),
+        "{real}"
+    );
+    let after = du(&store);
+    assert!(
+        after < 256 * 1024,
+        "gc evicted the only artifact but the store still holds {after} bytes (was {before}): {real}"
+    );
+    // The packs hold what stats says is stored (the index's WAL and shm
+    // files of the live mount are not part of this comparison).
+    let stored = stats(&store)["stored_bytes"].as_u64().unwrap();
+    let packs: u64 = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(packs.abs_diff(stored) <= 4096, "packs {packs} vs stats {stored}");
+    // The mount writes on into a new pack.
+    std::fs::create_dir(m.path("b")).unwrap();
+    write(&m.path("b/k"), b"key");
+    wait_until(10, "b/k to read back", || {
+        std::fs::read(m.path("b/k")).ok().as_deref() == Some(b"key")
+    });
+    m.unmount();
+    assert_eq!(cat(&store, "b", "k"), b"key");
+    ok(dc(&store).args(["verify", "--full"]));
+}

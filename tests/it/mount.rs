@@ -33,12 +33,23 @@ pub(crate) struct Mounted {
 
 impl Mounted {
     pub(crate) fn foreground(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
+        Mounted::foreground_env(store, mp, extra, &[])
+    }
+
+    /// [`Mounted::foreground`] with variables set in the mount's environment.
+    pub(crate) fn foreground_env(
+        store: &Path,
+        mp: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mounted {
         // Fails on a dead mount, which `mount` itself clears.
         let _ = fs::create_dir_all(mp);
         let child = dc(store)
             .arg("mount")
             .arg(mp)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
