@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Start a throwaway one-mon, one-OSD (memstore) Ceph cluster with radosgw on
+# 127.0.0.1, for deploycache's remote-store tests and benchmarks.
+#
+#   scripts/radosgw.sh start DIR [PORT]   prints AWS_ENDPOINT_URL=, AWS_ACCESS_KEY_ID=,
+#                                         AWS_SECRET_ACCESS_KEY= lines (eval-able);
+#                                         exits non-zero if it did not come up
+#   scripts/radosgw.sh stop DIR           stops the daemons it started, by their PIDs
+#
+# Installs Debian's radosgw, ceph-mon, ceph-osd when missing. Auth is `none`
+# (loopback only, nothing persists: memstore), so every `ms … mode` must be
+# `crc`: with the default (secure) radosgw fails "get_initial_auth_request
+# returned -13" and exits only after 300 s.
+set -euo pipefail
+cmd=${1:?usage: $0 start|stop DIR [PORT]}
+DIR=${2:?usage: $0 start|stop DIR [PORT]}
+PORT=${3:-7480}
+
+stop() {
+    local f pid pids=()
+    for f in "$DIR"/run/*.pid; do
+        pid=$(cat "$f" 2>/dev/null) || continue
+        pids+=("$pid")
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -f "$DIR"/run/*.pid
+}
+
+if [ "$cmd" = stop ]; then stop; exit 0; fi
+[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2; }
+
+if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v ceph-mon >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd >/dev/null
+fi
+
+stop
+rm -rf "$DIR"
+mkdir -p "$DIR"/{mon,osd,run,log,rgw}
+FSID=$(cat /proc/sys/kernel/random/uuid)
+CONF=$DIR/ceph.conf
+cat >"$CONF" <<CONF
+[global]
+fsid = $FSID
+mon host = 127.0.0.1:6789
+mon initial members = a
+auth cluster required = none
+auth service required = none
+auth client required = none
+auth allow insecure global id reclaim = true
+ms bind ipv4 = true
+ms bind ipv6 = false
+ms client mode = crc
+ms service mode = crc
+ms cluster mode = crc
+ms mon client mode = crc
+ms mon service mode = crc
+ms mon cluster mode = crc
+osd pool default size = 1
+osd pool default min size = 1
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd objectstore = memstore
+memstore device bytes = 4294967296
+log file = $DIR/log/\$name.log
+pid file = $DIR/run/\$name.pid
+run dir = $DIR/run
+admin socket = $DIR/run/\$name.asok
+[mon.a]
+mon data = $DIR/mon
+public addr = 127.0.0.1:6789
+[osd.0]
+osd data = $DIR/osd
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw data = $DIR/rgw
+rgw dns name = 127.0.0.1
+rgw thread pool size = 64
+CONF
+C=(--conf "$CONF")
+monmaptool --create --clobber --fsid "$FSID" --add a 127.0.0.1:6789 "$DIR/monmap" >/dev/null
+ceph-mon "${C[@]}" --mkfs -i a --monmap "$DIR/monmap"
+ceph-mon "${C[@]}" -i a
+OSD_ID=$(ceph "${C[@]}" osd create)
+ceph-osd "${C[@]}" -i "$OSD_ID" --mkfs --osd-uuid "$(cat /proc/sys/kernel/random/uuid)" 2>/dev/null
+ceph-osd "${C[@]}" -i "$OSD_ID" 2>/dev/null
+ceph "${C[@]}" osd crush add "osd.$OSD_ID" 1.0 host=localhost root=default >/dev/null 2>&1 || true
+radosgw "${C[@]}" -n client.rgw.a
+for _ in $(seq 120); do
+    if curl -fs -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null; then
+        radosgw-admin "${C[@]}" user create --uid=deploycache --display-name=deploycache \
+            --access-key=DEPLOYCACHETEST --secret=deploycache-test-secret >/dev/null
+        echo "AWS_ENDPOINT_URL=http://127.0.0.1:$PORT"
+        echo "AWS_ACCESS_KEY_ID=DEPLOYCACHETEST"
+        echo "AWS_SECRET_ACCESS_KEY=deploycache-test-secret"
+        echo "AWS_REGION=us-east-1"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "radosgw did not answer on 127.0.0.1:$PORT within 60 s; logs in $DIR/log" >&2
+tail -5 "$DIR"/log/*.log >&2 || true
+stop
+exit 1
