@@ -42,7 +42,10 @@ with open(sys.argv[1],"rb") as i, gzip.GzipFile(sys.argv[2],"wb",compresslevel=i
     multi) { head -c $((size / 2)) "$IN" | gzip -6; tail -c +$((size / 2 + 1)) "$IN" | gzip -6; } >"$f" ;;
     zeros) { gzip -6 -c <"$IN"; head -c 65536 /dev/zero; } >"$f" ;;
     empty) { gzip -6 -c </dev/null; gzip -6 -c <"$IN"; } >"$f" ;;
-    truncated) gzip -6 -c <"$IN" | head -c $(($(gzip -6 -c <"$IN" | wc -c) * 6 / 10)) >"$f" ;;
+    truncated) # (not gzip | head: gzip's SIGPIPE would fail the pipeline)
+        gzip -6 -c <"$IN" >"$f.whole"
+        head -c $(($(stat -c %s "$f.whole") * 6 / 10)) "$f.whole" >"$f"
+        rm "$f.whole" ;;
     damaged)
         gzip -6 -c <"$IN" >"$f"
         printf '\x5a\xa5\x5a\xa5' | dd of="$f" bs=1 seek=$(($(stat -c %s "$f") * 4 / 10)) conv=notrunc status=none ;;

@@ -3,6 +3,7 @@
 
   table.py producers RESULTS.jsonl   one row per producer
   table.py versions VERSIONS.json    the N-version store estimate
+  table.py full PROBE.json...          one row per whole-image probe
 """
 import json
 import sys
@@ -59,5 +60,24 @@ def versions(path):
             est / r["casync_store_du"]))
 
 
+def full(paths):
+    print("| image | gz | content | chunks | bit-exact rebuild | side data | side / gz | "
+          "analysis (CPU) | rebuild (CPU) | peak RSS analysis / rebuild |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for p in paths:
+        d = json.load(open(p))
+        print("| %s | %s | %s | %d | %s | %s | %.4f %% | %.1f MB/s (%.0f s) | %.1f MB/s (%.0f s) | "
+              "%d / %d MiB |" % (
+                  "/".join(d["file"].split("/")[-2:]), mb(d["bytes"]), mb(d["plain_bytes"]),
+                  sum(m["chunks"] for m in d["members"]), "yes" if d["rebuildable"] else "**no**",
+                  mb(d["side_data_bytes"]), d["side_data_bytes"] * 100 / d["bytes"],
+                  d["analysis_cpu_mb_s_gz"], d["analysis_cpu_s"], d["rebuild_cpu_mb_s_gz"],
+                  d["rebuild_cpu_s"], d["peak_rss_analysis_kib"] // 1024,
+                  d["peak_rss_rebuild_kib"] // 1024))
+
+
 if __name__ == "__main__":
-    {"producers": producers, "versions": versions}[sys.argv[1]](sys.argv[2])
+    if sys.argv[1] == "full":
+        full(sys.argv[2:])
+    else:
+        {"producers": producers, "versions": versions}[sys.argv[1]](sys.argv[2])
