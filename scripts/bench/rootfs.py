@@ -48,6 +48,7 @@ CHANGED_PER_MILLE = 30
 ADDED_PER_MILLE = 10
 KERNEL_VERSION = "4.4.0-98-generic"
 
+
 def update_epoch(u):
     """The mtime of files new or changed in update u (v2's files: 2017-08-13)."""
     return EPOCH_V1 + (u - 1) * UPDATE_DAYS * 86400
