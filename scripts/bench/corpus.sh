@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the benchmark corpus: two versions of a deploy-cache artifact directory.
+# Build the benchmark corpus: versions of a deploy-cache artifact directory.
 #
-#   scripts/bench/corpus.sh OUT_DIR [--scale S]
+#   scripts/bench/corpus.sh OUT_DIR [--scale S] [--versions N]
 #
 # OUT_DIR/v1/ and OUT_DIR/v2/ each hold what one CI fingerprint directory holds:
 #   opnfv-bootstraps-cache.tar          tar of <uuid>/{root.squashfs,vmlinuz,initrd.img,metadata.yaml}
@@ -11,6 +11,9 @@
 # OUT_DIR/v1-raw/ and OUT_DIR/v2-raw/ hold the ext4 image uncompressed
 # (env_1_ubuntu_1404_amd64.img), since gzip hides the similarity between versions.
 # v2 is v1 after a package update (scripts/bench/rootfs.py says what changes).
+# --versions N (default 2, at least 2) builds v1..vN the same way: each is the
+# one before plus another small package update (v3 = v2 + update 3, ...); v1
+# and v2 are the same bytes whatever N is (the gzip dedupe work measures N = 5).
 #
 # Deterministic: the same bytes on every run and machine with the same tool
 # versions (Debian 12: squashfs-tools 4.5.1, e2fsprogs 1.47.0, gzip 1.12, tar 1.34).
@@ -30,7 +33,7 @@ EXT4_UUID=6b1fa7b9-7f43-4c53-9d6a-2f0bfc0f4a11
 EXT4_HASH_SEED=0d1f1a5c-2b7e-4f6c-8a43-9a6c3f1e2d44
 BOOT_UUID=2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f
 
-usage() { echo "usage: $0 OUT_DIR [--scale S]" >&2; exit 2; }
+usage() { echo "usage: $0 OUT_DIR [--scale S] [--versions N]" >&2; exit 2; }
 
 log() { printf '[corpus %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -135,8 +138,8 @@ build_version() {
     python3 "$ROOTFS" root "$root" --version "$v" --scale "$SCALE" >"$OUT/v$v.summary.json"
 
     log "v$v: kernel, initrd"
-    # Same kernel in both versions; the initrd is regenerated on the update
-    # because it carries files of package 0, which v2 changes.
+    # Same kernel in every version; the initrd is regenerated on each update
+    # because it carries files of package 0, which every update changes.
     python3 "$ROOTFS" blob "$WORK/vmlinuz" --size "$(scaled 7000000)" --seed 4044 --kind data
     python3 "$ROOTFS" cpio "$root" "$WORK/initrd-v$v.cpio" lib/modules usr/bin/pkg00000 \
         usr/lib/x86_64-linux-gnu/libpkg00000 usr/share/pkg00000
@@ -204,13 +207,17 @@ main() {
     OUT=$1
     shift
     SCALE=1
+    VERSIONS=2
     while (($#)); do
         case $1 in
         --scale) SCALE=${2:?--scale needs a value}; shift 2 ;;
+        --versions) VERSIONS=${2:?--versions needs a value}; shift 2 ;;
         *) usage ;;
         esac
     done
     awk -v s="$SCALE" 'BEGIN { exit !(s > 0) }' || { echo "corpus.sh: bad --scale $SCALE" >&2; exit 2; }
+    [[ $VERSIONS =~ ^[0-9]+$ ]] && ((VERSIONS >= 2)) ||
+        { echo "corpus.sh: bad --versions $VERSIONS (a whole number, at least 2)" >&2; exit 2; }
     ensure_tools
     # Ext4 image: 512 MiB at scale 1 (the root is ~400 MB). Never under 32 MiB:
     # below that the journal and inode tables would crowd out a tiny root.
@@ -218,18 +225,21 @@ main() {
     BOOT_MIB=$(mib_at_least "$(scaled 50331648)" 8)
     mkdir -p "$OUT"
     OUT=$(realpath "$OUT")
-    rm -rf "$OUT/v1" "$OUT/v2" "$OUT/v1-raw" "$OUT/v2-raw" "$OUT/.work"
+    local v dirs=()
+    for ((v = 1; v <= VERSIONS; v++)); do dirs+=("v$v" "v$v-raw"); done
+    (cd "$OUT" && rm -rf "${dirs[@]}" .work)
     WORK="$OUT/.work"
     mkdir -p "$WORK"
     write_mke2fs_conf "$WORK/mke2fs.conf"
-    build_version 1
-    build_version 2
+    for ((v = 1; v <= VERSIONS; v++)); do build_version "$v"; done
     rm -rf "$WORK"
-    (cd "$OUT" && find v1 v2 v1-raw v2-raw -type f -printf '%s %p\n' | LC_ALL=C sort -k2 |
+    # Sorted by path, so for N = 2 the MANIFEST is the one two-version runs wrote.
+    (cd "$OUT" && find "${dirs[@]}" -type f -printf '%s %p\n' | LC_ALL=C sort -k2 |
         while read -r size path; do
             printf '%s %12d %s\n' "$(sha256sum <"$path" | cut -d' ' -f1)" "$size" "$path"
         done) >"$OUT/MANIFEST"
     echo "scale $SCALE" >>"$OUT/MANIFEST"
+    ((VERSIONS == 2)) || echo "versions $VERSIONS" >>"$OUT/MANIFEST"
     log "done: $OUT"
     cat "$OUT/MANIFEST" >&2
 }

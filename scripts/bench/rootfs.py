@@ -17,14 +17,17 @@ What it models (see BENCHMARKS.md, "Corpus"):
   * version 2 is a package update: ~3% of packages bumped (text files get a few
     lines inserted, half the ELF files are spliced at a few places as after a
     small patch and half fully rebuilt, compressed files are replaced), ~1% new
-    packages, one package removed, dpkg status rewritten.
+    packages, one package removed, dpkg status rewritten;
+  * version V > 2 is version V-1 plus one more such update, with its own draws
+    (v1 and v2 are the same bytes as before versions 3+ existed).
 
 Only integer operations of CPython's Mersenne Twister drive every decision
 (randrange, getrandbits, randbytes, choices without weights), so the output does
 not depend on the platform's libm. Needs Python >= 3.9 (random.randbytes).
 
 Subcommands:
-  root DIR --version V --scale S   write the root tree; print a JSON summary
+  root DIR --version V --scale S   write the root tree; print a JSON summary (of the
+                                   last update: what changed from version V-1)
   blob FILE --size N --seed X --kind {elf,text,data}
   cpio DIR FILE PREFIX...          newc cpio of DIR's files under PREFIXes (sorted, uid/gid 0)
   key FILE --seed X                a fake (unusable) OpenSSH key pair: FILE and FILE.pub
@@ -38,12 +41,18 @@ import random
 import sys
 
 EPOCH_V1 = 1500000000  # 2017-07-14: all v1 files carry this mtime
-EPOCH_V2 = EPOCH_V1 + 30 * 86400  # files new or changed in v2
+UPDATE_DAYS = 30  # files new or changed in update u carry EPOCH_V1 + (u - 1) * 30 days
 ROOT_BYTES_AT_SCALE_1 = 400 * 1000 * 1000  # with the modules ~440 MB: fits 512 MiB of ext4
 MODULES_BYTES_AT_SCALE_1 = 40 * 1000 * 1000
 CHANGED_PER_MILLE = 30
 ADDED_PER_MILLE = 10
 KERNEL_VERSION = "4.4.0-98-generic"
+
+
+def update_epoch(u):
+    """The mtime of files new or changed in update u (v2's files: 2017-08-13)."""
+    return EPOCH_V1 + (u - 1) * UPDATE_DAYS * 86400
+
 
 # --- byte generators ---------------------------------------------------------
 
@@ -192,57 +201,75 @@ def build_root(root, version, scale, seed):
         plans.append(plan)
         total += sum(size for _, size, _ in plan[1])
     n = len(plans)
-    choose = random.Random(seed ^ 0xC4A)
-    order = list(range(n))
-    choose.shuffle(order)
     n_changed = max(1, n * CHANGED_PER_MILLE // 1000)
     n_added = max(1, n * ADDED_PER_MILLE // 1000)
-    changed = set(order[:n_changed])
-    removed = {order[n_changed]}
-    changed.add(0)  # package 0 feeds the initrd: an update regenerates it
-    added = [package_plan(seed, 1_000_000 + i) for i in range(n_added)]
+    # Update u (u = 2..version) turns v(u-1) into vu: it bumps n_changed of the
+    # original packages, removes one and adds n_added. Update 2's draws are the
+    # ones v2 always had (v1 and v2 keep their bytes); later updates draw from
+    # their own seeds and apply on top of the earlier ones, so v3 is v2 plus a
+    # small update, and so on.
+    updates = []  # (u, changed, removed index, added plans)
+    gone = set()
+    for u in range(2, version + 1):
+        choose = random.Random(seed ^ 0xC4A if u == 2 else (seed ^ 0xC4A) * 1_000_003 + u)
+        order = list(range(n))
+        choose.shuffle(order)
+        changed = set(order[:n_changed])
+        removed = order[n_changed] if u == 2 else next(
+            i for i in order[n_changed:] if i != 0 and i not in gone)
+        gone.add(removed)
+        changed.add(0)  # package 0 feeds the initrd: an update regenerates it
+        added = [package_plan(seed, 1_000_000 * (u - 1) + i) for i in range(n_added)]
+        updates.append((u, changed, removed, added))
+    last = updates[-1][0] if updates else 1
 
     summary = {"version": version, "packages": 0, "files": 0, "bytes": 0,
                "changed_packages": 0, "added_packages": 0, "removed_packages": 0,
                "changed_files": 0}
     status_lines = []
 
-    def emit(plan, is_changed, mtime):
+    def emit(plan, bumps, mtime):
+        """Write a package; bumps: the updates (u) that changed it, in order."""
         name, files, pseed = plan
         rng = random.Random(pseed)
-        crng = random.Random(pseed ^ 0xB0B)  # the update's own decisions
+        # Each update's own decisions (update 2's seed is the one v2 always used).
+        crngs = {u: random.Random(pseed ^ 0xB0B if u == 2 else (pseed ^ 0xB0B) * 1_000_003 + u)
+                 for u in bumps}
         for kind, size, rel in files:
             data = make_bytes(kind, rng, size, snippets)
             fmtime = mtime
-            if is_changed:
+            for u in bumps:
+                crng = crngs[u]
                 if kind == "data" or (kind == "elf" and crng.getrandbits(1)):
                     data = make_bytes(kind, crng, size + crng.randrange(-size // 8, size // 8 + 1),
                                       snippets)
                 else:
                     data = splice(crng, data, kind, snippets)
-                fmtime = EPOCH_V2
-                summary["changed_files"] += 1
+                fmtime = update_epoch(u)
+                if u == last:
+                    summary["changed_files"] += 1
             mode = 0o755 if rel.startswith("usr/bin/") else 0o644
             write_file(root, rel, data, mode, fmtime)
             summary["files"] += 1
             summary["bytes"] += len(data)
-        ver = "1.%d-%dubuntu%d" % (pseed % 9, pseed % 5, 2 if is_changed else 1)
+        ver = "1.%d-%dubuntu%d" % (pseed % 9, pseed % 5, 1 + len(bumps))
         status_lines.append("Package: %s\nStatus: install ok installed\nVersion: %s\n"
                             "Architecture: amd64\nInstalled-Size: %d\n"
                             % (name, ver, sum(s for _, s, _ in files) // 1024))
         summary["packages"] += 1
 
     for i, plan in enumerate(plans):
-        if version == 2 and i in removed:
-            summary["removed_packages"] += 1
+        if i in gone:
+            summary["removed_packages"] += any(u == last and r == i for u, _, r, _ in updates)
             continue
-        is_changed = version == 2 and i in changed
-        summary["changed_packages"] += is_changed
-        emit(plan, is_changed, EPOCH_V1)
+        bumps = [u for u, changed, _, _ in updates if i in changed]
+        summary["changed_packages"] += last in bumps
+        emit(plan, bumps, EPOCH_V1)
         # New packages sort between existing ones, as new names do in a real root.
-        if version == 2 and i * n_added // n != (i + 1) * n_added // n:
-            emit(added[i * n_added // n], False, EPOCH_V2)
-            summary["added_packages"] += 1
+        if i * n_added // n != (i + 1) * n_added // n:
+            for u, _, _, added in updates:
+                emit(added[i * n_added // n], [], update_epoch(u))
+                summary["added_packages"] += u == last
 
     # Kernel modules: identical in both versions (same kernel), feed the initrd.
     mrng = random.Random(seed ^ 0x30D)
@@ -259,7 +286,7 @@ def build_root(root, version, scale, seed):
 
     status = "\n".join(status_lines).encode()
     write_file(root, "var/lib/dpkg/status", status, 0o644,
-               EPOCH_V2 if version == 2 else EPOCH_V1)
+               update_epoch(version))
     for rel, body in (("etc/hostname", b"bootstrap\n"),
                       ("etc/os-release", b'NAME="Ubuntu"\nVERSION="14.04.5 LTS, Trusty Tahr"\n')):
         write_file(root, rel, body, 0o644, EPOCH_V1)
@@ -332,7 +359,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("root")
     r.add_argument("dir")
-    r.add_argument("--version", type=int, choices=(1, 2), required=True)
+    r.add_argument("--version", type=int, required=True,
+                   help="1: the base; V > 1: V-1 successive package updates of it")
     r.add_argument("--scale", type=float, default=1.0)
     r.add_argument("--seed", type=int, default=20171)
     b = sub.add_parser("blob")
