@@ -251,6 +251,9 @@ impl Store {
                 }
             }
             left = &left[n.max(1)..];
+            if !left.is_empty() {
+                std::thread::sleep(super::YIELD);
+            }
         }
         pause();
         let mut left = drop;
@@ -272,6 +275,9 @@ impl Store {
             all.dropped.extend(part.dropped);
             all.kept.extend(part.kept);
             left = &left[n..];
+            if !left.is_empty() {
+                std::thread::sleep(super::YIELD);
+            }
         }
         Ok(all)
     }
