@@ -155,7 +155,8 @@ fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
 
 /// Delete an artifact and its files, as [`delete_file`] on each file does,
 /// in four statements whatever its number of files: gc evicts artifacts of
-/// hundreds of files, and three statements per file took 3 times as long.
+/// hundreds of files, and three statements per file cost most of an
+/// eviction (BENCHMARKS.md, "gc at scale").
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE chunks SET refs = refs - d.n

@@ -115,8 +115,8 @@ impl Index {
     /// (SQLite's default 2 MB spilled and re-read them), and statement
     /// journals in memory: a statement deleting thousands of rows keeps
     /// the pages it changes in a statement journal, and with temp files
-    /// these went to `/var/tmp` one page per `pwrite` (431,734 of them for
-    /// 523 evictions). Returns the previous cache setting, for
+    /// these went to `/var/tmp` one page per `pwrite` (BENCHMARKS.md, "gc
+    /// at scale"). Returns the previous cache setting, for
     /// [`Index::restore_cache`].
     pub fn bulk_settings(&mut self, cache_kib: u64) -> Result<i64> {
         let old: i64 = self

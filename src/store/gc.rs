@@ -88,8 +88,8 @@ const TX_BUDGET: Duration = Duration::from_millis(200);
 /// What gc waits between two of those transactions: longer than a writer
 /// waiting for the index sleeps between two tries (the busy handler's 10
 /// ms), so that the writer finds the index (or `gc.lock`) free at its next
-/// try instead of behind gc's next transaction. Without it a writer's
-/// file open waited 1.4 s behind several transactions in a row.
+/// try instead of behind gc's next transaction (without it, a writer
+/// waited behind several in a row: BENCHMARKS.md, "gc at scale").
 const YIELD: Duration = Duration::from_millis(12);
 
 /// The index's page cache while gc runs (KiB): all the pages a batch of
@@ -190,7 +190,7 @@ impl Store {
     /// The figures of a run's outcome, as a snapshot would give them
     /// (`Snapshot::reclaimable_bytes`, `size_after_reclaim`) but from the
     /// chunk rows alone: who holds each chunk is not needed any more, and
-    /// gathering it again took a tenth of a run.
+    /// gathering it again is the costliest read of the plan.
     fn sizes_after(&self, out: &mut GcOutcome) -> Result<()> {
         let pack_list = self.core.packs.list()?;
         let (live, manifests) = {
