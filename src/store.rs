@@ -265,18 +265,24 @@ impl Store {
         let packs = self.core.packs.list()?;
         let pack_files = packs.len() as u64;
         let pack_bytes = packs.iter().map(|p| p.size).sum();
-        let mut index_bytes = 0;
-        for f in ["index.sqlite", "index.sqlite-wal"] {
-            index_bytes += fs::metadata(self.core.root.join(f))
-                .map(|m| m.len())
-                .unwrap_or(0);
-        }
         Ok(Stats {
             totals,
             pack_files,
             pack_bytes,
-            index_bytes,
+            index_bytes: self.index_bytes(),
         })
+    }
+
+    /// The index's bytes on disk, its WAL included.
+    pub(crate) fn index_bytes(&self) -> u64 {
+        ["index.sqlite", "index.sqlite-wal"]
+            .iter()
+            .map(|f| {
+                fs::metadata(self.core.root.join(f))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 }
 

@@ -2,7 +2,7 @@
 # gc at scale: a store of >= 1,000 artifacts and >= 200,000 chunks (small
 # distinct files, plus one file every artifact shares), then
 #   - `stats` and `ls --json` (issue 13: each under 1 s);
-#   - `gc --max-size <half the store>` (issue 13: evicting half in under 5 s
+#   - `gc --max-size <the index + half the packs>` (issue 13: evicting half in under 5 s
 #     plus the rewrite of the packs it compacts, whose MB/s is set against a
 #     plain `cp` of the same bytes);
 #   - the longest stall gc causes a concurrent scp-like writer on the mounted
@@ -85,19 +85,23 @@ t_stats=$(secs "$BIN" --store "$STORE" stats)
 t_stats_json=$(secs "$BIN" --store "$STORE" stats --json)
 t_ls=$(secs "$BIN" --store "$STORE" ls --json)
 
-# writer MNT STOP PREFIX: files of 32 MiB in 1 MiB writes, each write and
-# each close timed, until the stop file appears; prints the largest of each.
+# writer MNT STOP PREFIX: files of 32 MiB in 1 MiB writes, each open
+# (mkdir + create), write and close timed, until the stop file appears;
+# prints the largest of each (a writer can wait for gc at any of them:
+# gc.lock when its file starts, the index when it commits).
 writer() {
     python3 - "$1" "$2" "$3" <<'EOF'
 import os, sys, time
 mnt, stop, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 block = os.urandom(1 << 20)
-worst_write = worst_close = 0.0
+worst_open = worst_write = worst_close = 0.0
 n = 0
 while not os.path.exists(stop) or n == 0:
+    t = time.monotonic()
     d = os.path.join(mnt, "%s-%06d" % (prefix, n))
     os.mkdir(d)
     fd = os.open(os.path.join(d, "blob"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    worst_open = max(worst_open, time.monotonic() - t)
     for i in range(32):
         t = time.monotonic()
         os.write(fd, block[:-8] + i.to_bytes(4, "little") + n.to_bytes(4, "little"))
@@ -107,7 +111,7 @@ while not os.path.exists(stop) or n == 0:
     os.close(fd)
     worst_close = max(worst_close, time.monotonic() - t)
     n += 1
-print("%.3f %.3f %d" % (worst_write, worst_close, n))
+print("%.3f %.3f %.3f %d" % (worst_open, worst_write, worst_close, n))
 EOF
 }
 
@@ -120,35 +124,41 @@ writer "$MNT" "$DIR/stop" alone >"$DIR/writer-alone.out" &
 sleep 8
 touch "$DIR/stop"
 wait
-read -r base_write base_close base_files <"$DIR/writer-alone.out"
+read -r base_open base_write base_close base_files <"$DIR/writer-alone.out"
 
-# Half of the store as it is now, the writer's files included.
+# Half of the store: its index, which evictions do not shrink (SQLite
+# keeps freed pages), and half of its packs, the writer's files included.
+# (Half of packs + index asked gc to evict nearly every artifact, the
+# index being a third of the store.)
 half=$("$BIN" --store "$STORE" stats --json | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print((s["stored_bytes"] + s["index_bytes"]) // 2)')
+print(s["index_bytes"] + s["stored_bytes"] // 2)')
 log "gc --max-size $half with the writer running"
 rm -f "$DIR/stop"
 writer "$MNT" "$DIR/stop" during-gc >"$DIR/writer-gc.out" &
 sleep 2
-t_gc=$(secs "$BIN" --store "$STORE" gc --max-size "$half" --json)
+# Phase durations (DEPLOYCACHE_GC_TRACE) go to gc.trace.
+t_gc=$(secs env DEPLOYCACHE_GC_TRACE=1 "$BIN" --store "$STORE" gc --max-size "$half" --json 2>"$DIR/gc.trace")
 cp "$DIR/last.out" "$DIR/gc.json"
 sleep 2
 touch "$DIR/stop"
 wait
-read -r gc_write gc_close gc_files <"$DIR/writer-gc.out"
+read -r gc_open gc_write gc_close gc_files <"$DIR/writer-gc.out"
 fusermount3 -u "$MNT"
 trap - EXIT
 
 # What gc did, and the live bytes it copied out of the packs it compacted,
 # in how long, and how long it held gc.lock exclusively (result.packs, when
 # this build compacts; -1 when it does not).
-read -r evicted freed rewritten copy_s lock_s < <(python3 -c '
+read -r evicted freed rewritten copy_s lock_s evict_s < <(python3 -c '
 import json, sys
 g = json.load(open(sys.argv[1]))["result"] or {}
 p = g.get("packs") or {}
 print(len(g.get("evicted", [])), g.get("freed_on_disk", 0), p.get("bytes_copied", -1),
-      p.get("copy_seconds", -1), p.get("lock_seconds", -1))' "$DIR/gc.json")
+      p.get("copy_seconds", -1), p.get("lock_seconds", -1), g.get("evict_seconds", -1))' "$DIR/gc.json")
+# The issue's target is the run less the rewrite (the copy of live chunks).
+t_gc_less=$(awk -v t="$t_gc" -v c="$copy_s" 'BEGIN { if (c < 0) c = 0; printf "%.3f", t - c }')
 
 # cp of the same bytes (or, when gc rewrote nothing, of packs as large as
 # half the store).
@@ -179,10 +189,10 @@ fi
     echo "| --- | --- | --- |"
     echo "| \`stats\` | ${t_stats} s (\`--json\`: ${t_stats_json} s) | < 1 s |"
     echo "| \`ls --json\` | ${t_ls} s | < 1 s |"
-    echo "| \`gc --max-size\` half the store ($(mib "$half") MiB) | ${t_gc} s: evicted $evicted artifacts, freed $(mib "$freed") MiB on disk | < 5 s + rewrite |"
+    echo "| \`gc --max-size\` the index + half the packs ($(mib "$half") MiB) | ${t_gc} s (${t_gc_less} s less the rewrite; evictions ${evict_s} s): evicted $evicted artifacts, freed $(mib "$freed") MiB on disk | < 5 s + rewrite |"
     echo "| pack rewrite | $rewrite | MB/s vs cp |"
     echo "| \`cp\` of $(mib "$cp_done") MiB of packs (+ sync) | ${t_cp} s, $(mbs "$cp_done" "$t_cp") MB/s | |"
-    echo "| writer's longest 1 MiB write / close, gc running | ${gc_write} s / ${gc_close} s ($gc_files files of 32 MiB) | say it |"
-    echo "| the same, writer alone | ${base_write} s / ${base_close} s ($base_files files) | |"
+    echo "| writer's longest open / 1 MiB write / close, gc running | ${gc_open} s / ${gc_write} s / ${gc_close} s ($gc_files files of 32 MiB) | say it |"
+    echo "| the same, writer alone | ${base_open} s / ${base_write} s / ${base_close} s ($base_files files) | |"
 } >"$OUT"
 log "done"

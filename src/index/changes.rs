@@ -141,25 +141,39 @@ fn delete_pending(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
 }
 
 fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE chunks SET refs = refs - (SELECT count(*) FROM file_chunks fc WHERE fc.file = ?1 AND fc.chunk = chunks.id)
          WHERE id IN (SELECT chunk FROM file_chunks WHERE file = ?1)",
-        [fid],
-    )?;
-    tx.execute("DELETE FROM file_chunks WHERE file = ?1", [fid])?;
-    tx.execute("DELETE FROM files WHERE id = ?1", [fid])?;
+    )?
+    .execute([fid])?;
+    tx.prepare_cached("DELETE FROM file_chunks WHERE file = ?1")?
+        .execute([fid])?;
+    tx.prepare_cached("DELETE FROM files WHERE id = ?1")?
+        .execute([fid])?;
     Ok(())
 }
 
+/// Delete an artifact and its files, as [`delete_file`] on each file does,
+/// in four statements whatever its number of files: gc evicts artifacts of
+/// hundreds of files, and three statements per file cost most of an
+/// eviction (BENCHMARKS.md, "gc at scale").
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
-    let fids: Vec<i64> = tx
-        .prepare_cached("SELECT id FROM files WHERE artifact = ?1")?
-        .query_map([aid], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for fid in fids {
-        delete_file(tx, fid)?;
-    }
-    tx.execute("DELETE FROM artifacts WHERE id = ?1", [aid])?;
+    tx.prepare_cached(
+        "UPDATE chunks SET refs = refs - d.n
+         FROM (SELECT fc.chunk AS chunk, count(*) AS n
+               FROM files f JOIN file_chunks fc ON fc.file = f.id
+               WHERE f.artifact = ?1 GROUP BY fc.chunk) AS d
+         WHERE chunks.id = d.chunk",
+    )?
+    .execute([aid])?;
+    tx.prepare_cached(
+        "DELETE FROM file_chunks WHERE file IN (SELECT id FROM files WHERE artifact = ?1)",
+    )?
+    .execute([aid])?;
+    tx.prepare_cached("DELETE FROM files WHERE artifact = ?1")?
+        .execute([aid])?;
+    tx.prepare_cached("DELETE FROM artifacts WHERE id = ?1")?
+        .execute([aid])?;
     Ok(())
 }
 
@@ -520,3 +534,6 @@ impl NewFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,12 +6,18 @@
 //! The switch is not a change of any artifact, so it writes no manifest
 //! record: a rebuild finds each chunk where a scan of the packs finds it.
 
+use std::time::{Duration, Instant};
+
 use rusqlite::{params, TransactionBehavior};
 
 use super::{chunk_id_at, location_from, Index, Sql};
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::pack::{Location, PackName};
+
+/// Dead chunk rows [`Index::drop_dead`] deletes between two looks at the
+/// clock.
+const DEAD_ROWS_PER_STEP: i64 = 512;
 
 /// A `packs` row and how many chunk rows point into it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,19 +91,25 @@ impl Index {
         )
     }
 
-    /// Point each moved chunk still where gc copied it from at its copy,
-    /// in one transaction. Needs no `gc.lock`: a chunk is readable at both
-    /// places until its old pack is unlinked, and a writer referencing it
-    /// meanwhile references its id, not its place. A copy nothing points
-    /// at (another gc moved the chunk first) gets no `packs` row; the
-    /// caller deletes it.
-    pub fn repoint(&mut self, moves: &[Move]) -> Result<Switched> {
+    /// Point moved chunks still where gc copied them from at their copies,
+    /// from the front of `moves`, in one transaction that ends once it
+    /// has run for `budget` (one move at least), so that a writer waits
+    /// for the index about that long: returns how many moves it handled.
+    /// Needs no `gc.lock`: a chunk is readable at both places until its
+    /// old pack is unlinked, and a writer referencing it meanwhile
+    /// references its id, not its place. A copy nothing points at after
+    /// the transaction (another gc moved the chunk first) keeps no `packs`
+    /// row; `used_copies` lists those that have one, and the caller
+    /// deletes the others.
+    pub fn repoint(&mut self, moves: &[Move], budget: Duration) -> Result<(usize, Switched)> {
         let p = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql(&p)?;
         let mut out = Switched::default();
+        let started = Instant::now();
+        let mut handled = 0;
         {
             let mut new_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")
@@ -113,6 +125,12 @@ impl Index {
                 .sql(&p)?;
             let mut ids: Vec<(PackName, i64)> = Vec::new();
             for m in moves {
+                // Checked every 256 moves: a clock read per row would cost
+                // more than the rows.
+                if handled % 256 == 0 && handled > 0 && started.elapsed() >= budget {
+                    break;
+                }
+                handled += 1;
                 let to = match ids.iter().find(|(n, _)| *n == m.to.pack) {
                     Some((_, id)) => *id,
                     None => {
@@ -149,25 +167,37 @@ impl Index {
             out.used_copies = used;
         }
         tx.commit().sql(&p)?;
-        Ok(out)
+        Ok((handled, out))
     }
 
-    /// The switch proper, in one transaction; the caller holds `gc.lock`
-    /// exclusively, so no writer is between finding a chunk and committing
-    /// a reference to it: for each pack of `drop`, its unreferenced chunk
+    /// The switch proper, for the packs at the front of `drop`, in one
+    /// transaction that ends once it has run for `budget`; the caller holds
+    /// `gc.lock` exclusively, so no writer is between finding a chunk and
+    /// committing a reference to it. For each pack, its unreferenced chunk
     /// rows are deleted and, when no chunk row is left in it, its `packs`
-    /// row too. A pack with a chunk referenced since the copy (a writer
-    /// found it meanwhile) keeps that chunk, its row and its file.
-    pub fn drop_dead(&mut self, drop: &[(i64, PackName)]) -> Result<Switched> {
+    /// row too; a pack with a chunk referenced since the copy (a writer
+    /// found it meanwhile) keeps that chunk, its row and its file. Returns
+    /// how many packs of `drop` it finished: the first of the others may
+    /// have lost some of its dead rows, and the next call goes on with it.
+    pub fn drop_dead(
+        &mut self,
+        drop: &[(i64, PackName)],
+        budget: Duration,
+    ) -> Result<(usize, Switched)> {
         let p = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql(&p)?;
         let mut out = Switched::default();
+        let started = Instant::now();
+        let mut finished = 0;
         {
             let mut dead = tx
-                .prepare_cached("DELETE FROM chunks WHERE pack = ?1 AND refs <= 0")
+                .prepare_cached(
+                    "DELETE FROM chunks WHERE id IN
+                       (SELECT id FROM chunks WHERE pack = ?1 AND refs <= 0 LIMIT ?2)",
+                )
                 .sql(&p)?;
             let mut left = tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)")
@@ -175,17 +205,30 @@ impl Index {
             let mut gone = tx
                 .prepare_cached("DELETE FROM packs WHERE id = ?1")
                 .sql(&p)?;
-            for (id, name) in drop {
-                out.deleted_rows += dead.execute([id]).sql(&p)? as u64;
+            'packs: for (id, name) in drop {
+                loop {
+                    if started.elapsed() >= budget && (finished > 0 || out.deleted_rows > 0) {
+                        break 'packs;
+                    }
+                    let n = dead.execute(params![id, DEAD_ROWS_PER_STEP]).sql(&p)?;
+                    out.deleted_rows += n as u64;
+                    if (n as i64) < DEAD_ROWS_PER_STEP {
+                        break;
+                    }
+                }
                 if left.query_row([id], |r| r.get::<_, bool>(0)).sql(&p)? {
                     out.kept.push(*name);
                 } else {
                     gone.execute([id]).sql(&p)?;
                     out.dropped.push(*name);
                 }
+                finished += 1;
             }
         }
         tx.commit().sql(&p)?;
-        Ok(out)
+        Ok((finished, out))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,8 @@
 //! the mark later, voids the seqs such a batch may have used
 //! ([`Index::void_next`]).
 
+use std::time::{Duration, Instant};
+
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::changes::{apply_change, journal_seq, set_journal_seq};
@@ -31,11 +33,15 @@ pub struct Evict {
 }
 
 impl Index {
-    /// Evict `batch` in one transaction: each artifact only if it is still
-    /// the row planned for, not used since and with no file being written
-    /// (as [`Index::evict_artifact`]). Returns, per artifact, whether it
-    /// was evicted.
-    pub fn evict_batch(&mut self, batch: &[Evict]) -> Result<Vec<bool>> {
+    /// Evict a batch from the front of `batch` in one transaction: each
+    /// artifact only if it is still the row planned for, not used since
+    /// and with no file being written (as [`Index::evict_artifact`]).
+    /// The batch ends once the transaction has run for `budget` (one
+    /// artifact at least), so that a writer waiting for the index waits
+    /// about that long whatever the artifacts hold. Returns, per artifact
+    /// of the batch, whether it was evicted: the rest of `batch` is left
+    /// for the next call.
+    pub fn evict_batch(&mut self, batch: &[Evict], budget: Duration) -> Result<Vec<bool>> {
         let path = self.path.clone();
         let Some(journal) = self.journal.as_mut() else {
             return Err(Error::Index {
@@ -53,7 +59,11 @@ impl Index {
             let mut seq = first;
             let mut done = Vec::with_capacity(batch.len());
             let mut packs: Vec<PackName> = Vec::new();
+            let started = Instant::now();
             for e in batch {
+                if !done.is_empty() && started.elapsed() >= budget {
+                    break;
+                }
                 let check =
                     |c: &Connection| unchanged(c, &e.ns, &e.name, e.id, Some(e.last_access));
                 if !check(&tx).sql(&path)? {
@@ -97,6 +107,35 @@ impl Index {
         })();
         journal.release();
         res
+    }
+
+    /// Settings for gc's bulk work on this connection: a page cache of
+    /// `cache_kib` KiB, so that a batch touching a page of every index
+    /// keeps it dirty in memory and writes it to the WAL once, at commit
+    /// (SQLite's default 2 MB spilled and re-read them), and statement
+    /// journals in memory: a statement deleting thousands of rows keeps
+    /// the pages it changes in a statement journal, and with temp files
+    /// these went to `/var/tmp` one page per `pwrite` (BENCHMARKS.md, "gc
+    /// at scale"). Returns the previous cache setting, for
+    /// [`Index::restore_cache`].
+    pub fn bulk_settings(&mut self, cache_kib: u64) -> Result<i64> {
+        let old: i64 = self
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .sql(&self.path)?;
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = MEMORY"
+            ))
+            .sql(&self.path)?;
+        Ok(old)
+    }
+
+    /// Give back the page cache [`Index::bulk_settings`] took.
+    pub fn restore_cache(&mut self, old: i64) {
+        let _ = self
+            .conn
+            .execute_batch(&format!("PRAGMA cache_size = {old}"));
     }
 
     /// Void the next `n` seqs: write a void record for each seq after the

@@ -214,6 +214,20 @@ impl Index {
         Ok(h)
     }
 
+    /// Bytes the referenced chunks take in packs (payloads and record
+    /// headers): what `Snapshot::live_bytes` adds up, from the chunk rows
+    /// alone (one pass over them, no reference read).
+    pub fn live_chunk_bytes(&self) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(stored_len), 0) + ?1 * count(*) FROM chunks WHERE refs > 0",
+                [RECORD_HEADER_LEN as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v as u64)
+            .sql(&self.path)
+    }
+
     /// Packs the index names that hold no chunk: those of manifest records
     /// (a process writes its records to a pack of its own).
     pub fn manifest_packs(&self) -> Result<Vec<PackName>> {

@@ -11,23 +11,29 @@
 //! Evictions are the same recorded change as `rm` (and each expiry as
 //! `rm --quarantine NAME`), made only if, inside their transaction, the
 //! artifact is still the one planned for, not used since, and has no file
-//! being written through a mount; they go in batches of `EVICT_BATCH`
-//! per transaction (`index::evict`). Then the packs: see `compact`.
+//! being written through a mount; they go in batches of up to
+//! `EVICT_BATCH` per transaction, a batch ending after `TX_BUDGET`
+//! (`index::evict`). Then the packs: see `compact`.
 //!
 //! Safe while mounted: a reader with a file open keeps reading it where
 //! its chunks were moved (looked up again); of an evicted artifact, for as
 //! long as its process keeps the packs open (`pack::open_packs`); a
-//! writer waits for gc at most one batch of evictions (the index's write
-//! lock) or the switch (`gc.lock`), each one index transaction.
+//! writer waits for gc at most one of its transactions (a batch of
+//! evictions, for the index's write lock, or a part of the switch, for
+//! `gc.lock`): about `TX_BUDGET` and that transaction's commit.
+//!
+//! `DEPLOYCACHE_GC_TRACE=1` logs how long each phase took (`trace`).
 
 mod compact;
 pub mod plan;
 pub mod policy;
 pub mod reclaim;
+pub(crate) mod trace;
 
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::{IoContext, Result};
 use crate::index::Evict;
@@ -68,9 +74,28 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// Artifacts evicted per index transaction: a few fsyncs for hundreds of
-/// evictions, and a writer waits for the index at most one batch.
+/// Artifacts evicted per index transaction at most: a few fsyncs for
+/// hundreds of evictions, and a writer waits for the index at most one
+/// batch.
 const EVICT_BATCH: usize = 64;
+
+/// Each index transaction of gc a writer can wait for (a batch of
+/// evictions, a part of the switch) ends once it has run this long, so
+/// that a writer waits for gc about this long plus that transaction's
+/// commit, however many files the artifacts hold and rows the packs have.
+const TX_BUDGET: Duration = Duration::from_millis(200);
+
+/// What gc waits between two of those transactions: longer than a writer
+/// waiting for the index sleeps between two tries (the busy handler's 10
+/// ms), so that the writer finds the index (or `gc.lock`) free at its next
+/// try instead of behind gc's next transaction (without it, a writer
+/// waited behind several in a row: BENCHMARKS.md, "gc at scale").
+const YIELD: Duration = Duration::from_millis(12);
+
+/// The index's page cache while gc runs (KiB): all the pages a batch of
+/// evictions or a switch changes, for an index of a few hundred thousand
+/// chunks (see `Index::bulk_settings`).
+const GC_CACHE_KIB: u64 = 64 * 1024;
 
 /// Marks an eviction batch in progress; see `index::evict`.
 const BATCH_MARK: &str = "gc.batch";
@@ -107,11 +132,15 @@ impl Store {
     /// One consistent view of what gc decides on: the artifacts and who
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
-        self.gc_snapshot_with(&self.stats()?)
+        self.snapshot_at(self.index_bytes())
     }
 
     /// [`Store::gc_snapshot`], with the size on disk from `st`.
     pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
+        self.snapshot_at(st.index_bytes)
+    }
+
+    fn snapshot_at(&self, index_bytes: u64) -> Result<Snapshot> {
         // Listed before the read: a pack committed in between is in both,
         // one created after is not listed (and is no orphan of this plan).
         let pack_list = self.core.packs.list()?;
@@ -120,8 +149,8 @@ impl Store {
             ix.begin_read()?;
             let res = (|| {
                 Ok((
-                    ix.gc_artifacts()?,
-                    ix.chunk_holders()?,
+                    trace::time("snapshot: artifacts", || ix.gc_artifacts())?,
+                    trace::time("snapshot: chunk holders", || ix.chunk_holders())?,
                     ix.manifest_packs()?,
                     ix.pack_rows()?,
                 ))
@@ -131,20 +160,13 @@ impl Store {
             end?;
             res
         };
-        let (mut manifest_packs, mut manifest_bytes) = (0, 0);
-        for p in manifests {
-            // A pack gone meanwhile (an orphan sweep) holds nothing.
-            if let Ok(size) = self.core.packs.size(p) {
-                manifest_packs += 1;
-                manifest_bytes += size;
-            }
-        }
+        let (manifest_packs, manifest_bytes) = self.sizes_of(manifests);
         Ok(Snapshot {
             artifacts,
             holders,
             pack_files: pack_list.len() as u64,
             pack_bytes: pack_list.iter().map(|p| p.size).sum(),
-            index_bytes: st.index_bytes,
+            index_bytes,
             manifest_packs,
             manifest_bytes,
             pack_rows,
@@ -152,19 +174,68 @@ impl Store {
         })
     }
 
+    /// How many of `packs` are there, and their bytes (a pack gone
+    /// meanwhile, to an orphan sweep, holds nothing).
+    fn sizes_of(&self, packs: Vec<crate::pack::PackName>) -> (u64, u64) {
+        let (mut n, mut bytes) = (0, 0);
+        for p in packs {
+            if let Ok(size) = self.core.packs.size(p) {
+                n += 1;
+                bytes += size;
+            }
+        }
+        (n, bytes)
+    }
+
+    /// The figures of a run's outcome, as a snapshot would give them
+    /// (`Snapshot::reclaimable_bytes`, `size_after_reclaim`) but from the
+    /// chunk rows alone: who holds each chunk is not needed any more, and
+    /// gathering it again is the costliest read of the plan.
+    fn sizes_after(&self, out: &mut GcOutcome) -> Result<()> {
+        let pack_list = self.core.packs.list()?;
+        let (live, manifests) = {
+            let ix = self.index();
+            ix.begin_read()?;
+            let res = (|| Ok((ix.live_chunk_bytes()?, ix.manifest_packs()?)))();
+            let end = ix.end_read();
+            let res = res?;
+            end?;
+            res
+        };
+        let (manifest_packs, manifest_bytes) = self.sizes_of(manifests);
+        let pack_bytes: u64 = pack_list.iter().map(|p| p.size).sum();
+        let chunk_packs = (pack_list.len() as u64).saturating_sub(manifest_packs);
+        let header = crate::pack::PACK_MAGIC.len() as u64;
+        let live_pack_bytes = live + manifest_bytes + chunk_packs * header;
+        let index_bytes = self.index_bytes();
+        out.reclaimable_bytes = pack_bytes.saturating_sub(live_pack_bytes);
+        out.store_bytes = pack_bytes + index_bytes;
+        out.size_after_reclaim = live + manifest_bytes + index_bytes;
+        Ok(())
+    }
+
     /// The plan for `policy` now (changes nothing).
     pub fn gc_plan(&self, policy: &Policy) -> Result<GcPlan> {
         // The index's WAL counts towards the store's size: fold it into
         // the database first, so that a long-grown WAL neither makes the
         // store look bigger than it is nor evicts artifacts for it.
-        self.index().checkpoint();
-        let snap = self.gc_snapshot()?;
-        Ok(plan::plan(&snap, policy, super::uses::now_secs()))
+        trace::time("checkpoint before", || self.index().checkpoint());
+        let snap = trace::time("snapshot", || self.gc_snapshot())?;
+        Ok(trace::time("plan", || {
+            plan::plan(&snap, policy, super::uses::now_secs())
+        }))
     }
 
     /// Carry out `plan`: its expiries, then its evictions, each one index
     /// transaction, in order.
     pub fn gc_run(&self, plan: &GcPlan) -> Result<GcOutcome> {
+        let old = self.index().bulk_settings(GC_CACHE_KIB)?;
+        let res = self.gc_run_with(plan);
+        self.index().restore_cache(old);
+        res
+    }
+
+    fn gc_run_with(&self, plan: &GcPlan) -> Result<GcOutcome> {
         let before = plan.store_bytes;
         let mut out = GcOutcome::default();
         for e in &plan.expire {
@@ -186,7 +257,9 @@ impl Store {
         }
         self.settle_batch()?;
         let evicting = std::time::Instant::now();
-        for batch in plan.evict.chunks(EVICT_BATCH) {
+        let mut left = &plan.evict[..];
+        while !left.is_empty() {
+            let batch = &left[..left.len().min(EVICT_BATCH)];
             let rows: Vec<Evict> = batch
                 .iter()
                 .map(|v| Evict {
@@ -197,10 +270,12 @@ impl Store {
                 })
                 .collect();
             let mark = self.mark_batch(rows.len())?;
-            let done = self.with_reserve(|| self.index().evict_batch(&rows))?;
+            let done = trace::time("evict batch", || {
+                self.with_reserve(|| self.index().evict_batch(&rows, TX_BUDGET))
+            })?;
             let _ = fs::remove_file(&mark);
-            for (v, done) in batch.iter().zip(done) {
-                if done {
+            for (v, done) in batch.iter().zip(&done) {
+                if *done {
                     out.evicted.push(v.clone());
                 } else {
                     out.skipped.push(Skipped {
@@ -210,17 +285,18 @@ impl Store {
                     });
                 }
             }
+            left = &left[done.len().max(1)..];
+            if !left.is_empty() {
+                std::thread::sleep(YIELD);
+            }
         }
         out.evict_seconds = evicting.elapsed().as_secs_f64();
-        out.packs = self.gc_compact(&plan.reclaim.packs)?;
+        out.packs = trace::time("packs", || self.gc_compact(&plan.reclaim.packs))?;
         // The WAL grew by the evictions' and the switch's pages: give that
         // back too (`freed_on_disk` counts it).
-        self.index().checkpoint();
-        let after = self.gc_snapshot()?;
-        out.reclaimable_bytes = after.reclaimable_bytes();
-        out.store_bytes = after.pack_bytes + after.index_bytes;
+        trace::time("checkpoint after", || self.index().checkpoint());
+        trace::time("sizes after", || self.sizes_after(&mut out))?;
         out.freed_on_disk = before as i64 - out.store_bytes as i64;
-        out.size_after_reclaim = after.size_after_reclaim();
         Ok(out)
     }
 }

@@ -6,12 +6,13 @@
 //!    referenced now are appended verbatim (header and stored payload, no
 //!    re-compression) to new packs, which are synced but not sealed: their
 //!    flock keeps the orphan sweep off them until the switch names them.
-//! 2. *Switch*: with `gc.lock` exclusive, one index transaction
-//!    ([`crate::index::Index::switch_packs`]) points each chunk still where
-//!    it was copied from at its copy and drops the rows of the packs left
-//!    with nothing referenced. A chunk a writer referenced since the copy
-//!    keeps its pack (and its row). That transaction is the longest any
-//!    writer waits for gc.
+//! 2. *Switch*: each chunk still where it was copied from is pointed at
+//!    its copy ([`crate::index::Index::repoint`]), then, with `gc.lock`
+//!    exclusive, the rows of the packs left with nothing referenced are
+//!    dropped ([`crate::index::Index::drop_dead`]). A chunk a writer
+//!    referenced since the copy keeps its pack (and its row). Both go in
+//!    transactions of about `TX_BUDGET`: the longest any writer waits for
+//!    gc.
 //! 3. *Delete*: the dropped packs are unlinked. A reader that resolved a
 //!    location before the switch has the pack open, or gets ENOENT and
 //!    looks the chunk up again (`StoreCore::read_checked`).
@@ -54,11 +55,6 @@ pub struct Compacted {
     pub copy_seconds: f64,
     pub lock_seconds: f64,
 }
-
-/// Packs whose dead rows are dropped per hold of `gc.lock` exclusive: the
-/// hold grows with the rows deleted (a 64 MiB pack of 64 KiB chunks holds
-/// about 1,000), and a writer waits for one hold at most.
-const DROP_PER_LOCK: usize = 4;
 
 /// A test hook: `DEPLOYCACHE_GC_PAUSE=MS` sleeps that long between the
 /// steps of the pack work, so that a test can kill gc in each of them.
@@ -230,42 +226,57 @@ impl Store {
     }
 
     /// The switch: moved chunks repointed (no `gc.lock`), then, under
-    /// `gc.lock` exclusive, the dead rows dropped, [`DROP_PER_LOCK`] packs
-    /// per transaction. The lock is taken while
-    /// this process's index is free, so that none of its own writers waits
-    /// for the index while holding `gc.lock` shared (each would wait for
-    /// the other); until both are free at once, gc lets go and tries again.
+    /// `gc.lock` exclusive, the dead rows dropped; each in transactions of
+    /// about [`super::TX_BUDGET`], so that a writer waits for one of them
+    /// at most. The lock is taken while this process's index is free, so
+    /// that none of its own writers waits for the index while holding
+    /// `gc.lock` shared (each would wait for the other); until both are
+    /// free at once, gc lets go and tries again.
     fn switch(
         &self,
         moves: &[Move],
         drop: &[(i64, PackName)],
         out: &mut Compacted,
     ) -> Result<crate::index::Switched> {
-        let moved = self.index().repoint(moves)?;
-        pause();
-        let mut all = crate::index::Switched {
-            moved: moved.moved,
-            used_copies: moved.used_copies,
-            ..Default::default()
-        };
-        // A few packs per hold: a writer waits for one such transaction
-        // at most, not for every dead row of the run.
-        for part in drop.chunks(DROP_PER_LOCK) {
-            loop {
-                let mut ix = self.index();
-                if let Some(guard) = GcGuard::try_collector(&self.core.root)? {
-                    let t = Instant::now();
-                    let res = ix.drop_dead(part);
-                    std::mem::drop(guard);
-                    out.lock_seconds = out.lock_seconds.max(t.elapsed().as_secs_f64());
-                    let res = res?;
-                    all.deleted_rows += res.deleted_rows;
-                    all.dropped.extend(res.dropped);
-                    all.kept.extend(res.kept);
-                    break;
+        let mut all = crate::index::Switched::default();
+        let mut left = moves;
+        while !left.is_empty() {
+            let (n, part) = super::trace::time("packs: repoint part", || {
+                self.index().repoint(left, super::TX_BUDGET)
+            })?;
+            all.moved += part.moved;
+            for c in part.used_copies {
+                if !all.used_copies.contains(&c) {
+                    all.used_copies.push(c);
                 }
+            }
+            left = &left[n.max(1)..];
+            if !left.is_empty() {
+                std::thread::sleep(super::YIELD);
+            }
+        }
+        pause();
+        let mut left = drop;
+        while !left.is_empty() {
+            let mut ix = self.index();
+            let Some(guard) = GcGuard::try_collector(&self.core.root)? else {
                 std::mem::drop(ix);
                 std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let t = Instant::now();
+            let res = super::trace::time("packs: drop dead rows part", || {
+                ix.drop_dead(left, super::TX_BUDGET)
+            });
+            std::mem::drop(guard);
+            out.lock_seconds = out.lock_seconds.max(t.elapsed().as_secs_f64());
+            let (n, part) = res?;
+            all.deleted_rows += part.deleted_rows;
+            all.dropped.extend(part.dropped);
+            all.kept.extend(part.kept);
+            left = &left[n..];
+            if !left.is_empty() {
+                std::thread::sleep(super::YIELD);
             }
         }
         Ok(all)
