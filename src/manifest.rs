@@ -131,6 +131,12 @@ pub enum Change {
     /// The change first written with this `seq` did not commit (its
     /// transaction failed after the record was written): it is void.
     Void,
+    /// gc's checkpoint begins (format 3): the next `puts.len()` seqs each
+    /// hold a `PutArtifact` of one artifact of the index, whose record has
+    /// the nonce `puts[i]`; together they state every artifact, so a
+    /// replay starts at the newest complete checkpoint and records with a
+    /// lower seq are dead. Changes nothing when applied.
+    Checkpoint { puts: Vec<u64> },
 }
 
 /// A change with its place in the order of commits.

@@ -411,7 +411,7 @@ pub(crate) fn apply_change(
             }
             return Ok(Applied::Dropped(dropped));
         }
-        Change::Void => {}
+        Change::Void | Change::Checkpoint { .. } => {}
     }
     Ok(Applied::Nothing)
 }

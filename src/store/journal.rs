@@ -61,8 +61,12 @@ impl Journal for ManifestLog {
             .as_ref()
             .is_some_and(|w| w.len() >= pack::PACK_TARGET_SIZE)
         {
-            // Sealed: every record in it was synced before its commit.
-            self.writer = None;
+            // Sealed (synced): records of the transaction under way may be
+            // in it (a checkpoint, a migration or an eviction batch spans
+            // packs), and `sync` only reaches the pack written last.
+            if let Some(w) = self.writer.take() {
+                w.seal()?;
+            }
         }
         let writer = match &mut self.writer {
             Some(w) => w,

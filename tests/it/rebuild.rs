@@ -321,7 +321,7 @@ fn a_format_1_store_is_migrated_and_can_then_be_rebuilt() {
     let snap = snapshot(&store, t.path());
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 2\n"
+        "deploycache-store 3\n"
     );
     let file = |ns: &str, a: &str, f: &str| snap[&(ns.to_owned(), a.to_owned())][f].clone();
     assert_eq!(
