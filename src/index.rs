@@ -56,6 +56,7 @@ pub(crate) use changes::commits;
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
+pub use checkpoint::{CheckpointInputs, Checkpointed};
 pub use compact::{Move, PackRow, Switched};
 pub use evict::Evict;
 pub use rebuild::RebuildReport;
