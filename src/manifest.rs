@@ -136,7 +136,9 @@ pub enum Change {
     /// the nonce `puts[i]`; together they state every artifact, so a
     /// replay starts at the newest complete checkpoint and records with a
     /// lower seq are dead. Changes nothing when applied.
-    Checkpoint { puts: Vec<u64> },
+    Checkpoint {
+        puts: Vec<u64>,
+    },
 }
 
 /// A change with its place in the order of commits.

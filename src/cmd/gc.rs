@@ -171,7 +171,8 @@ fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Res
             count(c.artifacts, "artifact"),
             human(c.bytes),
             match why {
-                CheckpointReason::DeadRecords => "the records since the last are at least half dead",
+                CheckpointReason::DeadRecords =>
+                    "the records since the last are at least half dead",
                 CheckpointReason::MaxSize => "store over --max-size",
             }
         ),

@@ -457,11 +457,7 @@ mod tests {
         assert_eq!(h.checkpoint_seq, 0);
         assert_eq!(
             seqs(&h),
-            [
-                (1, "put a".into()),
-                (2, "put b".into()),
-                (3, "rm b".into())
-            ],
+            [(1, "put a".into()), (2, "put b".into()), (3, "rm b".into())],
             "the crashed puts at 4..6 would have put b back"
         );
         assert_eq!(h.dead, 4);

@@ -298,7 +298,10 @@ impl Store {
                 if is_dead(rec.loc.codec, &payload, dead_before) {
                     continue;
                 }
-                if sinks.last().is_none_or(|s| s.len() >= pack::PACK_TARGET_SIZE) {
+                if sinks
+                    .last()
+                    .is_none_or(|s| s.len() >= pack::PACK_TARGET_SIZE)
+                {
                     // Created under gc.lock shared, as a writer's: no sweep
                     // runs between its creation and its flock.
                     let _shared = GcGuard::writer(&self.core.root)?;
@@ -310,7 +313,10 @@ impl Store {
                     raw_len: rec.loc.raw_len,
                     codec: rec.loc.codec,
                 };
-                sinks.last_mut().expect("made above").append(&head, &payload)?;
+                sinks
+                    .last_mut()
+                    .expect("made above")
+                    .append(&head, &payload)?;
                 out.records_copied += 1;
                 out.bytes_copied += pack::RECORD_HEADER_LEN as u64 + payload.len() as u64;
             }
