@@ -15,7 +15,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::common::*;
+use crate::gc_reclaim::without_time;
 use crate::mount::{hit, wait_until, Mounted, SHA};
+use crate::rebuild::{rebuild, verify_full_clean};
 
 /// The gc that writes a checkpoint on a small store: over `--max-size`
 /// (so the 64 MiB minimum of dead records does not apply), nothing
@@ -98,21 +100,6 @@ fn churn(
     }
 }
 
-fn rebuild(store: &Path) -> String {
-    let out =
-        String::from_utf8(ok(dc(store).args(["verify", "--full", "--rebuild-index"]))).unwrap();
-    assert!(
-        out.contains("rebuilt the index") && out.contains("0 problems"),
-        "{out}"
-    );
-    out
-}
-
-fn verify_full_clean(store: &Path) {
-    let out = String::from_utf8(ok(dc(store).args(["verify", "--full"]))).unwrap();
-    assert!(out.contains("0 problems"), "{out}");
-}
-
 fn pack_files(store: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walkdir::WalkDir::new(store.join("packs"))
         .into_iter()
@@ -121,12 +108,6 @@ fn pack_files(store: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn without_now(p: &serde_json::Value) -> serde_json::Value {
-    let mut p = p.clone();
-    p.as_object_mut().unwrap().remove("now");
-    p
 }
 
 #[test]
@@ -146,7 +127,7 @@ fn a_checkpoint_shrinks_the_manifest_log_and_a_rebuild_gives_the_same_store() {
         .args(CHECKPOINT)
         .args(["--dry-run", "--json"])));
     let real = json(&ok(dc(&store).args(CHECKPOINT).arg("--json")));
-    assert_eq!(without_now(&dry["plan"]), without_now(&real["plan"]));
+    assert_eq!(without_time(&dry["plan"]), without_time(&real["plan"]));
     let plan = &real["plan"]["checkpoint"];
     assert_eq!(plan["write"], "max_size", "{plan}");
     assert_eq!(plan["artifacts"], 5);

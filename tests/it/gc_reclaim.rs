@@ -55,7 +55,7 @@ fn du(store: &Path) -> u64 {
     s.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-fn without_time(p: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn without_time(p: &serde_json::Value) -> serde_json::Value {
     let mut p = p.clone();
     p.as_object_mut().unwrap().remove("now");
     p
