@@ -15,9 +15,13 @@
 //! live ones: as for a pack, one byte written per byte freed at most, and
 //! no checkpoint again and again for a few new records) and `S - L >=`
 //! [`CHECKPOINT_MIN_DEAD`] (below a pack's worth, the space is not worth a
-//! writer's wait). Under `--max-size`, while the store is over it, the
-//! minimum is dropped, and a checkpoint that alone frees what is missing is
-//! written too: dead history goes before any live artifact is evicted.
+//! writer's wait). While the store is over `--max-size`, the minimum is
+//! dropped: dead history that is at least half the log goes before any
+//! live artifact is evicted. And when the evictions cannot meet it (what
+//! stays is held), a checkpoint that frees what is still missing is
+//! written whatever its cost. Never for less: a store kept over its limit
+//! by held artifacts would otherwise rewrite its live manifest at every
+//! run for the few records since the last.
 //!
 //! **Crash rules.** The checkpoint is one index transaction, marked by
 //! `gc.batch` (as a batch of evictions) with the seqs it may take: a crash
@@ -109,15 +113,17 @@ pub struct CheckpointPlan {
 }
 
 /// The manifest work for `m`; `over_by`: how far the store is over
-/// `--max-size` (None: not over, or none given).
-pub fn plan(m: &ManifestState, over_by: Option<u64>) -> CheckpointPlan {
+/// `--max-size` (None: not over, or none given); `last_resort`: the
+/// evictions cannot meet it, so any dead record counts (the caller keeps
+/// this plan only if it meets the limit).
+pub fn plan(m: &ManifestState, over_by: Option<u64>, last_resort: bool) -> CheckpointPlan {
     let i = &m.inputs;
     let since = m.bytes_from(i.checkpoint_seq);
     let live = i.bytes;
     let dead = since.saturating_sub(live);
     let write = if dead >= live && dead >= CHECKPOINT_MIN_DEAD {
         Some(CheckpointReason::DeadRecords)
-    } else if over_by.is_some_and(|o| dead > 0 && (dead >= live || dead >= o)) {
+    } else if over_by.is_some() && dead > 0 && (dead >= live || last_resort) {
         Some(CheckpointReason::MaxSize)
     } else {
         None
@@ -354,5 +360,97 @@ impl Store {
         }
         out.freed_bytes = unlinked.saturating_sub(new_bytes);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// A log of one pack per record: `records` (seq, bytes); the index
+    /// at `journal_seq`, with a checkpoint at `checkpoint_seq`, whose
+    /// checkpoint would write `live` bytes.
+    fn log(records: &[(u64, u64)], checkpoint_seq: u64, live: u64) -> ManifestState {
+        let packs = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ManifestPack {
+                id: i as i64 + 1,
+                name: PackName::parse(&format!("{:032x}", i + 1)).unwrap(),
+                size: 8 + r.1,
+                records: vec![*r],
+            })
+            .collect();
+        ManifestState {
+            inputs: CheckpointInputs {
+                journal_seq: records.iter().map(|r| r.0).max().unwrap_or(0),
+                checkpoint_seq,
+                artifacts: 10,
+                bytes: live,
+            },
+            packs,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_is_due_when_half_the_log_and_64_mib_are_dead() {
+        // 100 MiB of records, 30 MiB live: 70 MiB dead.
+        let m = log(&[(1, 60 * MIB), (2, 40 * MIB)], 0, 30 * MIB);
+        let p = plan(&m, None, false);
+        assert_eq!(p.write, Some(CheckpointReason::DeadRecords));
+        assert_eq!(p.unlink.len(), 2, "every record now is dead after it");
+        assert_eq!(p.freed_bytes, 100 * MIB + 16 - 30 * MIB);
+        // Under 64 MiB dead, or less dead than live: none, and nothing is
+        // dead without one.
+        for (m, live) in [(50, 10), (100, 51)] {
+            let p = plan(&log(&[(1, m * MIB)], 0, live * MIB), None, false);
+            assert_eq!(p.write, None, "{m} MiB, {live} live");
+            assert!(p.unlink.is_empty() && p.rewrite.is_empty());
+        }
+    }
+
+    #[test]
+    fn over_max_size_half_dead_is_enough_and_the_last_resort_anything() {
+        let m = log(&[(1, 3 * MIB), (2, MIB)], 0, 2 * MIB);
+        assert_eq!(
+            plan(&m, Some(1), false).write,
+            Some(CheckpointReason::MaxSize)
+        );
+        let m = log(&[(1, 3 * MIB)], 0, 2 * MIB);
+        assert_eq!(plan(&m, Some(1), false).write, None, "a third dead");
+        assert_eq!(
+            plan(&m, Some(1), true).write,
+            Some(CheckpointReason::MaxSize)
+        );
+        assert_eq!(plan(&m, None, true).write, None, "not over: never");
+    }
+
+    /// After a checkpoint, records below it are dead whether or not a new
+    /// one is written: a pack of them is unlinked, one half dead
+    /// rewritten, one mostly live kept.
+    #[test]
+    fn records_below_the_checkpoint_are_dead() {
+        let mut m = log(&[(1, 1000), (5, 1000)], 5, 1000);
+        m.packs.push(ManifestPack {
+            id: 9,
+            name: PackName::parse(&format!("{:032x}", 9)).unwrap(),
+            size: 8 + 3000,
+            records: vec![(2, 1000), (6, 1000), (7, 1000)],
+        });
+        m.packs.push(ManifestPack {
+            id: 10,
+            name: PackName::parse(&format!("{:032x}", 10)).unwrap(),
+            size: 8 + 2000,
+            records: vec![(3, 1000), (8, 1000)],
+        });
+        let p = plan(&m, None, false);
+        assert_eq!(p.write, None);
+        let names = |v: &[PackPlan]| v.iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(names(&p.unlink), [1]);
+        assert_eq!(names(&p.rewrite), [10]);
+        assert_eq!(p.copy_bytes, 1000);
+        assert_eq!(p.freed_bytes, 1008 + 2008 - 1000 - 8);
     }
 }

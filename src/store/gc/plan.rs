@@ -238,7 +238,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         .max_size
         .and_then(|max| snap.size_after_reclaim().checked_sub(max))
         .filter(|o| *o > 0);
-    let checkpoint = checkpoint::plan(&snap.manifest, over_by);
+    let mut checkpoint = checkpoint::plan(&snap.manifest, over_by, false);
     let size_now = snap
         .size_after_reclaim()
         .saturating_sub(checkpoint.freed_bytes);
@@ -342,6 +342,17 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         });
     }
 
+    // Still over: a checkpoint that meets the limit is the last resort.
+    if let Some(max) = policy
+        .max_size
+        .filter(|m| size > *m && checkpoint.write.is_none())
+    {
+        let last = checkpoint::plan(&snap.manifest, over_by, true);
+        if size.saturating_sub(last.freed_bytes) <= max {
+            size -= last.freed_bytes;
+            checkpoint = last;
+        }
+    }
     let left = &freeing.left;
     freeing.reclaim.packs = reclaim::packs(snap, |i| left[i] > 0, policy.max_size);
     GcPlan {
