@@ -11,7 +11,9 @@
 //!   `meta.journal_seq`, so the order of `seq` is the order of commits, across
 //!   every process of the host.
 //! - Replaying the records in `seq` order through the same code that applied
-//!   them (`index::apply_change`) yields the index's artifact state.
+//!   them (`index::apply_change`) yields the index's artifact state; the
+//!   replay starts at the newest complete checkpoint (`Change::Checkpoint`,
+//!   written by gc: `index/checkpoint.rs`), below which records are dead.
 
 //!
 //! This module holds what a record says (the types); `manifest/codec.rs`
