@@ -13,7 +13,11 @@
 //! Where things are:
 //! - here: opening an index, its connection settings and shared row helpers;
 //! - `changes`: every change, recorded as a manifest record and applied in
-//!   one transaction (`Index::change`), and the format-1 migration;
+//!   one transaction (`Index::change`); `migrate`: the format-1 and -2
+//!   migrations;
+//! - `checkpoint`: gc's checkpoint of the manifest records (one record per
+//!   artifact, after which older records are dead) and where a replay
+//!   starts;
 //! - `artifacts`: changes to artifacts and files, pending rows, missing files;
 //! - `listing`: listings and lookups of artifacts and files;
 //! - `chunks`: chunk locations, packs, totals and the files cache;
@@ -25,6 +29,7 @@
 
 mod artifacts;
 mod changes;
+mod checkpoint;
 mod chunks;
 mod compact;
 mod consistency;
@@ -51,6 +56,7 @@ pub(crate) use changes::commits;
 pub(crate) use rebuild::{replay_differences, ScannedPacks};
 pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
+pub use checkpoint::{CheckpointInputs, Checkpointed};
 pub use compact::{Move, PackRow, Switched};
 pub use evict::Evict;
 pub use rebuild::RebuildReport;
@@ -59,7 +65,7 @@ pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, Quaranti
 pub use usage::{ArtifactBytes, GcArtifact, HeldChunk, Holder, Holders};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const SCHEMA: &str = include_str!("index/schema.sql");
 
@@ -111,6 +117,9 @@ pub(crate) enum IndexState {
     /// Format 1, whose changes have no manifest records yet:
     /// [`Index::migrate_v1`] writes them.
     Legacy,
+    /// Format 2: the same index and records, without checkpoints;
+    /// [`Index::migrate_v2`] only sets the version.
+    Format2,
 }
 
 /// How long a connection waits for a lock another connection holds
@@ -159,6 +168,7 @@ impl Index {
             None => return Ok(ix),
             Some(v) if v == FORMAT_VERSION.to_string() => IndexState::Current,
             Some(v) if v == "1" => IndexState::Legacy,
+            Some(v) if v == "2" => IndexState::Format2,
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     path: path.into(),

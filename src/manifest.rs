@@ -11,7 +11,9 @@
 //!   `meta.journal_seq`, so the order of `seq` is the order of commits, across
 //!   every process of the host.
 //! - Replaying the records in `seq` order through the same code that applied
-//!   them (`index::apply_change`) yields the index's artifact state.
+//!   them (`index::apply_change`) yields the index's artifact state; the
+//!   replay starts at the newest complete checkpoint (`Change::Checkpoint`,
+//!   written by gc: `index/checkpoint.rs`), below which records are dead.
 
 //!
 //! This module holds what a record says (the types); `manifest/codec.rs`
@@ -131,6 +133,14 @@ pub enum Change {
     /// The change first written with this `seq` did not commit (its
     /// transaction failed after the record was written): it is void.
     Void,
+    /// gc's checkpoint begins (format 3): the next `puts.len()` seqs each
+    /// hold a `PutArtifact` of one artifact of the index, whose record has
+    /// the nonce `puts[i]`; together they state every artifact, so a
+    /// replay starts at the newest complete checkpoint and records with a
+    /// lower seq are dead. Changes nothing when applied.
+    Checkpoint {
+        puts: Vec<u64>,
+    },
 }
 
 /// A change with its place in the order of commits.

@@ -3,7 +3,7 @@
 //!
 //! Directory (store-layout.md has the full contract):
 //! ```text
-//! STORE/FORMAT          "deploycache-store 2"
+//! STORE/FORMAT          "deploycache-store 3"
 //! STORE/index.sqlite    the index (WAL)
 //! STORE/packs/ab/….pack chunk records
 //! STORE/lock, owner     one host at a time (lock.rs)

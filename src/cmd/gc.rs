@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use deploycache::store::gc::{self, GcOutcome, GcPlan, HeldBy, Policy, Reason, Scope};
+use deploycache::store::gc::{
+    self, CheckpointReason, GcOutcome, GcPlan, HeldBy, Policy, Reason, Scope,
+};
 use deploycache::store::{SpaceReport, SpaceUse};
 
 use crate::cli::{Cli, GcPolicy};
@@ -162,10 +164,33 @@ fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Res
         human(w.copy_bytes),
         human(w.freed_bytes)
     )?;
+    let c = &plan.checkpoint;
+    let checkpoint = match c.write {
+        Some(why) => format!(
+            "checkpoint of {} ({}, {})",
+            count(c.artifacts, "artifact"),
+            human(c.bytes),
+            match why {
+                CheckpointReason::DeadRecords =>
+                    "the records since the last are at least half dead",
+                CheckpointReason::MaxSize => "store over --max-size",
+            }
+        ),
+        None => "no checkpoint".to_owned(),
+    };
+    writeln!(
+        out,
+        "manifest records    {:>11}  ({} since the last checkpoint); {checkpoint}; rewrite {}, unlink {} packs of records: returns {}",
+        human(c.manifest_bytes),
+        human(c.since_checkpoint_bytes),
+        c.rewrite.len(),
+        c.unlink.len(),
+        human(c.freed_bytes)
+    )?;
     writeln!(
         out,
         "store after gc      {:>11}  (packs + index)",
-        human(w.size_after)
+        human(w.size_after.saturating_sub(c.freed_bytes))
     )?;
     let met = match plan.max_size_met {
         Some(true) => "  (within --max-size)",
@@ -210,6 +235,28 @@ fn print_outcome(out: &mut impl Write, o: &GcOutcome) -> anyhow::Result<()> {
         p.lock_seconds * 1000.0
     )?;
     for s in &p.skipped {
+        writeln!(out, "  left   {s}")?;
+    }
+    let c = &o.checkpoint;
+    if let Some(w) = &c.written {
+        writeln!(
+            out,
+            "checkpoint          {} ({}) written in {:.2} s: records before #{} are dead",
+            count(w.artifacts, "artifact"),
+            human(w.bytes),
+            c.seconds,
+            w.seq
+        )?;
+    }
+    writeln!(
+        out,
+        "manifest packs      rewrote {}, unlinked {}; copied {}; returned {}",
+        c.packs_rewritten,
+        c.packs_unlinked,
+        human(c.bytes_copied),
+        human(c.freed_bytes)
+    )?;
+    for s in &c.skipped {
         writeln!(out, "  left   {s}")?;
     }
     writeln!(

@@ -108,6 +108,13 @@ fn print_rebuilt(r: &deploycache::store::Rebuilt) {
         count(r.report.chunks, "chunk"),
         count(r.packs, "pack")
     );
+    if r.report.checkpoint_seq > 0 || r.report.changes_dead > 0 {
+        println!(
+            "replayed from the checkpoint at change #{} ({} left out: older than it, or of a checkpoint that did not commit)",
+            r.report.checkpoint_seq,
+            count(r.report.changes_dead, "record")
+        );
+    }
     if let Some(old) = &r.old_index {
         println!("the index before the rebuild is kept as {}", old.display());
     }

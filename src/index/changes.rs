@@ -425,7 +425,7 @@ pub(crate) fn apply_change(
             }
             return Ok(Applied::Dropped(dropped));
         }
-        Change::Void => {}
+        Change::Void | Change::Checkpoint { .. } => {}
     }
     Ok(Applied::Nothing)
 }

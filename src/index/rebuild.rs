@@ -1,11 +1,13 @@
 //! Rebuilding the index from the packs alone: every valid chunk record
 //! becomes a `chunks` row, and the manifest records are replayed, in commit
-//! order, through [`apply_change`], the code that applied them in the first
-//! place (store-layout.md, "Rebuilding the index").
+//! order, from the newest complete checkpoint on (`checkpoint.rs`), through
+//! [`apply_change`], the code that applied them in the first place
+//! (store-layout.md, "Rebuilding the index").
 
 use rusqlite::TransactionBehavior;
 
 use super::changes::{apply_change, insert_chunk_rows, set_journal_seq};
+use super::checkpoint::{live_history, set_checkpoint_seq};
 use super::{Index, IndexState, Sql};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -35,6 +37,11 @@ pub struct RebuildReport {
     /// ones (their commit failed).
     pub changes_replayed: u64,
     pub changes_superseded: u64,
+    /// The newest complete checkpoint, where the replay started (0: none),
+    /// and the records left out: older than it, or of a checkpoint that
+    /// did not commit.
+    pub checkpoint_seq: u64,
+    pub changes_dead: u64,
     /// Changes that could not be applied, one line each (a chunk no pack
     /// holds any more, say): what they changed is not recovered.
     pub problems: Vec<String>,
@@ -64,7 +71,7 @@ impl Index {
     /// Fill an empty index from what a scan of the packs found, in one
     /// transaction. A change that does not apply is reported and skipped,
     /// as its first commit would have failed in the same way.
-    pub(crate) fn rebuild_from(&mut self, scanned: ScannedPacks) -> Result<RebuildReport> {
+    pub(crate) fn rebuild_from(&mut self, mut scanned: ScannedPacks) -> Result<RebuildReport> {
         if self.state != IndexState::Empty {
             return Err(Error::Index {
                 path: self.path.clone(),
@@ -86,6 +93,13 @@ impl Index {
             [super::FORMAT_VERSION.to_string()],
         )
         .sql(&path)?;
+        let history = live_history(std::mem::take(&mut scanned.records));
+        scanned.records = history.records;
+        report.checkpoint_seq = history.checkpoint_seq;
+        report.changes_dead = history.dead;
+        if history.checkpoint_seq > 0 {
+            set_checkpoint_seq(&tx, history.checkpoint_seq).sql(&path)?;
+        }
         insert_chunk_rows(&tx, &scanned.chunks).sql(&path)?;
         let gone = gone_chunks(&scanned);
         insert_gone(&tx, &gone).sql(&path)?;
@@ -269,6 +283,7 @@ fn describe(c: &Change) -> String {
             None => format!("drop quarantined files of namespace {ns:?}"),
         },
         Change::Void => "nothing (void)".into(),
+        Change::Checkpoint { puts } => format!("checkpoint of {} artifacts", puts.len()),
     }
 }
 

@@ -130,6 +130,13 @@ impl Record {
                 }
             }
             Change::Void => e.u8(9),
+            Change::Checkpoint { puts } => {
+                e.u8(13);
+                e.u32(puts.len() as u32);
+                for n in puts {
+                    e.u64(*n);
+                }
+            }
         }
         e.0
     }
@@ -217,6 +224,14 @@ impl Record {
                 Change::RemoveQuarantined { ns, artifact }
             }
             9 => Change::Void,
+            13 => {
+                let n = d.u32()? as usize;
+                if n > d.0.len() / 8 {
+                    return Err("checkpoint longer than the payload".into());
+                }
+                let puts = (0..n).map(|_| d.u64()).collect::<Result<_, _>>()?;
+                Change::Checkpoint { puts }
+            }
             k => return Err(format!("unknown change kind {k}")),
         };
         if !d.0.is_empty() {
@@ -463,6 +478,10 @@ mod tests {
                 artifact: None,
             },
             Change::Void,
+            Change::Checkpoint { puts: vec![] },
+            Change::Checkpoint {
+                puts: vec![1, u64::MAX, 7],
+            },
         ];
         for (i, change) in changes.into_iter().enumerate() {
             let r = Record::new(i as u64 + 1, change);

@@ -15,7 +15,8 @@ pub trait Journal: Send {
     /// That transaction has ended (committed or not).
     fn release(&mut self);
     /// Append one record payload; returns the pack it went to. Not durable
-    /// until [`Journal::sync`].
+    /// until [`Journal::sync`]. The records written between one `hold` and
+    /// its `release` (one transaction's) all go to one pack.
     fn write(&mut self, payload: &[u8]) -> Result<PackName>;
     /// Make every record written so far durable.
     fn sync(&mut self) -> Result<()>;

@@ -6,7 +6,9 @@
 //!   the namespaces) and parsing them;
 //! - `plan`: the plan, a pure function of one snapshot of the index;
 //! - `reclaim`: which packs the plan rewrites and unlinks (the threshold);
-//! - `compact`: carrying that out: copy, switch, delete.
+//! - `compact`: carrying that out: copy, switch, delete;
+//! - `checkpoint`: the checkpoint of the manifest records, and the packs
+//!   of records it makes dead.
 //!
 //! Evictions are the same recorded change as `rm` (and each expiry as
 //! `rm --quarantine NAME`), made only if, inside their transaction, the
@@ -24,6 +26,7 @@
 //!
 //! `DEPLOYCACHE_GC_TRACE=1` logs how long each phase took (`trace`).
 
+pub mod checkpoint;
 mod compact;
 pub mod plan;
 pub mod policy;
@@ -39,6 +42,7 @@ use crate::error::{IoContext, Result};
 use crate::index::Evict;
 
 use super::{Stats, Store};
+pub use checkpoint::{CheckpointDone, CheckpointPlan, CheckpointReason};
 pub use compact::Compacted;
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
 pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
@@ -65,6 +69,8 @@ pub struct GcOutcome {
     /// How long the evictions took (seconds), and what the pack work did.
     pub evict_seconds: f64,
     pub packs: Compacted,
+    /// The checkpoint written, and the packs of manifest records reclaimed.
+    pub checkpoint: CheckpointDone,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -144,7 +150,7 @@ impl Store {
         // Listed before the read: a pack committed in between is in both,
         // one created after is not listed (and is no orphan of this plan).
         let pack_list = self.core.packs.list()?;
-        let (artifacts, holders, manifests, pack_rows) = {
+        let (artifacts, holders, manifests, pack_rows, inputs) = {
             let ix = self.index();
             ix.begin_read()?;
             let res = (|| {
@@ -153,6 +159,7 @@ impl Store {
                     trace::time("snapshot: chunk holders", || ix.chunk_holders())?,
                     ix.manifest_packs()?,
                     ix.pack_rows()?,
+                    ix.checkpoint_inputs()?,
                 ))
             })();
             let end = ix.end_read();
@@ -161,6 +168,7 @@ impl Store {
             res
         };
         let (manifest_packs, manifest_bytes) = self.sizes_of(manifests);
+        let manifest = self.manifest_state(inputs, &pack_rows)?;
         Ok(Snapshot {
             artifacts,
             holders,
@@ -171,6 +179,7 @@ impl Store {
             manifest_bytes,
             pack_rows,
             pack_list,
+            manifest,
         })
     }
 
@@ -292,6 +301,7 @@ impl Store {
         }
         out.evict_seconds = evicting.elapsed().as_secs_f64();
         out.packs = trace::time("packs", || self.gc_compact(&plan.reclaim.packs))?;
+        out.checkpoint = trace::time("checkpoint", || self.gc_checkpoint(&plan.checkpoint))?;
         // The WAL grew by the evictions' and the switch's pages: give that
         // back too (`freed_on_disk` counts it).
         trace::time("checkpoint after", || self.index().checkpoint());

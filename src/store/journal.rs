@@ -22,6 +22,12 @@ pub(super) struct ManifestLog {
     /// packs"), so a sweep never sees this process's manifest pack without
     /// its `packs` row once its writer has let go of the pack.
     gc: Option<GcGuard>,
+    /// Whether a record was written since [`Journal::hold`]: the records
+    /// of one transaction go to one pack, whatever its size, so a pack
+    /// full before the transaction is sealed at its first record, never
+    /// in the middle of it (a checkpoint's records are then swept or kept
+    /// together, and one `sync` reaches all of them).
+    written: bool,
 }
 
 impl ManifestLog {
@@ -32,6 +38,7 @@ impl ManifestLog {
             packs,
             writer: None,
             gc: None,
+            written: false,
         }
     }
 }
@@ -41,6 +48,7 @@ impl Journal for ManifestLog {
         if self.gc.is_none() {
             self.gc = Some(GcGuard::writer(&self.root)?);
         }
+        self.written = false;
         Ok(())
     }
 
@@ -56,14 +64,16 @@ impl Journal for ManifestLog {
                 payload.len()
             ),
         })?;
-        if self
-            .writer
-            .as_ref()
-            .is_some_and(|w| w.len() >= pack::PACK_TARGET_SIZE)
+        if !self.written
+            && self
+                .writer
+                .as_ref()
+                .is_some_and(|w| w.len() >= pack::PACK_TARGET_SIZE)
         {
             // Sealed: every record in it was synced before its commit.
             self.writer = None;
         }
+        self.written = true;
         let writer = match &mut self.writer {
             Some(w) => w,
             None => self.writer.insert(self.packs.create()?),

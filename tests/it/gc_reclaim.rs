@@ -55,7 +55,7 @@ pub(crate) fn du(store: &Path) -> u64 {
     s.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-fn without_time(p: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn without_time(p: &serde_json::Value) -> serde_json::Value {
     let mut p = p.clone();
     p.as_object_mut().unwrap().remove("now");
     p
@@ -359,7 +359,10 @@ fn an_idle_mount_lets_gc_reclaim_the_packs_it_wrote() {
         .filter(|e| e.file_type().is_file())
         .map(|e| e.metadata().unwrap().len())
         .sum();
-    assert!(packs.abs_diff(stored) <= 4096, "packs {packs} vs stats {stored}");
+    assert!(
+        packs.abs_diff(stored) <= 4096,
+        "packs {packs} vs stats {stored}"
+    );
     // The mount writes on into a new pack.
     std::fs::create_dir(m.path("b")).unwrap();
     write(&m.path("b/k"), b"key");

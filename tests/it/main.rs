@@ -3,6 +3,7 @@
 mod common;
 mod fingerprint;
 mod gc;
+mod gc_checkpoint;
 mod gc_reclaim;
 mod gc_scp;
 mod gc_stress;

@@ -69,7 +69,7 @@ fn quarantined(store: &Path) -> Vec<(String, String, String, u64, String)> {
     out
 }
 
-fn verify_full_clean(store: &Path) -> String {
+pub(crate) fn verify_full_clean(store: &Path) -> String {
     let out = String::from_utf8(ok(dc(store).args(["verify", "--full"]))).unwrap();
     assert!(out.contains("0 problems"), "{out}");
     out
@@ -124,7 +124,7 @@ fn refused(store: &Path) {
     assert_eq!(listing(), before, "nothing is written");
 }
 
-fn rebuild(store: &Path) -> String {
+pub(crate) fn rebuild(store: &Path) -> String {
     let out =
         String::from_utf8(ok(dc(store).args(["verify", "--full", "--rebuild-index"]))).unwrap();
     assert!(
@@ -321,7 +321,7 @@ fn a_format_1_store_is_migrated_and_can_then_be_rebuilt() {
     let snap = snapshot(&store, t.path());
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 2\n"
+        "deploycache-store 3\n"
     );
     let file = |ns: &str, a: &str, f: &str| snap[&(ns.to_owned(), a.to_owned())][f].clone();
     assert_eq!(

@@ -23,6 +23,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::checkpoint::is_dead;
 use super::reclaim::{PackPlan, PackWork};
 use crate::error::Result;
 use crate::index::Move;
@@ -58,7 +59,7 @@ pub struct Compacted {
 
 /// A test hook: `DEPLOYCACHE_GC_PAUSE=MS` sleeps that long between the
 /// steps of the pack work, so that a test can kill gc in each of them.
-fn pause() {
+pub(super) fn pause() {
     if let Some(ms) = std::env::var("DEPLOYCACHE_GC_PAUSE")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -67,14 +68,20 @@ fn pause() {
     }
 }
 
-/// Whether the pack in `bytes` holds a manifest record (its records
-/// walked up to the first torn or unknown one).
-fn holds_manifest(bytes: &[u8]) -> bool {
+/// Whether the pack in `bytes` holds a manifest record that is not dead
+/// (seq `dead_before` or later; its records walked up to the first torn
+/// or unknown one).
+fn holds_manifest(bytes: &[u8], dead_before: u64) -> bool {
     let mut pos = pack::PACK_MAGIC.len();
     while let Some(h) = bytes.get(pos..pos + pack::RECORD_HEADER_LEN) {
         let h: &[u8; pack::RECORD_HEADER_LEN] = h.try_into().expect("header length");
         match RecordHead::parse(h) {
-            Ok((head, _)) if head.kind == RecordKind::Manifest => return true,
+            Ok((head, _))
+                if head.kind == RecordKind::Manifest
+                    && !is_dead(head.codec, &bytes[pos + h.len()..], dead_before) =>
+            {
+                return true
+            }
             Ok((_, stored_len)) => pos += pack::RECORD_HEADER_LEN + stored_len as usize,
             Err(_) => return false,
         }
@@ -185,7 +192,7 @@ impl Store {
         if let Err(e) = packs.read_at(p.pack, 0, &mut bytes) {
             return Ok(Err(format!("unreadable ({e})")));
         }
-        if holds_manifest(&bytes) {
+        if holds_manifest(&bytes, self.index().checkpoint_seq()?) {
             return Ok(Err("it holds manifest records".into()));
         }
         let live = self.index().live_chunks_in(p.id)?;

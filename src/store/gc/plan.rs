@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::checkpoint::{self, CheckpointPlan, ManifestState};
 use super::policy::Policy;
 use super::reclaim::{self, PackWork};
 use crate::index::{GcArtifact, Holder, Holders, PackRow};
@@ -27,6 +28,9 @@ pub struct Snapshot {
     /// The `packs` rows, and the pack files found on disk.
     pub pack_rows: Vec<PackRow>,
     pub pack_list: Vec<PackInfo>,
+    /// The manifest log: what a checkpoint would write, and the records of
+    /// each manifest pack (`checkpoint`).
+    pub manifest: ManifestState,
 }
 
 impl Snapshot {
@@ -142,6 +146,8 @@ pub struct GcPlan {
     /// Artifacts a limit would have taken that stay.
     pub held: Vec<Held>,
     pub reclaim: Reclaim,
+    /// The checkpoint, and the packs of manifest records reclaimed.
+    pub checkpoint: CheckpointPlan,
     /// The store's bytes on disk now: packs and index.
     pub store_bytes: u64,
     /// Of those, pack bytes no referenced chunk needs before this gc.
@@ -227,7 +233,15 @@ impl<'a> Freeing<'a> {
 pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
     let mut freeing = Freeing::new(&snap.holders);
     let store_bytes = snap.pack_bytes + snap.index_bytes;
-    let size_now = snap.size_after_reclaim();
+    // Dead manifest records go before any live artifact does.
+    let over_by = policy
+        .max_size
+        .and_then(|max| snap.size_after_reclaim().checked_sub(max))
+        .filter(|o| *o > 0);
+    let mut checkpoint = checkpoint::plan(&snap.manifest, over_by, false);
+    let size_now = snap
+        .size_after_reclaim()
+        .saturating_sub(checkpoint.freed_bytes);
 
     // Least recently used first; ties by age, then row id, so that a plan
     // is the same however the rows came.
@@ -328,6 +342,17 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         });
     }
 
+    // Still over: a checkpoint that meets the limit is the last resort.
+    if let Some(max) = policy
+        .max_size
+        .filter(|m| size > *m && checkpoint.write.is_none())
+    {
+        let last = checkpoint::plan(&snap.manifest, over_by, true);
+        if size.saturating_sub(last.freed_bytes) <= max {
+            size -= last.freed_bytes;
+            checkpoint = last;
+        }
+    }
     let left = &freeing.left;
     freeing.reclaim.packs = reclaim::packs(snap, |i| left[i] > 0, policy.max_size);
     GcPlan {
@@ -337,6 +362,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         evict,
         held,
         reclaim: freeing.reclaim,
+        checkpoint,
         store_bytes,
         reclaimable_before: snap.reclaimable_bytes(),
         size_after_reclaim: size,
