@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::write::PackHold;
 use super::{lock, StoreCore, PACK_LANES};
@@ -94,31 +94,41 @@ pub(super) struct Job {
 }
 
 /// A chunk worker's own index connection, looking chunks up in read
-/// transactions of up to [`LOOKUPS_PER_SNAPSHOT`] lookups. A snapshot
-/// older than this process's last commit is dropped before the next
-/// lookup: it would miss the chunks that commit indexed, and the worker
-/// would store them again (dead space in a pack).
+/// transactions of up to [`LOOKUPS_PER_SNAPSHOT`] lookups and
+/// [`SNAPSHOT_MAX_AGE`]. A snapshot older than this process's last commit
+/// is dropped before the next lookup: it would miss the chunks that
+/// commit indexed, and the worker would store them again (dead space in a
+/// pack). The age bound is for commits of other processes (gc), which
+/// this process does not count: a snapshot held while a slow transfer
+/// trickles in keeps the index's WAL from being checkpointed and reset,
+/// and a gc writing meanwhile grew it by hundreds of MB.
 #[derive(Default)]
 struct WorkerIndex {
     index: Option<Index>,
     lookups: usize,
     /// [`index::commits`] when the snapshot began.
     commits: u64,
+    began: Option<Instant>,
 }
 
 const LOOKUPS_PER_SNAPSHOT: usize = 1024;
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(200);
 
 impl WorkerIndex {
     fn knows(&mut self, path: &Path, id: &ChunkId) -> Result<bool> {
         if self.index.is_none() {
             self.index = Some(Index::open_reader(path)?);
         }
-        if self.lookups > 0 && index::commits() != self.commits {
+        if self.lookups > 0
+            && (index::commits() != self.commits
+                || self.began.is_some_and(|t| t.elapsed() > SNAPSHOT_MAX_AGE))
+        {
             self.end();
         }
         let index = self.index.as_ref().expect("opened above");
         if self.lookups == 0 {
             self.commits = index::commits();
+            self.began = Some(Instant::now());
             index.begin_read()?;
         }
         self.lookups += 1;
