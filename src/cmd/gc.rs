@@ -259,9 +259,16 @@ fn print_outcome(out: &mut impl Write, o: &GcOutcome) -> anyhow::Result<()> {
     for s in &c.skipped {
         writeln!(out, "  left   {s}")?;
     }
+    let why_kept = if c.skipped.is_empty() {
+        "in packs less than half dead: kept until more of them is"
+    } else {
+        // A pack a live writer appends to is left (above); a mount lets go
+        // of its packs after 30 s with nothing to write.
+        "in packs less than half dead, or left above: a later gc takes them"
+    };
     writeln!(
         out,
-        "reclaimable now     {:>11}  (in packs less than half dead: kept until more of them is)",
+        "reclaimable now     {:>11}  ({why_kept})",
         human(o.reclaimable_bytes)
     )?;
     writeln!(
