@@ -506,10 +506,12 @@ def main():
     # The fingerprint timing is measured by scripts/bench-fingerprint.sh,
     # which writes its own section; carry it into the report.
     # So is the mount hardening's A/B (scripts/bench/ab-mount.sh), the refactor's A/B and warm read
-    # (BENCHMARKS-architecture.md), and gc at
-    # scale (scripts/bench/gc.sh, which bench.sh runs).
+    # (BENCHMARKS-architecture.md), gc at scale (scripts/bench/gc.sh, which
+    # bench.sh runs, and the gc engineers' profile, BENCHMARKS-gc2.md), and
+    # the gzip form (tools/gzprobe's preflate measurements, BENCHMARKS-gzip.md;
+    # scripts/bench/gzip.sh, BENCHMARKS-gzip-form.md).
     for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-architecture.md",
-                 "BENCHMARKS-gc.md"):
+                 "BENCHMARKS-gc.md", "BENCHMARKS-gc2.md", "BENCHMARKS-gzip.md", "BENCHMARKS-gzip-form.md"):
         fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
         if os.path.exists(fp):
             with open(fp) as fh:
