@@ -59,8 +59,9 @@ impl Store {
         self.reclaim_retired();
     }
 
-    /// Reclaim retired packs no live writer holds (see
-    /// [`StoreCore::reclaim_retired`]).
+    /// Reclaim retired packs no live writer holds: a pack no index row
+    /// points into is deleted, one with indexed records cut back to the end
+    /// of its last one. Best effort: what fails stays for gc.
     pub fn reclaim_retired(&self) {
         self.core.reclaim_retired();
     }
