@@ -51,6 +51,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Import { dir } => cmd::import::run(cli, dir),
         Command::Export { name, dest } => cmd::export::run(cli, name, dest),
         Command::Cat { name, files } => cmd::cat::run(cli, name, files),
+        Command::Convert { names, all, json } => cmd::convert::run(cli, names, *all, *json),
         Command::Ls {
             quarantine: true,
             json,

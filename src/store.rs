@@ -53,12 +53,14 @@ use crate::pack::{self, PackName, PackSink, PackStore};
 use crate::perms;
 
 mod commit;
+mod convert;
 pub mod gc;
 mod ingest;
 mod journal;
 mod open;
 mod packs;
 mod pool;
+mod promote;
 mod read;
 mod rebuild;
 mod usage;
@@ -67,9 +69,11 @@ mod verify;
 mod view;
 mod write;
 
+pub use convert::{Converted, ConvertedFile};
 pub use ingest::PutReport;
 pub use open::Swept;
-pub use read::FileReader;
+pub use promote::Promotion;
+pub use read::{FileReader, Pieces};
 pub use rebuild::{rebuild_index, Rebuilt};
 pub use usage::{SpaceReport, SpaceUse};
 pub use verify::Report as VerifyReport;
@@ -272,6 +276,7 @@ impl Store {
                 .unwrap_or(0);
         }
         Ok(Stats {
+            gzip: self.index().gzip_saving()?,
             totals,
             pack_files,
             pack_bytes,
@@ -297,6 +302,8 @@ pub struct Stats {
     /// not yet reclaimed by gc.
     pub pack_bytes: u64,
     pub index_bytes: u64,
+    /// What the gzip form saves (store-layout.md, "Gzip files (format 4)").
+    pub gzip: index::GzipSaving,
 }
 
 /// Map `f` over `items` on up to `workers` threads, keeping order.

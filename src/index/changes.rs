@@ -141,6 +141,7 @@ fn delete_pending(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
 }
 
 fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
+    super::gzip::delete_gzip_rows(tx, fid)?;
     tx.execute(
         "UPDATE chunks SET refs = refs - (SELECT count(*) FROM file_chunks fc WHERE fc.file = ?1 AND fc.chunk = chunks.id)
          WHERE id IN (SELECT chunk FROM file_chunks WHERE file = ?1)",
@@ -411,6 +412,7 @@ pub(crate) fn apply_change(
             }
             return Ok(Applied::Dropped(dropped));
         }
+        Change::ConvertFile { .. } => super::gzip::apply_convert(tx, path, change)?,
         Change::Void => {}
     }
     Ok(Applied::Nothing)

@@ -1,5 +1,6 @@
-//! The format-1 migration: one manifest record per artifact, written and
-//! fsynced in the transaction that sets the format to 2 (store-layout.md).
+//! Migrations (store-layout.md, "Migrations"): format 1 → 2 writes one
+//! manifest record per artifact, fsynced in the transaction that sets the
+//! format to 2; format 2 (or 3) → 4 adds the gzip form's column and tables.
 
 use std::path::Path;
 
@@ -26,9 +27,56 @@ impl Index {
         let res = migrate(&mut self.conn, &self.path, journal.as_mut());
         journal.release();
         if res.is_ok() {
-            self.state = IndexState::Current;
+            self.state = IndexState::Old;
         }
         res
+    }
+
+    /// Migrate a format-2 or -3 index to 4: in one exclusive transaction,
+    /// add `files.form` (every existing file is stored as-is: 0) and the
+    /// tables of the gzip form (created empty by the schema already), then
+    /// set the format. No manifest record: no artifact changes. Returns
+    /// whether it migrated (false when another process did first).
+    ///
+    /// Format 3 (gc checkpoints) is another branch's: a 2 → 3 step runs
+    /// before this one once it lands; this step is the same from either.
+    pub(crate) fn migrate_v4(&mut self) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .sql(&path)?;
+        let version: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key='format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql(&path)?;
+        if !matches!(version.as_deref(), Some("2") | Some("3")) {
+            return Ok(false);
+        }
+        let has_form: bool = tx
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('files') WHERE name = 'form'",
+                [],
+                |r| r.get(0),
+            )
+            .sql(&path)?;
+        if !has_form {
+            tx.execute_batch("ALTER TABLE files ADD COLUMN form INTEGER NOT NULL DEFAULT 0")
+                .sql(&path)?;
+        }
+        tx.execute_batch(super::SCHEMA).sql(&path)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+            [FORMAT_VERSION.to_string()],
+        )
+        .sql(&path)?;
+        tx.commit().sql(&path)?;
+        self.state = IndexState::Current;
+        Ok(true)
     }
 }
 
@@ -76,9 +124,10 @@ fn migrate(conn: &mut Connection, path: &Path, journal: &mut dyn Journal) -> Res
     for p in packs {
         set_journal_seq(&tx, seq, p).sql(path)?;
     }
+    // Format 2: the later steps (migrate_v4) run after this one.
     tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
-        [FORMAT_VERSION.to_string()],
+        "UPDATE meta SET value = '2' WHERE key = 'format_version'",
+        [],
     )
     .sql(path)?;
     tx.commit().sql(path)?;

@@ -132,15 +132,15 @@ impl Store {
     }
 }
 
-/// The store's format version from its FORMAT file: the current one, or 1
-/// (migrated when the store is opened).
+/// The store's format version from its FORMAT file: the current one, or an
+/// older one (1, 2, 3: migrated when the store is opened).
 pub(super) fn check_format(root: &Path, s: &str) -> Result<u32> {
     let found = s.trim();
     match found
         .strip_prefix(FORMAT_PREFIX)
         .and_then(|v| v.parse::<u32>().ok())
     {
-        Some(v) if v == index::FORMAT_VERSION || v == 1 => Ok(v),
+        Some(v) if (1..=index::FORMAT_VERSION).contains(&v) => Ok(v),
         _ => Err(Error::UnsupportedFormat {
             path: root.to_owned(),
             found: found.to_owned(),
@@ -173,6 +173,10 @@ fn open_index(root: &Path, packs: &Arc<dyn PackStore>) -> Result<Index> {
         IndexState::Empty => index.init_format()?,
         IndexState::Legacy => {
             index.migrate_v1()?;
+            index.migrate_v4()?;
+        }
+        IndexState::Old => {
+            index.migrate_v4()?;
         }
     }
     Ok(index)
