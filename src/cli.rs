@@ -209,6 +209,10 @@ pub enum Command {
         /// Repeat it for more patterns.
         #[arg(long, value_name = "PATTERN")]
         complete_when: Vec<String>,
+        /// Leave gzip files as they are: no background conversion to the
+        /// gzip form (see `convert`).
+        #[arg(long)]
+        no_convert: bool,
         #[command(flatten)]
         gc: MountGc,
     },

@@ -86,6 +86,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             adopt,
             log,
             complete_when,
+            no_convert,
             gc,
         } => {
             let cfg = deploycache::fuse::MountConfig {
@@ -94,6 +95,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 threads: *threads,
                 complete_when: complete_when.clone(),
                 gc: cmd::mount::gc_config(gc, &cli.namespace),
+                convert: !no_convert,
             };
             cmd::mount::run(cli, mountpoint, *daemon, *adopt, log.as_deref(), &cfg)
         }

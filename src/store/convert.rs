@@ -76,6 +76,12 @@ impl Store {
         Ok(out)
     }
 
+    /// The namespace's files that conversion has not tried yet: (artifact,
+    /// file row), oldest first.
+    pub fn convert_candidates(&self) -> Result<Vec<(String, FileRow)>> {
+        self.index().gzip_candidates(&self.ns, None)
+    }
+
     /// Convert one file (row `row` of `artifact`); see the module doc.
     pub fn convert_file(&self, artifact: &str, row: FileRow) -> Result<Converted> {
         if row.form != Form::AsIs {
