@@ -1,0 +1,644 @@
+//! The gzip codec (`deploycache::gzip`) on the outputs of real producers
+//! (GNU gzip, pigz, Python's gzip module, flate2): analyze, encode the side
+//! data, decode it, rebuild, and compare every byte with the original; the
+//! content must be what `gzip -dc` gives. Then the odd files (multi-member,
+//! padding, garbage, empty, truncated, damaged, every header field) and
+//! damaged side data and content, which must be errors, never other bytes.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use deploycache::gzip::{
+    analyze_with, check_rebuild, rebuild_all, KeepReason, Options, Rebuild, Segment, SideData,
+    Verdict,
+};
+
+/// A few MB of realistic content: the start of a tar of /usr/share/doc
+/// (text, and the small .gz files packages ship), then binaries of /usr/lib.
+fn corpus() -> &'static [u8] {
+    static CORPUS: OnceLock<Vec<u8>> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let mut v = sh("tar cf - -C /usr/share doc 2>/dev/null | head -c 2500000", b"");
+        v.extend(sh(
+            "tar cf - -C /usr/lib/x86_64-linux-gnu . 2>/dev/null | head -c 1500000",
+            b"",
+        ));
+        assert!(v.len() > 3_000_000, "corpus of {} bytes", v.len());
+        v
+    })
+}
+
+/// Text, small: for the many-times-over tests.
+fn text(len: usize, seed: u64) -> Vec<u8> {
+    let words = [
+        "deploy ", "cache ", "image ", "kernel ", "initrd ", "chunk ", "pack ", "gzip ",
+        "member\n", "version ", "fingerprint ", "ubuntu ",
+    ];
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut v = Vec::with_capacity(len + 16);
+    while v.len() < len {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        v.extend_from_slice(words[(x >> 59) as usize % words.len()].as_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Run `cmd` under `sh` with `input` in the file `$IN` (and on stdin);
+/// its stdout.
+fn sh(cmd: &str, input: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corpus.tar");
+    std::fs::write(&path, input).unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("IN", &path)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", out.status);
+    out.stdout
+}
+
+/// What `gzip -dc` makes of `gz` (exit status 2, a warning, is fine).
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    sh("gzip -dc || [ $? -eq 2 ]", gz)
+}
+
+fn flate2_gz(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Analyze `gz`; if split, encode, decode and rebuild it (whole, and for
+/// small files through `Read` in odd sizes) and check every byte.
+fn round_trip(gz: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut content = Vec::new();
+    let verdict = analyze_with(gz, &mut content, &Options::default()).expect("analyze");
+    if let Verdict::Split(side) = &verdict {
+        assert_eq!(side.file_len(), gz.len() as u64);
+        assert_eq!(side.content_len(), content.len() as u64);
+        let decoded = SideData::decode(&side.encode()).expect("decode");
+        assert_eq!(&decoded, side);
+        let mut out = Vec::new();
+        let n = rebuild_all(&decoded, &content[..], &mut out).expect("rebuild");
+        assert_eq!(n, gz.len() as u64);
+        assert!(out == gz, "rebuilt bytes differ from the original");
+        check_rebuild(&decoded, &content[..], gz).expect("check_rebuild");
+        if gz.len() < 1 << 20 {
+            let mut r = Rebuild::new(decoded, &content[..]);
+            let (mut odd, mut buf) = (Vec::new(), [0u8; 7]);
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                odd.extend_from_slice(&buf[..n]);
+            }
+            assert!(odd == gz, "rebuilt through 7-byte reads, the bytes differ");
+        }
+    }
+    (verdict, content)
+}
+
+/// `round_trip`, which must split the file; its side data and content.
+fn split(gz: &[u8], what: &str) -> (SideData, Vec<u8>) {
+    match round_trip(gz) {
+        (Verdict::Split(side), content) => {
+            eprintln!(
+                "{what}: {} gz bytes -> {} content bytes + {} side bytes, {} segments",
+                gz.len(),
+                content.len(),
+                side.encode().len(),
+                side.segments.len()
+            );
+            (side, content)
+        }
+        (Verdict::Keep(why), _) => panic!("{what}: kept as it is: {why}"),
+    }
+}
+
+fn kept(gz: &[u8]) -> KeepReason {
+    match round_trip(gz) {
+        (Verdict::Keep(why), _) => why,
+        (Verdict::Split(side), _) => panic!("split, expected kept: {side:?}"),
+    }
+}
+
+/// One member rebuilt whole, its content what gunzip gives.
+fn assert_one_whole_member(side: &SideData, content: &[u8], gz: &[u8]) {
+    assert_eq!(side.segments.len(), 1, "{:?}", side.segments.len());
+    assert_eq!(side.whole_members(), 1);
+    assert!(content == gunzip(gz), "content is not gunzip's output");
+}
+
+#[test]
+fn gnu_gzip_levels_round_trip() {
+    for cmd in [
+        "gzip -1 -c \"$IN\"",
+        "gzip -6 -c \"$IN\"",
+        "gzip -9 -c \"$IN\"",
+        "gzip -n -c \"$IN\"",
+    ] {
+        let gz = sh(cmd, corpus());
+        let (side, content) = split(&gz, cmd);
+        assert_one_whole_member(&side, &content, &gz);
+        assert!(content == corpus());
+        let Segment::Member { header, .. } = &side.segments[0] else {
+            panic!("not a member")
+        };
+        // gzip names the file it compressed, unless -n.
+        let named = header.windows(10).any(|w| w == b"corpus.tar");
+        assert_eq!(named, !cmd.contains("-n"), "{cmd}");
+    }
+}
+
+#[test]
+fn pigz_round_trips() {
+    if Command::new("pigz").arg("--version").output().is_err() {
+        eprintln!("SKIP: pigz is not installed (apt-get install pigz)");
+        return;
+    }
+    for cmd in ["pigz -6 -c \"$IN\"", "pigz -9 -c \"$IN\"", "pigz -1 -c \"$IN\""] {
+        let gz = sh(cmd, corpus());
+        let (side, content) = split(&gz, cmd);
+        assert_one_whole_member(&side, &content, &gz);
+    }
+}
+
+#[test]
+fn python_gzip_module_round_trips() {
+    for level in [6, 9] {
+        let cmd = format!(
+            "python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.compress(\
+             open(sys.argv[1],\"rb\").read(), compresslevel={level}))' \"$IN\""
+        );
+        let gz = sh(&cmd, corpus());
+        let (side, content) = split(&gz, &format!("python gzip level {level}"));
+        assert_one_whole_member(&side, &content, &gz);
+    }
+    // GzipFile with a file name writes FNAME.
+    let gz = sh(
+        "python3 -c 'import gzip,sys; f=gzip.GzipFile(filename=\"env_1.img\", mode=\"wb\", \
+         fileobj=sys.stdout.buffer, mtime=1500000000); f.write(sys.stdin.buffer.read()); f.close()'",
+        &text(300_000, 1),
+    );
+    let (side, content) = split(&gz, "python GzipFile FNAME");
+    assert_one_whole_member(&side, &content, &gz);
+    let Segment::Member { header, .. } = &side.segments[0] else {
+        panic!("not a member")
+    };
+    assert_eq!(header[3], 8, "FNAME only");
+    assert_eq!(&header[10..], b"env_1.img\0");
+}
+
+#[test]
+fn flate2_levels_round_trip() {
+    for level in [1, 6, 9] {
+        let gz = flate2_gz(corpus(), level);
+        let (side, content) = split(&gz, &format!("flate2 level {level}"));
+        assert_one_whole_member(&side, &content, &gz);
+    }
+}
+
+/// Every optional header field is kept byte for byte: FEXTRA, FNAME,
+/// FCOMMENT (flate2's builder) and FHCRC (added by hand).
+#[test]
+fn header_fields_are_kept_exactly() {
+    let body = text(100_000, 2);
+    let mut e = flate2::GzBuilder::new()
+        .extra(vec![7u8; 300])
+        .filename("env_1_ubuntu_1404_amd64.img")
+        .comment("built by CI")
+        .mtime(1_500_000_000)
+        .write(Vec::new(), flate2::Compression::default());
+    e.write_all(&body).unwrap();
+    let gz = e.finish().unwrap();
+    let hdr_len = 10 + 2 + 300 + "env_1_ubuntu_1404_amd64.img".len() + 1 + "built by CI".len() + 1;
+    let mut with_hcrc = gz[..hdr_len].to_vec();
+    with_hcrc[3] |= 2;
+    let crc16 = (crc32fast::hash(&with_hcrc) & 0xffff) as u16;
+    with_hcrc.extend_from_slice(&crc16.to_le_bytes());
+    with_hcrc.extend_from_slice(&gz[hdr_len..]);
+    for (gz, len) in [(&gz, hdr_len), (&with_hcrc, hdr_len + 2)] {
+        let (side, content) = split(gz, "header fields");
+        assert_one_whole_member(&side, &content, gz);
+        let Segment::Member { header, .. } = &side.segments[0] else {
+            panic!("not a member")
+        };
+        assert_eq!(&header[..], &gz[..len]);
+    }
+}
+
+#[test]
+fn multi_member_padding_and_garbage_round_trip() {
+    let (a, b) = (text(200_000, 3), text(150_000, 4));
+    let (ga, gb) = (flate2_gz(&a, 6), sh("gzip -9 -c", &b));
+    let two = [&ga[..], &gb[..]].concat();
+    let (side, content) = split(&two, "two members");
+    assert_eq!(side.whole_members(), 2);
+    assert_eq!(side.segments.len(), 2);
+    assert!(content == [&a[..], &b[..]].concat());
+    assert!(content == gunzip(&two));
+
+    for (tail, what) in [
+        (&[0u8; 4096][..], "zero padding"),
+        (&b"garbage after the gzip data\n"[..], "garbage"),
+        (&[0, 0, 0x1f, 0x8b, 8][..], "zeros then a member's start"),
+        (&[0x1f, 0x8b, 8, 0, 0][..], "a member's start cut short"),
+    ] {
+        let gz = [&two[..], tail].concat();
+        let (side, content) = split(&gz, what);
+        assert_eq!(side.whole_members(), 2, "{what}");
+        assert_eq!(
+            side.segments.last(),
+            Some(&Segment::Raw {
+                len: tail.len() as u64
+            }),
+            "{what}"
+        );
+        assert!(content.ends_with(tail), "{what}");
+    }
+}
+
+/// An empty member (gzip of nothing) is a member whose pieces hold no
+/// content, alone, between others, and from each producer.
+#[test]
+fn empty_members_round_trip() {
+    let empties = [
+        sh("gzip -c", b""),
+        sh("gzip -n -9 -c", b""),
+        flate2_gz(b"", 6),
+        sh(
+            "python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.compress(b\"\"))'",
+            b"",
+        ),
+    ];
+    for empty in &empties {
+        let (side, content) = split(empty, "empty member");
+        assert!(content.is_empty());
+        assert_eq!(side.whole_members(), 1);
+        let Segment::Member { pieces, .. } = &side.segments[0] else {
+            panic!("not a member")
+        };
+        assert!(pieces.iter().all(|p| p.plain_len == 0), "{pieces:?}");
+        let a = flate2_gz(&text(50_000, 5), 6);
+        let three = [&a[..], empty, &a[..]].concat();
+        let (side, _) = split(&three, "empty member between two");
+        assert_eq!(side.whole_members(), 3);
+    }
+}
+
+#[test]
+fn empty_and_non_gzip_files_are_kept_untouched() {
+    for data in [
+        &b""[..],
+        &b"hello"[..],
+        &[0x1f][..],
+        &[0x1f, 0x8b][..],
+        &[0x1f, 0x8b, 8, 0xff][..],
+        &[0u8; 4096][..],
+        &corpus()[..100_000],
+    ] {
+        let mut content = Vec::new();
+        let v = analyze_with(data, &mut content, &Options::default()).unwrap();
+        assert!(
+            matches!(v, Verdict::Keep(KeepReason::NotGzip)),
+            "{v:?} for {} bytes",
+            data.len()
+        );
+        assert!(content.is_empty(), "nothing written for a non-gzip file");
+    }
+}
+
+/// A cut-short member is not rebuilt whole: alone it keeps the file as it
+/// is; after a whole member it is cut (its pieces kept) and the rest of the
+/// file is a Raw segment, bytes unchanged.
+#[test]
+fn truncated_gzip_is_kept_or_cut_bytes_unchanged() {
+    let whole = flate2_gz(&text(3_000_000, 6), 6);
+    for cut in [5, 10, 11, 100, whole.len() / 2, whole.len() - 8, whole.len() - 1] {
+        let why = kept(&whole[..cut]);
+        // A header cut short is no gzip member; after it, the member is.
+        if cut < 10 {
+            assert_eq!(why, KeepReason::NotGzip);
+        } else {
+            assert!(matches!(why, KeepReason::NothingRebuilds(_)), "cut {cut}: {why}");
+        }
+        let first = flate2_gz(&text(20_000, 7), 6);
+        let gz = [&first[..], &whole[..cut]].concat();
+        let (side, _) = split(&gz, &format!("a whole member, then one cut at {cut}"));
+        assert_eq!(side.whole_members(), 1);
+        assert!(matches!(side.segments.last(), Some(Segment::Raw { .. })));
+        if cut >= 10 {
+            assert!(
+                matches!(side.segments[1], Segment::Member { trailer: None, .. }),
+                "cut {cut}: {:?}",
+                side.segments[1]
+            );
+        }
+    }
+    // Cut mid-stream, the pieces before the cut are kept (their content was
+    // streamed), so only the rest is Raw.
+    let first = flate2_gz(&text(20_000, 7), 6);
+    let gz = [&first[..], &whole[..whole.len() / 2]].concat();
+    let (side, _) = split(&gz, "half a member");
+    let Segment::Member { pieces, .. } = &side.segments[1] else {
+        panic!("not a member")
+    };
+    assert!(!pieces.is_empty(), "pieces before the cut are kept");
+}
+
+/// A flipped bit in the deflate stream: the member does not rebuild whole
+/// (invalid deflate, or content that fails its trailer's CRC32).
+#[test]
+fn damaged_gzip_is_kept_or_cut_bytes_unchanged() {
+    let whole = flate2_gz(&text(2_000_000, 8), 6);
+    for at in [20, whole.len() / 3, whole.len() / 2, whole.len() - 12] {
+        for bit in [0x01, 0x10, 0x80] {
+            let mut bad = whole.clone();
+            bad[at] ^= bit;
+            let why = kept(&bad);
+            assert!(matches!(why, KeepReason::NothingRebuilds(_)), "{why}");
+            let first = flate2_gz(&text(20_000, 9), 6);
+            let gz = [&first[..], &bad[..]].concat();
+            let (side, _) = split(&gz, "a whole member, then a damaged one");
+            assert_eq!(side.whole_members(), 1);
+        }
+    }
+    // A damaged trailer: the member is cut just before it.
+    let mut bad = whole.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    let first = flate2_gz(&text(20_000, 9), 6);
+    let gz = [&first[..], &bad[..]].concat();
+    let (side, _) = split(&gz, "damaged trailer");
+    assert_eq!(side.segments.last(), Some(&Segment::Raw { len: 8 }));
+}
+
+/// A small example with two members and a tail, its side data and content.
+fn small_example() -> (Vec<u8>, SideData, Vec<u8>) {
+    let gz = [
+        &flate2_gz(&text(40_000, 10), 6)[..],
+        &sh("gzip -9 -c", &text(30_000, 11))[..],
+        b"tail",
+    ]
+    .concat();
+    let (side, content) = split(&gz, "small example");
+    (gz, side, content)
+}
+
+fn reseal(body: &[u8]) -> Vec<u8> {
+    [body, blake3::hash(body).as_bytes()].concat()
+}
+
+/// Every bit flip and every truncation of the encoding is an error; so
+/// are forged lengths under a valid checksum (and none allocates them).
+#[test]
+fn damaged_side_data_is_an_error() {
+    let (_, side, _) = small_example();
+    let enc = side.encode();
+    for i in 0..enc.len() {
+        for bit in [0x01, 0x80] {
+            let mut bad = enc.clone();
+            bad[i] ^= bit;
+            assert!(SideData::decode(&bad).is_err(), "flip {bit:#x} at {i}");
+        }
+    }
+    for n in 0..enc.len() {
+        assert!(SideData::decode(&enc[..n]).is_err(), "cut at {n}");
+    }
+    assert!(SideData::decode(&[&enc[..], b"x"].concat()).is_err());
+
+    let body = &enc[..enc.len() - 32];
+    let Segment::Member { header, .. } = &side.segments[0] else {
+        panic!("not a member")
+    };
+    let hl = header.len();
+    // Offsets in the grammar: n segments at 25, the first member's
+    // header_len at 30, its piece count at 34+hl, then plain_len, gz_len,
+    // gz_crc, corr_len.
+    for (at, what) in [
+        (25, "segment count"),
+        (30, "header length"),
+        (34 + hl, "piece count"),
+        (38 + hl, "plain length"),
+        (42 + hl, "gz length"),
+        (50 + hl, "corrections length"),
+        (9, "file length"),
+        (17, "content length"),
+    ] {
+        for forged in [u32::MAX, 0x7fff_ffff, 1 << 24] {
+            let mut bad = body.to_vec();
+            bad[at..at + 4].copy_from_slice(&forged.to_le_bytes());
+            let err = SideData::decode(&reseal(&bad));
+            assert!(err.is_err(), "forged {what} {forged:#x}");
+        }
+    }
+    let mut v2 = body.to_vec();
+    v2[8] = 2;
+    let err = SideData::decode(&reseal(&v2)).unwrap_err().to_string();
+    assert!(err.contains("version 2"), "{err}");
+}
+
+/// Side data that decodes but is wrong (fields changed and re-encoded,
+/// as a bug could) never rebuilds to other bytes without an error; nor
+/// does damaged content.
+#[test]
+fn wrong_side_data_or_content_never_rebuilds_other_bytes() {
+    let (gz, side, content) = small_example();
+    let must_not_differ = |s: &SideData, c: &[u8], what: &str| {
+        let Ok(s) = SideData::decode(&s.encode()) else {
+            return; // out of the format's bounds: an error
+        };
+        let mut out = Vec::new();
+        if rebuild_all(&s, c, &mut out).is_ok() {
+            assert!(out == gz, "{what}: rebuilt other bytes without an error");
+        }
+    };
+    let mut changes = 0;
+    for (si, seg) in side.segments.iter().enumerate() {
+        let Segment::Member {
+            pieces, trailer, ..
+        } = seg
+        else {
+            continue;
+        };
+        for (pi, p) in pieces.iter().enumerate() {
+            let with = |f: &dyn Fn(&mut deploycache::gzip::Piece)| {
+                let mut s = side.clone();
+                if let Segment::Member { pieces, .. } = &mut s.segments[si] {
+                    f(&mut pieces[pi]);
+                }
+                s
+            };
+            for i in 0..p.corrections.len() {
+                for bit in [0x01, 0x40] {
+                    let s = with(&|p| p.corrections[i] ^= bit);
+                    must_not_differ(&s, &content, &format!("correction byte {i} of piece {pi}"));
+                    changes += 1;
+                }
+            }
+            for d in [1u32, u32::MAX] {
+                let s = with(&|p| p.plain_len = p.plain_len.wrapping_add(d));
+                must_not_differ(&s, &content, "plain_len");
+                let s = with(&|p| p.gz_len = p.gz_len.wrapping_add(d));
+                must_not_differ(&s, &content, "gz_len");
+            }
+            let s = with(&|p| p.gz_crc ^= 1);
+            assert!(rebuild_all(&s, &content[..], &mut Vec::new()).is_err());
+        }
+        for i in 0..8 {
+            let mut s = side.clone();
+            if let Segment::Member {
+                trailer: Some(t), ..
+            } = &mut s.segments[si]
+            {
+                t[i] ^= 1;
+            }
+            assert!(trailer.is_some());
+            let err = rebuild_all(&s, &content[..], &mut Vec::new()).unwrap_err();
+            assert!(err.to_string().contains("trailer says"), "{err}");
+        }
+    }
+    assert!(changes > 20, "{changes} corrections changed");
+
+    // Content: a flipped byte inside a member, one missing, one extra.
+    let member_content = side.segments[0].content_len() as usize;
+    for at in [0, 1, member_content / 2, member_content - 1] {
+        let mut c = content.clone();
+        c[at] ^= 1;
+        assert!(rebuild_all(&side, &c[..], &mut Vec::new()).is_err(), "at {at}");
+    }
+    let err = rebuild_all(&side, &content[..content.len() - 1], &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("content ends"), "{err}");
+    let long = [&content[..], b"x"].concat();
+    let err = rebuild_all(&side, &long[..], &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("runs past"), "{err}");
+    // A check against another original names the first differing byte.
+    let mut other = gz.clone();
+    other[1000] ^= 1;
+    let err = check_rebuild(&side, &content[..], &other[..]).unwrap_err();
+    assert!(err.to_string().contains("offset 1000"), "{err}");
+}
+
+/// The side-data bound: a tiny allowance and fraction keep a file whose
+/// side data is over them as it is.
+#[test]
+fn side_data_over_the_bound_keeps_the_file() {
+    let gz = sh("gzip -6 -c", &text(500_000, 12));
+    let strict = Options {
+        side_fraction: 1 << 30,
+        side_allowance: 10,
+        ..Options::default()
+    };
+    let mut content = Vec::new();
+    let v = analyze_with(&gz[..], &mut content, &strict).unwrap();
+    assert!(
+        matches!(v, Verdict::Keep(KeepReason::SideTooLarge { limit: 10, .. })),
+        "{v:?}"
+    );
+}
+
+/// Piece size does not change what is rebuilt: small pieces make many of
+/// them, each a block boundary apart, and the bytes still come back.
+#[test]
+fn small_pieces_round_trip() {
+    let gz = sh("gzip -6 -c", &corpus()[..1_500_000]);
+    for piece_gz in [1, 4096, 100_000] {
+        let opts = Options {
+            piece_gz,
+            ..Options::default()
+        };
+        let mut content = Vec::new();
+        let side = analyze_with(&gz[..], &mut content, &opts)
+            .unwrap()
+            .into_side()
+            .expect("split");
+        let Segment::Member { pieces, .. } = &side.segments[0] else {
+            panic!("not a member")
+        };
+        assert!(pieces.len() > 1, "piece_gz {piece_gz}: {} pieces", pieces.len());
+        let mut out = Vec::new();
+        rebuild_all(&side, &content[..], &mut out).unwrap();
+        assert!(out == gz, "piece_gz {piece_gz}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Random inputs (from compressible to random) at random flate2
+    /// levels: split or kept, a split file rebuilds exactly and its content
+    /// is the input.
+    #[test]
+    fn random_flate2_inputs_round_trip(
+        seed in 0u64..1000,
+        len in 0usize..300_000,
+        alphabet in 1u32..=256,
+        level in 0u32..=9,
+    ) {
+        let mut x = seed.wrapping_add(1);
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % alphabet as u64) as u8
+            })
+            .collect();
+        let gz = flate2_gz(&data, level);
+        let (verdict, content) = round_trip(&gz);
+        if let Verdict::Split(_) = verdict {
+            proptest::prop_assert!(content == data);
+        }
+    }
+}
+
+/// Not a test: the speed and memory figures of the codec on a large gz
+/// file. `DEPLOYCACHE_GZ_BENCH=file.gz cargo test --release --test inproc
+/// gzip::measure -- --ignored --nocapture`, under `/usr/bin/time -v`.
+#[test]
+#[ignore]
+fn measure() {
+    let Ok(path) = std::env::var("DEPLOYCACHE_GZ_BENCH") else {
+        eprintln!("set DEPLOYCACHE_GZ_BENCH to a .gz file");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let content_path = dir.path().join("content");
+    let gz_len = std::fs::metadata(&path).unwrap().len();
+    let t = std::time::Instant::now();
+    let gz = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let out = std::io::BufWriter::new(std::fs::File::create(&content_path).unwrap());
+    let verdict = analyze_with(gz, out, &Options::default()).unwrap();
+    let analyze_s = t.elapsed().as_secs_f64();
+    let Verdict::Split(side) = verdict else {
+        panic!("kept: {verdict:?}")
+    };
+    let content_len = side.content_len();
+    let side_len = side.encode().len();
+    let t = std::time::Instant::now();
+    let content = std::io::BufReader::new(std::fs::File::open(&content_path).unwrap());
+    let original = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    check_rebuild(&side, content, original).unwrap();
+    let rebuild_s = t.elapsed().as_secs_f64();
+    let mb = gz_len as f64 / 1e6;
+    eprintln!(
+        "{path}: {gz_len} gz bytes, {content_len} content bytes, side {side_len} bytes; \
+         analysis {analyze_s:.1} s = {:.1} MB/s of gz; rebuild+compare {rebuild_s:.1} s = {:.1} MB/s of gz",
+        mb / analyze_s,
+        mb / rebuild_s
+    );
+}
