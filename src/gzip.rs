@@ -172,7 +172,15 @@ impl SideData {
     pub fn whole_members(&self) -> usize {
         self.segments
             .iter()
-            .filter(|s| matches!(s, Segment::Member { trailer: Some(_), .. }))
+            .filter(|s| {
+                matches!(
+                    s,
+                    Segment::Member {
+                        trailer: Some(_),
+                        ..
+                    }
+                )
+            })
             .count()
     }
 
@@ -181,7 +189,15 @@ impl SideData {
     pub fn whole_member_bytes(&self) -> u64 {
         self.segments
             .iter()
-            .filter(|s| matches!(s, Segment::Member { trailer: Some(_), .. }))
+            .filter(|s| {
+                matches!(
+                    s,
+                    Segment::Member {
+                        trailer: Some(_),
+                        ..
+                    }
+                )
+            })
             .map(Segment::file_len)
             .sum()
     }
@@ -242,7 +258,9 @@ pub enum GzipError {
     ContentShort { offset: u64, wanted: u64 },
     #[error("gzip rebuild: the content runs past the {len} bytes the side data accounts for; it is damaged or belongs to another file")]
     ContentLong { len: u64 },
-    #[error("gzip rebuild check: the rebuilt bytes differ from the original at gz offset {offset}")]
+    #[error(
+        "gzip rebuild check: the rebuilt bytes differ from the original at gz offset {offset}"
+    )]
     Mismatch { offset: u64 },
     #[error("gzip rebuild: writing the rebuilt bytes at gz offset {offset}: {source}")]
     WriteGz { offset: u64, source: std::io::Error },

@@ -11,7 +11,9 @@
 //! remembered (`gzip_tried`) and not tried again.
 //!
 //! This module is also the store's one seam to the gzip codec
-//! (`crate::gzip`): [`analyze_stream`] and [`rebuild_stream`].
+//! (`crate::gzip`): [`analyze_stream`] and [`rebuild_stream`]. The codec
+//! decides what converts (`gzip::analyze_with`: a member that does not
+//! rebuild, side data that is not small, keep the file as it is).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -105,15 +107,25 @@ impl Store {
                 writer: &mut content,
                 failed: None,
             };
-            let side = analyze_stream(&mut SeqRead::new(&reader), &mut sink);
-            if let Some(e) = sink.failed {
+            let mut src = SeqRead::new(&reader);
+            let side = analyze_stream(&mut src, &mut sink);
+            // A failure to read the file or store its content is the
+            // store's (a damaged chunk, a full disk), not the file's: it is
+            // an error, and the file is tried again another time.
+            if let Some(e) = src.failed.or(sink.failed) {
                 return Err(e);
             }
             match side {
-                Ok(side) => side,
-                Err(why) => {
+                Ok(Ok(side)) => side,
+                Ok(Err(why)) => {
                     self.index().mark_tried(&row.hash, &why)?;
                     return Ok(Converted::Kept { why });
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("{artifact}/{}", row.meta.name),
+                        io::Error::other(e),
+                    ))
                 }
             }
         };
@@ -240,22 +252,36 @@ fn pause(step: &str) {
 
 /// A file's bytes from the start, through `read_at` (whose prefetch
 /// follows a sequential reader).
+/// A store error is kept whole for the caller.
 pub(crate) struct SeqRead<'a> {
     r: &'a FileReader,
     pos: u64,
+    failed: Option<Error>,
 }
 
 impl<'a> SeqRead<'a> {
     pub(crate) fn new(r: &'a FileReader) -> SeqRead<'a> {
-        SeqRead { r, pos: 0 }
+        SeqRead {
+            r,
+            pos: 0,
+            failed: None,
+        }
     }
 }
 
 impl Read for SeqRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.r.read_at(self.pos, buf).map_err(io::Error::other)?;
-        self.pos += n as u64;
-        Ok(n)
+        match self.r.read_at(self.pos, buf) {
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.failed = Some(e);
+                Err(io::Error::other(msg))
+            }
+        }
     }
 }
 
@@ -285,32 +311,25 @@ impl Write for WriterSink<'_> {
 // ---- the seam to the gzip codec -------------------------------------------
 
 /// Analyse the gzip file `src`: its content stream into `content`, and its
-/// side data (encoded) back; `Err(why)` when it cannot be rebuilt exactly
-/// (a cut-short or damaged member, side data that is not small).
-///
-/// Until the codec (branch `gzip-codec`) is merged this is the identity:
-/// the content is the file's own bytes and the side data a marker, which
-/// exercises every store path (conversion, cold reads, promotion, gc's hot
-/// tier) without saving anything.
+/// side data (encoded) back; `Ok(Err(why))` when it is kept as it is (not
+/// gzip, no member rebuilds, side data not small: `gzip::analyze_with`).
+/// `Err`: reading the file or writing the content failed.
 pub(crate) fn analyze_stream(
     src: &mut dyn Read,
     content: &mut dyn Write,
-) -> std::result::Result<Vec<u8>, String> {
-    io::copy(src, content).map_err(|e| format!("reading it failed: {e}"))?;
-    Ok(IDENTITY.to_vec())
+) -> std::result::Result<std::result::Result<Vec<u8>, String>, crate::gzip::GzipError> {
+    match crate::gzip::analyze_with(src, content, &crate::gzip::Options::default())? {
+        crate::gzip::Verdict::Split(side) => Ok(Ok(side.encode())),
+        crate::gzip::Verdict::Keep(why) => Ok(Err(why.to_string())),
+    }
 }
 
 /// The bytes that `side` (from [`analyze_stream`]) and the content stream
 /// `content` rebuild; `Err(why)` when `side` cannot be decoded.
 pub(crate) fn rebuild_stream<'a>(
     side: &[u8],
-    content: Box<dyn Read + Send + 'a>,
-) -> std::result::Result<Box<dyn Read + Send + 'a>, String> {
-    if side != IDENTITY {
-        return Err("unknown side data".into());
-    }
-    Ok(content)
+    content: Box<dyn Read + 'a>,
+) -> std::result::Result<Box<dyn Read + 'a>, String> {
+    let side = crate::gzip::SideData::decode(side).map_err(|e| e.to_string())?;
+    Ok(Box::new(crate::gzip::Rebuild::new(side, content)))
 }
-
-/// The identity codec's side data (see [`analyze_stream`]).
-const IDENTITY: &[u8] = b"deploycache identity side data v0";

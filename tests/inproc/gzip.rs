@@ -19,7 +19,10 @@ use deploycache::gzip::{
 fn corpus() -> &'static [u8] {
     static CORPUS: OnceLock<Vec<u8>> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let mut v = sh("tar cf - -C /usr/share doc 2>/dev/null | head -c 2500000", b"");
+        let mut v = sh(
+            "tar cf - -C /usr/share doc 2>/dev/null | head -c 2500000",
+            b"",
+        );
         v.extend(sh(
             "tar cf - -C /usr/lib/x86_64-linux-gnu . 2>/dev/null | head -c 1500000",
             b"",
@@ -32,13 +35,25 @@ fn corpus() -> &'static [u8] {
 /// Text, small: for the many-times-over tests.
 fn text(len: usize, seed: u64) -> Vec<u8> {
     let words = [
-        "deploy ", "cache ", "image ", "kernel ", "initrd ", "chunk ", "pack ", "gzip ",
-        "member\n", "version ", "fingerprint ", "ubuntu ",
+        "deploy ",
+        "cache ",
+        "image ",
+        "kernel ",
+        "initrd ",
+        "chunk ",
+        "pack ",
+        "gzip ",
+        "member\n",
+        "version ",
+        "fingerprint ",
+        "ubuntu ",
     ];
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     let mut v = Vec::with_capacity(len + 16);
     while v.len() < len {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.extend_from_slice(words[(x >> 59) as usize % words.len()].as_bytes());
     }
     v.truncate(len);
@@ -171,7 +186,11 @@ fn pigz_round_trips() {
         eprintln!("SKIP: pigz is not installed (apt-get install pigz)");
         return;
     }
-    for cmd in ["pigz -6 -c \"$IN\"", "pigz -9 -c \"$IN\"", "pigz -1 -c \"$IN\""] {
+    for cmd in [
+        "pigz -6 -c \"$IN\"",
+        "pigz -9 -c \"$IN\"",
+        "pigz -1 -c \"$IN\"",
+    ] {
         let gz = sh(cmd, corpus());
         let (side, content) = split(&gz, cmd);
         assert_one_whole_member(&side, &content, &gz);
@@ -329,13 +348,24 @@ fn empty_and_non_gzip_files_are_kept_untouched() {
 #[test]
 fn truncated_gzip_is_kept_or_cut_bytes_unchanged() {
     let whole = flate2_gz(&text(3_000_000, 6), 6);
-    for cut in [5, 10, 11, 100, whole.len() / 2, whole.len() - 8, whole.len() - 1] {
+    for cut in [
+        5,
+        10,
+        11,
+        100,
+        whole.len() / 2,
+        whole.len() - 8,
+        whole.len() - 1,
+    ] {
         let why = kept(&whole[..cut]);
         // A header cut short is no gzip member; after it, the member is.
         if cut < 10 {
             assert_eq!(why, KeepReason::NotGzip);
         } else {
-            assert!(matches!(why, KeepReason::NothingRebuilds(_)), "cut {cut}: {why}");
+            assert!(
+                matches!(why, KeepReason::NothingRebuilds(_)),
+                "cut {cut}: {why}"
+            );
         }
         let first = flate2_gz(&text(20_000, 7), 6);
         let gz = [&first[..], &whole[..cut]].concat();
@@ -520,7 +550,10 @@ fn wrong_side_data_or_content_never_rebuilds_other_bytes() {
     for at in [0, 1, member_content / 2, member_content - 1] {
         let mut c = content.clone();
         c[at] ^= 1;
-        assert!(rebuild_all(&side, &c[..], &mut Vec::new()).is_err(), "at {at}");
+        assert!(
+            rebuild_all(&side, &c[..], &mut Vec::new()).is_err(),
+            "at {at}"
+        );
     }
     let err = rebuild_all(&side, &content[..content.len() - 1], &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("content ends"), "{err}");
@@ -570,7 +603,11 @@ fn small_pieces_round_trip() {
         let Segment::Member { pieces, .. } = &side.segments[0] else {
             panic!("not a member")
         };
-        assert!(pieces.len() > 1, "piece_gz {piece_gz}: {} pieces", pieces.len());
+        assert!(
+            pieces.len() > 1,
+            "piece_gz {piece_gz}: {} pieces",
+            pieces.len()
+        );
         let mut out = Vec::new();
         rebuild_all(&side, &content[..], &mut out).unwrap();
         assert!(out == gz, "piece_gz {piece_gz}");

@@ -164,7 +164,7 @@ impl FileReader {
 
     /// Rebuild this gzip-form file from its content and side data: its
     /// checked pieces, in order, from the start.
-    pub fn rebuild(&self) -> Result<Pieces<Box<dyn Read + Send + '_>>> {
+    pub fn rebuild(&self) -> Result<Pieces<Box<dyn Read + '_>>> {
         let Recipe::Gzip {
             content, side, gz, ..
         } = self.recipe()
@@ -178,7 +178,7 @@ impl FileReader {
                 Ok(inner) => inner,
                 Err(e) => Error::io("<side data>", e),
             })?;
-        let content: Box<dyn Read + Send + '_> = Box::new(ListRead::new(self, content));
+        let content: Box<dyn Read + '_> = Box::new(ListRead::new(self, content));
         let bytes = crate::store::convert::rebuild_stream(&side_bytes, content).map_err(|why| {
             Error::CorruptChunk {
                 chunk: side.spans().first().map_or(ChunkId([0; 32]), |s| s.id),
