@@ -5,6 +5,7 @@ mod fingerprint;
 mod gc;
 mod gc_reclaim;
 mod gc_stress;
+mod gzip;
 mod hardening_store;
 mod mount;
 mod mount_hardening;

@@ -64,7 +64,8 @@ pub fn plan_hot(
     let mut size = size;
     let mut out = Vec::new();
     for c in lru {
-        let reason = if c.last_access < now - hot_for as i64 {
+        // At or before: `--hot-for 0s` drops every hot copy.
+        let reason = if c.last_access <= now - hot_for as i64 {
             HotReason::Unused
         } else if policy.max_size.is_some_and(|max| size > max) {
             HotReason::MaxSize
