@@ -2,7 +2,8 @@
 //! chunk locations and reference counts. rusqlite lives only in this module.
 //!
 //! Invariants (checked by `verify`):
-//! - `chunks.refs` equals the number of `file_chunks` rows naming the chunk.
+//! - `chunks.refs` equals the number of `file_chunks` and `file_streams`
+//!   rows naming the chunk.
 //! - A file's `file_chunks` rows are numbered 0.. without gaps, their
 //!   `offset`s are the running sum of chunk lengths, and the sum is `files.size`.
 //! - Every `chunks` row points into a pack whose bytes were fsynced before the
@@ -19,6 +20,8 @@
 //! - `chunks`: chunk locations, packs, totals and the files cache;
 //! - `consistency`: the structural checks of the invariants above;
 //! - `rebuild`: rebuilding the index from the packs;
+//! - `gzip`: the gzip form's rows (format 4), its change and checks;
+//! - `migrate`: migrations from older formats;
 //! - `recipe`: a file's recipe (how its bytes are made from chunks) and
 //!   the geometry of reading it;
 //! - `types`: the rows the index hands out and takes in.

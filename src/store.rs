@@ -3,7 +3,7 @@
 //!
 //! Directory (store-layout.md has the full contract):
 //! ```text
-//! STORE/FORMAT          "deploycache-store 2"
+//! STORE/FORMAT          "deploycache-store 4"
 //! STORE/index.sqlite    the index (WAL)
 //! STORE/packs/ab/….pack chunk records
 //! STORE/lock, owner     one host at a time (lock.rs)
@@ -37,6 +37,8 @@
 //! - `verify`: `verify`, through the index and the pack store;
 //! - `gc`, `usage`, `uses`: gc's plan and eviction, the space report,
 //!   recorded uses;
+//! - `convert`, `promote`: the gzip form: conversion (and the seam to the
+//!   gzip codec), and keeping a cold file's hot copy when it is read;
 //! - `rebuild`: `verify --rebuild-index`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
