@@ -32,7 +32,7 @@
 //! **Decision** ([`analyze`]): the file is kept as it is ([`Verdict::Keep`])
 //! when it does not start with a gzip member, when no member rebuilds
 //! whole, or when the encoded side data exceeds 1/[`Options::side_fraction`]
-//! (default 1/16) of the gz bytes of the rebuilt members plus
+//! (default 1/16) of the gz bytes it rebuilds (all but the Raw segments) plus
 //! [`Options::side_allowance`] (default 1 KiB, for the headers, trailers
 //! and framing of small files). Why 1/16: a converted file costs its
 //! content's new chunks plus its side data in every version, so with no
@@ -172,16 +172,24 @@ impl SideData {
     pub fn whole_members(&self) -> usize {
         self.segments
             .iter()
-            .filter(|s| matches!(s, Segment::Member { trailer: Some(_), .. }))
+            .filter(|s| {
+                matches!(
+                    s,
+                    Segment::Member {
+                        trailer: Some(_),
+                        ..
+                    }
+                )
+            })
             .count()
     }
 
-    /// Gz bytes of the members rebuilt whole (what the side-data bound is
-    /// taken of).
-    pub fn whole_member_bytes(&self) -> u64 {
+    /// Gz bytes rebuilt from the side data and content (all but the Raw
+    /// segments): what the side-data bound is taken of.
+    pub fn rebuilt_bytes(&self) -> u64 {
         self.segments
             .iter()
-            .filter(|s| matches!(s, Segment::Member { trailer: Some(_), .. }))
+            .filter(|s| matches!(s, Segment::Member { .. }))
             .map(Segment::file_len)
             .sum()
     }
@@ -242,7 +250,9 @@ pub enum GzipError {
     ContentShort { offset: u64, wanted: u64 },
     #[error("gzip rebuild: the content runs past the {len} bytes the side data accounts for; it is damaged or belongs to another file")]
     ContentLong { len: u64 },
-    #[error("gzip rebuild check: the rebuilt bytes differ from the original at gz offset {offset}")]
+    #[error(
+        "gzip rebuild check: the rebuilt bytes differ from the original at gz offset {offset}"
+    )]
     Mismatch { offset: u64 },
     #[error("gzip rebuild: writing the rebuilt bytes at gz offset {offset}: {source}")]
     WriteGz { offset: u64, source: std::io::Error },

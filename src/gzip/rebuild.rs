@@ -170,7 +170,8 @@ impl<S: Borrow<SideData>, R: Read> Rebuild<S, R> {
                 }
                 // Stage::Piece is entered only at a Member, Stage::Raw only
                 // at a Raw segment, and each is left before the next segment.
-                (Segment::Raw { .. }, Stage::Piece { .. }) | (Segment::Member { .. }, Stage::Raw(_)) => {
+                (Segment::Raw { .. }, Stage::Piece { .. })
+                | (Segment::Member { .. }, Stage::Raw(_)) => {
                     return Err(GzipError::Rebuild {
                         member: self.seg + 1,
                         offset: self.file_pos,
@@ -276,13 +277,13 @@ pub fn check_rebuild(
     loop {
         let n = read_full(&mut rebuild, &mut a, 0)?;
         let m = read_full(&mut original, &mut b, at).map_err(|e| match e {
-            GzipError::ReadContent { offset, source } => {
-                GzipError::ReadOriginal { offset, source }
-            }
+            GzipError::ReadContent { offset, source } => GzipError::ReadOriginal { offset, source },
             e => e,
         })?;
         if let Some(i) = a[..n.min(m)].iter().zip(&b[..m]).position(|(x, y)| x != y) {
-            return Err(GzipError::Mismatch { offset: at + i as u64 });
+            return Err(GzipError::Mismatch {
+                offset: at + i as u64,
+            });
         }
         if n != m {
             return Err(GzipError::Mismatch {
