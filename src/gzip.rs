@@ -32,7 +32,7 @@
 //! **Decision** ([`analyze`]): the file is kept as it is ([`Verdict::Keep`])
 //! when it does not start with a gzip member, when no member rebuilds
 //! whole, or when the encoded side data exceeds 1/[`Options::side_fraction`]
-//! (default 1/16) of the gz bytes of the rebuilt members plus
+//! (default 1/16) of the gz bytes it rebuilds (all but the Raw segments) plus
 //! [`Options::side_allowance`] (default 1 KiB, for the headers, trailers
 //! and framing of small files). Why 1/16: a converted file costs its
 //! content's new chunks plus its side data in every version, so with no
@@ -184,20 +184,12 @@ impl SideData {
             .count()
     }
 
-    /// Gz bytes of the members rebuilt whole (what the side-data bound is
-    /// taken of).
-    pub fn whole_member_bytes(&self) -> u64 {
+    /// Gz bytes rebuilt from the side data and content (all but the Raw
+    /// segments): what the side-data bound is taken of.
+    pub fn rebuilt_bytes(&self) -> u64 {
         self.segments
             .iter()
-            .filter(|s| {
-                matches!(
-                    s,
-                    Segment::Member {
-                        trailer: Some(_),
-                        ..
-                    }
-                )
-            })
+            .filter(|s| matches!(s, Segment::Member { .. }))
             .map(Segment::file_len)
             .sum()
     }

@@ -11,8 +11,8 @@ use crate::check::{gzip_header, Header, GZ_MAX_HEADER};
 /// How analysis cuts and decides.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The side data may be at most 1/`side_fraction` of the gz bytes of
-    /// the members rebuilt whole, plus `side_allowance` (module doc,
+    /// The side data may be at most 1/`side_fraction` of the gz bytes it
+    /// rebuilds, plus `side_allowance` (module doc,
     /// "Decision"). Default 16.
     pub side_fraction: u64,
     /// Default 1 KiB.
@@ -150,7 +150,7 @@ pub fn analyze_with(
     }
     let side = SideData { segments };
     let len = side.encode().len() as u64;
-    let limit = side.whole_member_bytes() / opts.side_fraction.max(1) + opts.side_allowance;
+    let limit = side.rebuilt_bytes() / opts.side_fraction.max(1) + opts.side_allowance;
     if len > limit {
         return Ok(Verdict::Keep(KeepReason::SideTooLarge { side: len, limit }));
     }
