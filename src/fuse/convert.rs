@@ -5,18 +5,21 @@
 //! runs at start, soon after each commit through the mount, and every
 //! [`INTERVAL`]; `mount --no-convert` (`-o noconvert`) leaves it out.
 //!
-//! Like the mount's gc it opens its own [`Store`] handle: a conversion is,
-//! as far as the store's locks go, exactly a `deploycache convert` run by
-//! another process. A file stays readable throughout: it switches form in
-//! one transaction, after its gzip form was checked.
+//! It shares the view's [`Store`] handle (unlike the mount's gc): one
+//! process keeps one bounded cache of open packs, and reading every file's
+//! first bytes to find the gzip ones must not double what a mount holds
+//! open. The analysis (the costly part) runs on this thread, at idle
+//! priority; the content's chunks are hashed and compressed by the store's
+//! chunk workers like any write. A file stays readable throughout: it
+//! switches form in one transaction, after its gzip form was checked. A
+//! stop (unmount) abandons the file in progress at its next read.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{lock, log_line};
-use crate::store::{Converted, OpenOptions, Store};
+use crate::store::{Converted, Store};
 
 /// Between passes when nothing is committed through the mount (files
 /// stored by `put` or another mount are found then).
@@ -50,6 +53,10 @@ impl ConvertTrigger {
         self.wake.notify_all();
     }
 
+    fn stopped(&self) -> bool {
+        lock(&self.state).stop
+    }
+
     /// Wait until a commit (then [`SETTLE`]), `deadline`, or a stop
     /// (returns true).
     fn wait(&self, deadline: Instant) -> bool {
@@ -60,9 +67,15 @@ impl ConvertTrigger {
             }
             if w.committed {
                 w.committed = false;
-                drop(w);
-                std::thread::sleep(SETTLE);
-                return lock(&self.state).stop;
+                let settled = Instant::now() + SETTLE;
+                while !w.stop && Instant::now() < settled {
+                    w = self
+                        .wake
+                        .wait_timeout(w, settled - Instant::now())
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                return w.stop;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -84,13 +97,13 @@ pub struct ConvertThread {
 }
 
 impl ConvertThread {
-    /// Start converting the gzip files of the store at `root`, namespace `ns`.
-    pub fn start(root: PathBuf, ns: String) -> std::io::Result<ConvertThread> {
+    /// Start converting the gzip files of `store`'s namespace.
+    pub fn start(store: Arc<Store>) -> std::io::Result<ConvertThread> {
         let trigger = Arc::new(ConvertTrigger::default());
         let t = trigger.clone();
         let handle = std::thread::Builder::new()
             .name("deploycache-convert".into())
-            .spawn(move || run(&root, &ns, &t))?;
+            .spawn(move || run(&store, &t))?;
         Ok(ConvertThread { trigger, handle })
     }
 
@@ -105,13 +118,14 @@ impl ConvertThread {
     }
 }
 
-fn run(root: &Path, ns: &str, trigger: &ConvertTrigger) {
+fn run(store: &Store, trigger: &ConvertTrigger) {
     idle_priority();
-    let mut store: Option<Store> = None;
     loop {
         let started = Instant::now();
-        if let Err(e) = pass(root, ns, &mut store, trigger) {
-            store = None;
+        if let Err(e) = pass(store, trigger) {
+            if trigger.stopped() {
+                return;
+            }
             log_line(&format!(
                 "convert: failed: {e}; the mount goes on serving, and tries again later"
             ));
@@ -123,30 +137,14 @@ fn run(root: &Path, ns: &str, trigger: &ConvertTrigger) {
 }
 
 /// Convert every candidate once; each conversion logs one line.
-fn pass(
-    root: &Path,
-    ns: &str,
-    store: &mut Option<Store>,
-    trigger: &ConvertTrigger,
-) -> crate::error::Result<()> {
-    let s = match store {
-        Some(s) => s,
-        None => store.insert(Store::open(
-            root,
-            OpenOptions {
-                create: false,
-                namespace: ns.to_owned(),
-                ..OpenOptions::default()
-            },
-        )?),
-    };
+fn pass(s: &Store, trigger: &ConvertTrigger) -> crate::error::Result<()> {
     for (artifact, row) in s.convert_candidates()? {
-        if lock(&trigger.state).stop {
+        if trigger.stopped() {
             return Ok(());
         }
         let name = row.meta.name.clone();
         let started = Instant::now();
-        match s.convert_file(&artifact, row)? {
+        match s.convert_file_until(&artifact, row, &|| trigger.stopped())? {
             Converted::Converted {
                 size,
                 content_bytes,

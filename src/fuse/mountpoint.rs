@@ -61,8 +61,7 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     };
     view.gc = gc.as_ref().map(GcThread::trigger);
     let converter = if cfg.convert && !cfg.read_only {
-        let ns = view.store.namespace().to_owned();
-        match ConvertThread::start(root.clone(), ns) {
+        match ConvertThread::start(view.store.clone()) {
             Ok(t) => Some(t),
             Err(e) => {
                 log_line(&format!(

@@ -86,6 +86,17 @@ impl Store {
 
     /// Convert one file (row `row` of `artifact`); see the module doc.
     pub fn convert_file(&self, artifact: &str, row: FileRow) -> Result<Converted> {
+        self.convert_file_until(artifact, row, &|| false)
+    }
+
+    /// [`Store::convert_file`], abandoned (an error) at the next read of
+    /// the file once `stop` says so (the mount is being unmounted).
+    pub fn convert_file_until(
+        &self,
+        artifact: &str,
+        row: FileRow,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Converted> {
         if row.form != Form::AsIs {
             return Ok(Converted::Already);
         }
@@ -107,7 +118,7 @@ impl Store {
                 writer: &mut content,
                 failed: None,
             };
-            let mut src = SeqRead::new(&reader);
+            let mut src = SeqRead::new(&reader, stop);
             let side = analyze_stream(&mut src, &mut sink);
             // A failure to read the file or store its content is the
             // store's (a damaged chunk, a full disk), not the file's: it is
@@ -257,20 +268,30 @@ pub(crate) struct SeqRead<'a> {
     r: &'a FileReader,
     pos: u64,
     failed: Option<Error>,
+    stop: &'a dyn Fn() -> bool,
 }
 
 impl<'a> SeqRead<'a> {
-    pub(crate) fn new(r: &'a FileReader) -> SeqRead<'a> {
+    pub(crate) fn new(r: &'a FileReader, stop: &'a dyn Fn() -> bool) -> SeqRead<'a> {
         SeqRead {
             r,
             pos: 0,
             failed: None,
+            stop,
         }
     }
 }
 
 impl Read for SeqRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.stop)() {
+            let e = Error::io(
+                format!("{}/{}", self.r.artifact, self.r.file),
+                io::Error::new(io::ErrorKind::Interrupted, "conversion stopped"),
+            );
+            self.failed = Some(e);
+            return Err(io::Error::other("conversion stopped"));
+        }
         match self.r.read_at(self.pos, buf) {
             Ok(n) => {
                 self.pos += n as u64;
