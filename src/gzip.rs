@@ -48,13 +48,29 @@
 //! `Read` over the rebuilt bytes, so `io::copy` works both ways. Memory is
 //! bounded whatever the file size: analysis holds at most [`MAX_PIECE_GZ`]
 //! bytes of gz input (normally [`Options::piece_gz`], 1 MiB), one piece's
-//! content (preflate's plain-text limit, [`PIECE_PLAIN_LIMIT`], 4 MiB,
-//! plus one deflate block) with its tokens twice (the per-piece
-//! verification recompresses it), and preflate's 32 KiB dictionary and hash
-//! chains; the side data grows by a few bytes per piece. Rebuild holds one
+//! content (at most [`PIECE_PLAIN_LIMIT`], 16 MiB, reached only by highly
+//! compressible data such as runs of zeros) twice and its tokens twice (the
+//! per-piece verification recompresses it), and preflate's 32 KiB
+//! dictionary and hash chains; the side data grows by a few bytes per
+//! piece. Rebuild holds one
 //! piece's content and its gz bytes. Analysis runs with preflate's
 //! `verify_compression` on: each piece is recompressed from the content and
 //! compared before it is accepted.
+//!
+//! **Producers.** GNU gzip (every level, with or without a name), pigz
+//! (default level and -9), Python's `gzip` module and zlib in general
+//! rebuild with side data far below the bound. pigz -1 goes over it, and
+//! zlib-rs (flate2 here) finds no compressor parameters on binary-heavy
+//! content: such files stay as they are. The first piece of a member is
+//! where preflate estimates the parameters, so it must not be small (a
+//! piece of one or two deflate blocks can estimate them wrongly and cut the
+//! member at the next piece): [`Options::piece_gz`] stays large.
+//!
+//! **Past 2 GiB of one member's content** preflate 0.7's positions
+//! (`i32`/`u32`) overflow: a debug build panics there (caught: the member
+//! is cut), a release build wraps, which the per-piece verification at
+//! analysis and the per-piece CRC32 at rebuild guard. Not measured yet on
+//! such a member.
 //!
 //! **Random access.** A read at an offset inside a member must rebuild from
 //! the member's start: preflate's predictor (its hash chains, the
@@ -114,12 +130,15 @@ pub use rebuild::{check_rebuild, rebuild_all, Rebuild};
 
 /// Content bytes a piece may inflate to, as analysis cuts them (preflate's
 /// plain-text limit: a piece ends at the last deflate block boundary
-/// before it). Bounds the memory of both directions.
-pub const PIECE_PLAIN_LIMIT: usize = 4 << 20;
-/// Bound on a piece's content in the encoding: the limit plus one block
-/// that may run past it (a stored block is at most 64 KiB; a Huffman block
-/// stops at the limit), with room to spare.
-pub const MAX_PIECE_PLAIN: u32 = 16 << 20;
+/// before it). Bounds the memory of both directions. preflate cannot cut
+/// inside a Huffman block, so a block must fit: GNU gzip's blocks hold up
+/// to 32 Ki symbols (zlib's 16 Ki at its default memLevel), and a run of
+/// zeros (an image's free space) makes each a 258-byte match, 8.5 MB.
+pub const PIECE_PLAIN_LIMIT: usize = 16 << 20;
+/// Bound on a piece's content in the encoding: the limit plus what may run
+/// past it (one match, or one stored block of at most 64 KiB), with room
+/// to spare.
+pub const MAX_PIECE_PLAIN: u32 = 32 << 20;
 /// Bound on a piece's gz bytes: analysis gives a deflate block that does
 /// not fit in this much input up (the member is cut there).
 pub const MAX_PIECE_GZ: u32 = 16 << 20;
