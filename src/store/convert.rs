@@ -51,7 +51,7 @@ pub enum Converted {
     Already,
 }
 
-/// One file's result in a [`ConvertReport`].
+/// One file's result of [`Store::convert`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ConvertedFile {
     pub artifact: String,
