@@ -99,3 +99,56 @@ pub fn plan_hot(
 pub fn dropped_files(drops: &[HotDrop]) -> HashSet<i64> {
     drops.iter().map(|d| d.file_id).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::HotChunk;
+    use crate::store::gc::Scope;
+
+    fn copy(file: i64, ns: &str, last_access: i64, chunks: &[(u8, i64, i64)]) -> HotCopy {
+        HotCopy {
+            file,
+            namespace: ns.into(),
+            artifact: format!("a{file}"),
+            file_name: "img.gz".into(),
+            last_access,
+            size: 100,
+            chunks: chunks
+                .iter()
+                .map(|&(id, refs, own)| HotChunk {
+                    id: ChunkId([id; 32]),
+                    on_disk: 1000,
+                    refs,
+                    own,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn unused_copies_go_then_the_least_recently_used_while_over_max_size() {
+        // Chunk 1 is held by both copies; chunk 2 also by an as-is file.
+        let copies = [
+            copy(1, "", 500, &[(1, 2, 1), (3, 1, 1)]),
+            copy(2, "", 100, &[(1, 2, 1), (2, 2, 1)]),
+            copy(3, "", 900, &[(4, 1, 1)]),
+            copy(4, "other", 0, &[(5, 1, 1)]),
+        ];
+        let mut policy = Policy::none(Scope::Namespace(String::new()));
+        // --hot-for 600 s at 1000: only copy 2 is unused; nothing over a size.
+        let drops = plan_hot(&copies, &policy, 600, 1000, 10_000);
+        assert_eq!(drops.len(), 1);
+        assert_eq!((drops[0].file_id, drops[0].reason), (2, HotReason::Unused));
+        assert_eq!(drops[0].frees_bytes, 0, "its chunks are held elsewhere too");
+        // Over --max-size: least recently used first until under it; the
+        // shared chunk is freed by the second of its holders.
+        policy.max_size = Some(7_500);
+        let drops = plan_hot(&copies, &policy, 600, 1000, 10_000);
+        let got: Vec<(i64, u64)> = drops.iter().map(|d| (d.file_id, d.frees_bytes)).collect();
+        assert_eq!(got, [(2, 0), (1, 2000), (3, 1000)]);
+        assert_eq!(drops[1].reason, HotReason::MaxSize);
+        // Another namespace's copy is out of scope.
+        assert!(drops.iter().all(|d| d.namespace.is_empty()));
+    }
+}

@@ -239,3 +239,57 @@ impl FileReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes cut into chunks of these lengths, as a gzip chunk list.
+    fn gz_of(data: &[u8], lens: &[usize]) -> GzChunks {
+        let mut at = 0;
+        let list = lens
+            .iter()
+            .map(|&l| {
+                let id = ChunkId::of(&data[at..at + l]);
+                at += l;
+                (id, l as u32)
+            })
+            .collect();
+        GzChunks::new(list)
+    }
+
+    fn all(mut p: Pieces<&[u8]>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some((_, _, piece)) = p.next_piece()? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn pieces_are_served_only_when_they_hash_to_their_chunk() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let gz = gz_of(&data, &[4000, 5000, 1000]);
+        assert_eq!(
+            all(Pieces::new(&data[..], gz.clone(), "a", "f")).unwrap(),
+            data
+        );
+        // One byte wrong in the second piece: the first is served, the
+        // second is an error naming where it starts.
+        let mut bad = data.clone();
+        bad[6000] ^= 1;
+        let mut p = Pieces::new(&bad[..], gz.clone(), "a", "f");
+        assert_eq!(p.next_piece().unwrap().unwrap().2, data[..4000]);
+        match p.next_piece() {
+            Err(Error::CorruptChunk { offset, file, .. }) => {
+                assert_eq!((offset, file.as_str()), (4000, "f"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Too short and too long are errors too.
+        assert!(all(Pieces::new(&data[..9_999], gz.clone(), "a", "f")).is_err());
+        let mut long = data.clone();
+        long.push(0);
+        assert!(all(Pieces::new(&long[..], gz, "a", "f")).is_err());
+    }
+}
