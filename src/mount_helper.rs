@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn noconvert_turns_the_background_conversion_off() {
+        let got = run(&[
+            "mount.fuse.deploycache",
+            "/srv/store",
+            "/mnt",
+            "-o",
+            "noconvert",
+        ]);
+        assert_eq!(
+            got,
+            Ok(line(&[
+                "deploycache",
+                "--store=/srv/store",
+                "--namespace=",
+                "mount",
+                "--daemon",
+                "--no-convert",
+                "--",
+                "/mnt",
+            ]))
+        );
+    }
+
+    #[test]
     fn the_gc_policy_has_o_forms() {
         let got = run(&[
             "mount.fuse.deploycache",

@@ -96,10 +96,12 @@ impl Rebuild {
         let res = (|| -> Result<bool> {
             let mut pieces = r.rebuild()?;
             loop {
-                if self.handles.load(Ordering::Acquire) == 0 {
-                    return Ok(false); // nobody reads it any more
-                }
                 let at = pieces.offset();
+                // Nobody reads it any more: stop, unless it is whole (the
+                // last reader read to the end), when it is promoted.
+                if self.handles.load(Ordering::Acquire) == 0 && at < r.size() {
+                    return Ok(false);
+                }
                 let Some((_, _, piece)) = pieces.next_piece()? else {
                     return Ok(true);
                 };
