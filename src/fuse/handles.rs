@@ -213,7 +213,7 @@ impl View {
             None => None,
         };
         let base = match (current.or(row), trunc) {
-            (Some(r), false) => Some(self.open_version(&artifact, r)?),
+            (Some(r), false) => Some(self.writable_base(&artifact, r)?),
             _ => None,
         };
         let s = Session::new(
@@ -251,6 +251,21 @@ impl View {
         }
         drop(s);
         Ok(arc)
+    }
+
+    /// The committed content a write session goes on over. A gzip-form file
+    /// without its hot copy is promoted first (read whole once): the
+    /// session reads its base at any offset, and each read of a cold file
+    /// would rebuild it from the start. If the promotion fails, it is read
+    /// cold (slow, still exact).
+    fn writable_base(&self, artifact: &str, v: inodes::Version) -> Result<FileReader> {
+        let r = self.open_version(artifact, v)?;
+        if !r.is_cold() {
+            return Ok(r);
+        }
+        let hidden = crate::progress::Progress::hidden();
+        self.store.copy_to(&r, &mut io::sink(), &hidden)?;
+        self.open_version(artifact, v)
     }
 
     /// Open one committed content; fails with ENOENT once it was replaced.
