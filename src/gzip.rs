@@ -25,7 +25,8 @@
 //! the caller, and they rebuild exactly), and a Raw segment holds the rest
 //! of the file. A failure in a member's first piece (where an unknown
 //! producer fails: preflate estimates the compressor's parameters there)
-//! leaves a cut member with no pieces, i.e. the member is Raw. A trailer
+//! leaves a cut member with no pieces: its header, then the rest of the
+//! file Raw. A trailer
 //! whose CRC32 or ISIZE disagrees with the content also cuts the member
 //! before its trailer. Only members with their trailer count as rebuilt.
 //!
@@ -52,10 +53,9 @@
 //! compressible data such as runs of zeros) twice and its tokens twice (the
 //! per-piece verification recompresses it), and preflate's 32 KiB
 //! dictionary and hash chains; the side data grows by a few bytes per
-//! piece. Rebuild holds one
-//! piece's content and its gz bytes. Analysis runs with preflate's
-//! `verify_compression` on: each piece is recompressed from the content and
-//! compared before it is accepted.
+//! piece. Rebuild holds one piece's content and its gz bytes. Analysis
+//! runs with preflate's `verify_compression` on: each piece is recompressed
+//! from the content and compared before it is accepted.
 //!
 //! **Producers.** GNU gzip (every level, with or without a name), pigz
 //! (default level and -9), Python's `gzip` module and zlib in general
@@ -69,8 +69,9 @@
 //! **Past 2 GiB of one member's content** preflate 0.7's positions
 //! (`i32`/`u32`) overflow: a debug build panics there (caught: the member
 //! is cut), a release build wraps, which the per-piece verification at
-//! analysis and the per-piece CRC32 at rebuild guard. Not measured yet on
-//! such a member.
+//! analysis and the per-piece CRC32 at rebuild guard. A release build
+//! rebuilt a member of 2.3 GB of zeros exactly; other content past 2 GiB
+//! is untested.
 //!
 //! **Random access.** A read at an offset inside a member must rebuild from
 //! the member's start: preflate's predictor (its hash chains, the
