@@ -57,6 +57,7 @@ pub(crate) use types::{NewFile, SourceKey};
 // Rows the store's public API hands out.
 pub use compact::{Move, PackRow, Switched};
 pub use evict::Evict;
+pub(crate) use gzip::NOT_GZIP;
 pub use gzip::{GzipSaving, HotChunk, HotCopy};
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, GzChunks, Recipe};

@@ -25,6 +25,9 @@ use crate::id::{ChunkId, FileHash};
 use crate::manifest::Change;
 use crate::pack::Location;
 
+/// `gzip_tried.result` of a file that is not gzip (whatever the codec).
+pub(crate) const NOT_GZIP: &str = "not gzip";
+
 /// `file_streams.stream` of the inflated content, and of the side data.
 pub(crate) const CONTENT: i64 = 1;
 pub(crate) const SIDE: i64 = 2;
@@ -367,22 +370,27 @@ impl Index {
         Ok(n > 0)
     }
 
-    /// Visible as-is files of namespace `ns` (every namespace: None) whose
-    /// digest conversion has not tried yet, smallest row id first: (artifact,
-    /// file row). `names` narrows them to these artifacts.
+    /// Visible as-is files of namespace `ns` whose digest conversion has
+    /// not tried yet, smallest row id first: (artifact, file row). `names`
+    /// narrows them to these artifacts. A digest tried by another `codec`
+    /// (a `gzip_tried.result` not starting with it) is tried again: a newer
+    /// codec may rebuild what an older one could not. Not gzip stays so.
     pub(crate) fn gzip_candidates(
         &self,
         ns: &str,
         names: Option<&[String]>,
+        codec: &str,
     ) -> Result<Vec<(String, FileRow)>> {
         let sql = format!(
             "SELECT {}, a.name FROM files f JOIN artifacts a ON a.id = f.artifact
              WHERE a.namespace = ?1 AND f.form = 0 AND f.quarantine IS NULL AND f.size > 0
-               AND NOT EXISTS (SELECT 1 FROM gzip_tried t WHERE t.hash = f.hash)
+               AND NOT EXISTS (SELECT 1 FROM gzip_tried t WHERE t.hash = f.hash
+                                 AND (t.result = '{NOT_GZIP}'
+                                      OR substr(t.result, 1, length(?2)) = ?2))
              ORDER BY f.id",
             super::FILE_COLS
         );
-        let rows = self.rows(&sql, [ns], |r| {
+        let rows = self.rows(&sql, params![ns, codec], |r| {
             Ok((r.get::<_, String>(7)?, super::row_file(r)?))
         })?;
         Ok(rows

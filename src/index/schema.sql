@@ -33,11 +33,11 @@ CREATE TABLE IF NOT EXISTS files(
     -- NULL: visible. Otherwise why the file was kept aside (a cut-short
     -- transfer); quarantined files keep their chunks referenced.
     quarantine TEXT,
-    -- How the file is stored (format 4): 0 as-is (its file_chunks), 1 the
-    -- gzip form (file_streams + gzip_chunks; file_chunks only while its hot
-    -- copy is kept). A format-2/3 index gets the column by migration.
     form INTEGER NOT NULL DEFAULT 0
 );
+-- files.form: how the file is stored (format 4): 0 as-is (its file_chunks),
+-- 1 the gzip form (file_streams + gzip_chunks; file_chunks only while its
+-- hot copy is kept). A format-2/3 index gets the column by migration.
 CREATE UNIQUE INDEX IF NOT EXISTS files_visible ON files(artifact, name) WHERE quarantine IS NULL;
 CREATE INDEX IF NOT EXISTS files_artifact ON files(artifact);
 CREATE INDEX IF NOT EXISTS files_hash ON files(hash);

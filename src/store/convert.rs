@@ -26,6 +26,11 @@ use crate::id::ChunkId;
 use crate::index::{ChunkSpan, FileMeta, FileRow, Form, Recipe};
 use crate::pack::Location;
 
+/// The codec a `gzip_tried` verdict came from: a file one codec kept as it
+/// is is tried again by another (`Index::gzip_candidates`). Bump it when
+/// the codec learns to rebuild more (a preflate upgrade).
+const CODEC: &str = "preflate-rs 0.7";
+
 /// The first bytes of a gzip member: magic and the deflate method.
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 
@@ -64,7 +69,7 @@ impl Store {
     /// Convert the visible as-is files of `names` (every artifact of the
     /// namespace: None) that conversion has not tried yet, one by one.
     pub fn convert(&self, names: Option<&[String]>) -> Result<Vec<ConvertedFile>> {
-        let candidates = self.index().gzip_candidates(&self.ns, names)?;
+        let candidates = self.index().gzip_candidates(&self.ns, names, CODEC)?;
         let mut out = Vec::with_capacity(candidates.len());
         for (artifact, row) in candidates {
             let file = row.meta.name.clone();
@@ -81,7 +86,7 @@ impl Store {
     /// The namespace's files that conversion has not tried yet: (artifact,
     /// file row), oldest first.
     pub fn convert_candidates(&self) -> Result<Vec<(String, FileRow)>> {
-        self.index().gzip_candidates(&self.ns, None)
+        self.index().gzip_candidates(&self.ns, None, CODEC)
     }
 
     /// Convert one file (row `row` of `artifact`); see the module doc.
@@ -104,7 +109,7 @@ impl Store {
         let mut magic = [0u8; 3];
         let n = reader.read_at(0, &mut magic)?;
         if n < 3 || magic != GZIP_MAGIC {
-            self.index().mark_tried(&row.hash, "not gzip")?;
+            self.index().mark_tried(&row.hash, crate::index::NOT_GZIP)?;
             return Ok(Converted::NotGzip);
         }
         let meta = FileMeta {
@@ -129,7 +134,8 @@ impl Store {
             match side {
                 Ok(Ok(side)) => side,
                 Ok(Err(why)) => {
-                    self.index().mark_tried(&row.hash, &why)?;
+                    self.index()
+                        .mark_tried(&row.hash, &format!("{CODEC}: {why}"))?;
                     return Ok(Converted::Kept { why });
                 }
                 Err(e) => {
@@ -149,7 +155,8 @@ impl Store {
         // The proof: the stored chunks rebuild the file's own chunks.
         if let Err(e) = self.check_rebuild(artifact, &row, &reader, &content, &side) {
             let why = format!("the stored gzip form does not rebuild it: {e}");
-            self.index().mark_tried(&row.hash, &why)?;
+            self.index()
+                .mark_tried(&row.hash, &format!("{CODEC}: {why}"))?;
             return Ok(Converted::Kept { why });
         }
         pause("checked");
