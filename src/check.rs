@@ -21,6 +21,8 @@ mod tar_differential;
 
 pub use gzip::GzCheck;
 pub use inflate::Inflate;
+// The gzip codec (crate::gzip) parses member headers as this check does.
+pub(crate) use inflate::{gzip_header, Header, GZ_MAX_HEADER};
 pub use tar::TarCheck;
 
 /// A tar block: headers and member data come in whole blocks.

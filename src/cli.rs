@@ -86,6 +86,23 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Store gzip files in the gzip form: their inflated content (which
+    /// dedupes against other versions) plus the side data that rebuilds
+    /// their exact bytes. Each file is checked by rebuilding it from what
+    /// was stored before it switches; one that does not rebuild stays as
+    /// it is, and is not tried again. Reads return the same bytes. A mount
+    /// does this in the background unless started with --no-convert.
+    Convert {
+        /// Artifacts whose files to convert.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every artifact of the namespace.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List artifacts, or the files of one artifact.
     Ls {
         /// Show this artifact's files instead of all artifacts.
@@ -192,6 +209,10 @@ pub enum Command {
         /// Repeat it for more patterns.
         #[arg(long, value_name = "PATTERN")]
         complete_when: Vec<String>,
+        /// Leave gzip files as they are: no background conversion to the
+        /// gzip form (see `convert`).
+        #[arg(long)]
+        no_convert: bool,
         #[command(flatten)]
         gc: MountGc,
     },
@@ -258,6 +279,12 @@ pub struct GcPolicy {
     /// Consider the artifacts of every namespace (default: those of --namespace).
     #[arg(long)]
     pub all_namespaces: bool,
+    /// Drop the hot copy (the gzip bytes kept beside the gzip form, so that
+    /// reads need no rebuild) of files of artifacts not used for DURATION
+    /// (default: a day). Under --max-size, hot copies go, least recently
+    /// used first, before any artifact is evicted.
+    #[arg(long, value_name = "DURATION")]
+    pub hot_for: Option<String>,
 }
 
 /// The mount's own gc (`mount --gc-max-size …`): the limits of `gc`, kept

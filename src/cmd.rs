@@ -14,6 +14,7 @@ use crate::cli::Cli;
 use crate::output::{count, human};
 
 pub mod cat;
+pub mod convert;
 pub mod export;
 pub mod fingerprint;
 pub mod gc;

@@ -46,11 +46,16 @@
 //! - `inodes`: the inode table;
 //! - `adapter`: the `Filesystem` trait methods, which only reply;
 //! - `mountpoint`: mounting, unmounting and the mount table;
-//! - `gc`: the mount's own gc thread (`mount --gc-max-size …`).
+//! - `gc`: the mount's own gc thread (`mount --gc-max-size …`);
+//! - `convert`: the mount's background converter of gzip files;
+//! - `cold`: reads of gzip-form files without a hot copy, one shared
+//!   rebuild per file.
 //!
 //! [`FileReader`]: crate::store::FileReader
 
 mod adapter;
+mod cold;
+mod convert;
 mod gc;
 mod handles;
 mod inodes;

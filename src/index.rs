@@ -2,7 +2,8 @@
 //! chunk locations and reference counts. rusqlite lives only in this module.
 //!
 //! Invariants (checked by `verify`):
-//! - `chunks.refs` equals the number of `file_chunks` rows naming the chunk.
+//! - `chunks.refs` equals the number of `file_chunks` and `file_streams`
+//!   rows naming the chunk.
 //! - A file's `file_chunks` rows are numbered 0.. without gaps, their
 //!   `offset`s are the running sum of chunk lengths, and the sum is `files.size`.
 //! - Every `chunks` row points into a pack whose bytes were fsynced before the
@@ -23,6 +24,8 @@
 //! - `chunks`: chunk locations, packs, totals and the files cache;
 //! - `consistency`: the structural checks of the invariants above;
 //! - `rebuild`: rebuilding the index from the packs;
+//! - `gzip`: the gzip form's rows (format 4), its change and checks;
+//! - `migrate`: migrations from older formats;
 //! - `recipe`: a file's recipe (how its bytes are made from chunks) and
 //!   the geometry of reading it;
 //! - `types`: the rows the index hands out and takes in.
@@ -34,6 +37,7 @@ mod chunks;
 mod compact;
 mod consistency;
 mod evict;
+mod gzip;
 mod listing;
 mod migrate;
 mod rebuild;
@@ -59,13 +63,17 @@ pub(crate) use types::{NewFile, SourceKey};
 pub use checkpoint::{CheckpointInputs, Checkpointed};
 pub use compact::{Move, PackRow, Switched};
 pub use evict::Evict;
+pub(crate) use gzip::NOT_GZIP;
+pub use gzip::{GzipSaving, HotChunk, HotCopy};
 pub use rebuild::RebuildReport;
-pub use recipe::{ChunkList, Recipe};
-pub use types::{ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, QuarantineEntry, Totals};
+pub use recipe::{ChunkList, GzChunks, Recipe};
+pub use types::{
+    ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, Form, QuarantineEntry, Totals,
+};
 pub use usage::{ArtifactBytes, GcArtifact, HeldChunk, Holder, Holders};
 
 /// The on-disk format version this code reads and writes (store-layout.md).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const SCHEMA: &str = include_str!("index/schema.sql");
 
@@ -115,11 +123,11 @@ pub(crate) enum IndexState {
     /// the file truncated). [`Index::init_format`] makes it a new one.
     Empty,
     /// Format 1, whose changes have no manifest records yet:
-    /// [`Index::migrate_v1`] writes them.
+    /// [`Index::migrate_v1`] writes them (making it format 2).
     Legacy,
-    /// Format 2: the same index and records, without checkpoints;
-    /// [`Index::migrate_v2`] only sets the version.
-    Format2,
+    /// Format 2 or 3, without the gzip form's tables and column:
+    /// [`Index::migrate_v4`] adds them.
+    Old,
 }
 
 /// How long a connection waits for a lock another connection holds
@@ -168,7 +176,7 @@ impl Index {
             None => return Ok(ix),
             Some(v) if v == FORMAT_VERSION.to_string() => IndexState::Current,
             Some(v) if v == "1" => IndexState::Legacy,
-            Some(v) if v == "2" => IndexState::Format2,
+            Some(v) if v == "2" || v == "3" => IndexState::Old,
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     path: path.into(),
@@ -335,8 +343,19 @@ fn file_hash_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<FileHash> {
     r.get::<_, [u8; 32]>(i).map(FileHash)
 }
 
+/// The columns [`row_file`] reads, of `files f`: id, name, size, mode,
+/// mtime_ns, hash, and the form (0 as-is, 1 gzip, 2 gzip with its hot copy).
+const FILE_COLS: &str = "f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash,
+    CASE WHEN f.form = 0 THEN 0
+         WHEN EXISTS (SELECT 1 FROM file_chunks hc WHERE hc.file = f.id) THEN 2 ELSE 1 END";
+
 fn row_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
+        form: match r.get::<_, i64>(6)? {
+            0 => Form::AsIs,
+            1 => Form::Gzip,
+            _ => Form::GzipHot,
+        },
         id: r.get(0)?,
         meta: FileMeta {
             name: r.get(1)?,

@@ -27,6 +27,7 @@ pub mod check;
 pub mod chunker;
 pub mod error;
 pub mod fuse;
+pub mod gzip;
 pub mod id;
 pub mod import;
 pub mod index;

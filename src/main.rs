@@ -51,6 +51,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Import { dir } => cmd::import::run(cli, dir),
         Command::Export { name, dest } => cmd::export::run(cli, name, dest),
         Command::Cat { name, files } => cmd::cat::run(cli, name, files),
+        Command::Convert { names, all, json } => cmd::convert::run(cli, names, *all, *json),
         Command::Ls {
             quarantine: true,
             json,
@@ -85,6 +86,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             adopt,
             log,
             complete_when,
+            no_convert,
             gc,
         } => {
             let cfg = deploycache::fuse::MountConfig {
@@ -93,6 +95,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 threads: *threads,
                 complete_when: complete_when.clone(),
                 gc: cmd::mount::gc_config(gc, &cli.namespace),
+                convert: !no_convert,
             };
             cmd::mount::run(cli, mountpoint, *daemon, *adopt, log.as_deref(), &cfg)
         }

@@ -141,6 +141,18 @@ pub enum Change {
     Checkpoint {
         puts: Vec<u64>,
     },
+    /// Format 4: visible file `file` of `artifact`, stored as-is with digest
+    /// `hash`, is now stored in the gzip form: its inflated `content` and
+    /// the `side` data that deflates it back bit for bit (store-layout.md,
+    /// "Gzip files (format 4)"). Its digest and bytes are unchanged.
+    ConvertFile {
+        ns: String,
+        artifact: String,
+        file: String,
+        hash: FileHash,
+        content: Vec<(ChunkId, u32)>,
+        side: Vec<(ChunkId, u32)>,
+    },
 }
 
 /// A change with its place in the order of commits.

@@ -15,7 +15,7 @@ use std::path::Path;
 pub const OPTIONS: &str = "ro, rw, allow_other, namespace=NS, compression=zstd|fast|none, \
                            threads=N, adopt, log=FILE, complete_when=PATTERN (repeatable), \
                            gc_max_size=SIZE, gc_older_than=DURATION, gc_keep_last=N, \
-                           gc_interval=DURATION";
+                           gc_interval=DURATION, noconvert";
 
 /// Options mount(8) and systemd act on themselves (or that every deploycache
 /// mount has anyway) and pass on to the helper: accepted and ignored.
@@ -111,6 +111,7 @@ pub fn call(argv: Vec<OsString>) -> Result<Call, String> {
             };
             match (key, value) {
                 (b"ro", None) => mount.push("--read-only".into()),
+                (b"noconvert", None) => mount.push("--no-convert".into()),
                 (b"rw", None) => {}
                 (b"allow_other", None) => mount.push("--allow-other".into()),
                 (b"adopt", None) => mount.push("--adopt".into()),
@@ -227,6 +228,30 @@ mod tests {
                 "--adopt",
                 "--log=/var/log/dc.log",
                 "--complete-when=env_*.yaml",
+                "--",
+                "/mnt",
+            ]))
+        );
+    }
+
+    #[test]
+    fn noconvert_turns_the_background_conversion_off() {
+        let got = run(&[
+            "mount.fuse.deploycache",
+            "/srv/store",
+            "/mnt",
+            "-o",
+            "noconvert",
+        ]);
+        assert_eq!(
+            got,
+            Ok(line(&[
+                "deploycache",
+                "--store=/srv/store",
+                "--namespace=",
+                "mount",
+                "--daemon",
+                "--no-convert",
                 "--",
                 "/mnt",
             ]))

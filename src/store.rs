@@ -3,7 +3,7 @@
 //!
 //! Directory (store-layout.md has the full contract):
 //! ```text
-//! STORE/FORMAT          "deploycache-store 3"
+//! STORE/FORMAT          "deploycache-store 4"
 //! STORE/index.sqlite    the index (WAL)
 //! STORE/packs/ab/….pack chunk records
 //! STORE/lock, owner     one host at a time (lock.rs)
@@ -37,6 +37,8 @@
 //! - `verify`: `verify`, through the index and the pack store;
 //! - `gc`, `usage`, `uses`: gc's plan and eviction, the space report,
 //!   recorded uses;
+//! - `convert`, `promote`: the gzip form: conversion (and the seam to the
+//!   gzip codec), and keeping a cold file's hot copy when it is read;
 //! - `rebuild`: `verify --rebuild-index`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -53,12 +55,14 @@ use crate::pack::{self, PackName, PackSink, PackStore};
 use crate::perms;
 
 mod commit;
+mod convert;
 pub mod gc;
 mod ingest;
 mod journal;
 mod open;
 mod packs;
 mod pool;
+mod promote;
 mod read;
 mod rebuild;
 mod usage;
@@ -67,9 +71,11 @@ mod verify;
 mod view;
 mod write;
 
+pub use convert::{Converted, ConvertedFile};
 pub use ingest::PutReport;
 pub use open::Swept;
-pub use read::FileReader;
+pub use promote::Promotion;
+pub use read::{FileReader, Pieces};
 pub use rebuild::{rebuild_index, Rebuilt};
 pub use usage::{SpaceReport, SpaceUse};
 pub use verify::Report as VerifyReport;
@@ -266,6 +272,7 @@ impl Store {
         let pack_files = packs.len() as u64;
         let pack_bytes = packs.iter().map(|p| p.size).sum();
         Ok(Stats {
+            gzip: self.index().gzip_saving()?,
             totals,
             pack_files,
             pack_bytes,
@@ -303,6 +310,8 @@ pub struct Stats {
     /// not yet reclaimed by gc.
     pub pack_bytes: u64,
     pub index_bytes: u64,
+    /// What the gzip form saves (store-layout.md, "Gzip files (format 4)").
+    pub gzip: index::GzipSaving,
 }
 
 /// Map `f` over `items` on up to `workers` threads, keeping order.

@@ -45,10 +45,10 @@ enum GzState {
 /// Inflated bytes per call: large enough that zlib stays in its fast loop.
 const GZ_OUT: usize = 1 << 20;
 /// A header longer than this (its name, comment or extra field) is refused.
-const GZ_MAX_HEADER: usize = 1 << 20;
+pub(crate) const GZ_MAX_HEADER: usize = 1 << 20;
 
 /// What a member header's first bytes tell.
-enum Header {
+pub(crate) enum Header {
     /// Complete; the deflate stream starts after this many bytes.
     Done(usize),
     NeedMore,
@@ -74,7 +74,7 @@ fn deflate_error(e: &flate2::DecompressError) -> String {
 }
 
 /// Parse an RFC 1952 member header at the start of `h`.
-fn gzip_header(h: &[u8]) -> Header {
+pub(crate) fn gzip_header(h: &[u8]) -> Header {
     const FHCRC: u8 = 2;
     const FEXTRA: u8 = 4;
     const FNAME: u8 = 8;

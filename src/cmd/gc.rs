@@ -46,7 +46,17 @@ pub fn policy(args: &GcPolicy, ns: &str) -> Policy {
 pub fn run(cli: &Cli, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let s = &super::open(cli, false)?;
     let policy = policy(args, s.namespace());
-    let plan = s.gc_plan(&policy)?;
+    let hot_for = args.hot_for.as_deref().map_or(gc::HOT_FOR, |d| {
+        gc::parse_duration(d).unwrap_or_else(|e| {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("--hot-for: {e}"),
+                )
+                .exit()
+        })
+    });
+    let plan = s.gc_plan_hot(&policy, hot_for)?;
     let outcome = if dry_run {
         None
     } else {
@@ -132,6 +142,21 @@ fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Res
             human(v.frees_bytes)
         )?;
     }
+    for h in &plan.hot {
+        let why = match h.reason {
+            gc::HotReason::Unused => "not used for --hot-for",
+            gc::HotReason::MaxSize => "store over --max-size",
+        };
+        writeln!(
+            out,
+            "  drop hot copy {}/{} ({}): last used {}, {why}; frees {}",
+            full_name(&h.namespace, &h.artifact),
+            shown(&h.file),
+            human(h.size),
+            rfc3339(h.last_access),
+            human(h.frees_bytes)
+        )?;
+    }
     for h in &plan.held {
         let why = match h.why {
             HeldBy::KeepLast => "held by --keep-last",
@@ -139,7 +164,7 @@ fn print_plan(out: &mut impl Write, plan: &GcPlan, dry_run: bool) -> anyhow::Res
         };
         writeln!(out, "  keep    {}: {why}", full_name(&h.namespace, &h.name))?;
     }
-    if plan.expire.is_empty() && plan.evict.is_empty() {
+    if plan.expire.is_empty() && plan.evict.is_empty() && plan.hot.is_empty() {
         writeln!(out, "  nothing to evict or expire")?;
     }
     writeln!(
@@ -209,7 +234,12 @@ fn print_outcome(out: &mut impl Write, o: &GcOutcome) -> anyhow::Result<()> {
     let whole = o.expired.iter().filter(|e| e.whole_artifact).count() as u64;
     writeln!(
         out,
-        "done: evicted {}, expired the quarantined files of {} ({} dropped whole)",
+        "done: {}evicted {}, expired the quarantined files of {} ({} dropped whole)",
+        match o.hot_dropped.len() {
+            0 => String::new(),
+            1 => "dropped 1 hot copy, ".into(),
+            n => format!("dropped {n} hot copies, "),
+        },
         count(o.evicted.len() as u64, "artifact"),
         count(o.expired.len() as u64, "artifact"),
         whole

@@ -88,16 +88,21 @@ pub fn run(cli: &Cli, what: What, json: bool) -> anyhow::Result<ExitCode> {
                     serde_json::json!({
                         "name": f.meta.name, "size": f.meta.size, "mode": format!("{:04o}", f.meta.mode),
                         "mtime": rfc3339_ns(f.meta.mtime_ns), "digest": f.hash.to_string(),
+                        "stored": f.form.as_str(),
                     })
                 },
-                format!("{:<44} {:>14} {:>5}  MTIME", "FILE", "SIZE", "MODE"),
+                format!(
+                    "{:<44} {:>14} {:>5}  {:<30}  STORED",
+                    "FILE", "SIZE", "MODE", "MTIME"
+                ),
                 |f| {
                     format!(
-                        "{} {:>14} {:>05o}  {}",
+                        "{} {:>14} {:>05o}  {:<30}  {}",
                         pad(&shown(&f.meta.name), 44),
                         f.meta.size,
                         f.meta.mode,
-                        rfc3339_ns(f.meta.mtime_ns)
+                        rfc3339_ns(f.meta.mtime_ns),
+                        f.form.as_str()
                     )
                 },
             )?;

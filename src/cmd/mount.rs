@@ -218,6 +218,9 @@ fn spawn_daemon(
     if cfg.allow_other {
         cmd.arg("--allow-other");
     }
+    if !cfg.convert {
+        cmd.arg("--no-convert");
+    }
     for p in &cfg.complete_when {
         cmd.arg("--complete-when").arg(p);
     }

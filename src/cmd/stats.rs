@@ -29,6 +29,11 @@ pub fn run(
             "quarantined_files": t.quarantined_files, "quarantined_bytes": t.quarantined_bytes,
             "dedupe_ratio": ratio(t.logical_bytes, t.unique_bytes),
             "total_ratio": ratio(t.logical_bytes, st.pack_bytes),
+            "gzip": {
+                "files": st.gzip.files, "hot_files": st.gzip.hot_files,
+                "gzip_bytes": st.gzip.gzip_bytes, "added_bytes": st.gzip.added_bytes,
+                "saved_bytes": st.gzip.saved_bytes(), "hot_bytes": st.gzip.hot_bytes,
+            },
         });
         super::gc::stats_json(&mut v, &space, by_ns, plan.as_ref());
         print_json(&v)?;
@@ -80,6 +85,28 @@ pub fn run(
         "total ratio      {:>10.2}x  (logical / stored)",
         ratio(t.logical_bytes, st.pack_bytes)
     )?;
+    let g = &st.gzip;
+    if g.files > 0 {
+        let saved = g.saved_bytes();
+        writeln!(
+            out,
+            "gzip form        {:>11}  ({} stored as content + side data: {} of gzip bytes in {} of their own, besides dedupe and compression)",
+            if saved < 0 {
+                format!("-{}", human(saved.unsigned_abs()))
+            } else {
+                human(saved as u64)
+            },
+            count(g.files, "file"),
+            human(g.gzip_bytes),
+            human(g.added_bytes)
+        )?;
+        writeln!(
+            out,
+            "hot copies       {:>11}  ({}; gc drops them first)",
+            human(g.hot_bytes),
+            count(g.hot_files, "file")
+        )?;
+    }
     super::gc::stats_text(&mut out, &space, by_ns, plan.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,8 +17,9 @@ use crate::name;
 use crate::store::FileReader;
 
 pub(super) enum Handle {
-    /// Open for reading: committed content, read through the store.
-    Read(Arc<FileReader>),
+    /// Open for reading: committed content, read through the store; a
+    /// gzip-form file without its hot copy through its shared rebuild.
+    Read(Arc<FileReader>, Option<Arc<super::cold::ColdHandle>>),
     /// Open for writing (or reading and writing) on a session's inode.
     Write(u64),
 }
@@ -151,7 +152,13 @@ impl View {
             let artifact = self.artifact(dir).unwrap_or_default();
             let reader = self.open_version(&artifact, row)?;
             self.used(&artifact);
-            let fh = self.new_fh(Handle::Read(Arc::new(reader)));
+            let reader = Arc::new(reader);
+            let cold = if reader.is_cold() {
+                Some(Arc::new(self.cold.open(&self.store, reader.clone())?))
+            } else {
+                None
+            };
+            let fh = self.new_fh(Handle::Read(reader, cold));
             return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE));
         }
         self.writable()?;
@@ -206,7 +213,7 @@ impl View {
             None => None,
         };
         let base = match (current.or(row), trunc) {
-            (Some(r), false) => Some(self.open_version(&artifact, r)?),
+            (Some(r), false) => Some(self.writable_base(&artifact, r)?),
             _ => None,
         };
         let s = Session::new(
@@ -246,6 +253,21 @@ impl View {
         Ok(arc)
     }
 
+    /// The committed content a write session goes on over. A gzip-form file
+    /// without its hot copy is promoted first (read whole once): the
+    /// session reads its base at any offset, and each read of a cold file
+    /// would rebuild it from the start. If the promotion fails, it is read
+    /// cold (slow, still exact).
+    fn writable_base(&self, artifact: &str, v: inodes::Version) -> Result<FileReader> {
+        let r = self.open_version(artifact, v)?;
+        if !r.is_cold() {
+            return Ok(r);
+        }
+        let hidden = crate::progress::Progress::hidden();
+        self.store.copy_to(&r, &mut io::sink(), &hidden)?;
+        self.open_version(artifact, v)
+    }
+
     /// Open one committed content; fails with ENOENT once it was replaced.
     fn open_version(&self, artifact: &str, v: inodes::Version) -> Result<FileReader> {
         let r = self.store.open_file_id(artifact, v.0)?;
@@ -261,7 +283,7 @@ impl View {
     fn handle_ino(&self, fh: u64) -> Result<Option<u64>> {
         match lock(&self.handles).get(&fh) {
             Some(Handle::Write(ino)) => Ok(Some(*ino)),
-            Some(Handle::Read(_)) => Ok(None),
+            Some(Handle::Read(..)) => Ok(None),
             None => Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
         }
     }
@@ -269,19 +291,23 @@ impl View {
     /// Read into the front of `buf`; returns the byte count.
     pub fn read(&self, fh: u64, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<usize> {
         let h = match lock(&self.handles).get(&fh) {
-            Some(Handle::Read(h)) => Ok(h.clone()),
+            Some(Handle::Read(h, cold)) => Ok((h.clone(), cold.clone())),
             Some(Handle::Write(ino)) => Err(*ino),
             None => return Err(errno_err(libc::EBADF, format!("file handle {fh}"))),
         };
         match h {
-            Ok(h) => {
+            Ok((h, cold)) => {
                 // One buffer per FUSE thread serves every request: grown
                 // as needed, never shrunk.
                 let want = h.size().saturating_sub(offset).min(u64::from(size)) as usize;
                 if buf.len() < want {
                     buf.resize(want, 0);
                 }
-                h.read_at(offset, &mut buf[..want]).inspect_err(|e| {
+                let res = match &cold {
+                    Some(c) => c.read_at(offset, &mut buf[..want]),
+                    None => h.read_at(offset, &mut buf[..want]),
+                };
+                res.inspect_err(|e| {
                     log_line(&format!(
                         "read of {}/{} at {offset} failed: {e}",
                         h.artifact, h.file
@@ -492,6 +518,9 @@ impl View {
                 s.pending = None;
                 if let Some(gc) = &self.gc {
                     gc.committed(info.size);
+                }
+                if let Some(c) = &self.convert {
+                    c.committed();
                 }
                 let row = self.store.file(&artifact, &s.name)?;
                 let mut inodes = lock(&self.inodes);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, SessionACL};
 
+use super::convert::ConvertThread;
 use super::gc::GcThread;
 use super::view::current_ids;
 use super::{log_line, View};
@@ -32,6 +33,8 @@ pub struct MountConfig {
     pub complete_when: Vec<String>,
     /// The policy the mount's own gc keeps the store to (none: no gc).
     pub gc: Option<super::GcConfig>,
+    /// Convert gzip files to the gzip form in the background (`fuse::convert`).
+    pub convert: bool,
 }
 
 /// Serve `store` at `mountpoint` until it is unmounted or the process gets
@@ -57,6 +60,20 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
         None => None,
     };
     view.gc = gc.as_ref().map(GcThread::trigger);
+    let converter = if cfg.convert && !cfg.read_only {
+        match ConvertThread::start(view.store.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log_line(&format!(
+                    "cannot start the gzip converter: {e}; serving without it"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    view.convert = converter.as_ref().map(ConvertThread::trigger);
     let mut config = Config::default();
     // The store is the mount's source and `fuse.deploycache` its type, as
     // sshfs shows `user@host:path` and `fuse.sshfs`: `findmnt -t
@@ -111,6 +128,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
             if let Some(t) = gc {
                 t.stop();
             }
+            if let Some(t) = converter {
+                t.stop();
+            }
             return Err(e);
         }
     };
@@ -147,6 +167,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     let res = session.run().map_err(|e| Error::io(mountpoint, e));
     signal_handle.close();
     if let Some(t) = gc {
+        t.stop();
+    }
+    if let Some(t) = converter {
         t.stop();
     }
     log_line(&format!("unmounted {}", mountpoint.display()));

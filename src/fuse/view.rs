@@ -30,7 +30,8 @@ use crate::store::Store;
 /// holds its session while it leaves `sessions`, so the reverse order
 /// deadlocks (rmdir against a closing `cp` did, before this rule).
 pub struct View {
-    pub(super) store: Store,
+    /// Shared (an `Arc`) with the threads rebuilding cold files (`cold`).
+    pub(super) store: Arc<Store>,
     pub(super) read_only: bool,
     pub(super) uid: u32,
     pub(super) gid: u32,
@@ -43,6 +44,10 @@ pub struct View {
     pub(super) sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
     /// The mount's gc thread, told of each commit (`mount --gc-max-size`).
     pub(super) gc: Option<Arc<super::gc::GcTrigger>>,
+    /// The mount's converter, told of each commit (None: `--no-convert`).
+    pub(super) convert: Option<Arc<super::convert::ConvertTrigger>>,
+    /// Shared rebuilds of the gzip-form files open without a hot copy.
+    pub(super) cold: super::cold::ColdReads,
 }
 
 /// `statfs` numbers of the store's filesystem.
@@ -61,7 +66,7 @@ impl View {
         let (uid, gid) = current_ids();
         View {
             spill_dir: store.root().join("tmp"),
-            store,
+            store: Arc::new(store),
             read_only,
             complete_when,
             uid,
@@ -72,6 +77,8 @@ impl View {
             next_fh: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
             gc: None,
+            convert: None,
+            cold: Default::default(),
         }
     }
 

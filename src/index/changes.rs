@@ -141,6 +141,7 @@ fn delete_pending(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
 }
 
 fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
+    super::gzip::delete_gzip_rows(tx, fid)?;
     tx.prepare_cached(
         "UPDATE chunks SET refs = refs - (SELECT count(*) FROM file_chunks fc WHERE fc.file = ?1 AND fc.chunk = chunks.id)
          WHERE id IN (SELECT chunk FROM file_chunks WHERE file = ?1)",
@@ -158,6 +159,7 @@ fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
 /// hundreds of files, and three statements per file cost most of an
 /// eviction (BENCHMARKS.md, "gc at scale").
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
+    super::gzip::delete_artifact_gzip_rows(tx, aid)?;
     tx.prepare_cached(
         "UPDATE chunks SET refs = refs - d.n
          FROM (SELECT fc.chunk AS chunk, count(*) AS n
@@ -425,6 +427,7 @@ pub(crate) fn apply_change(
             }
             return Ok(Applied::Dropped(dropped));
         }
+        Change::ConvertFile { .. } => super::gzip::apply_convert(tx, path, change)?,
         Change::Void | Change::Checkpoint { .. } => {}
     }
     Ok(Applied::Nothing)

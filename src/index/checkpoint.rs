@@ -23,7 +23,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::changes::{journal_seq, set_journal_seq};
-use super::migrate::{artifact_rows, write_puts};
+use super::migrate::{artifact_rows, record_count, write_puts};
 use super::{Index, Sql};
 use crate::error::{Error, Result};
 use crate::manifest::{Change, Journal, Record};
@@ -59,6 +59,10 @@ const PUT_FIXED: u64 = RECORD_HEADER_LEN as u64 + 1 + 8 + 8 + 8 + 1 + 4 + 4 + 8 
 /// Fixed bytes of a file in a record beyond its name: name length, size,
 /// mode, mtime, committed, digest, quarantine flag, chunk count.
 const FILE_FIXED: u64 = 4 + 8 + 4 + 8 + 8 + 32 + 1 + 4;
+/// Fixed bytes of a `ConvertFile` record beyond its names: header,
+/// version, seq, time, nonce, kind, three string lengths, digest, two
+/// chunk counts (codec.rs).
+const CONVERT_FIXED: u64 = RECORD_HEADER_LEN as u64 + 1 + 8 + 8 + 8 + 1 + 3 * 4 + 32 + 2 * 4;
 /// A chunk in a file's list: id and length.
 const CHUNK_BYTES: u64 = 32 + 4;
 /// The checkpoint record without its nonces: header, version, seq, time,
@@ -94,17 +98,42 @@ impl Index {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .sql(p)?;
+        // A put names a gzip-form file by its gz chunks (`gzip_chunks`,
+        // whether or not a hot copy holds them in `file_chunks`).
         let chunks: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM file_chunks", [], |r| r.get(0))
+            .query_row(
+                "SELECT (SELECT count(*) FROM file_chunks fc JOIN files f ON f.id = fc.file
+                         WHERE f.form = 0)
+                      + (SELECT count(*) FROM gzip_chunks)",
+                [],
+                |r| r.get(0),
+            )
             .sql(p)?;
-        let (artifacts, files) = (artifacts as u64, files as u64);
+        // One ConvertFile record per gzip-form file: its names, digest and
+        // its content and side data chunk lists.
+        let (converts, convert_names, stream_chunks): (i64, i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*),
+                        coalesce(sum(length(CAST(a.namespace AS BLOB)) + length(CAST(a.name AS BLOB))
+                                     + length(CAST(f.name AS BLOB))), 0),
+                        (SELECT count(*) FROM file_streams)
+                 FROM files f JOIN artifacts a ON a.id = f.artifact WHERE f.form = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .sql(p)?;
+        let (artifacts, files, converts) = (artifacts as u64, files as u64, converts as u64);
         Ok(CheckpointInputs {
             journal_seq: journal_seq(&self.conn).sql(p)?,
             checkpoint_seq: checkpoint_seq(&self.conn).sql(p)?,
             artifacts,
             bytes: HEAD_FIXED
-                + 8 * artifacts
+                + 8 * (artifacts + converts)
+                + CONVERT_FIXED * converts
+                + convert_names as u64
+                + CHUNK_BYTES * stream_chunks as u64
                 + PUT_FIXED * artifacts
                 + names as u64
                 + FILE_FIXED * files
@@ -226,12 +255,12 @@ fn checkpoint(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .sql(path)?;
     let artifacts = artifact_rows(&tx).sql(path)?;
-    let n = artifacts.len() as u64;
+    let n = record_count(&tx, &artifacts, true).sql(path)?;
     if n + 1 > max_seqs {
         return Ok(Err(n + 1));
     }
     let first = journal_seq(&tx).sql(path)? + 1;
-    let nonces: Vec<u64> = artifacts.iter().map(|_| rand::random()).collect();
+    let nonces: Vec<u64> = (0..n).map(|_| rand::random()).collect();
     let head = Record::new(
         first,
         Change::Checkpoint {
@@ -243,7 +272,7 @@ fn checkpoint(
     // Durable before any put is written: see the module doc.
     journal.sync()?;
     between();
-    let (more, bytes) = write_puts(&tx, path, journal, &artifacts, first + 1, &nonces)?;
+    let (more, bytes) = write_puts(&tx, path, journal, &artifacts, first + 1, &nonces, true)?;
     journal.sync()?;
     between();
     packs.extend(more);
@@ -268,7 +297,7 @@ fn checkpoint(
     }
     Ok(Ok(Checkpointed {
         seq: first,
-        artifacts: n,
+        artifacts: artifacts.len() as u64,
         bytes: bytes + (RECORD_HEADER_LEN + head.len()) as u64,
     }))
 }
@@ -307,7 +336,12 @@ pub(crate) fn live_history(records: Vec<(Record, PackName)>) -> History {
     }
     let puts_at: HashSet<(u64, u64)> = records
         .iter()
-        .filter(|(r, _)| matches!(r.change, Change::PutArtifact { .. }))
+        .filter(|(r, _)| {
+            matches!(
+                r.change,
+                Change::PutArtifact { .. } | Change::ConvertFile { .. }
+            )
+        })
         .map(|(r, _)| (r.seq, r.nonce))
         .collect();
     let mut start = 0;

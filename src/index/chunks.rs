@@ -74,7 +74,10 @@ impl Index {
         let fid: Option<i64> = self
             .conn
             .query_row(
-                "SELECT id FROM files WHERE hash = ?1 AND size = ?2 LIMIT 1",
+                // A gzip-form file without its hot copy has no chunk list
+                // of its bytes.
+                "SELECT id FROM files f WHERE hash = ?1 AND size = ?2
+                   AND (form = 0 OR EXISTS (SELECT 1 FROM file_chunks h WHERE h.file = f.id)) LIMIT 1",
                 params![&hash.as_bytes()[..], size as i64],
                 |r| r.get(0),
             )
@@ -139,9 +142,13 @@ impl Index {
 
     /// Who references a chunk: (artifact, file, offset) triples, for error reports.
     pub(crate) fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, String, u64)>> {
+        // The streams of gzip-form files count as users too (their offset
+        // is in the stream, not the file).
         let rows = self.rows("SELECT CASE a.namespace WHEN '' THEN a.name ELSE a.namespace || ':' || a.name END, f.name, fc.offset
-                 FROM file_chunks fc JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
-                 WHERE fc.chunk = ?1 ORDER BY a.name, f.name, fc.offset", [&id.as_bytes()[..]], |r| {
+                 FROM (SELECT file, chunk, offset FROM file_chunks WHERE chunk = ?1
+                       UNION ALL SELECT file, chunk, offset FROM file_streams WHERE chunk = ?1) fc
+                 JOIN files f ON f.id = fc.file JOIN artifacts a ON a.id = f.artifact
+                 ORDER BY a.name, f.name, fc.offset", [&id.as_bytes()[..]], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
             })?;
         Ok(rows)

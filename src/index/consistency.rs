@@ -26,7 +26,8 @@ impl Index {
             ));
         }
         let bad = self.rows(
-            "SELECT c.id, c.refs, (SELECT count(*) FROM file_chunks fc WHERE fc.chunk = c.id) AS n
+            "SELECT c.id, c.refs, (SELECT count(*) FROM file_chunks fc WHERE fc.chunk = c.id)
+                                  + (SELECT count(*) FROM file_streams fs WHERE fs.chunk = c.id) AS n
                  FROM chunks c WHERE c.refs != n",
             [],
             |r| {
@@ -45,13 +46,13 @@ impl Index {
                 "chunk {id}: reference count {stored}, but {actual} file positions use it"
             ));
         }
-        let rows = self.rows("SELECT a.name, f.name, f.size,
+        let rows = self.rows(&format!("SELECT a.name, f.name, f.size,
                         (SELECT coalesce(sum(c.raw_len), 0) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id),
                         (SELECT count(*) FROM file_chunks fc WHERE fc.file = f.id),
                         (SELECT coalesce(max(seq), -1) FROM file_chunks fc WHERE fc.file = f.id),
                         (SELECT count(*) FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk WHERE fc.file = f.id
                            AND fc.offset + c.raw_len != coalesce((SELECT fc2.offset FROM file_chunks fc2 WHERE fc2.file = f.id AND fc2.seq = fc.seq + 1), f.size))
-                 FROM files f JOIN artifacts a ON a.id = f.artifact", [], |r| {
+                 FROM files f JOIN artifacts a ON a.id = f.artifact WHERE {AS_CHUNKS}"), [], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -78,7 +79,7 @@ impl Index {
             }
         }
         // Each file's digest commits to its chunk list (id.rs).
-        let files = self.rows("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact", [], |r| {
+        let files = self.rows(&format!("SELECT f.id, a.name, f.name, f.hash FROM files f JOIN artifacts a ON a.id = f.artifact WHERE {AS_CHUNKS}"), [], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -95,6 +96,11 @@ impl Index {
                 ));
             }
         }
+        problems.extend(self.check_gzip()?);
         Ok(problems)
     }
 }
+
+/// The files whose `file_chunks` are their bytes: as-is ones, and gzip-form
+/// ones with their hot copy (a cold one has none; `check_gzip` checks it).
+const AS_CHUNKS: &str = "(f.form = 0 OR EXISTS (SELECT 1 FROM file_chunks h WHERE h.file = f.id))";

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::artifacts::missing_files;
 use super::{
     artifact_id, need_artifact, now, row_file, ArtifactSummary, FileRow, Index, QuarantineEntry,
-    Sql,
+    Sql, FILE_COLS,
 };
 use crate::error::{Error, Result};
 
@@ -77,7 +77,8 @@ impl Index {
 
     pub(crate) fn list_files(&self, ns: &str, artifact: &str) -> Result<Vec<FileRow>> {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
-        let rows = self.rows("SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND quarantine IS NULL ORDER BY name", [aid], row_file)?;
+        let sql = format!("SELECT {FILE_COLS} FROM files f WHERE f.artifact = ?1 AND f.quarantine IS NULL ORDER BY f.name");
+        let rows = self.rows(&sql, [aid], row_file)?;
         Ok(rows)
     }
 
@@ -85,7 +86,7 @@ impl Index {
         let aid = need_artifact(&self.conn, &self.path, ns, artifact)?;
         self.conn
             .query_row(
-                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE artifact = ?1 AND name = ?2 AND quarantine IS NULL",
+                &format!("SELECT {FILE_COLS} FROM files f WHERE f.artifact = ?1 AND f.name = ?2 AND f.quarantine IS NULL"),
                 params![aid, file],
                 row_file,
             )
@@ -98,7 +99,7 @@ impl Index {
     pub(crate) fn file_by_id(&self, file_id: i64) -> Result<Option<FileRow>> {
         self.conn
             .query_row(
-                "SELECT id, name, size, mode, mtime_ns, hash FROM files WHERE id = ?1",
+                &format!("SELECT {FILE_COLS} FROM files f WHERE f.id = ?1"),
                 [file_id],
                 row_file,
             )
@@ -108,16 +109,17 @@ impl Index {
 
     /// Quarantined files of a namespace, newest first.
     pub(crate) fn list_quarantine(&self, ns: &str) -> Result<Vec<QuarantineEntry>> {
-        let rows = self.rows("SELECT f.id, f.name, f.size, f.mode, f.mtime_ns, f.hash, a.name, f.quarantine, f.committed
+        let sql = format!("SELECT {FILE_COLS}, a.name, f.quarantine, f.committed
                  FROM files f JOIN artifacts a ON a.id = f.artifact
-                 WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC", [ns], |r| {
-                Ok(QuarantineEntry {
-                    file: row_file(r)?,
-                    artifact: r.get(6)?,
-                    reason: r.get(7)?,
-                    at: r.get(8)?,
-                })
-            })?;
+                 WHERE a.namespace = ?1 AND f.quarantine IS NOT NULL ORDER BY f.committed DESC, f.id DESC");
+        let rows = self.rows(&sql, [ns], |r| {
+            Ok(QuarantineEntry {
+                file: row_file(r)?,
+                artifact: r.get(7)?,
+                reason: r.get(8)?,
+                at: r.get(9)?,
+            })
+        })?;
         Ok(rows)
     }
 }

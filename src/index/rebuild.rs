@@ -159,16 +159,15 @@ fn gone_chunks(scanned: &ScannedPacks) -> Vec<(ChunkId, u32)> {
         scanned.chunks.iter().map(|(id, _)| id).collect();
     let mut gone = std::collections::HashMap::new();
     for (r, _) in &scanned.records {
-        let files = match &r.change {
-            Change::PutArtifact { files, .. } => files.iter().collect::<Vec<_>>(),
-            Change::PutFile { file, .. } => vec![file],
+        let lists: Vec<&[(ChunkId, u32)]> = match &r.change {
+            Change::PutArtifact { files, .. } => files.iter().map(|f| &f.chunks[..]).collect(),
+            Change::PutFile { file, .. } => vec![&file.chunks],
+            Change::ConvertFile { content, side, .. } => vec![content, side],
             _ => continue,
         };
-        for f in files {
-            for (id, len) in &f.chunks {
-                if !known.contains(id) {
-                    gone.insert(*id, *len);
-                }
+        for (id, len) in lists.into_iter().flatten() {
+            if !known.contains(id) {
+                gone.insert(*id, *len);
             }
         }
     }
@@ -192,8 +191,15 @@ fn insert_gone(tx: &rusqlite::Transaction<'_>, gone: &[(ChunkId, u32)]) -> rusql
 }
 
 /// Remove every artifact the replay left holding a chunk no pack holds,
-/// then those chunks' rows; one problem line per artifact removed.
+/// then those chunks' rows; one problem line per artifact removed. A
+/// gzip-form file whose hot copy names such a chunk (gc dropped the copy,
+/// then its chunks) only loses the copy: its streams still make it.
 fn drop_gone(tx: &rusqlite::Transaction<'_>, path: &std::path::Path) -> Result<Vec<String>> {
+    super::gzip::drop_hot_where(
+        tx,
+        &format!("pack IN (SELECT id FROM packs WHERE name = '{GONE}')"),
+    )
+    .sql(path)?;
     let held: Vec<(String, String)> = tx
         .prepare(
             "SELECT DISTINCT a.namespace, a.name FROM artifacts a
@@ -282,6 +288,9 @@ fn describe(c: &Change) -> String {
             Some(a) => format!("drop quarantined files of {}", art(ns, a)),
             None => format!("drop quarantined files of namespace {ns:?}"),
         },
+        Change::ConvertFile {
+            ns, artifact, file, ..
+        } => format!("convert {}/{file:?} to the gzip form", art(ns, artifact)),
         Change::Void => "nothing (void)".into(),
         Change::Checkpoint { puts } => format!("checkpoint of {} artifacts", puts.len()),
     }
@@ -300,7 +309,8 @@ impl Index {
 
     /// The artifact state a replay must reproduce, one line per artifact
     /// and per file, sorted: everything but `last_access` (reads are not
-    /// changes) and row ids.
+    /// changes), row ids and whether a gzip-form file keeps its hot copy
+    /// (a cache).
     pub(crate) fn artifact_state(&self) -> Result<Vec<String>> {
         let mut lines = self.rows("SELECT namespace, name, created FROM artifacts", [], |r| {
             Ok(format!(
@@ -311,12 +321,12 @@ impl Index {
             ))
         })?;
         lines.extend(self.rows(
-            "SELECT a.namespace, a.name, f.name, f.size, f.mode, f.mtime_ns, f.hash, f.committed, f.quarantine
+            "SELECT a.namespace, a.name, f.name, f.size, f.mode, f.mtime_ns, f.hash, f.committed, f.quarantine, f.form
              FROM files f JOIN artifacts a ON a.id = f.artifact",
             [],
             |r| {
                 Ok(format!(
-                    "file {:?}:{:?}/{:?} size {} mode {:o} mtime {} digest {} committed {} quarantine {:?}",
+                    "file {:?}:{:?}/{:?} size {} mode {:o} mtime {} digest {} committed {} quarantine {:?} form {}",
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
@@ -325,7 +335,8 @@ impl Index {
                     r.get::<_, i64>(5)?,
                     hex::encode(r.get::<_, Vec<u8>>(6)?),
                     r.get::<_, i64>(7)?,
-                    r.get::<_, Option<String>>(8)?
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, i64>(9)?
                 ))
             },
         )?);

@@ -10,33 +10,34 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::ChunkSpan;
-use crate::id::FileHash;
+use crate::id::{ChunkId, FileHash};
 use crate::pack::{self, Location};
 
 /// How a committed file's bytes are made from stored chunks.
 ///
-/// One form today: the file is its chunks' bytes, in order. A new form is a
-/// new variant (issue 14 adds `Gzip { members, side, tail }`: a gzip file
-/// stored as its inflated content, a [`ChunkList`], plus the side data that
-/// deflates it back bit for bit, itself kept as ordinary chunks so refs, gc
-/// and verify need no new concept). Code that reads a file matches on the
-/// recipe, so a new variant is a compile error at each place that must learn
-/// it, not a silent special case.
+/// A new form is a new variant: code that reads a file matches on the
+/// recipe, so a new variant is a compile error at each place that must
+/// learn it, not a silent special case. The index says which form a file
+/// has (`files.form`, store-layout.md "Gzip files (format 4)"); the file
+/// digest is [`FileHash::of_chunks`] of the file's own bytes' chunks in
+/// every form, so conversion never changes it.
 ///
-/// Storage: in memory only for now. The index stores the `Chunks` form as
-/// the file's `file_chunks` rows `(seq, chunk, offset)` and nothing says
-/// which form a file has. The format that adds a second form (a version bump,
-/// store-layout.md) adds a `recipe` column to `files` (absent or 0: `Chunks`,
-/// which every existing row reads as) and a table for a form's own
-/// parameters, with its side data as `file_chunks` rows. The file digest is
-/// then a digest of the recipe; for `Chunks` it stays
-/// [`FileHash::of_chunks`], so every digest already stored stays valid.
-///
-/// Cloning is cheap (an `Arc`): readers of one file share one recipe.
+/// Cloning is cheap (`Arc`s): readers of one file share one recipe.
 #[derive(Clone, Debug)]
 pub enum Recipe {
-    /// The file is its chunks' bytes, in order.
+    /// The file is its chunks' bytes, in order (form 0).
     Chunks(ChunkList),
+    /// A gzip file stored as its inflated `content` plus the `side` data
+    /// that deflates it back bit for bit (form 1). `gz` are the ids and
+    /// lengths of the chunks of its own bytes (what its digest commits to
+    /// and a rebuild is checked against); `hot`, when kept, those chunks
+    /// themselves, read like a form-0 file's.
+    Gzip {
+        content: ChunkList,
+        side: ChunkList,
+        gz: GzChunks,
+        hot: Option<ChunkList>,
+    },
 }
 
 impl Recipe {
@@ -47,10 +48,47 @@ impl Recipe {
         ChunkList::new(spans).map(Recipe::Chunks)
     }
 
+    /// The recipe of a gzip-form file from its streams, its gzip chunk
+    /// list, and its hot copy's `file_chunks` rows (empty: none kept);
+    /// `Err(what is wrong)` when a list is inconsistent or the hot copy is
+    /// not the gzip chunk list.
+    pub fn gzip(
+        content: Vec<ChunkSpan>,
+        side: Vec<ChunkSpan>,
+        gz: Vec<(ChunkId, u32)>,
+        hot: Vec<ChunkSpan>,
+    ) -> Result<Recipe, String> {
+        let content = ChunkList::new(content).map_err(|e| format!("content stream: {e}"))?;
+        let side = ChunkList::new(side).map_err(|e| format!("side data: {e}"))?;
+        let gz = GzChunks::new(gz);
+        let hot = if hot.is_empty() {
+            None
+        } else {
+            let hot = ChunkList::new(hot).map_err(|e| format!("hot copy: {e}"))?;
+            let same = hot.len() == gz.len()
+                && hot
+                    .spans()
+                    .iter()
+                    .zip(gz.list())
+                    .all(|(s, (id, len))| s.id == *id && s.loc.raw_len == *len);
+            if !same {
+                return Err("the hot copy is not the file's gzip chunk list".into());
+            }
+            Some(hot)
+        };
+        Ok(Recipe::Gzip {
+            content,
+            side,
+            gz,
+            hot,
+        })
+    }
+
     /// The file's size.
     pub fn size(&self) -> u64 {
         match self {
             Recipe::Chunks(list) => list.size(),
+            Recipe::Gzip { gz, .. } => gz.size(),
         }
     }
 
@@ -60,6 +98,7 @@ impl Recipe {
             Recipe::Chunks(list) => {
                 FileHash::of_chunks(list.spans().iter().map(|s| (s.id, s.loc.raw_len)))
             }
+            Recipe::Gzip { gz, .. } => FileHash::of_chunks(gz.list().iter().copied()),
         }
     }
 
@@ -71,12 +110,58 @@ impl Recipe {
         self.size() == size && self.digest() == *hash
     }
 
-    /// Every chunk the recipe reads, in file order (what refs, verify and gc
-    /// count).
-    pub fn chunks(&self) -> &[ChunkSpan] {
-        match self {
-            Recipe::Chunks(list) => list.spans(),
+    /// Every chunk the recipe holds (what refs, verify and gc count): a
+    /// form-0 file's chunks in order; a gzip-form file's content, side data
+    /// and hot copy, in that order.
+    pub fn chunks(&self) -> impl Iterator<Item = &ChunkSpan> {
+        let none: &[ChunkSpan] = &[];
+        let (a, b, c) = match self {
+            Recipe::Chunks(list) => (list.spans(), none, none),
+            Recipe::Gzip {
+                content, side, hot, ..
+            } => (
+                content.spans(),
+                side.spans(),
+                hot.as_ref().map_or(none, |h| h.spans()),
+            ),
+        };
+        a.iter().chain(b).chain(c)
+    }
+}
+
+/// The ids and lengths of a gzip-form file's own bytes' chunks, in order:
+/// what its digest commits to, what a rebuild is cut at and checked
+/// against, and what a promotion stores.
+#[derive(Clone, Debug)]
+pub struct GzChunks {
+    list: Arc<[(ChunkId, u32)]>,
+    size: u64,
+}
+
+impl GzChunks {
+    pub fn new(list: Vec<(ChunkId, u32)>) -> GzChunks {
+        let size = list.iter().map(|(_, l)| u64::from(*l)).sum();
+        GzChunks {
+            list: list.into(),
+            size,
         }
+    }
+
+    pub fn list(&self) -> &[(ChunkId, u32)] {
+        &self.list
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The file's size: the sum of the chunks' lengths.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -206,7 +291,6 @@ fn record_range(loc: &Location) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::ChunkId;
     use crate::pack::{Codec, PackName};
     use proptest::prelude::*;
 
@@ -255,7 +339,9 @@ mod tests {
     fn an_empty_file_has_no_chunk_and_the_empty_digest() {
         let r = Recipe::from_spans(Vec::new()).unwrap();
         assert_eq!(r.size(), 0);
-        let Recipe::Chunks(list) = &r;
+        let Recipe::Chunks(list) = &r else {
+            unreachable!("from_spans makes a chunk list")
+        };
         assert_eq!(list.chunk_at(0), None);
         assert!(list.segments(0..0, 1 << 20).is_empty());
         let empty: [(ChunkId, u32); 0] = [];

@@ -32,8 +32,12 @@ CREATE TABLE IF NOT EXISTS files(
     committed INTEGER NOT NULL,
     -- NULL: visible. Otherwise why the file was kept aside (a cut-short
     -- transfer); quarantined files keep their chunks referenced.
-    quarantine TEXT
+    quarantine TEXT,
+    form INTEGER NOT NULL DEFAULT 0
 );
+-- files.form: how the file is stored (format 4): 0 as-is (its file_chunks),
+-- 1 the gzip form (file_streams + gzip_chunks; file_chunks only while its
+-- hot copy is kept). A format-2/3 index gets the column by migration.
 CREATE UNIQUE INDEX IF NOT EXISTS files_visible ON files(artifact, name) WHERE quarantine IS NULL;
 CREATE INDEX IF NOT EXISTS files_artifact ON files(artifact);
 CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
@@ -57,3 +61,31 @@ CREATE TABLE IF NOT EXISTS file_chunks(
     PRIMARY KEY(file, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS file_chunks_chunk ON file_chunks(chunk);
+-- Format 4: the gzip form (store-layout.md, "Gzip files (format 4)").
+-- A form-1 file's streams: 1 = the inflated content, 2 = the side data
+-- that deflates it back bit for bit. These rows hold refs, as file_chunks'.
+CREATE TABLE IF NOT EXISTS file_streams(
+    file INTEGER NOT NULL REFERENCES files(id),
+    stream INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    chunk BLOB NOT NULL REFERENCES chunks(id),
+    offset INTEGER NOT NULL,
+    PRIMARY KEY(file, stream, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_streams_chunk ON file_streams(chunk);
+-- The ids and lengths of a form-1 file's gzip bytes' chunks (what its
+-- digest commits to), for checking a rebuild and for promotion. No refs:
+-- these chunks need not exist.
+CREATE TABLE IF NOT EXISTS gzip_chunks(
+    file INTEGER NOT NULL REFERENCES files(id),
+    seq INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    raw_len INTEGER NOT NULL,
+    PRIMARY KEY(file, seq)
+) WITHOUT ROWID;
+-- File digests conversion was tried on and did not convert, with why: not
+-- tried again. A cache (no manifest record), like last_access.
+CREATE TABLE IF NOT EXISTS gzip_tried(
+    hash BLOB PRIMARY KEY,
+    result TEXT NOT NULL
+) WITHOUT ROWID;

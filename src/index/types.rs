@@ -37,6 +37,33 @@ pub struct FileRow {
     pub id: i64,
     pub meta: FileMeta,
     pub hash: FileHash,
+    pub form: Form,
+}
+
+/// How a file is stored (store-layout.md, "Gzip files (format 4)").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Form {
+    /// Its chunks are its bytes (form 0).
+    #[serde(rename = "as-is")]
+    AsIs,
+    /// The gzip form (form 1): inflated content plus side data, rebuilt
+    /// on read.
+    #[serde(rename = "gzip")]
+    Gzip,
+    /// The gzip form with its hot copy kept: its gzip bytes' chunks too.
+    #[serde(rename = "gzip+hot")]
+    GzipHot,
+}
+
+impl Form {
+    /// As `ls` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::AsIs => "as-is",
+            Form::Gzip => "gzip",
+            Form::GzipHot => "gzip+hot",
+        }
+    }
 }
 
 /// One entry of a file's chunk list, with where the chunk lives.

@@ -150,6 +150,12 @@ impl Index {
     /// looking each reference's file and chunk up instead took 3 times as
     /// long (BENCHMARKS.md, "gc").
     pub fn chunk_holders(&self) -> Result<Holders> {
+        self.chunk_holders_except(&Default::default())
+    }
+
+    /// [`Index::chunk_holders`] as if the hot copies of the gzip-form files
+    /// `no_hot` were dropped (gc plans dropping them before it evicts).
+    pub fn chunk_holders_except(&self, no_hot: &std::collections::HashSet<i64>) -> Result<Holders> {
         let files: HashMap<i64, Holder> = self
             .rows(
                 "SELECT id, artifact, quarantine IS NOT NULL FROM files",
@@ -175,7 +181,11 @@ impl Index {
         let mut cur = next_chunk(&mut chunk_rows).sql(p)?;
         let mut refs = self
             .conn
-            .prepare_cached("SELECT chunk, file FROM file_chunks ORDER BY chunk")
+            // A gzip-form file's streams hold references too (format 4).
+            .prepare_cached(
+                "SELECT chunk, file, 0 FROM file_chunks
+                 UNION ALL SELECT chunk, file, 1 FROM file_streams ORDER BY 1",
+            )
             .sql(p)?;
         let mut ref_rows = refs.query([]).sql(p)?;
         let mut h = Holders::default();
@@ -185,7 +195,11 @@ impl Index {
         let mut group: Vec<Holder> = Vec::new();
         while let Some(r) = ref_rows.next().sql(p)? {
             let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).sql(p)?;
-            let Some(unit) = files.get(&r.get(1).sql(p)?).copied() else {
+            let file: i64 = r.get(1).sql(p)?;
+            if !no_hot.is_empty() && r.get::<_, i64>(2).sql(p)? == 0 && no_hot.contains(&file) {
+                continue;
+            }
+            let Some(unit) = files.get(&file).copied() else {
                 continue; // no such file: verify reports it
             };
             if group.is_empty() || id != last.as_slice() {

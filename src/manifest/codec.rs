@@ -137,6 +137,22 @@ impl Record {
                     e.u64(*n);
                 }
             }
+            Change::ConvertFile {
+                ns,
+                artifact,
+                file,
+                hash,
+                content,
+                side,
+            } => {
+                e.u8(14);
+                e.str(ns);
+                e.str(artifact);
+                e.str(file);
+                e.0.extend_from_slice(hash.as_bytes());
+                e.chunks(content);
+                e.chunks(side);
+            }
         }
         e.0
     }
@@ -232,6 +248,14 @@ impl Record {
                 let puts = (0..n).map(|_| d.u64()).collect::<Result<_, _>>()?;
                 Change::Checkpoint { puts }
             }
+            14 => Change::ConvertFile {
+                ns: d.str()?,
+                artifact: d.str()?,
+                file: d.str()?,
+                hash: FileHash::from_slice(d.take(32)?).expect("32 bytes"),
+                content: d.chunks()?,
+                side: d.chunks()?,
+            },
             k => return Err(format!("unknown change kind {k}")),
         };
         if !d.0.is_empty() {
@@ -295,8 +319,11 @@ impl Enc {
             }
             None => self.u8(0),
         }
-        self.u32(f.chunks.len() as u32);
-        for (id, len) in &f.chunks {
+        self.chunks(&f.chunks);
+    }
+    fn chunks(&mut self, chunks: &[(ChunkId, u32)]) {
+        self.u32(chunks.len() as u32);
+        for (id, len) in chunks {
             self.0.extend_from_slice(id.as_bytes());
             self.u32(*len);
         }
@@ -345,15 +372,7 @@ impl Dec<'_> {
             committed: self.i64()?,
         })
     }
-    fn file(&mut self) -> std::result::Result<FileManifest, String> {
-        let name = self.str()?;
-        let (size, mode, mtime_ns, committed) =
-            (self.u64()?, self.u32()?, self.i64()?, self.i64()?);
-        let hash = FileHash::from_slice(self.take(32)?).expect("32 bytes");
-        let quarantine = match self.u8()? {
-            0 => None,
-            _ => Some(self.str()?),
-        };
+    fn chunks(&mut self) -> std::result::Result<Vec<(ChunkId, u32)>, String> {
         let n = self.u32()? as usize;
         if n > self.0.len() / 36 {
             return Err("chunk list longer than the payload".into());
@@ -363,6 +382,18 @@ impl Dec<'_> {
             let id = ChunkId::from_slice(self.take(32)?).expect("32 bytes");
             chunks.push((id, self.u32()?));
         }
+        Ok(chunks)
+    }
+    fn file(&mut self) -> std::result::Result<FileManifest, String> {
+        let name = self.str()?;
+        let (size, mode, mtime_ns, committed) =
+            (self.u64()?, self.u32()?, self.i64()?, self.i64()?);
+        let hash = FileHash::from_slice(self.take(32)?).expect("32 bytes");
+        let quarantine = match self.u8()? {
+            0 => None,
+            _ => Some(self.str()?),
+        };
+        let chunks = self.chunks()?;
         Ok(FileManifest {
             name,
             size,
@@ -481,6 +512,14 @@ mod tests {
             Change::Checkpoint { puts: vec![] },
             Change::Checkpoint {
                 puts: vec![1, u64::MAX, 7],
+            },
+            Change::ConvertFile {
+                ns: s("n"),
+                artifact: s("a"),
+                file: s("big.img.gz"),
+                hash: FileHash([9; 32]),
+                content: vec![(ChunkId([3; 32]), 65_536), (ChunkId([4; 32]), 100)],
+                side: vec![(ChunkId([5; 32]), 872)],
             },
         ];
         for (i, change) in changes.into_iter().enumerate() {

@@ -108,7 +108,7 @@ impl Store {
 
     /// After a commit (or its failure): the committed chunks are found in
     /// the index from now on, and their packs are referenced.
-    fn after_commit(&self, files: &[StagedFile], res: Result<()>) -> Result<()> {
+    pub(super) fn after_commit<T>(&self, files: &[StagedFile], res: Result<T>) -> Result<T> {
         if res.is_ok() {
             let mut created = lock(&self.core.created_packs);
             for (_, loc) in files.iter().flat_map(|f| f.new_chunks.iter()) {

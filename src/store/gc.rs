@@ -28,6 +28,7 @@
 
 pub mod checkpoint;
 mod compact;
+pub mod hot;
 pub mod plan;
 pub mod policy;
 pub mod reclaim;
@@ -44,6 +45,7 @@ use crate::index::Evict;
 use super::{Stats, Store};
 pub use checkpoint::{CheckpointDone, CheckpointPlan, CheckpointReason};
 pub use compact::Compacted;
+pub use hot::{HotDrop, HotReason, HOT_FOR};
 pub use plan::{Eviction, Expiry, GcPlan, Held, HeldBy, Reason, Reclaim, Snapshot};
 pub use policy::{parse_duration, parse_size, show_duration, Policy, Scope, QUARANTINE_TTL};
 pub use reclaim::{PackPlan, PackWork};
@@ -53,6 +55,8 @@ pub use reclaim::{PackPlan, PackWork};
 pub struct GcOutcome {
     /// Quarantined files dropped (`whole_artifact`: with their artifact).
     pub expired: Vec<Expiry>,
+    /// Hot copies of gzip-form files dropped, in the order of the plan.
+    pub hot_dropped: Vec<HotDrop>,
     /// Artifacts evicted, in the order of the plan.
     pub evicted: Vec<Eviction>,
     /// Planned work not done, and why (used or written since the plan).
@@ -138,15 +142,21 @@ impl Store {
     /// One consistent view of what gc decides on: the artifacts and who
     /// holds each chunk (one read transaction), and the size on disk.
     pub fn gc_snapshot(&self) -> Result<Snapshot> {
-        self.snapshot_at(self.index_bytes())
+        self.snapshot_at(self.index_bytes(), &Default::default())
     }
 
     /// [`Store::gc_snapshot`], with the size on disk from `st`.
     pub fn gc_snapshot_with(&self, st: &Stats) -> Result<Snapshot> {
-        self.snapshot_at(st.index_bytes)
+        self.snapshot_at(st.index_bytes, &Default::default())
     }
 
-    fn snapshot_at(&self, index_bytes: u64) -> Result<Snapshot> {
+    /// A snapshot with the index's size `index_bytes`, as if the hot copies
+    /// of files `no_hot` were dropped.
+    fn snapshot_at(
+        &self,
+        index_bytes: u64,
+        no_hot: &std::collections::HashSet<i64>,
+    ) -> Result<Snapshot> {
         // Listed before the read: a pack committed in between is in both,
         // one created after is not listed (and is no orphan of this plan).
         let pack_list = self.core.packs.list()?;
@@ -156,7 +166,9 @@ impl Store {
             let res = (|| {
                 Ok((
                     trace::time("snapshot: artifacts", || ix.gc_artifacts())?,
-                    trace::time("snapshot: chunk holders", || ix.chunk_holders())?,
+                    trace::time("snapshot: chunk holders", || {
+                        ix.chunk_holders_except(no_hot)
+                    })?,
                     ix.manifest_packs()?,
                     ix.pack_rows()?,
                     ix.checkpoint_inputs()?,
@@ -223,16 +235,41 @@ impl Store {
         Ok(())
     }
 
-    /// The plan for `policy` now (changes nothing).
+    /// The plan for `policy` now (changes nothing), hot copies kept for
+    /// [`HOT_FOR`].
     pub fn gc_plan(&self, policy: &Policy) -> Result<GcPlan> {
+        self.gc_plan_hot(policy, HOT_FOR)
+    }
+
+    /// The plan for `policy` now, hot copies of gzip-form files kept for
+    /// `hot_for` after their artifact's last use (changes nothing).
+    pub fn gc_plan_hot(&self, policy: &Policy, hot_for: std::time::Duration) -> Result<GcPlan> {
         // The index's WAL counts towards the store's size: fold it into
         // the database first, so that a long-grown WAL neither makes the
         // store look bigger than it is nor evicts artifacts for it.
         trace::time("checkpoint before", || self.index().checkpoint());
-        let snap = trace::time("snapshot", || self.gc_snapshot())?;
-        Ok(trace::time("plan", || {
-            plan::plan(&snap, policy, super::uses::now_secs())
-        }))
+        let index_bytes = self.index_bytes();
+        let mut snap = trace::time("snapshot", || {
+            self.snapshot_at(index_bytes, &Default::default())
+        })?;
+        let now = super::uses::now_secs();
+        let copies = self.index().hot_copies()?;
+        let drops = hot::plan_hot(
+            &copies,
+            policy,
+            hot_for.as_secs(),
+            now,
+            snap.size_after_reclaim(),
+        );
+        if !drops.is_empty() {
+            // Evictions are planned on the store as the drops leave it.
+            snap = trace::time("snapshot without hot copies", || {
+                self.snapshot_at(index_bytes, &hot::dropped_files(&drops))
+            })?;
+        }
+        let mut plan = trace::time("plan", || plan::plan(&snap, policy, now));
+        plan.hot = drops;
+        Ok(plan)
     }
 
     /// Carry out `plan`: its expiries, then its evictions, each one index
@@ -262,6 +299,20 @@ impl Store {
                     name: e.artifact.clone(),
                     why: format!("quarantined files not expired: {CHANGED}"),
                 }),
+            }
+        }
+        for h in &plan.hot {
+            if self.index().drop_hot(h.file_id, h.last_access)? {
+                out.hot_dropped.push(h.clone());
+            } else {
+                out.skipped.push(Skipped {
+                    namespace: h.namespace.clone(),
+                    name: h.artifact.clone(),
+                    why: format!(
+                        "hot copy of {:?} kept: used since the plan, or gone",
+                        h.file
+                    ),
+                });
             }
         }
         self.settle_batch()?;

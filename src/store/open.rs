@@ -132,16 +132,15 @@ impl Store {
     }
 }
 
-/// The store's format version from its FORMAT file: the current one, or 1
-/// or 2 (migrated when the store is opened). A newer one is refused,
-/// naming both versions.
+/// The store's format version from its FORMAT file: the current one, or an
+/// older one (1, 2, 3: migrated when the store is opened).
 pub(super) fn check_format(root: &Path, s: &str) -> Result<u32> {
     let found = s.trim();
     match found
         .strip_prefix(FORMAT_PREFIX)
         .and_then(|v| v.parse::<u32>().ok())
     {
-        Some(v) if v == index::FORMAT_VERSION || v == 1 || v == 2 => Ok(v),
+        Some(v) if (1..=index::FORMAT_VERSION).contains(&v) => Ok(v),
         _ => Err(Error::UnsupportedFormat {
             path: root.to_owned(),
             found: found.to_owned(),
@@ -174,8 +173,11 @@ fn open_index(root: &Path, packs: &Arc<dyn PackStore>) -> Result<Index> {
         IndexState::Empty => index.init_format()?,
         IndexState::Legacy => {
             index.migrate_v1()?;
+            index.migrate_v4()?;
         }
-        IndexState::Format2 => index.migrate_v2()?,
+        IndexState::Old => {
+            index.migrate_v4()?;
+        }
     }
     Ok(index)
 }

@@ -13,6 +13,7 @@
 //! - `segment`: runs of chunks fetched with one read;
 //! - `prefetch`: asking the kernel to read the packs ahead of a reader.
 
+mod gzip;
 mod prefetch;
 mod reader;
 mod segment;
@@ -20,7 +21,7 @@ mod segment;
 mod tests;
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use crate::index::{FileRow, Recipe};
 use crate::pack::{self, Location, PackHandle, PackName};
 use crate::progress::Progress;
 
+pub use gzip::Pieces;
 pub use reader::FileReader;
 
 /// Recipes kept by `StoreCore::recent_files` (a 2 GB file's is ~2.5 MiB).
@@ -53,7 +55,7 @@ impl Store {
         let recipe = match self.recent_recipe(&row) {
             Some(recipe) => recipe,
             None => {
-                let spans = self.index().file_chunks(row.id)?;
+                let recipe = self.index().file_recipe(&row)?;
                 let wrong = |what: String| Error::Index {
                     path: self.core.root.join("index.sqlite"),
                     message: format!(
@@ -61,8 +63,8 @@ impl Store {
                         row.meta.name,
                     ),
                 };
-                let recipe = Recipe::from_spans(spans)
-                    .map_err(|why| wrong(format!("chunk list is inconsistent ({why})")))?;
+                let recipe =
+                    recipe.map_err(|why| wrong(format!("chunk list is inconsistent ({why})")))?;
                 if !recipe.matches(row.meta.size, &row.hash) {
                     return Err(wrong(format!(
                         "chunk list does not match the file digest and size ({} bytes)",
@@ -88,9 +90,11 @@ impl Store {
     /// the front.
     fn recent_recipe(&self, row: &FileRow) -> Option<Recipe> {
         let mut recent = lock(&self.core.recent_files);
-        let at = recent
-            .iter()
-            .position(|(id, hash, _)| (*id, *hash) == (row.id, row.hash))?;
+        // The form is part of the key: a hot copy kept or dropped since
+        // changes the recipe, not the row id or digest.
+        let at = recent.iter().position(|(id, hash, r)| {
+            (*id, *hash) == (row.id, row.hash) && form_of(r) == row.form
+        })?;
         let entry = recent.remove(at)?;
         let recipe = entry.2.clone();
         recent.push_front(entry);
@@ -100,11 +104,6 @@ impl Store {
     /// Packs this process holds open for reading (bounded).
     pub fn open_pack_count(&self) -> usize {
         self.core.packs.open_count()
-    }
-
-    /// Stream a whole file to `out`: [`FileReader::copy_to`].
-    pub fn copy_to(&self, r: &FileReader, out: &mut dyn Write, progress: &Progress) -> Result<()> {
-        r.copy_to(out, progress)
     }
 
     /// Write the artifact's files into `dest` byte-identical, with mode and
@@ -133,7 +132,7 @@ impl Store {
                 written.push(tmp.clone());
                 let mut out =
                     io::BufWriter::with_capacity(READ_BLOCK, File::create(&tmp).at(&tmp)?);
-                r.copy_to(&mut out, &progress)?;
+                self.copy_to(&r, &mut out, &progress)?;
                 let out = out
                     .into_inner()
                     .map_err(|e| Error::io(&tmp, e.into_error()))?;
@@ -217,5 +216,14 @@ impl FileReader {
         if let Ok(h) = self.pack(p) {
             h.prefetch(range.start, range.end - range.start);
         }
+    }
+}
+
+/// The form a recipe stores its file in.
+fn form_of(r: &Recipe) -> crate::index::Form {
+    match r {
+        Recipe::Chunks(_) => crate::index::Form::AsIs,
+        Recipe::Gzip { hot: None, .. } => crate::index::Form::Gzip,
+        Recipe::Gzip { hot: Some(_), .. } => crate::index::Form::GzipHot,
     }
 }

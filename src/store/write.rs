@@ -226,6 +226,14 @@ impl FileWriter {
         Ok(n)
     }
 
+    /// Append `piece` as one whole chunk, cut where the caller says, not
+    /// by the chunker (a promotion stores a gzip-form file's pieces, cut
+    /// where its gzip chunks were). Not to be mixed with [`FileWriter::write`].
+    pub fn write_chunk(&mut self, store: &Store, piece: Vec<u8>) -> Result<()> {
+        self.size += piece.len() as u64;
+        self.sink.submit(store, ChunkBytes::Owned(piece))
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.size

@@ -5,8 +5,11 @@
 //!
 //! - `common`: stores and data to test with, and the one place that reads
 //!   a stored file back;
+//! - `gzip`: the gzip codec's round trips on real producers' output, and
+//!   its damage handling;
 //! - `pack_store`: the conformance suite every `PackStore` runs;
 //! - `store`: put, read, dedupe, damage and repair through `Store`.
 mod common;
+mod gzip;
 mod pack_store;
 mod store;

@@ -382,9 +382,9 @@ fn a_format_2_store_is_migrated_by_the_first_open_and_keeps_every_byte() {
     assert_eq!(state(&store), before);
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 3\n"
+        "deploycache-store 4\n"
     );
-    assert_eq!(format_version(&store), "3");
+    assert_eq!(format_version(&store), "4");
     for (p, b) in &packs {
         assert!(fs::read(p).unwrap() == *b, "{} changed", p.display());
     }
@@ -413,20 +413,20 @@ fn a_format_2_store_is_migrated_by_the_first_open_and_keeps_every_byte() {
     assert_bytes(&store, &live);
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 3\n"
+        "deploycache-store 4\n"
     );
 }
 
-/// A store of a newer format (here 4) is refused, naming both versions,
-/// and nothing is written: what a format-2 deploycache does with a
-/// format-3 store.
+/// A store of a newer format (here 5) is refused, naming both versions,
+/// and nothing is written: what a format-3 deploycache does with a
+/// format-4 store.
 #[test]
 fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
     let t = TempDir::new().unwrap();
     let store = t.path().join("s");
     let mut live = BTreeMap::new();
     churn(&store, t.path(), 0, 1, 1, &mut live);
-    fs::write(store.join("FORMAT"), "deploycache-store 4\n").unwrap();
+    fs::write(store.join("FORMAT"), "deploycache-store 5\n").unwrap();
     let index = fs::read(store.join("index.sqlite")).unwrap();
     for args in [
         &["ls"][..],
@@ -436,27 +436,27 @@ fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
     ] {
         let e = stderr(&fails(dc(&store).args(args)));
         assert!(
-            e.contains("\"deploycache-store 4\"") && e.contains("reads format 3"),
+            e.contains("\"deploycache-store 5\"") && e.contains("reads format 4"),
             "{args:?}: {e}"
         );
     }
     let e = stderr(&fails(dc(&store).args(["verify", "--rebuild-index"])));
-    assert!(e.contains("reads format 3"), "{e}");
+    assert!(e.contains("reads format 4"), "{e}");
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 4\n"
+        "deploycache-store 5\n"
     );
     assert!(fs::read(store.join("index.sqlite")).unwrap() == index);
-    // FORMAT says 3 and the index 4 (a newer deploycache migrated it and
+    // FORMAT says 4 and the index 5 (a newer deploycache migrated it and
     // stopped short of FORMAT): refused too.
-    fs::write(store.join("FORMAT"), "deploycache-store 3\n").unwrap();
+    fs::write(store.join("FORMAT"), "deploycache-store 4\n").unwrap();
     let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
     db.execute(
-        "UPDATE meta SET value = '4' WHERE key = 'format_version'",
+        "UPDATE meta SET value = '5' WHERE key = 'format_version'",
         [],
     )
     .unwrap();
     drop(db);
     let e = stderr(&fails(dc(&store).args(["ls"])));
-    assert!(e.contains("\"4\"") && e.contains("reads format 3"), "{e}");
+    assert!(e.contains("\"5\"") && e.contains("reads format 4"), "{e}");
 }

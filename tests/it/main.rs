@@ -7,6 +7,7 @@ mod gc_checkpoint;
 mod gc_reclaim;
 mod gc_scp;
 mod gc_stress;
+mod gzip;
 mod hardening_store;
 mod mount;
 mod mount_hardening;

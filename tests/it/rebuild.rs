@@ -319,9 +319,10 @@ fn a_format_1_store_is_migrated_and_can_then_be_rebuilt() {
     );
     let src = fixtures.join("v1-store.src");
     let snap = snapshot(&store, t.path());
+    // Migrated to the current format (4 since the gzip form).
     assert_eq!(
         fs::read_to_string(store.join("FORMAT")).unwrap(),
-        "deploycache-store 3\n"
+        "deploycache-store 4\n"
     );
     let file = |ns: &str, a: &str, f: &str| snap[&(ns.to_owned(), a.to_owned())][f].clone();
     assert_eq!(

@@ -141,6 +141,8 @@ pub struct GcPlan {
     pub now: i64,
     /// Quarantined files that go first.
     pub expire: Vec<Expiry>,
+    /// Hot copies of gzip-form files that go first (`gc::hot`).
+    pub hot: Vec<super::hot::HotDrop>,
     /// Artifacts that go, least recently used first.
     pub evict: Vec<Eviction>,
     /// Artifacts a limit would have taken that stay.
@@ -359,6 +361,7 @@ pub fn plan(snap: &Snapshot, policy: &Policy, now: i64) -> GcPlan {
         policy: policy.clone(),
         now,
         expire,
+        hot: Vec::new(),
         evict,
         held,
         reclaim: freeing.reclaim,

@@ -78,7 +78,11 @@ impl FileReader {
     /// only at the end of the file, 0 past it).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match &self.recipe {
-            Recipe::Chunks(list) => self.read_chunks_at(list, offset, buf),
+            Recipe::Chunks(list)
+            | Recipe::Gzip {
+                hot: Some(list), ..
+            } => self.read_chunks_at(list, offset, buf),
+            Recipe::Gzip { hot: None, .. } => self.read_cold_at(offset, buf),
         }
     }
 
@@ -88,7 +92,11 @@ impl FileReader {
     /// decompression and hashing overlap.
     pub fn copy_to(&self, out: &mut dyn Write, progress: &Progress) -> Result<()> {
         match &self.recipe {
-            Recipe::Chunks(list) => self.copy_chunks_to(list, out, progress),
+            Recipe::Chunks(list)
+            | Recipe::Gzip {
+                hot: Some(list), ..
+            } => self.copy_chunks_to(list, out, progress),
+            Recipe::Gzip { hot: None, .. } => self.copy_cold_to(out, progress, &mut |_| Ok(())),
         }
     }
 

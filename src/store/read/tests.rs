@@ -61,7 +61,9 @@ fn read_at_any_offset_and_length_equals_the_bytes() {
     let store = store_with(t.path(), "f", &data);
     let r = store.open_file("a", "f").unwrap();
     assert_eq!(r.size(), data.len() as u64);
-    let Recipe::Chunks(list) = r.recipe();
+    let Recipe::Chunks(list) = r.recipe() else {
+        panic!("stored as-is")
+    };
     assert!(list.len() > 20, "{} chunks", list.len());
     let size = data.len() as u64;
     let mut runner = TestRunner::new(Config {
@@ -142,7 +144,9 @@ fn a_damaged_chunk_is_reported_by_read_at_never_served() {
     let data = noise(400_000, 9);
     let store = store_with(t.path(), "f", &data);
     let r = store.open_file("a", "f").unwrap();
-    let Recipe::Chunks(list) = r.recipe().clone();
+    let Recipe::Chunks(list) = r.recipe().clone() else {
+        panic!("stored as-is")
+    };
     let victim = list.spans()[1];
     let pack = victim.loc.pack.path(&t.path().join("store/packs"));
     drop(r);
