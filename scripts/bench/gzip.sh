@@ -49,7 +49,17 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 store_du() { du -sb "$1/packs" "$1"/index.sqlite* | awk '{ s += $1 } END { print s }'; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-unmount() { fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null || true; }
+# unmount MNT: unmount it and wait (up to 5 min) for its daemon to exit, so
+# that nothing writes into the store afterwards.
+unmount() {
+    fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null || true
+    local i
+    for i in $(seq 300); do
+        pgrep -f -- " mount $1 --threads" >/dev/null || return 0
+        sleep 1
+    done
+    log "the daemon of $1 is still running after 5 min"
+}
 dc() { "$BIN" --store "$@"; }
 
 R=$DIR/R
