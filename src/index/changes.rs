@@ -160,22 +160,34 @@ fn delete_file(tx: &Transaction<'_>, fid: i64) -> rusqlite::Result<()> {
 /// eviction (BENCHMARKS.md, "gc at scale").
 fn delete_artifact(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
     super::gzip::delete_artifact_gzip_rows(tx, aid)?;
-    tx.prepare_cached(
-        "UPDATE chunks SET refs = refs - d.n
-         FROM (SELECT fc.chunk AS chunk, count(*) AS n
-               FROM files f JOIN file_chunks fc ON fc.file = f.id
-               WHERE f.artifact = ?1 GROUP BY fc.chunk) AS d
-         WHERE chunks.id = d.chunk",
-    )?
-    .execute([aid])?;
-    tx.prepare_cached(
-        "DELETE FROM file_chunks WHERE file IN (SELECT id FROM files WHERE artifact = ?1)",
-    )?
-    .execute([aid])?;
+    delete_artifact_refs(tx, "file_chunks", aid)?;
     tx.prepare_cached("DELETE FROM files WHERE artifact = ?1")?
         .execute([aid])?;
     tx.prepare_cached("DELETE FROM artifacts WHERE id = ?1")?
         .execute([aid])?;
+    Ok(())
+}
+
+/// Delete the rows of `table` (`file_chunks`, `file_streams`: a file's
+/// chunks, each holding a reference) of every file of artifact `aid`, and
+/// the references they held, in two statements.
+pub(super) fn delete_artifact_refs(
+    tx: &Transaction<'_>,
+    table: &str,
+    aid: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "UPDATE chunks SET refs = refs - d.n
+         FROM (SELECT t.chunk AS chunk, count(*) AS n
+               FROM files f JOIN {table} t ON t.file = f.id
+               WHERE f.artifact = ?1 GROUP BY t.chunk) AS d
+         WHERE chunks.id = d.chunk"
+    ))?
+    .execute([aid])?;
+    tx.prepare_cached(&format!(
+        "DELETE FROM {table} WHERE file IN (SELECT id FROM files WHERE artifact = ?1)"
+    ))?
+    .execute([aid])?;
     Ok(())
 }
 

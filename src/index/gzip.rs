@@ -225,18 +225,7 @@ pub(super) fn artifact_converts(
 /// [`delete_gzip_rows`] for every file of artifact `aid` at once (gc's
 /// evictions remove whole artifacts set by set, not file by file).
 pub(super) fn delete_artifact_gzip_rows(tx: &Transaction<'_>, aid: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE chunks SET refs = refs - d.n
-         FROM (SELECT fs.chunk AS chunk, count(*) AS n
-               FROM files f JOIN file_streams fs ON fs.file = f.id
-               WHERE f.artifact = ?1 GROUP BY fs.chunk) AS d
-         WHERE chunks.id = d.chunk",
-    )?
-    .execute([aid])?;
-    tx.prepare_cached(
-        "DELETE FROM file_streams WHERE file IN (SELECT id FROM files WHERE artifact = ?1)",
-    )?
-    .execute([aid])?;
+    super::changes::delete_artifact_refs(tx, "file_streams", aid)?;
     tx.prepare_cached(
         "DELETE FROM gzip_chunks WHERE file IN (SELECT id FROM files WHERE artifact = ?1)",
     )?
