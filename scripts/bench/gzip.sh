@@ -23,7 +23,8 @@
 # Scratch under $BENCH_DIR/gzform (default /work/benchdata/gzform). Each
 # step leaves a marker and its figures in $DIR/results/*.txt (key=value), so
 # a rerun skips what is done (rm -rf $DIR to start over). REPEAT (3) sets the
-# alternations of steps 3 and 5. MB = 10^6 bytes. Run as root (FUSE,
+# cold first-byte reads and the write-path alternations, HOT_REPEAT (7) the
+# hot-read pairs. MB = 10^6 bytes. Run as root (FUSE,
 # drop_caches, perf).
 set -euo pipefail
 BIN=$(readlink -f "${1:?usage: gzip.sh BIN [CORPUS_DIR]}")
