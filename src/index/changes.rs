@@ -27,6 +27,15 @@ impl Index {
         self.journal = Some(journal);
     }
 
+    /// The journal lets go of the pack it appends to ([`Journal::let_go`]):
+    /// the process has been idle. No transaction is under way while the
+    /// caller holds this index.
+    pub(crate) fn journal_let_go(&mut self) {
+        if let Some(j) = self.journal.as_mut() {
+            j.let_go();
+        }
+    }
+
     /// Every change to the artifacts goes through here: in one `BEGIN
     /// IMMEDIATE` transaction, index the chunks the change's writer stored,
     /// apply the change (which checks it), then append its manifest record

@@ -20,4 +20,9 @@ pub trait Journal: Send {
     fn write(&mut self, payload: &[u8]) -> Result<PackName>;
     /// Make every record written so far durable.
     fn sync(&mut self) -> Result<()>;
+    /// Between transactions: let go of the pack records are appended to
+    /// (every record in it was synced before its commit), so that gc may
+    /// rewrite or unlink it once its records are dead; the next record
+    /// starts a new pack.
+    fn let_go(&mut self) {}
 }

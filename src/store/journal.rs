@@ -56,6 +56,14 @@ impl Journal for ManifestLog {
         self.gc = None;
     }
 
+    fn let_go(&mut self) {
+        // Held: a transaction is under way (not from this thread, which
+        // holds the index; the guard would be stale otherwise).
+        if self.gc.is_none() {
+            self.writer = None;
+        }
+    }
+
     fn write(&mut self, payload: &[u8]) -> Result<PackName> {
         let raw_len = u32::try_from(payload.len()).map_err(|_| Error::Index {
             path: self.root.join("packs"),

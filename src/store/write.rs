@@ -103,6 +103,7 @@ impl StoreCore {
     /// worth of dead bytes per lane on disk, over any `--max-size`.
     /// Retired like a lane after a failed write: its unindexed tail is cut
     /// away, an unindexed pack deleted. The next write starts a new pack.
+    /// The pack of the process's manifest records is let go of too.
     pub(super) fn retire_idle_lanes(&self) {
         for w in &self.writers {
             let mut w = lock(w);
@@ -118,6 +119,9 @@ impl StoreCore {
             lock(&self.retired).push(name);
         }
         self.reclaim_retired();
+        // The manifest log's pack too: its records are all committed (or
+        // void) between transactions.
+        self.index().journal_let_go();
     }
 
     pub(super) fn append(

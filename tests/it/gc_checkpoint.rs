@@ -335,6 +335,56 @@ fn a_checkpoint_while_a_file_is_written_through_the_mount_keeps_its_pending_row(
     assert_bytes_of(&store, SHA, "x.yaml", b"a: 1\n");
 }
 
+/// A mount that has written nothing for a while lets go of its manifest
+/// pack, as of its chunk packs: a checkpoint then drops the mount's dead
+/// records like any. (Before, the mount kept appending to its manifest pack
+/// until 64 MiB, and gc left it: "a writer may still append to it".)
+#[test]
+fn an_idle_mount_lets_a_checkpoint_drop_its_dead_records() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    ok(dc(&store).arg("init"));
+    let m = Mounted::foreground_env(
+        &store,
+        &t.path().join("mnt"),
+        &[],
+        &[("DEPLOYCACHE_IDLE_RETIRE_MS", "300")],
+    );
+    // History made through the mount: artifacts created and removed.
+    for i in 0..8 {
+        let d = m.path(&format!("tmp{i}"));
+        fs::create_dir(&d).unwrap();
+        write(&d.join("f"), &random_bytes(5_000, i));
+        assert_eq!(fs::read(d.join("f")).unwrap(), random_bytes(5_000, i));
+        fs::remove_file(d.join("f")).unwrap();
+        fs::remove_dir(&d).unwrap();
+    }
+    let keep = m.path("keep");
+    fs::create_dir(&keep).unwrap();
+    write(&keep.join("f"), b"kept");
+    wait_until(10, "keep/f", || {
+        fs::read(keep.join("f")).ok().as_deref() == Some(&b"kept"[..])
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let real = json(&ok(dc(&store).args(CHECKPOINT).arg("--json")));
+    let done = &real["result"]["checkpoint"];
+    assert_eq!(done["written"]["artifacts"], 1, "{real}");
+    assert_eq!(done["skipped"], serde_json::json!([]), "{real}");
+    assert!(done["packs_unlinked"].as_u64().unwrap() >= 1, "{real}");
+    // The mount records on, into a new pack.
+    write(&keep.join("g"), b"more");
+    wait_until(10, "keep/g", || {
+        fs::read(keep.join("g")).ok().as_deref() == Some(&b"more"[..])
+    });
+    m.unmount();
+    let before = state(&store);
+    verify_full_clean(&store);
+    rebuild(&store);
+    assert_eq!(state(&store), before);
+    assert_bytes_of(&store, "keep", "f", b"kept");
+    assert_bytes_of(&store, "keep", "g", b"more");
+}
+
 fn assert_bytes_of(store: &Path, artifact: &str, file: &str, data: &[u8]) {
     assert!(
         ok(dc(store).args(["cat", artifact, file])) == data,
