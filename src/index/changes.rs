@@ -62,29 +62,53 @@ impl Index {
         pending_id: Option<i64>,
         check: &dyn Fn(&Connection) -> rusqlite::Result<bool>,
     ) -> Result<Option<Applied>> {
-        let Some(journal) = self.journal.as_mut() else {
-            return Err(Error::Index {
-                path: self.path.clone(),
-                message: "opened without its manifest log, so it cannot record changes".into(),
-            });
-        };
-        // Before the write lock: gc takes gc.lock first, then writes.
-        journal.hold()?;
-        let res = commit_change(
-            &mut self.conn,
-            &self.path,
-            journal.as_mut(),
-            change,
-            new_chunks,
-            pending_id,
-            check,
-        );
-        journal.release();
+        let res = self.with_journal("record changes", |conn, path, journal| {
+            commit_change(conn, path, journal, change, new_chunks, pending_id, check)
+        });
         if matches!(res, Ok(Some(_))) {
             COMMITS.fetch_add(1, Ordering::Release);
         }
         res
     }
+}
+
+impl Index {
+    /// Run `f` (a transaction that writes manifest records) with the
+    /// manifest log held: [`Journal::hold`] before the write lock (gc takes
+    /// `gc.lock` first, then writes), [`Journal::release`] after, whatever
+    /// `f` returns. Without a log, an error saying the index cannot `what`.
+    pub(super) fn with_journal<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Connection, &Path, &mut dyn Journal) -> Result<T>,
+    ) -> Result<T> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                message: format!("opened without its manifest log, so it cannot {what}"),
+            });
+        };
+        journal.hold()?;
+        let res = f(&mut self.conn, &self.path, journal.as_mut());
+        journal.release();
+        res
+    }
+}
+
+/// After a failed commit: void the seqs `seqs` whose records it wrote, so
+/// that a rebuild does not apply them. Best effort: a crash here is what
+/// `Record::time_ns`, `gc.batch` and the checkpoint's replay rule are for.
+pub(super) fn void_seqs(journal: &mut dyn Journal, seqs: std::ops::RangeInclusive<u64>) {
+    for s in seqs {
+        if journal
+            .write(&Record::new(s, Change::Void).encode())
+            .is_err()
+        {
+            break;
+        }
+    }
+    // The voids written so far, durable (a failed write left the rest).
+    let _ = journal.sync();
 }
 
 /// Changes this process committed, through any of its index connections:
@@ -224,13 +248,8 @@ fn commit_change<'a>(
     journal.sync()?;
     set_journal_seq(&tx, seq, pack).sql(path)?;
     if let Err(e) = tx.commit() {
-        // The record is durable but its change is not: void its seq, so
-        // that a rebuild does not apply it (best effort; see
-        // `Record::time_ns` for a crash right here).
-        let void = Record::new(seq, Change::Void).encode();
-        if journal.write(&void).is_ok() {
-            let _ = journal.sync();
-        }
+        // The record is durable but its change is not.
+        void_seqs(journal, seq..=seq);
         return Err(sql_error(path, e));
     }
     Ok(Some(out))

@@ -22,10 +22,10 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::changes::{journal_seq, set_journal_seq};
+use super::changes::{journal_seq, set_journal_seq, void_seqs};
 use super::migrate::{artifact_rows, record_count, write_puts};
 use super::{Index, Sql};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::{Change, Journal, Record};
 use crate::pack::{PackName, RECORD_HEADER_LEN};
 
@@ -153,22 +153,9 @@ impl Index {
         max_seqs: u64,
         between: &dyn Fn(),
     ) -> Result<std::result::Result<Checkpointed, u64>> {
-        let Some(journal) = self.journal.as_mut() else {
-            return Err(Error::Index {
-                path: self.path.clone(),
-                message: "opened without its manifest log, so it cannot record changes".into(),
-            });
-        };
-        journal.hold()?;
-        let res = checkpoint(
-            &mut self.conn,
-            &self.path,
-            journal.as_mut(),
-            max_seqs,
-            between,
-        );
-        journal.release();
-        res
+        self.with_journal("record changes", |conn, path, journal| {
+            checkpoint(conn, path, journal, max_seqs, between)
+        })
     }
 
     /// gc rewrote manifest packs: in one transaction, the packs the live
@@ -282,17 +269,7 @@ fn checkpoint(
     }
     set_checkpoint_seq(&tx, first).sql(path)?;
     if let Err(e) = tx.commit() {
-        // Void the seqs it wrote (best effort; a crash here is what
-        // gc.batch and the replay's rule are for).
-        for s in first..=last {
-            if journal
-                .write(&Record::new(s, Change::Void).encode())
-                .is_err()
-            {
-                break;
-            }
-        }
-        let _ = journal.sync();
+        void_seqs(journal, first..=last);
         return Err(e).sql(path);
     }
     Ok(Ok(Checkpointed {

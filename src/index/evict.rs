@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::changes::{apply_change, journal_seq, set_journal_seq};
+use super::changes::{apply_change, journal_seq, set_journal_seq, void_seqs};
 use super::usage::unchanged;
 use super::{Index, Sql};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::{Change, Record};
 use crate::pack::PackName;
 
@@ -42,20 +42,11 @@ impl Index {
     /// of the batch, whether it was evicted: the rest of `batch` is left
     /// for the next call.
     pub fn evict_batch(&mut self, batch: &[Evict], budget: Duration) -> Result<Vec<bool>> {
-        let path = self.path.clone();
-        let Some(journal) = self.journal.as_mut() else {
-            return Err(Error::Index {
-                path,
-                message: "opened without its manifest log, so it cannot record changes".into(),
-            });
-        };
-        journal.hold()?;
-        let res = (|| {
-            let tx = self
-                .conn
+        self.with_journal("record changes", |conn, path, journal| {
+            let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .sql(&path)?;
-            let first = journal_seq(&tx).sql(&path)?;
+                .sql(path)?;
+            let first = journal_seq(&tx).sql(path)?;
             let mut seq = first;
             let mut done = Vec::with_capacity(batch.len());
             let mut packs: Vec<PackName> = Vec::new();
@@ -66,7 +57,7 @@ impl Index {
                 }
                 let check =
                     |c: &Connection| unchanged(c, &e.ns, &e.name, e.id, Some(e.last_access));
-                if !check(&tx).sql(&path)? {
+                if !check(&tx).sql(path)? {
                     done.push(false);
                     continue;
                 }
@@ -74,7 +65,7 @@ impl Index {
                     ns: e.ns.clone(),
                     name: e.name.clone(),
                 };
-                apply_change(&tx, &path, &change, None)?;
+                apply_change(&tx, path, &change, None)?;
                 seq += 1;
                 let pack = journal.write(&Record::new(seq, change).encode())?;
                 if !packs.contains(&pack) {
@@ -87,26 +78,14 @@ impl Index {
             }
             journal.sync()?;
             for p in packs {
-                set_journal_seq(&tx, seq, p).sql(&path)?;
+                set_journal_seq(&tx, seq, p).sql(path)?;
             }
             if let Err(e) = tx.commit() {
-                // Void every seq the batch wrote (best effort; a crash
-                // here is what `void_next` is for).
-                for s in first + 1..=seq {
-                    if journal
-                        .write(&Record::new(s, Change::Void).encode())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                let _ = journal.sync();
-                return Err(e).sql(&path);
+                void_seqs(journal, first + 1..=seq);
+                return Err(e).sql(path);
             }
             Ok(done)
-        })();
-        journal.release();
-        res
+        })
     }
 
     /// Settings for gc's bulk work on this connection: a page cache of
@@ -144,17 +123,14 @@ impl Index {
     /// crashed batch left at one of those seqs is superseded (the void is
     /// written later), and the next commit at each seq supersedes its void.
     pub fn void_next(&mut self, n: u64) -> Result<()> {
-        let path = self.path.clone();
-        let Some(journal) = self.journal.as_mut() else {
+        if self.journal.is_none() {
             return Ok(());
-        };
-        journal.hold()?;
-        let res = (|| {
-            let tx = self
-                .conn
+        }
+        self.with_journal("record changes", |conn, path, journal| {
+            let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .sql(&path)?;
-            let last = journal_seq(&tx).sql(&path)?;
+                .sql(path)?;
+            let last = journal_seq(&tx).sql(path)?;
             let mut packs: Vec<PackName> = Vec::new();
             for s in last + 1..=last + n {
                 let p = journal.write(&Record::new(s, Change::Void).encode())?;
@@ -166,12 +142,10 @@ impl Index {
             // The seq stays; the packs of the voids get their rows, so
             // that no sweep takes them for a crashed writer's leftovers.
             for p in packs {
-                set_journal_seq(&tx, last, p).sql(&path)?;
+                set_journal_seq(&tx, last, p).sql(path)?;
             }
-            tx.commit().sql(&path)?;
+            tx.commit().sql(path)?;
             Ok(())
-        })();
-        journal.release();
-        res
+        })
     }
 }

@@ -22,15 +22,7 @@ impl Index {
     /// how many artifacts it recorded (0 when another process migrated
     /// first).
     pub(crate) fn migrate_v1(&mut self) -> Result<u64> {
-        let Some(journal) = self.journal.as_mut() else {
-            return Err(Error::Index {
-                path: self.path.clone(),
-                message: "opened without its manifest log, so it cannot be migrated".into(),
-            });
-        };
-        journal.hold()?;
-        let res = migrate(&mut self.conn, &self.path, journal.as_mut());
-        journal.release();
+        let res = self.with_journal("be migrated", migrate);
         if res.is_ok() {
             self.state = IndexState::Old;
         }
