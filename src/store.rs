@@ -118,6 +118,15 @@ pub struct Store {
 }
 
 /// The parts of a store that the chunk workers share with it.
+///
+/// Lock order, where one mutex is taken while another is held: a lane of
+/// `writers`, then `pending` (a worker appends and takes its pack hold
+/// under its lane; `retire_idle_lanes` checks the holds under the lane),
+/// then `index` (`reclaim_retired` asks where a pack's indexed records
+/// end while it holds `pending`). Nothing takes a lane or `pending` while
+/// holding `index`: commits release the index before `after_commit`.
+/// `retired`, `created_packs`, `sealing` are leaves (nothing is taken
+/// under them).
 pub struct StoreCore {
     /// This core, for the [`PackHold`]s handed to writers.
     me: Weak<StoreCore>,
