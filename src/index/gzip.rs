@@ -463,6 +463,19 @@ impl Index {
         Ok(())
     }
 
+    /// Forget the verdicts of contents no file holds any more (gc runs
+    /// this: without it the table would grow with every file ever tried).
+    /// A file of that content put again later is tried again. Returns how
+    /// many were forgotten.
+    pub(crate) fn forget_gone_tried(&self) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM gzip_tried WHERE hash NOT IN (SELECT hash FROM files)",
+                [],
+            )
+            .sql(&self.path)
+    }
+
     /// Gzip-form files of every namespace without their hot copy:
     /// (artifact, file row); `verify --full` rebuilds each.
     pub(crate) fn cold_files(&self) -> Result<Vec<(String, FileRow)>> {

@@ -353,6 +353,9 @@ impl Store {
         out.evict_seconds = evicting.elapsed().as_secs_f64();
         out.packs = trace::time("packs", || self.gc_compact(&plan.reclaim.packs))?;
         out.checkpoint = trace::time("checkpoint", || self.gc_checkpoint(&plan.checkpoint))?;
+        // Conversion verdicts of contents that are gone (best effort: a
+        // leftover verdict only costs its row).
+        let _ = trace::time("tried verdicts", || self.index().forget_gone_tried());
         // The WAL grew by the evictions' and the switch's pages: give that
         // back too (`freed_on_disk` counts it).
         trace::time("checkpoint after", || self.index().checkpoint());

@@ -592,3 +592,25 @@ fn a_format_2_store_is_migrated_with_every_byte() {
     assert!(cat(&store, "a", "x.gz") == data);
     verify_full(&store);
 }
+
+/// gc forgets the conversion verdicts of contents no file holds any more:
+/// `gzip_tried` does not grow with every file ever tried.
+#[test]
+fn gc_forgets_the_verdicts_of_files_that_are_gone() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("store");
+    let _ = put_corpus(t.path(), &store, "a");
+    ok(dc(&store).args(["convert", "--all"]));
+    let tried = || -> i64 {
+        let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
+        db.query_row("SELECT count(*) FROM gzip_tried", [], |r| r.get(0))
+            .unwrap()
+    };
+    // truncated.gz and plain.txt at least stay as they are.
+    assert!(tried() >= 2, "{}", tried());
+    ok(dc(&store).args(["gc"]));
+    assert!(tried() >= 2, "a's files are still there: {}", tried());
+    ok(dc(&store).args(["rm", "a"]));
+    ok(dc(&store).args(["gc"]));
+    assert_eq!(tried(), 0);
+}
