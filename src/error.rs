@@ -102,6 +102,20 @@ pub enum Error {
 
     #[error("store {} is in use by another process (a mount, a put): stop it, then run this again", .0.display())]
     StoreBusy(PathBuf),
+
+    /// A command line or setting that cannot work, said whole (what is
+    /// wrong, and what to give instead).
+    #[error("{0}")]
+    Usage(String),
+
+    /// What a remote's object store (or the network to it) said, for the
+    /// object named; `errno` is what the view replies with.
+    #[error("remote {url}: {message}")]
+    Remote {
+        url: String,
+        message: String,
+        errno: i32,
+    },
 }
 
 /// What kind of SQLite error an [`Error::Sqlite`] is: what the view replies
@@ -194,6 +208,8 @@ impl Error {
             | Error::Index { .. }
             | Error::IndexMissing { .. } => libc::EIO,
             Error::StoreBusy(_) => libc::EBUSY,
+            Error::Usage(_) => libc::EINVAL,
+            Error::Remote { errno, .. } => *errno,
         }
     }
 

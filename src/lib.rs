@@ -37,6 +37,7 @@ pub mod name;
 pub mod pack;
 pub mod perms;
 pub mod progress;
+pub mod remote;
 pub mod store;
 pub mod verify;
 
