@@ -41,14 +41,57 @@ pub struct Cli {
     )]
     pub compression: deploycache::pack::Compression,
 
+    /// The shared remote this store caches: s3://BUCKET[/PREFIX] (endpoint,
+    /// region and credentials from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or file:///PATH (a
+    /// directory, e.g. on an NFS export). Given once, the store remembers it.
+    /// Commands that read pull what other hosts published first; commands
+    /// that change artifacts publish their change.
+    #[arg(long, global = true, env = "DEPLOYCACHE_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+
+    /// With a remote: bytes of remote packs kept on this host (least
+    /// recently used go first). Default 10G.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYCACHE_CACHE_SIZE",
+        value_name = "SIZE"
+    )]
+    pub cache_size: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `deploycache remote …`.
+#[derive(Subcommand)]
+pub enum RemoteCommand {
+    /// Publish this store's artifacts to the remote: the packs it lacks,
+    /// then one commit object per artifact version (also how a local-only
+    /// store moves to a remote).
+    Push {
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply what other hosts published to this store's index.
+    Pull {
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Create an empty store (put and import also create one when missing).
     Init,
+    /// Publish to, or pull from, the store's remote (--remote).
+    Remote {
+        #[command(subcommand)]
+        action: RemoteCommand,
+    },
     /// Store files as artifact NAME (a directory's files when PATH is a
     /// directory, which must hold regular files only); replaces an earlier
     /// NAME atomically.

@@ -23,6 +23,7 @@ pub mod init;
 pub mod ls;
 pub mod mount;
 pub mod put;
+pub mod remote;
 pub mod rm;
 pub mod stats;
 pub mod umount;
@@ -58,14 +59,53 @@ pub fn store_root(cli: &Cli) -> PathBuf {
 /// Open the store with the command line's namespace and compression;
 /// `create` creates it when missing.
 pub fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
+    let remote = cli
+        .remote
+        .as_deref()
+        .map(deploycache::remote::RemoteUrl::parse)
+        .transpose()?;
+    let cache_size = cli
+        .cache_size
+        .as_deref()
+        .map(|s| {
+            deploycache::store::gc::parse_size(s)
+                .map_err(|e| anyhow::anyhow!("--cache-size {s:?}: {e}"))
+        })
+        .transpose()?;
     Ok(Store::open(
         &store_root(cli),
         OpenOptions {
             create,
             namespace: cli.namespace.clone(),
             compression: cli.compression,
+            remote,
+            cache_size,
         },
     )?)
+}
+
+/// Open the store for a command that reads artifacts: with a remote,
+/// what other hosts published is pulled first (problems said on stderr).
+/// A store given a remote is created when missing: it is this host's
+/// cache of the remote, filled from it.
+pub fn open_to_read(cli: &Cli, create: bool) -> anyhow::Result<Store> {
+    let s = open(cli, create || cli.remote.is_some())?;
+    if s.remote_url().is_some() {
+        let pulled = s.pull()?;
+        remote::say_problems(&pulled.problems);
+    }
+    Ok(s)
+}
+
+/// After a command changed artifacts: with a remote, publish the change.
+pub fn publish_if_remote(s: &Store) -> anyhow::Result<()> {
+    if s.remote_url().is_some() {
+        let p = s.publish()?;
+        for w in &p.waiting {
+            eprintln!("deploycache: not published yet: {w}");
+        }
+    }
+    Ok(())
 }
 
 /// Whether progress bars may be drawn (on stderr).

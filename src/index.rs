@@ -42,6 +42,7 @@ mod listing;
 mod migrate;
 mod rebuild;
 mod recipe;
+mod remote;
 mod types;
 mod usage;
 
@@ -67,6 +68,7 @@ pub(crate) use gzip::NOT_GZIP;
 pub use gzip::{GzipSaving, HotChunk, HotCopy};
 pub use rebuild::RebuildReport;
 pub use recipe::{ChunkList, GzChunks, Recipe};
+pub use remote::{Applied as RemoteApplied, Unpublished};
 pub use types::{
     ArtifactSummary, ChunkSpan, Dropped, FileMeta, FileRow, Form, QuarantineEntry, Totals,
 };

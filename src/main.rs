@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Init => cmd::init::run(cli),
+        Command::Remote { action } => cmd::remote::run(cli, action),
         Command::Put {
             name,
             paths,

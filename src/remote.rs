@@ -26,9 +26,13 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+pub mod commit;
 mod dir;
+pub mod packs;
 
+pub use commit::Commit;
 pub use dir::DirBucket;
+pub use packs::RemotePacks;
 
 /// An object as [`Bucket::list`] finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +48,7 @@ pub struct ObjectInfo {
 /// Where a remote's objects live.
 ///
 /// Keys are relative to the remote's prefix, `/`-separated, of the
-/// characters `[0-9a-z._/-]`. Errors: an object that is not there fails
+/// characters `[0-9A-Za-z._/-]`. Errors: an object that is not there fails
 /// with [`Error::errno`] ENOENT; anything else the server or the network
 /// says is an [`Error::Remote`] naming the object. Methods take `&self`
 /// and may be called from many threads at once; none blocks another.
@@ -145,7 +149,7 @@ impl fmt::Display for RemoteUrl {
 }
 
 /// Whether `key` is one a [`Bucket`] takes: relative, `/`-separated parts
-/// of `[0-9a-z._-]`, none of them empty, `.` or `..`.
+/// of `[0-9A-Za-z._-]`, none of them empty, `.` or `..`.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.split('/').all(|p| {
@@ -153,7 +157,7 @@ pub fn valid_key(key: &str) -> bool {
                 && p != "."
                 && p != ".."
                 && p.bytes()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b"._-".contains(&b))
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         })
 }
 
@@ -206,7 +210,10 @@ mod tests {
     fn keys_are_plain() {
         assert!(valid_key("packs/0a.pack"));
         assert!(valid_key("commits/x-1.commit"));
-        for k in ["", "/a", "a/", "a//b", "../a", "a/./b", "A", "a b", "a\\b"] {
+        assert!(valid_key("FORMAT"));
+        for k in [
+            "", "/a", "a/", "a//b", "../a", "a/./b", "a b", "a\\b", "a\u{e9}",
+        ] {
             assert!(!valid_key(k), "{k:?}");
         }
     }

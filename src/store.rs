@@ -65,6 +65,7 @@ mod pool;
 mod promote;
 mod read;
 mod rebuild;
+mod remote;
 mod usage;
 mod uses;
 mod verify;
@@ -77,6 +78,7 @@ pub use open::Swept;
 pub use promote::Promotion;
 pub use read::{FileReader, Pieces};
 pub use rebuild::{rebuild_index, Rebuilt};
+pub use remote::{Published, Pulled, RemoteLink};
 pub use usage::{SpaceReport, SpaceUse};
 pub use verify::Report as VerifyReport;
 pub use write::{FileWriter, StagedFile};
@@ -103,7 +105,16 @@ pub struct OpenOptions {
     pub namespace: String,
     /// How chunks this process stores are compressed.
     pub compression: pack::Compression,
+    /// The remote this store caches (`--remote`): recorded in the store
+    /// the first time, and used from then on without it.
+    pub remote: Option<crate::remote::RemoteUrl>,
+    /// Bytes of remote packs kept on this host (default
+    /// [`DEFAULT_CACHE_SIZE`]).
+    pub cache_size: Option<u64>,
 }
+
+/// What `--cache-size` is when not given.
+pub const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
 
 pub struct Store {
     core: Arc<StoreCore>,
@@ -114,6 +125,8 @@ pub struct Store {
     exposure: perms::Exposure,
     /// Uses of artifacts not yet written to the index (`uses`).
     uses: uses::Uses,
+    /// The remote this store caches, if any.
+    remote: Option<RemoteLink>,
     _host: HostLock,
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::cli::Cli;
 
 pub fn run(cli: &Cli, name: &str, files: &[String]) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, false)?;
+    let s = super::open_to_read(cli, false)?;
     let readers = files
         .iter()
         .map(|f| s.open_file(name, f))

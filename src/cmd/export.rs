@@ -7,7 +7,7 @@ use crate::cli::Cli;
 use crate::output::{count, shown};
 
 pub fn run(cli: &Cli, name: &str, dest: &Path) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, false)?;
+    let s = super::open_to_read(cli, false)?;
     let files = s.export(name, dest, super::tty())?;
     println!(
         "{}: {} written to {}",

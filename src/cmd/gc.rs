@@ -45,6 +45,7 @@ pub fn policy(args: &GcPolicy, ns: &str) -> Policy {
 /// `gc`: plan, print the plan, and (unless `dry_run`) carry it out.
 pub fn run(cli: &Cli, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let s = &super::open(cli, false)?;
+    refuse_remote(s)?;
     let policy = policy(args, s.namespace());
     let hot_for = args.hot_for.as_deref().map_or(gc::HOT_FOR, |d| {
         gc::parse_duration(d).unwrap_or_else(|e| {
@@ -433,6 +434,18 @@ fn space_lines(out: &mut impl Write, u: &SpaceUse, indent: &str) -> anyhow::Resu
             human(raw),
             human(stored)
         )?;
+    }
+    Ok(())
+}
+
+/// gc of a store with a remote is the remote's gc (issue 17, not built
+/// yet): a local eviction would be published as a removal to every host.
+pub fn refuse_remote(s: &deploycache::Store) -> anyhow::Result<()> {
+    if let Some(url) = s.remote_url() {
+        anyhow::bail!(
+            "store {} caches remote {url}: gc of a shared remote is not available yet, and a local gc would remove artifacts for every host; bound the local cache with --cache-size instead",
+            s.root().display()
+        );
     }
     Ok(())
 }

@@ -21,5 +21,6 @@ pub fn run(cli: &Cli, dir: &Path) -> anyhow::Result<ExitCode> {
         r.already_present.len(),
         r.skipped.len()
     );
+    super::publish_if_remote(&s)?;
     Ok(ExitCode::SUCCESS)
 }

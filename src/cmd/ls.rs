@@ -14,7 +14,7 @@ pub enum What<'a> {
 }
 
 pub fn run(cli: &Cli, what: What, json: bool) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, false)?;
+    let s = super::open_to_read(cli, false)?;
     match what {
         What::Quarantine => {
             let list = s.list_quarantine()?;

@@ -60,7 +60,10 @@ pub fn run(
             log.display()
         );
     } else {
-        let s = super::open(cli, true)?;
+        let s = super::open_to_read(cli, true)?;
+        if cfg.gc.is_some() {
+            super::gc::refuse_remote(&s)?;
+        }
         super::sweep_orphan_packs(&s)?;
         deploycache::fuse::mount(s, mountpoint, cfg)?;
     }

@@ -21,5 +21,6 @@ pub fn run(
         human(r.logical_bytes),
         human(r.new_unique_bytes)
     );
+    super::publish_if_remote(&s)?;
     Ok(ExitCode::SUCCESS)
 }

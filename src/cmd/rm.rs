@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::output::{human, shown};
 
 pub fn run(cli: &Cli, name: Option<&str>, quarantine: bool) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, false)?;
+    let s = super::open_to_read(cli, false)?;
     if quarantine {
         let d = s.remove_quarantined(name)?;
         println!(
@@ -31,5 +31,6 @@ pub fn run(cli: &Cli, name: Option<&str>, quarantine: bool) -> anyhow::Result<Ex
             "removed {name}; its unshared chunks are now reclaimable (`deploycache gc` returns the space)"
         );
     }
+    super::publish_if_remote(&s)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -207,7 +207,7 @@ pub(super) fn record_count(
 
 /// The files of an artifact as manifest records name them, quarantined
 /// ones included, in row order.
-fn artifact_manifests(
+pub(super) fn artifact_manifests(
     conn: &Connection,
     aid: i64,
     gzip: bool,

@@ -174,7 +174,10 @@ fn gone_chunks(scanned: &ScannedPacks) -> Vec<(ChunkId, u32)> {
     gone.into_iter().collect()
 }
 
-fn insert_gone(tx: &rusqlite::Transaction<'_>, gone: &[(ChunkId, u32)]) -> rusqlite::Result<()> {
+pub(super) fn insert_gone(
+    tx: &rusqlite::Transaction<'_>,
+    gone: &[(ChunkId, u32)],
+) -> rusqlite::Result<()> {
     if gone.is_empty() {
         return Ok(());
     }
@@ -194,7 +197,10 @@ fn insert_gone(tx: &rusqlite::Transaction<'_>, gone: &[(ChunkId, u32)]) -> rusql
 /// then those chunks' rows; one problem line per artifact removed. A
 /// gzip-form file whose hot copy names such a chunk (gc dropped the copy,
 /// then its chunks) only loses the copy: its streams still make it.
-fn drop_gone(tx: &rusqlite::Transaction<'_>, path: &std::path::Path) -> Result<Vec<String>> {
+pub(super) fn drop_gone(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+) -> Result<Vec<String>> {
     super::gzip::drop_hot_where(
         tx,
         &format!("pack IN (SELECT id FROM packs WHERE name = '{GONE}')"),

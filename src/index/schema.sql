@@ -89,3 +89,25 @@ CREATE TABLE IF NOT EXISTS gzip_tried(
     hash BLOB PRIMARY KEY,
     result TEXT NOT NULL
 ) WITHOUT ROWID;
+-- A remote (store-layout.md, "Remote"): rows only in a store attached to
+-- one; cache state of the remote, rebuilt from it.
+-- Packs this host knows to be in the remote (uploaded, or named by a commit).
+CREATE TABLE IF NOT EXISTS remote_packs(
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+-- Commit objects applied (or found older than the version they would
+-- replace), by key.
+CREATE TABLE IF NOT EXISTS remote_commits(
+    key TEXT PRIMARY KEY
+) WITHOUT ROWID;
+-- Each artifact's version in the remote: the key of its newest commit, and
+-- the state of its rows then (a digest of its files' ids, names, digests,
+-- quarantine and form): rows that differ from it are this host's changes,
+-- not yet published. A row with a NULL state: removed in the remote.
+CREATE TABLE IF NOT EXISTS remote_published(
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state BLOB,
+    PRIMARY KEY(namespace, name)
+) WITHOUT ROWID;

@@ -21,6 +21,7 @@ use crate::lock::{GcGuard, HostLock, InitLock};
 use crate::name;
 use crate::pack::{self, LocalPackStore, PackName, PackStore};
 use crate::perms;
+use crate::remote::RemotePacks;
 
 /// What [`Store::sweep_orphan_packs`] deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,17 @@ impl Store {
         };
         let host = HostLock::acquire(root)?;
         make_reserve(root);
-        let packs: Arc<dyn PackStore> = Arc::new(LocalPackStore::new(root.join("packs")));
+        let remote = super::remote::resolve(root, opts.remote.as_ref())?;
+        let local = LocalPackStore::new(root.join("packs"));
+        let packs: Arc<dyn PackStore> = match &remote {
+            Some(link) => Arc::new(RemotePacks::new(
+                local,
+                link.bucket.clone(),
+                root.join("remote-cache"),
+                opts.cache_size.unwrap_or(super::DEFAULT_CACHE_SIZE),
+            )),
+            None => Arc::new(local),
+        };
         let index = open_index(root, &packs)?;
         if format != index::FORMAT_VERSION {
             // The index was migrated (now or by a run that stopped short of
@@ -97,6 +108,7 @@ impl Store {
             workers,
             exposure,
             uses: Default::default(),
+            remote,
             _host: host,
         })
     }

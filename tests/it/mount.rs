@@ -70,8 +70,22 @@ impl Mounted {
     }
 
     pub(crate) fn daemon(store: &Path, mp: &Path, extra: &[&str]) -> Mounted {
+        Mounted::daemon_env(store, mp, extra, &[])
+    }
+
+    pub(crate) fn daemon_env(
+        store: &Path,
+        mp: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mounted {
         let _ = fs::create_dir_all(mp);
-        ok(dc(store).arg("mount").arg("--daemon").arg(mp).args(extra));
+        ok(dc(store)
+            .arg("mount")
+            .arg("--daemon")
+            .arg(mp)
+            .args(extra)
+            .envs(env.iter().copied()));
         assert!(
             deploycache::fuse::is_mounted(mp),
             "--daemon returned before mounting"

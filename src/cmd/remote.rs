@@ -1,0 +1,57 @@
+//! `deploycache remote push|pull`: publish this store's artifacts to its
+//! remote, or apply what other hosts published.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, RemoteCommand};
+use crate::output::{count, human, print_json};
+
+pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
+    match action {
+        RemoteCommand::Push { json } => {
+            let s = super::open(cli, false)?;
+            let p = s.publish()?;
+            if *json {
+                print_json(&p)?;
+            } else {
+                println!(
+                    "published {} to {}: uploaded {} ({})",
+                    count(p.commits, "artifact version"),
+                    s.remote_url().expect("publish needs a remote"),
+                    count(p.packs_uploaded, "pack"),
+                    human(p.bytes_uploaded)
+                );
+                for w in &p.waiting {
+                    eprintln!("deploycache: not published yet: {w}");
+                }
+            }
+        }
+        RemoteCommand::Pull { json } => {
+            let s = super::open(cli, false)?;
+            let p = s.pull()?;
+            if *json {
+                print_json(&p)?;
+            } else {
+                println!(
+                    "pulled from {}: {} new, {} older than this host's version ({} in the remote)",
+                    s.remote_url().expect("pull needs a remote"),
+                    count(p.applied, "commit"),
+                    p.older,
+                    p.commits_listed
+                );
+                say_problems(&p.problems);
+            }
+            if !p.problems.is_empty() {
+                return Ok(ExitCode::from(super::PROBLEMS_FOUND));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line on stderr per commit a pull could not apply.
+pub fn say_problems(problems: &[String]) {
+    for p in problems {
+        eprintln!("deploycache: remote commit not applied: {p}");
+    }
+}

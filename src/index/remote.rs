@@ -1,0 +1,356 @@
+//! The index's rows of a remote (store-layout.md, "Remote"): which packs
+//! are in it, which commits were applied, each artifact's published
+//! version; what a commit object states of an artifact, and applying one.
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::changes::{apply_change, insert_chunk_rows};
+use super::{Index, Sql};
+use crate::error::Result;
+use crate::id::ChunkId;
+use crate::manifest::Change;
+use crate::pack::{Codec, Location, PackName};
+
+/// An artifact whose rows differ from its published version.
+#[derive(Clone, Debug)]
+pub struct Unpublished {
+    pub ns: String,
+    pub name: String,
+    /// None: removed here since it was published.
+    pub state: Option<[u8; 32]>,
+    /// The changes that state it whole (empty when removed).
+    pub changes: Vec<Change>,
+    /// Every chunk it names that has a row, with its location.
+    pub chunks: Vec<(ChunkId, Location)>,
+}
+
+/// What applying one commit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The artifact is now the commit's version (or removed).
+    Applied,
+    /// The artifact's version here has a greater key: left as it is.
+    Older,
+    /// Applied already.
+    Known,
+}
+
+impl Index {
+    /// Packs known to be in the remote.
+    pub fn remote_packs(&self) -> Result<HashSet<PackName>> {
+        let names: Vec<String> = self.rows("SELECT name FROM remote_packs", [], |r| r.get(0))?;
+        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
+    }
+
+    /// `p` is in the remote now.
+    pub fn add_remote_pack(&self, p: PackName) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)",
+                [p.to_string()],
+            )
+            .sql(&self.path)?;
+        Ok(())
+    }
+
+    /// Keys of the commits applied.
+    pub fn applied_commits(&self) -> Result<HashSet<String>> {
+        let keys: Vec<String> = self.rows("SELECT key FROM remote_commits", [], |r| r.get(0))?;
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Artifacts of namespace `ns` (all when None) whose rows differ from
+    /// their published version, with what a commit of each states. An
+    /// artifact with a file still being written is left for later.
+    pub fn unpublished(&self) -> Result<Vec<Unpublished>> {
+        let c = &self.conn;
+        let p = &self.path;
+        let arts: Vec<(i64, String, String, i64, i64)> = self.rows(
+            "SELECT id, namespace, name, created, last_access FROM artifacts ORDER BY id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for (aid, ns, name, created, last_access) in arts {
+            seen.insert((ns.clone(), name.clone()));
+            let Some(state) = artifact_state(c, aid).sql(p)? else {
+                continue; // a file is being written
+            };
+            let published: Option<Option<Vec<u8>>> = c
+                .query_row(
+                    "SELECT state FROM remote_published WHERE namespace = ?1 AND name = ?2",
+                    params![ns, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .sql(p)?;
+            if published.flatten().as_deref() == Some(&state[..]) {
+                continue;
+            }
+            let files = super::migrate::artifact_manifests(c, aid, true).sql(p)?;
+            let mut changes = vec![Change::PutArtifact {
+                ns: ns.clone(),
+                name: name.clone(),
+                created,
+                last_access,
+                replace: true,
+                files,
+            }];
+            changes.extend(super::gzip::artifact_converts(c, &ns, &name, aid).sql(p)?);
+            out.push(Unpublished {
+                chunks: artifact_chunks(c, aid).sql(p)?,
+                ns,
+                name,
+                state: Some(state),
+                changes,
+            });
+        }
+        let removed: Vec<(String, String)> = self.rows(
+            "SELECT namespace, name FROM remote_published WHERE state IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (ns, name) in removed {
+            if !seen.contains(&(ns.clone(), name.clone())) {
+                out.push(Unpublished {
+                    ns,
+                    name,
+                    state: None,
+                    changes: Vec::new(),
+                    chunks: Vec::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The artifact `ns`/`name` is published as commit `key`, in the state
+    /// `state` (None: removed). Unless a commit with a greater key was
+    /// applied meanwhile: then false, and nothing changes.
+    pub fn set_published(
+        &mut self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        state: Option<[u8; 32]>,
+    ) -> Result<bool> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&p)?;
+        let newer = published_key(&tx, ns, name)
+            .sql(&p)?
+            .is_some_and(|k| *k > *key);
+        if !newer {
+            set_published(&tx, ns, name, key, state.as_ref().map(|s| &s[..])).sql(&p)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO remote_commits(key) VALUES(?1)",
+                [key],
+            )
+            .sql(&p)?;
+        }
+        tx.commit().sql(&p)?;
+        Ok(!newer)
+    }
+
+    /// Apply commit `key` of artifact `ns`/`name`: `changes` (empty: a
+    /// removal), with `chunks` located in the remote. Chunks the changes
+    /// name that neither have a row nor are located here cannot be read:
+    /// the commit is refused (an error), nothing changes.
+    pub fn apply_commit(
+        &mut self,
+        key: &str,
+        ns: &str,
+        name: &str,
+        changes: &[Change],
+        chunks: &[(ChunkId, Location)],
+    ) -> Result<Applied> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&p)?;
+        let known: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM remote_commits WHERE key = ?1)",
+                [key],
+                |r| r.get(0),
+            )
+            .sql(&p)?;
+        if known {
+            return Ok(Applied::Known);
+        }
+        tx.execute("INSERT INTO remote_commits(key) VALUES(?1)", [key])
+            .sql(&p)?;
+        if published_key(&tx, ns, name)
+            .sql(&p)?
+            .is_some_and(|k| *k > *key)
+        {
+            tx.commit().sql(&p)?;
+            return Ok(Applied::Older);
+        }
+        insert_chunk_rows(&tx, chunks).sql(&p)?;
+        {
+            let mut remote = tx
+                .prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")
+                .sql(&p)?;
+            for pack in chunks.iter().map(|(_, l)| l.pack).collect::<HashSet<_>>() {
+                remote.execute([pack.to_string()]).sql(&p)?;
+            }
+        }
+        let state = if changes.is_empty() {
+            let change = Change::RemoveArtifact {
+                ns: ns.to_owned(),
+                name: name.to_owned(),
+            };
+            if super::artifact_id(&tx, ns, name).sql(&p)?.is_some() {
+                apply_change(&tx, &p, &change, None)?;
+            }
+            None
+        } else {
+            // A gzip-form file is named by its gz chunks, which no pack
+            // need hold (no hot copy): rows for the replay, dropped after,
+            // as a rebuild does. Any other chunk nothing locates refuses
+            // the commit.
+            let missing = missing_chunks(&tx, changes).sql(&p)?;
+            super::rebuild::insert_gone(&tx, &missing).sql(&p)?;
+            for c in changes {
+                apply_change(&tx, &p, c, None)?;
+            }
+            let problems = super::rebuild::drop_gone(&tx, &p)?;
+            if !problems.is_empty() {
+                return Err(crate::Error::Index {
+                    path: p,
+                    message: format!("remote commit {key}: {}", problems.join("; ")),
+                });
+            }
+            let aid = super::artifact_id(&tx, ns, name)
+                .sql(&p)?
+                .expect("a put was just applied");
+            artifact_state(&tx, aid).sql(&p)?
+        };
+        set_published(&tx, ns, name, key, state.as_ref().map(|s| &s[..])).sql(&p)?;
+        tx.commit().sql(&p)?;
+        Ok(Applied::Applied)
+    }
+}
+
+/// Chunks `changes` name that have no row.
+fn missing_chunks(
+    tx: &Transaction<'_>,
+    changes: &[Change],
+) -> rusqlite::Result<Vec<(ChunkId, u32)>> {
+    let mut has = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM chunks WHERE id = ?1)")?;
+    let mut out = std::collections::HashMap::new();
+    for c in changes {
+        let lists: Vec<&[(ChunkId, u32)]> = match c {
+            Change::PutArtifact { files, .. } => files.iter().map(|f| &f.chunks[..]).collect(),
+            Change::ConvertFile { content, side, .. } => vec![content, side],
+            _ => continue,
+        };
+        for (id, len) in lists.into_iter().flatten() {
+            if !out.contains_key(id)
+                && !has.query_row([&id.as_bytes()[..]], |r| r.get::<_, bool>(0))?
+            {
+                out.insert(*id, *len);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn published_key(tx: &Transaction<'_>, ns: &str, name: &str) -> rusqlite::Result<Option<String>> {
+    tx.query_row(
+        "SELECT key FROM remote_published WHERE namespace = ?1 AND name = ?2",
+        params![ns, name],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn set_published(
+    tx: &Transaction<'_>,
+    ns: &str,
+    name: &str,
+    key: &str,
+    state: Option<&[u8]>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO remote_published(namespace, name, key, state) VALUES(?1, ?2, ?3, ?4)",
+        params![ns, name, key, state],
+    )?;
+    Ok(())
+}
+
+/// A digest of artifact `aid`'s rows: its files' ids, names, digests,
+/// quarantine and form; None while a file of it is being written.
+fn artifact_state(c: &Connection, aid: i64) -> rusqlite::Result<Option<[u8; 32]>> {
+    let mut h = blake3::Hasher::new();
+    let mut pending = false;
+    let mut st = c.prepare_cached(
+        "SELECT id, name, hash, coalesce(quarantine, ''), form FROM files WHERE artifact = ?1 ORDER BY id",
+    )?;
+    let mut rows = st.query([aid])?;
+    while let Some(r) = rows.next()? {
+        let (id, name, hash, q, form): (i64, String, Vec<u8>, String, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        pending |= q.starts_with(super::PENDING);
+        h.update(&id.to_le_bytes());
+        for s in [name.as_bytes(), &hash, q.as_bytes()] {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s);
+        }
+        h.update(&form.to_le_bytes());
+    }
+    Ok((!pending).then(|| *h.finalize().as_bytes()))
+}
+
+/// Every chunk artifact `aid` names that has a row (its files' chunks and
+/// streams), with its location, once each.
+fn artifact_chunks(c: &Connection, aid: i64) -> rusqlite::Result<Vec<(ChunkId, Location)>> {
+    let mut st = c.prepare_cached(
+        "SELECT c.id, p.name, c.offset, c.stored_len, c.raw_len, c.codec FROM chunks c
+           JOIN packs p ON p.id = c.pack
+         WHERE c.id IN (SELECT fc.chunk FROM file_chunks fc JOIN files f ON f.id = fc.file WHERE f.artifact = ?1
+                        UNION SELECT fs.chunk FROM file_streams fs JOIN files f ON f.id = fs.file WHERE f.artifact = ?1)",
+    )?;
+    let rows = st.query_map([aid], |r| {
+        let id: Vec<u8> = r.get(0)?;
+        let pack: String = r.get(1)?;
+        Ok((
+            id,
+            pack,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get::<_, u8>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, pack, offset, stored_len, raw_len, codec): (Vec<u8>, String, i64, u32, u32, u8) =
+            row?;
+        let (Some(id), Some(pack), Some(codec)) = (
+            ChunkId::from_slice(&id),
+            PackName::parse(&pack),
+            Codec::from_u8(codec),
+        ) else {
+            continue;
+        };
+        out.push((
+            id,
+            Location {
+                pack,
+                offset: offset as u64,
+                stored_len,
+                raw_len,
+                codec,
+            },
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,281 @@
+//! A store attached to a remote (store-layout.md, "Remote"): the local
+//! store is this host's cache of the bucket. `publish` makes this host's
+//! changes visible to every host (packs uploaded, then one commit object
+//! per artifact version); `pull` applies the commits other hosts made.
+//!
+//! The attachment is the file `STORE/remote` (the remote's URL): given
+//! once with `--remote`, it holds for every later command on the store;
+//! another URL for the same store is refused, as mixing two remotes' packs
+//! in one index would lose track of which holds what.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Store, StoreCore};
+use crate::error::{Error, IoContext, Result};
+use crate::index::RemoteApplied;
+use crate::pack::PackName;
+use crate::remote::commit::{self, Commit};
+use crate::remote::packs::pack_key;
+use crate::remote::{Bucket, RemoteUrl};
+
+/// The file naming a store's remote.
+const REMOTE_FILE: &str = "remote";
+/// The remote's format object, and what it says.
+const REMOTE_FORMAT_KEY: &str = "FORMAT";
+const REMOTE_FORMAT: &str = "deploycache-remote 1\n";
+/// A host whose clock is further than this from the storage's is refused:
+/// commit keys order versions by the publisher's clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(60);
+
+/// A store's remote: where it is and its objects.
+pub struct RemoteLink {
+    pub url: RemoteUrl,
+    pub bucket: Arc<dyn Bucket>,
+}
+
+/// What [`Store::publish`] did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Published {
+    /// Packs uploaded, and their bytes: chunks the remote did not hold.
+    pub packs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    /// Commit objects written (artifact versions and removals), their bytes.
+    pub commits: u64,
+    pub commit_bytes: u64,
+    /// Artifacts left for a later publish, with why.
+    pub waiting: Vec<String>,
+}
+
+/// What [`Store::pull`] did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Pulled {
+    /// Commits in the remote, and those new to this host.
+    pub commits_listed: u64,
+    pub applied: u64,
+    /// New commits whose artifact already had a newer version here.
+    pub older: u64,
+    /// Commits that could not be applied, one line each.
+    pub problems: Vec<String>,
+}
+
+/// The remote a store at `root` opened with `given` uses: the one given
+/// (recorded when the store had none), else the one recorded, else none.
+pub(super) fn resolve(root: &Path, given: Option<&RemoteUrl>) -> Result<Option<RemoteLink>> {
+    let file = root.join(REMOTE_FILE);
+    let recorded = match fs::read_to_string(&file) {
+        Ok(s) => Some(RemoteUrl::parse(s.trim()).map_err(|e| {
+            Error::Usage(format!(
+                "{}: {e}; fix or remove the file (the store's remote)",
+                file.display()
+            ))
+        })?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    let url = match (given, recorded) {
+        (Some(g), Some(r)) if *g != r => {
+            return Err(Error::Usage(format!(
+            "store {} caches remote {r}, not {g}: use a store directory of its own for each remote",
+            root.display()
+        )))
+        }
+        (Some(g), None) => {
+            let tmp = root.join(".remote.tmp");
+            fs::write(&tmp, format!("{g}\n")).at(&tmp)?;
+            fs::rename(&tmp, &file).at(&file)?;
+            g.clone()
+        }
+        (_, Some(r)) => r,
+        (None, None) => return Ok(None),
+    };
+    let bucket = url.open()?;
+    Ok(Some(RemoteLink { url, bucket }))
+}
+
+impl Store {
+    /// The store's remote, or an error saying how to attach one.
+    fn link(&self) -> Result<&RemoteLink> {
+        self.remote.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "store {} has no remote: give --remote s3://BUCKET[/PREFIX] or file:///PATH (or $DEPLOYCACHE_REMOTE)",
+                self.root().display()
+            ))
+        })
+    }
+
+    /// The URL of the store's remote, if it has one.
+    pub fn remote_url(&self) -> Option<&RemoteUrl> {
+        self.remote.as_ref().map(|r| &r.url)
+    }
+
+    /// Publish this host's changes: for each artifact whose rows differ
+    /// from its published version, upload the packs holding its chunks that
+    /// the remote lacks, then write its commit object (one PUT: the version
+    /// is visible to every host from then on, whole). Removals are commits
+    /// with no records.
+    pub fn publish(&self) -> Result<Published> {
+        let link = self.link()?;
+        let bucket = &*link.bucket;
+        check_format(bucket)?;
+        check_clock(bucket)?;
+        // The packs this process appends to are sealed first: a pack is
+        // uploaded once, whole, and never appended to after.
+        self.core.retire_idle_lanes();
+        let mut out = Published::default();
+        let mut remote_packs = self.index().remote_packs()?;
+        let unpublished = self.index().unpublished()?;
+        let host = commit::host_id();
+        'artifacts: for u in unpublished {
+            let mut missing: Vec<PackName> = u
+                .chunks
+                .iter()
+                .map(|(_, l)| l.pack)
+                .filter(|p| !remote_packs.contains(p))
+                .collect();
+            missing.sort();
+            missing.dedup();
+            for p in &missing {
+                if self.core.packs.writer_holds(*p)? {
+                    out.waiting.push(format!(
+                        "{}: its pack {p} is still being written (a mount or put); published once it is sealed",
+                        u.name
+                    ));
+                    continue 'artifacts;
+                }
+            }
+            for p in missing {
+                out.bytes_uploaded += upload_pack(&self.core, bucket, p)?;
+                out.packs_uploaded += 1;
+                self.index().add_remote_pack(p)?;
+                remote_packs.insert(p);
+            }
+            let c = Commit {
+                host: host.clone(),
+                time_ns: now_ns(),
+                nonce: rand::random(),
+                ns: u.ns.clone(),
+                name: u.name.clone(),
+                changes: u.changes,
+                chunks: u.chunks,
+            };
+            let bytes = c.encode();
+            bucket.put(&c.key(), &bytes)?;
+            out.commits += 1;
+            out.commit_bytes += bytes.len() as u64;
+            self.index()
+                .set_published(&u.ns, &u.name, &c.key(), u.state)?;
+        }
+        Ok(out)
+    }
+
+    /// Apply the commits other hosts published since the last pull, in key
+    /// order: each artifact ends at its version with the greatest key.
+    pub fn pull(&self) -> Result<Pulled> {
+        let link = self.link()?;
+        let bucket = &*link.bucket;
+        let listed = bucket.list(commit::PREFIX)?;
+        let applied = self.index().applied_commits()?;
+        let mut out = Pulled {
+            commits_listed: listed.len() as u64,
+            ..Pulled::default()
+        };
+        for o in listed {
+            if applied.contains(&o.key) || !o.key.ends_with(".commit") {
+                continue;
+            }
+            let c = match bucket.get(&o.key) {
+                Ok(b) => Commit::decode(&b).map_err(|why| format!("{}: {why}", bucket.url(&o.key))),
+                // Gone between the listing and the read: the remote's gc.
+                Err(e) if e.errno() == libc::ENOENT => continue,
+                Err(e) => return Err(e),
+            };
+            let c = match c {
+                Ok(c) => c,
+                Err(p) => {
+                    out.problems.push(p);
+                    continue;
+                }
+            };
+            match self
+                .index()
+                .apply_commit(&o.key, &c.ns, &c.name, &c.changes, &c.chunks)
+            {
+                Ok(RemoteApplied::Applied) => out.applied += 1,
+                Ok(RemoteApplied::Older) => out.older += 1,
+                Ok(RemoteApplied::Known) => {}
+                Err(e) => out.problems.push(e.to_string()),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The remote's FORMAT object: written by the first publish, checked by
+/// every other.
+fn check_format(bucket: &dyn Bucket) -> Result<()> {
+    match bucket.get(REMOTE_FORMAT_KEY) {
+        Ok(b) if b == REMOTE_FORMAT.as_bytes() => Ok(()),
+        Ok(b) => Err(Error::Usage(format!(
+            "{} says {:?}; this deploycache writes {:?}: upgrade deploycache, or use another remote",
+            bucket.url(REMOTE_FORMAT_KEY),
+            String::from_utf8_lossy(&b).trim(),
+            REMOTE_FORMAT.trim()
+        ))),
+        Err(e) if e.errno() == libc::ENOENT => bucket.put(REMOTE_FORMAT_KEY, REMOTE_FORMAT.as_bytes()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuse to publish from a host whose clock is more than [`MAX_SKEW`]
+/// from the storage's: write a small object of this host's and compare
+/// the time the storage gives it with ours.
+fn check_clock(bucket: &dyn Bucket) -> Result<()> {
+    let key = format!("hosts/{}.clock", commit::host_id());
+    let before = now_ns();
+    bucket.put(&key, &before.to_le_bytes())?;
+    let after = now_ns();
+    let Some(info) = bucket.head(&key)? else {
+        return Ok(());
+    };
+    // The storage stamps somewhere between before and after (S3 has
+    // second resolution: allow a second more).
+    let skew = if info.modified_ns < before - 1_000_000_000 {
+        before - 1_000_000_000 - info.modified_ns
+    } else {
+        (info.modified_ns - after).max(0)
+    };
+    if skew as u128 > MAX_SKEW.as_nanos() {
+        return Err(Error::Usage(format!(
+            "this host's clock is {:.0} s away from the clock of {} (at most {} s is allowed: commit order follows the clocks): fix its time (NTP), then publish again",
+            skew as f64 / 1e9,
+            bucket.url(&key),
+            MAX_SKEW.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// Upload local pack `p` as it is; returns its bytes.
+fn upload_pack(core: &StoreCore, bucket: &dyn Bucket, p: PackName) -> Result<u64> {
+    let path = p.path(&core.root.join("packs"));
+    if !path.is_file() {
+        return Err(Error::io(
+            &path,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "a pack to publish is not on this host (nor in the remote)",
+            ),
+        ));
+    }
+    bucket.put_file(&pack_key(p), &path)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
