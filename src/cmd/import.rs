@@ -7,7 +7,7 @@ use crate::cli::Cli;
 use crate::output::{count, human};
 
 pub fn run(cli: &Cli, dir: &Path) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, true)?;
+    let s = super::open_to_read(cli, true)?;
     super::sweep_orphan_packs(&s)?;
     let r = deploycache::import::import(&s, dir, super::tty())?;
     for (entry, why) in &r.skipped {

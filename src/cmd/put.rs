@@ -12,7 +12,7 @@ pub fn run(
     paths: &[PathBuf],
     no_files_cache: bool,
 ) -> anyhow::Result<ExitCode> {
-    let s = super::open(cli, true)?;
+    let s = super::open_to_read(cli, true)?;
     super::sweep_orphan_packs(&s)?;
     let r = s.put(name, paths, super::tty().then_some("put"), !no_files_cache)?;
     println!(

@@ -9,7 +9,7 @@ use crate::output::{count, human, print_json};
 pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
     match action {
         RemoteCommand::Push { json } => {
-            let s = super::open(cli, false)?;
+            let s = super::open(cli, cli.remote.is_some())?;
             let p = s.publish()?;
             if *json {
                 print_json(&p)?;
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
             }
         }
         RemoteCommand::Pull { json } => {
-            let s = super::open(cli, false)?;
+            let s = super::open(cli, cli.remote.is_some())?;
             let p = s.pull()?;
             if *json {
                 print_json(&p)?;

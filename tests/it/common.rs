@@ -14,6 +14,8 @@ pub fn dc(store: &Path) -> Command {
     let mut c = Command::new(bin());
     c.env_remove("DEPLOYCACHE_STORE")
         .env_remove("DEPLOYCACHE_NAMESPACE")
+        .env_remove("DEPLOYCACHE_REMOTE")
+        .env_remove("DEPLOYCACHE_CACHE_SIZE")
         .arg("--store")
         .arg(store);
     c

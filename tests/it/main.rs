@@ -13,4 +13,5 @@ mod mount;
 mod mount_hardening;
 mod package;
 mod rebuild;
+mod remote;
 mod store;
