@@ -28,6 +28,7 @@ use std::time::SystemTime;
 use super::Bucket;
 use crate::error::{Error, IoContext, Result};
 use crate::pack::{LocalPackStore, PackHandle, PackInfo, PackName, PackSink, PackStore};
+use crate::perms;
 
 /// Bytes of a pack one cache block (and one GET) holds.
 pub const BLOCK: u64 = 4 << 20;
@@ -382,18 +383,21 @@ impl BlockCache {
 
 /// Write `path` whole: a temporary file beside it, renamed into place.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Private, as the whole store is: the blocks hold stored bytes.
     let dir = path.parent().expect("a block has a directory");
-    fs::create_dir_all(dir).at(dir)?;
+    if !dir.is_dir() {
+        perms::create_dir(dir.parent().expect("the cache directory"))?;
+        perms::create_dir(dir)?;
+    }
     let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-    let r = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        fs::rename(&tmp, path)
-    })();
+    let r = perms::create_file(&tmp).and_then(|mut f| {
+        f.write_all(bytes).at(&tmp)?;
+        fs::rename(&tmp, path).at(path)
+    });
     if r.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    r.at(path)
+    r
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

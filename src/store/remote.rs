@@ -85,7 +85,9 @@ pub(super) fn resolve(root: &Path, given: Option<&RemoteUrl>) -> Result<Option<R
         }
         (Some(g), None) => {
             let tmp = root.join(".remote.tmp");
-            fs::write(&tmp, format!("{g}\n")).at(&tmp)?;
+            let mut f = crate::perms::create_file(&tmp)?;
+            io::Write::write_all(&mut f, format!("{g}\n").as_bytes()).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
             fs::rename(&tmp, &file).at(&file)?;
             g.clone()
         }

@@ -119,6 +119,18 @@ fn a_put_on_one_host_is_seen_and_exported_byte_identical_on_another() {
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some()));
         assert_eq!(b.cat("0123", "image.img"), image);
+        // What B keeps of the remote is as private as the rest of its store.
+        let cache = b.store.join("remote-cache");
+        assert!(cache.is_dir());
+        for e in walkdir::WalkDir::new(&cache).into_iter().flatten().chain(
+            walkdir::WalkDir::new(b.store.join("remote"))
+                .into_iter()
+                .flatten(),
+        ) {
+            let mode =
+                std::os::unix::fs::PermissionsExt::mode(&e.metadata().unwrap().permissions());
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", e.path().display());
+        }
         fs::remove_dir_all(&a.store).unwrap();
         fs::remove_dir_all(&b.store).unwrap();
         fs::remove_dir_all(&out).unwrap();
