@@ -61,6 +61,7 @@ mod handles;
 mod inodes;
 mod mountpoint;
 mod names;
+mod remote_sync;
 mod view;
 mod write;
 

@@ -11,6 +11,7 @@ use fuser::{Config, MountOption, SessionACL};
 
 use super::convert::ConvertThread;
 use super::gc::GcThread;
+use super::remote_sync::RemoteSync;
 use super::view::current_ids;
 use super::{log_line, View};
 use crate::error::{Error, Result};
@@ -74,6 +75,14 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
         None
     };
     view.convert = converter.as_ref().map(ConvertThread::trigger);
+    let remote = if view.store.remote_url().is_some() {
+        Some(
+            RemoteSync::start(view.store.clone(), !cfg.read_only)
+                .map_err(|e| Error::io(&root, e))?,
+        )
+    } else {
+        None
+    };
     let mut config = Config::default();
     // The store is the mount's source and `fuse.deploycache` its type, as
     // sshfs shows `user@host:path` and `fuse.sshfs`: `findmnt -t
@@ -131,6 +140,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
             if let Some(t) = converter {
                 t.stop();
             }
+            if let Some(t) = remote {
+                t.stop();
+            }
             return Err(e);
         }
     };
@@ -170,6 +182,9 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
         t.stop();
     }
     if let Some(t) = converter {
+        t.stop();
+    }
+    if let Some(t) = remote {
         t.stop();
     }
     log_line(&format!("unmounted {}", mountpoint.display()));

@@ -122,12 +122,15 @@ impl Store {
     pub fn publish(&self) -> Result<Published> {
         let link = self.link()?;
         let bucket = &*link.bucket;
+        let mut out = Published::default();
+        if self.index().unpublished()?.is_empty() {
+            return Ok(out);
+        }
         check_format(bucket)?;
         check_clock(bucket)?;
         // The packs this process appends to are sealed first: a pack is
         // uploaded once, whole, and never appended to after.
         self.core.retire_idle_lanes();
-        let mut out = Published::default();
         let mut remote_packs = self.index().remote_packs()?;
         let unpublished = self.index().unpublished()?;
         let host = commit::host_id();

@@ -356,27 +356,61 @@ fn a_small_cache_still_reads_every_byte_and_stays_bounded() {
 }
 
 #[test]
-fn the_mount_serves_what_another_host_published() {
+fn the_mount_serves_what_other_hosts_publish_and_publishes_what_is_written_to_it() {
     let t = TempDir::new().unwrap();
     let remote = &remotes(t.path())[0];
     let a = Host::new(t.path(), "a", remote);
-    let image = random_bytes(5 << 20, 9);
-    a.put(
+    let (sha1, sha2, sha3) = (
         "0123456789abcdef0123456789abcdef01234567",
-        &lay_out(&t.path().join("m"), &image, "k\n"),
+        "89abcdef0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210fedcba98",
     );
+    let image = random_bytes(5 << 20, 9);
+    a.put(sha1, &lay_out(&t.path().join("m"), &image, "k\n"));
     let b = Host::new(t.path(), "b", remote);
     let mp = t.path().join("mnt");
     // The first command records the remote; the mount then uses it.
     assert_eq!(b.names().len(), 1);
-    let m = crate::mount::Mounted::foreground(&b.store, &mp, &[]);
-    let file = mp.join("0123456789abcdef0123456789abcdef01234567/image.img");
+    let m = crate::mount::Mounted::foreground_env(
+        &b.store,
+        &mp,
+        &[],
+        &[
+            ("DEPLOYCACHE_HOST_ID", "b"),
+            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
+        ],
+    );
+    let file = mp.join(sha1).join("image.img");
     assert!(
         fs::read(&file).unwrap() == image,
         "the mount's bytes differ"
     );
     let out = Command::new("sha256sum").arg(&file).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&sha256_hex(&image)));
+    // Published by A while B is mounted: B's mount shows it soon.
+    let image2 = random_bytes(3 << 20, 12);
+    a.put(sha2, &lay_out(&t.path().join("m2"), &image2, "k2\n"));
+    crate::mount::wait_until(30, "B's mount to show A's new artifact", || {
+        mp.join(sha2).join("image.img").exists()
+    });
+    assert!(fs::read(mp.join(sha2).join("image.img")).unwrap() == image2);
+    // Written into B's mount with cp (a cache miss filled): A sees it.
+    let image3 = random_bytes(2 << 20, 13);
+    let src = lay_out(&t.path().join("m3"), &image3, "k3\n");
+    fs::create_dir(mp.join(sha3)).unwrap();
+    for f in ["image.img", "id_rsa.pub"] {
+        let st = Command::new("cp")
+            .arg(src.join(f))
+            .arg(mp.join(sha3))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    crate::mount::wait_until(60, "A to see what was written into B's mount", || {
+        a.names().contains(&sha3.to_owned())
+    });
+    assert!(a.cat(sha3, "image.img") == image3, "A reads other bytes");
+    assert_eq!(a.cat(sha3, "id_rsa.pub"), b"k3\n");
     m.unmount();
 }
 
