@@ -10,7 +10,7 @@
 //! (store-layout.md, "Remote", has the contract.)
 //!
 //! Where objects live is a [`Bucket`]: an S3-compatible object store
-//! (`s3://BUCKET[/PREFIX]`, [`s3`]) or a directory (`file:///PATH`,
+//! (`s3://BUCKET[/PREFIX]`, module `s3`) or a directory (`file:///PATH`,
 //! [`dir`]), e.g. on the NFS export the jumphosts already share. A bucket
 //! only ever gets whole objects written once under a new key, read (whole or
 //! by byte range), listed and deleted: what every S3 server does the same
@@ -18,7 +18,7 @@
 //! a listing beyond key order.
 //!
 //! - `dir`: [`DirBucket`], objects as files;
-//! - `s3`: [`S3Bucket`], objects in an S3 bucket through `object_store`.
+//! - `s3`: `S3Bucket`, objects in an S3 bucket through `object_store`.
 
 use std::fmt;
 use std::ops::Range;
