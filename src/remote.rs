@@ -11,7 +11,7 @@
 //!
 //! Where objects live is a [`Bucket`]: an S3-compatible object store
 //! (`s3://BUCKET[/PREFIX]`, module `s3`) or a directory (`file:///PATH`,
-//! [`dir`]), e.g. on the NFS export the jumphosts already share. A bucket
+//! module `dir`), e.g. on the NFS export the jumphosts already share. A bucket
 //! only ever gets whole objects written once under a new key, read (whole or
 //! by byte range), listed and deleted: what every S3 server does the same
 //! way. Nothing relies on conditional writes, object locks or the order of
