@@ -345,9 +345,12 @@ fn an_idle_mount_lets_gc_reclaim_the_packs_it_wrote() {
         Some(1),
         "{real}"
     );
+    // What is left: the index, its WAL and shm, and directories (du -sb
+    // counts their 4 KiB each): well under a MiB, against the 6 MiB pack
+    // a retained lane kept (262,152 bytes was seen: 256 KiB was too tight).
     let after = du(&store);
     assert!(
-        after < 256 * 1024,
+        after < 1024 * 1024,
         "gc evicted the only artifact but the store still holds {after} bytes (was {before}): {real}"
     );
     // The packs hold what stats says is stored (the index's WAL and shm
