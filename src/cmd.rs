@@ -72,8 +72,10 @@ pub fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
                 .map_err(|e| anyhow::anyhow!("--cache-size {s:?}: {e}"))
         })
         .transpose()?;
+    let root = store_root(cli);
+    rebuild_if_index_lost(&root, cli.remote.is_some())?;
     Ok(Store::open(
-        &store_root(cli),
+        &root,
         OpenOptions {
             create,
             namespace: cli.namespace.clone(),
@@ -82,6 +84,25 @@ pub fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
             cache_size,
         },
     )?)
+}
+
+/// A store caching a remote whose index is gone (deleted, or a new disk)
+/// gets it back at once: from its own packs and the remote's commits (the
+/// next pull then applies every artifact of the remote). A store without a
+/// remote is left to `verify --rebuild-index`, as the error says.
+fn rebuild_if_index_lost(root: &std::path::Path, remote_given: bool) -> anyhow::Result<()> {
+    let attached = remote_given || root.join("remote").is_file();
+    if !attached || !root.join("FORMAT").is_file() || root.join("index.sqlite").exists() {
+        return Ok(());
+    }
+    let r = deploycache::store::rebuild_index(root)?;
+    eprintln!(
+        "deploycache: {}: the index was missing; rebuilt it from {} and the remote ({} chunks located there); the remote's artifacts come back with the pull",
+        root.display(),
+        count(r.packs, "pack"),
+        r.remote_chunks
+    );
+    Ok(())
 }
 
 /// Open the store for a command that reads artifacts: with a remote,

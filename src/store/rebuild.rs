@@ -29,6 +29,8 @@ pub struct Rebuilt {
     pub unusable: Vec<String>,
     /// Where the index that was there before now is (None: there was none).
     pub old_index: Option<PathBuf>,
+    /// A store with a remote: chunks located in the remote's packs.
+    pub remote_chunks: u64,
 }
 
 /// Rebuild the index of the store at `root` from its packs. Needs the store
@@ -62,7 +64,17 @@ pub fn rebuild_index(root: &Path) -> Result<Rebuilt> {
     if lock.try_lock().is_err() {
         return Err(Error::StoreBusy(root.to_owned()));
     }
-    let (scanned, mut rebuilt) = scan_packs(&LocalPackStore::new(root.join("packs")))?;
+    let (mut scanned, mut rebuilt) = scan_packs(&LocalPackStore::new(root.join("packs")))?;
+    // A store caching a remote: the chunks only the remote holds are
+    // located by its commits (so that this host's own changes that name
+    // them replay); its artifacts come back with the next pull.
+    if let Some(link) = super::remote::resolve(root, None)? {
+        rebuilt.remote_chunks = super::remote::locate_remote_chunks(
+            &*link.bucket,
+            &mut scanned,
+            &mut rebuilt.unusable,
+        )?;
+    }
 
     let tmp = root.join(format!("{INDEX_FILE}.rebuild"));
     remove_index_files(&tmp)?;
@@ -123,6 +135,7 @@ fn scan_packs(packs: &dyn PackStore) -> Result<(ScannedPacks, Rebuilt)> {
         manifest_records: 0,
         unusable: Vec::new(),
         old_index: None,
+        remote_chunks: 0,
     };
     let mut seen = HashSet::new();
     for info in names {

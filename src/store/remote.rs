@@ -219,6 +219,38 @@ impl Store {
     }
 }
 
+/// Add to `scanned` the chunks the remote's commits locate that no pack of
+/// this host holds (a rebuild of a store caching a remote); a commit that
+/// cannot be read is one line of `unusable`. Returns how many were added.
+pub(super) fn locate_remote_chunks(
+    bucket: &dyn Bucket,
+    scanned: &mut crate::index::ScannedPacks,
+    unusable: &mut Vec<String>,
+) -> Result<u64> {
+    let mut known: std::collections::HashSet<crate::id::ChunkId> =
+        scanned.chunks.iter().map(|(id, _)| *id).collect();
+    let mut added = 0;
+    for o in bucket.list(commit::PREFIX)? {
+        let c = match bucket.get(&o.key) {
+            Ok(b) => Commit::decode(&b),
+            Err(e) if e.errno() == libc::ENOENT => continue,
+            Err(e) => return Err(e),
+        };
+        match c {
+            Ok(c) => {
+                for (id, loc) in c.chunks {
+                    if known.insert(id) {
+                        scanned.chunks.push((id, loc));
+                        added += 1;
+                    }
+                }
+            }
+            Err(why) => unusable.push(format!("{}: {why}", bucket.url(&o.key))),
+        }
+    }
+    Ok(added)
+}
+
 /// The remote's FORMAT object: written by the first publish, checked by
 /// every other.
 fn check_format(bucket: &dyn Bucket) -> Result<()> {

@@ -433,3 +433,40 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn a_lost_index_comes_back_from_the_packs_and_the_remote() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let (a, b) = (
+        Host::new(t.path(), "a", remote),
+        Host::new(t.path(), "b", remote),
+    );
+    let v1 = random_bytes(3 << 20, 20);
+    let mut v2 = v1.clone();
+    v2[1 << 20..(1 << 20) + 5_000].copy_from_slice(&random_bytes(5_000, 21));
+    a.put("v1", &lay_out(&t.path().join("v1"), &v1, "k\n"));
+    // B's v2 names A's chunks (deduped) and its own few.
+    b.put("v2", &lay_out(&t.path().join("v2"), &v2, "k\n"));
+    for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = fs::remove_file(b.store.join(f));
+    }
+    // No --remote: the store remembers it.
+    let out = dc(&b.store)
+        .env("DEPLOYCACHE_HOST_ID", "b")
+        .args(["ls", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rebuilt it from"), "{}", stderr(&out));
+    assert_eq!(names(&json(&out.stdout)), ["v1", "v2"]);
+    assert!(
+        b.cat("v2", "image.img") == v2,
+        "v2 reads other bytes after the rebuild"
+    );
+    assert!(b.cat("v1", "image.img") == v1);
+    ok(b.dc().args(["verify"]));
+    // Nothing new to publish: B's v2 is the remote's.
+    let p = json(&ok(b.dc().args(["remote", "push", "--json"])));
+    assert_eq!(p["commits"], 0, "{p}");
+}
