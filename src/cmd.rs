@@ -74,6 +74,14 @@ pub fn open(cli: &Cli, create: bool) -> anyhow::Result<Store> {
         .transpose()?;
     let root = store_root(cli);
     rebuild_if_index_lost(&root, cli.remote.is_some())?;
+    if cli.remote.is_none() && !root.join("remote").is_file() {
+        if let Some(fs) = deploycache::store::network_filesystem(&root) {
+            eprintln!(
+                "deploycache: warning: store {} is on {fs}: its SQLite index is not safe on a network filesystem (WAL needs one host's shared memory) and two hosts cannot share it; keep the store on a local disk and share the cache through --remote file://<dir on {fs}> or s3:// (README: \"Many jumphosts, one cache\")",
+                root.display()
+            );
+        }
+    }
     Ok(Store::open(
         &root,
         OpenOptions {

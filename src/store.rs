@@ -74,7 +74,7 @@ mod write;
 
 pub use convert::{Converted, ConvertedFile};
 pub use ingest::PutReport;
-pub use open::Swept;
+pub use open::{network_filesystem, Swept};
 pub use promote::Promotion;
 pub use read::{FileReader, Pieces};
 pub use rebuild::{rebuild_index, Rebuilt};

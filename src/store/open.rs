@@ -303,3 +303,51 @@ fn create(root: &Path) -> Result<()> {
     // FORMAT last: until it is there, the store is "in the making".
     write_format(root)
 }
+
+/// The kind of network filesystem `path` (or the nearest directory above it
+/// that exists) is on, if it is on one: SQLite's WAL needs shared memory
+/// that works only between processes of one host, and its locks are not
+/// to be trusted over NFS, so a store's index must not live there (share
+/// a cache between hosts through a remote instead).
+pub fn network_filesystem(path: &Path) -> Option<&'static str> {
+    let mut p = path;
+    let st = loop {
+        match rustix::fs::statfs(p) {
+            Ok(st) => break st,
+            Err(_) => p = p.parent()?,
+        }
+    };
+    network_fs_name(st.f_type as i64)
+}
+
+/// The name of network filesystem type `magic` (`statfs.f_type`).
+fn network_fs_name(magic: i64) -> Option<&'static str> {
+    Some(match magic as u32 {
+        0x6969 => "NFS",
+        0xFF53_4D42 => "CIFS",
+        0xFE53_4D42 => "SMB2",
+        0x517B => "SMB",
+        0x00C3_6400 => "CephFS",
+        0x0102_1997 => "9P",
+        0x5346_414F => "AFS",
+        0x0BD0_0BD0 => "Lustre",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod network_fs_tests {
+    use super::*;
+
+    #[test]
+    fn network_filesystems_are_named_and_local_ones_are_not() {
+        assert_eq!(network_fs_name(0x6969), Some("NFS"));
+        assert_eq!(network_fs_name(0xFF53_4D42_u32 as i64), Some("CIFS"));
+        assert_eq!(network_fs_name(0xEF53), None, "ext4");
+        assert_eq!(network_fs_name(0x0102_1994), None, "tmpfs");
+        // A local directory (and one not made yet, by its parent).
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(network_filesystem(t.path()), None);
+        assert_eq!(network_filesystem(&t.path().join("not/yet")), None);
+    }
+}
