@@ -124,6 +124,14 @@ pub trait PackStore: Send + Sync {
         0
     }
 
+    /// Drop what a cache holds of `len` bytes of `pack` at `offset` (a
+    /// chunk read from it did not match its id): true when there was a
+    /// cached copy, so that reading again fetches the bytes anew. Packs
+    /// read from where they live have no copy to drop.
+    fn forget_cached(&self, _pack: PackName, _offset: u64, _len: u64) -> bool {
+        false
+    }
+
     /// The payload of the record at `loc`, as stored (not decoded).
     fn read_payload(&self, loc: &Location) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; loc.stored_len as usize];

@@ -234,6 +234,17 @@ impl PackStore for RemotePacks {
     fn open_count(&self) -> usize {
         self.local.open_count()
     }
+
+    fn forget_cached(&self, pack: PackName, offset: u64, len: u64) -> bool {
+        if self.is_local(pack) {
+            return false;
+        }
+        let (first, last) = (offset / BLOCK, (offset + len.max(1) - 1) / BLOCK);
+        for block in first..=last {
+            self.remote.cache.forget(pack, block);
+        }
+        true
+    }
 }
 
 /// Blocks of remote packs on local disk, `DIR/<2 hex>/<pack>-<block>`,
@@ -321,6 +332,12 @@ impl BlockCache {
         let b = Arc::new(bytes);
         self.remember(p, block, b.clone());
         b
+    }
+
+    /// Drop block `block` of `p`, in memory and on disk.
+    fn forget(&self, p: PackName, block: u64) {
+        lock(&self.state).hot.retain(|(k, _)| *k != (p, block));
+        let _ = fs::remove_file(self.path(p, block));
     }
 
     fn remember(&self, p: PackName, block: u64, b: Arc<Vec<u8>>) {

@@ -1,5 +1,6 @@
 //! The store's side of its [`PackStore`]: reading a chunk where the index
-//! says it is, and where the index says it is now when its pack went away.
+//! says it is, where the index says it is now when its pack went away, and
+//! again from the remote when a cached copy of it is damaged.
 
 use super::StoreCore;
 use crate::error::{Error, Result};
@@ -34,6 +35,21 @@ impl StoreCore {
             }
             Err(e) => return Err(unreadable(e)),
         };
-        pack::decode(id, &loc, payload).map_err(corrupt)
+        match pack::decode(id, &loc, payload) {
+            Ok(bytes) => Ok(bytes),
+            // A cached copy of a remote pack went bad (a crash mid-write,
+            // the disk): fetched again, once, and checked again.
+            Err(why)
+                if self
+                    .packs
+                    .forget_cached(loc.pack, loc.offset, loc.stored_len as u64) =>
+            {
+                let payload = payload_at(&loc).map_err(unreadable)?;
+                pack::decode(id, &loc, payload).map_err(|again| {
+                    corrupt(format!("{why}; fetched again from the remote: {again}"))
+                })
+            }
+            Err(why) => Err(corrupt(why)),
+        }
     }
 }

@@ -470,3 +470,55 @@ fn a_lost_index_comes_back_from_the_packs_and_the_remote() {
     let p = json(&ok(b.dc().args(["remote", "push", "--json"])));
     assert_eq!(p["commits"], 0, "{p}");
 }
+
+#[test]
+fn a_damaged_cached_block_is_fetched_again_and_a_damaged_remote_pack_is_an_error() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let (a, b) = (
+        Host::new(t.path(), "a", remote),
+        Host::new(t.path(), "b", remote),
+    );
+    let image = random_bytes(6 << 20, 30);
+    a.put("x", &lay_out(&t.path().join("x"), &image, "k\n"));
+    assert!(b.cat("x", "image.img") == image);
+    // Every cached block of B damaged (one byte each, mid-block).
+    let blocks: Vec<PathBuf> = walkdir::WalkDir::new(b.store.join("remote-cache"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    assert!(!blocks.is_empty());
+    for p in &blocks {
+        let mut bytes = fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(p, bytes).unwrap();
+    }
+    assert!(
+        b.cat("x", "image.img") == image,
+        "B served its damaged cache or failed"
+    );
+    // The remote's own copy damaged: an error, and no wrong byte before it.
+    let packs = Path::new(remote.strip_prefix("file://").unwrap()).join("packs");
+    let big = fs::read_dir(&packs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&big).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    fs::write(&big, bytes).unwrap();
+    let c = Host::new(t.path(), "c", remote);
+    let out = c.dc().args(["cat", "x", "image.img"]).output().unwrap();
+    assert!(!out.status.success(), "a damaged remote pack read as whole");
+    assert!(stderr(&out).contains("corrupt chunk"), "{}", stderr(&out));
+    assert!(
+        out.stdout.len() < image.len() && image.starts_with(&out.stdout),
+        "{} bytes out, not a prefix of the file",
+        out.stdout.len()
+    );
+}
