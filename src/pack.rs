@@ -132,6 +132,14 @@ pub trait PackStore: Send + Sync {
         false
     }
 
+    /// Delete this host's own copies of packs in `published` (the remote
+    /// holds them: reads then fetch from it), least recently written
+    /// first, while what the host keeps of packs is over its cache size;
+    /// returns the bytes freed. A store without a remote keeps every pack.
+    fn trim_published(&self, _published: &std::collections::HashSet<PackName>) -> Result<u64> {
+        Ok(0)
+    }
+
     /// The payload of the record at `loc`, as stored (not decoded).
     fn read_payload(&self, loc: &Location) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; loc.stored_len as usize];

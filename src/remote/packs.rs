@@ -235,6 +235,39 @@ impl PackStore for RemotePacks {
         self.local.open_count()
     }
 
+    fn trim_published(&self, published: &std::collections::HashSet<PackName>) -> Result<u64> {
+        let (_, cached) = self.remote.cache.usage();
+        let own = self.local.list()?;
+        let mut total = cached + own.iter().map(|p| p.size).sum::<u64>();
+        let limit = self.remote.cache.limit;
+        if total <= limit {
+            return Ok(0);
+        }
+        let mut candidates: Vec<(std::time::SystemTime, PackInfo)> = own
+            .into_iter()
+            .filter(|p| published.contains(&p.name))
+            .map(|p| {
+                let t = fs::metadata(self.local.describe(p.name))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                (t, p)
+            })
+            .collect();
+        candidates.sort_by_key(|(t, p)| (*t, p.name));
+        let mut freed = 0;
+        for (_, p) in candidates {
+            if total <= limit / 10 * 9 {
+                break;
+            }
+            // Sealed and in the remote: a reader with it open keeps reading
+            // its file; a new read fetches from the remote.
+            self.local.delete(p.name)?;
+            total -= p.size;
+            freed += p.size;
+        }
+        Ok(freed)
+    }
+
     fn forget_cached(&self, pack: PackName, offset: u64, len: u64) -> bool {
         if self.is_local(pack) {
             return false;

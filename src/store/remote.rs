@@ -48,6 +48,9 @@ pub struct Published {
     pub commit_bytes: u64,
     /// Artifacts left for a later publish, with why.
     pub waiting: Vec<String>,
+    /// Bytes of this host's own packs deleted after publishing, to keep
+    /// within --cache-size (the remote holds them).
+    pub bytes_let_go: u64,
 }
 
 /// What [`Store::pull`] did.
@@ -174,6 +177,9 @@ impl Store {
             self.index()
                 .set_published(&u.ns, &u.name, &c.key(), u.state)?;
         }
+        // What this host wrote is in the remote now: its own copies count
+        // toward --cache-size like the blocks it fetched.
+        out.bytes_let_go = self.core.packs.trim_published(&remote_packs)?;
         Ok(out)
     }
 

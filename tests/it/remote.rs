@@ -522,3 +522,21 @@ fn a_damaged_cached_block_is_fetched_again_and_a_damaged_remote_pack_is_an_error
         out.stdout.len()
     );
 }
+
+#[test]
+fn a_hosts_own_published_packs_count_toward_its_cache_size() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let a = Host::new(t.path(), "a", remote);
+    let image = random_bytes(12 << 20, 40);
+    let src = lay_out(&t.path().join("x"), &image, "k\n");
+    ok(a.dc().args(["--cache-size", "2M", "put", "x"]).arg(&src));
+    let own = du_dir(&a.store.join("packs"));
+    assert!(
+        own < 4 << 20,
+        "{own} bytes of own packs kept past --cache-size 2M"
+    );
+    // Still every byte: from the remote now.
+    assert!(a.cat("x", "image.img") == image);
+    ok(a.dc().args(["verify", "--full"]));
+}
