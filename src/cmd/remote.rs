@@ -9,7 +9,9 @@ use crate::output::{count, human, print_json};
 pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
     match action {
         RemoteCommand::Push { json } => {
-            let s = super::open(cli, cli.remote.is_some())?;
+            // What others (or an interrupted run of this host) published
+            // first: a version already there is not published again.
+            let s = super::open_to_read(cli, false)?;
             let p = s.publish()?;
             if *json {
                 print_json(&p)?;

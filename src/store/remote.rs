@@ -161,6 +161,7 @@ impl Store {
                 self.index().add_remote_pack(p)?;
                 remote_packs.insert(p);
             }
+            pause("uploaded");
             let c = Commit {
                 host: host.clone(),
                 time_ns: now_ns(),
@@ -172,6 +173,7 @@ impl Store {
             };
             let bytes = c.encode();
             bucket.put(&c.key(), &bytes)?;
+            pause("committed");
             out.commits += 1;
             out.commit_bytes += bytes.len() as u64;
             self.index()
@@ -321,4 +323,21 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A test hook: `DEPLOYCACHE_PUBLISH_PAUSE=STEP:MS` sleeps that long after
+/// publish step STEP (`uploaded`: an artifact's packs, before its commit;
+/// `committed`: its commit, before the index records it published), so
+/// that a test can kill it there.
+fn pause(step: &str) {
+    let Ok(v) = std::env::var("DEPLOYCACHE_PUBLISH_PAUSE") else {
+        return;
+    };
+    if let Some((s, ms)) = v.split_once(':') {
+        if s == step {
+            if let Ok(ms) = ms.parse::<u64>() {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+    }
 }

@@ -540,3 +540,58 @@ fn a_hosts_own_published_packs_count_toward_its_cache_size() {
     assert!(a.cat("x", "image.img") == image);
     ok(a.dc().args(["verify", "--full"]));
 }
+
+/// `kill -9` of a publishing host after its packs are uploaded and before
+/// its commit, then after its commit and before it recorded it: the other
+/// host sees the artifact whole or not at all, and a rerun finishes.
+#[test]
+fn kill_9_while_publishing_leaves_the_artifact_whole_or_absent_and_a_rerun_finishes() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    for (i, step) in ["uploaded", "committed"].into_iter().enumerate() {
+        let (a, b) = (
+            Host::new(t.path(), "a", remote),
+            Host::new(t.path(), "b", remote),
+        );
+        let name = format!("k{i}");
+        let image = random_bytes(3 << 20, 50 + i as u64);
+        let src = lay_out(&t.path().join(&name), &image, "k\n");
+        let mut child = a
+            .dc()
+            .env("DEPLOYCACHE_PUBLISH_PAUSE", format!("{step}:60000"))
+            .args(["put", &name])
+            .arg(&src)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let commits = Path::new(remote.strip_prefix("file://").unwrap()).join("commits");
+        let count = || fs::read_dir(&commits).map_or(0, |d| d.count());
+        let before = count();
+        // At the pause: the pack is up (and for "committed", the commit).
+        crate::mount::wait_until(30, "the publish to reach its pause", || {
+            pack_bytes(remote).is_some_and(|p| p.values().sum::<u64>() > 3 << 20)
+                && (step == "uploaded" || count() > before)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let seen = b.names().contains(&name);
+        match step {
+            "uploaded" => assert!(!seen, "an artifact without its commit was seen"),
+            _ => {
+                assert!(seen, "the commit was written but B does not see it");
+                assert!(b.cat(&name, "image.img") == image);
+            }
+        }
+        // A's store is sound, and a rerun publishes (once: the commit
+        // already written is applied as A's own version).
+        ok(a.dc().args(["verify"]));
+        ok(a.dc().args(["remote", "push"]));
+        assert_eq!(count(), before + 1, "{step}: one commit, not two");
+        assert!(b.names().contains(&name));
+        assert!(b.cat(&name, "image.img") == image, "{step}");
+        fs::remove_dir_all(&a.store).unwrap();
+        fs::remove_dir_all(&b.store).unwrap();
+    }
+}
