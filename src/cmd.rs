@@ -128,8 +128,17 @@ pub fn open_to_read(cli: &Cli, create: bool) -> anyhow::Result<Store> {
 
 /// After a command changed artifacts: with a remote, publish the change.
 pub fn publish_if_remote(s: &Store) -> anyhow::Result<()> {
-    if s.remote_url().is_some() {
+    if let Some(url) = s.remote_url() {
         let p = s.publish()?;
+        if p.commits > 0 {
+            eprintln!(
+                "deploycache: published {} to {url}: uploaded {} ({} bytes), commits {} bytes",
+                count(p.commits, "artifact version"),
+                count(p.packs_uploaded, "pack"),
+                p.bytes_uploaded,
+                p.commit_bytes
+            );
+        }
         for w in &p.waiting {
             eprintln!("deploycache: not published yet: {w}");
         }
