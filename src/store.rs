@@ -113,6 +113,22 @@ pub struct OpenOptions {
     pub cache_size: Option<u64>,
 }
 
+/// A test hook: with `$var` = `STEP:MS`, sleep MS milliseconds when `step`
+/// is STEP, so that a test can kill the process there (conversion's and
+/// publishing's pause points).
+pub(crate) fn pause_at(var: &str, step: &str) {
+    let Ok(v) = std::env::var(var) else {
+        return;
+    };
+    if let Some((s, ms)) = v.split_once(':') {
+        if s == step {
+            if let Ok(ms) = ms.parse::<u64>() {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+    }
+}
+
 /// What `--cache-size` is when not given.
 pub const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
 

@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::time::Duration;
 
 use super::read::FileReader;
 use super::{StagedFile, Store};
@@ -256,16 +255,7 @@ impl Store {
 /// conversion step STEP (analysed, stored, checked, committed), so that a
 /// test can kill it there.
 fn pause(step: &str) {
-    let Ok(v) = std::env::var("DEPLOYCACHE_CONVERT_PAUSE") else {
-        return;
-    };
-    if let Some((s, ms)) = v.split_once(':') {
-        if s == step {
-            if let Ok(ms) = ms.parse::<u64>() {
-                std::thread::sleep(Duration::from_millis(ms));
-            }
-        }
-    }
+    super::pause_at("DEPLOYCACHE_CONVERT_PAUSE", step);
 }
 
 /// A file's bytes from the start, through `read_at` (whose prefetch

@@ -330,14 +330,5 @@ fn now_ns() -> i64 {
 /// `committed`: its commit, before the index records it published), so
 /// that a test can kill it there.
 fn pause(step: &str) {
-    let Ok(v) = std::env::var("DEPLOYCACHE_PUBLISH_PAUSE") else {
-        return;
-    };
-    if let Some((s, ms)) = v.split_once(':') {
-        if s == step {
-            if let Ok(ms) = ms.parse::<u64>() {
-                std::thread::sleep(Duration::from_millis(ms));
-            }
-        }
-    }
+    super::pause_at("DEPLOYCACHE_PUBLISH_PAUSE", step);
 }

@@ -64,6 +64,18 @@ fn remotes(t: &Path) -> Vec<String> {
     out
 }
 
+/// The directory remote, and hosts "a" and "b" on it.
+fn two_hosts(t: &Path) -> (String, Host, Host) {
+    let remote = remotes(t).swap_remove(0);
+    let (a, b) = (Host::new(t, "a", &remote), Host::new(t, "b", &remote));
+    (remote, a, b)
+}
+
+/// Where a `file://` remote keeps its commit objects.
+fn commits_dir(remote: &str) -> PathBuf {
+    Path::new(remote.strip_prefix("file://").unwrap()).join("commits")
+}
+
 /// An artifact's files on disk: an image and a key.
 fn lay_out(dir: &Path, image: &[u8], key: &str) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
@@ -140,11 +152,8 @@ fn a_put_on_one_host_is_seen_and_exported_byte_identical_on_another() {
 #[test]
 fn the_next_version_uploads_only_its_new_chunks() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (remote, a, b) = two_hosts(t.path());
+    let remote = &remote;
     let v1 = random_bytes(8 << 20, 2);
     let mut v2 = v1.clone();
     // A few packages changed: 3 spots of 10 KiB.
@@ -221,11 +230,7 @@ fn two_hosts_putting_one_name_at_once_end_with_one_version_whole() {
 #[test]
 fn a_removal_reaches_every_host() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (_, a, b) = two_hosts(t.path());
     a.put(
         "keep",
         &lay_out(&t.path().join("k"), &random_bytes(100_000, 3), "k\n"),
@@ -244,16 +249,13 @@ fn a_removal_reaches_every_host() {
 #[test]
 fn a_damaged_commit_is_refused_never_applied() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (remote, a, b) = two_hosts(t.path());
+    let remote = &remote;
     a.put(
         "x",
         &lay_out(&t.path().join("x"), &random_bytes(50_000, 5), "x\n"),
     );
-    let commits = Path::new(remote.strip_prefix("file://").unwrap()).join("commits");
+    let commits = commits_dir(remote);
     let c = fs::read_dir(&commits)
         .unwrap()
         .next()
@@ -296,7 +298,7 @@ fn a_host_whose_clock_is_far_off_is_refused() {
     );
     let e = stderr(&o);
     assert!(e.contains("clock") && e.contains("NTP"), "{e}");
-    let commits = Path::new(remote.strip_prefix("file://").unwrap()).join("commits");
+    let commits = commits_dir(remote);
     assert!(!commits.exists() || fs::read_dir(&commits).unwrap().next().is_none());
     // Within the limit (5 s off): published.
     ok(Command::new("faketime")
@@ -437,11 +439,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn a_lost_index_comes_back_from_the_packs_and_the_remote() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (_, a, b) = two_hosts(t.path());
     let v1 = random_bytes(3 << 20, 20);
     let mut v2 = v1.clone();
     v2[1 << 20..(1 << 20) + 5_000].copy_from_slice(&random_bytes(5_000, 21));
@@ -474,11 +472,8 @@ fn a_lost_index_comes_back_from_the_packs_and_the_remote() {
 #[test]
 fn a_damaged_cached_block_is_fetched_again_and_a_damaged_remote_pack_is_an_error() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (remote, a, b) = two_hosts(t.path());
+    let remote = &remote;
     let image = random_bytes(6 << 20, 30);
     a.put("x", &lay_out(&t.path().join("x"), &image, "k\n"));
     assert!(b.cat("x", "image.img") == image);
@@ -565,7 +560,7 @@ fn kill_9_while_publishing_leaves_the_artifact_whole_or_absent_and_a_rerun_finis
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let commits = Path::new(remote.strip_prefix("file://").unwrap()).join("commits");
+        let commits = commits_dir(remote);
         let count = || fs::read_dir(&commits).map_or(0, |d| d.count());
         let before = count();
         // At the pause: the pack is up (and for "committed", the commit).
