@@ -152,12 +152,19 @@ pub struct GcThread {
 
 impl GcThread {
     /// Start gc for the store at `root`, namespace `ns`, with `cfg`.
-    pub fn start(root: PathBuf, ns: String, cfg: GcConfig) -> std::io::Result<GcThread> {
+    /// `mounted` is the mount's own store, whose idle packs each run lets
+    /// go of first.
+    pub fn start(
+        root: PathBuf,
+        ns: String,
+        cfg: GcConfig,
+        mounted: Arc<Store>,
+    ) -> std::io::Result<GcThread> {
         let trigger = Arc::new(GcTrigger::new(cfg.policy.max_size));
         let t = trigger.clone();
         let handle = std::thread::Builder::new()
             .name("deploycache-gc".into())
-            .spawn(move || run(&root, &ns, &cfg, &t))?;
+            .spawn(move || run(&root, &ns, &cfg, &t, &mounted))?;
         Ok(GcThread { trigger, handle })
     }
 
@@ -172,7 +179,7 @@ impl GcThread {
     }
 }
 
-fn run(root: &std::path::Path, ns: &str, cfg: &GcConfig, trigger: &GcTrigger) {
+fn run(root: &std::path::Path, ns: &str, cfg: &GcConfig, trigger: &GcTrigger, mounted: &Store) {
     log_line(&format!(
         "gc: keeping the store within {}, checked every {}",
         cfg.about,
@@ -181,6 +188,9 @@ fn run(root: &std::path::Path, ns: &str, cfg: &GcConfig, trigger: &GcTrigger) {
     let mut store: Option<Store> = None;
     loop {
         let started = Instant::now();
+        // The mount's lanes hold what was written (and maybe removed)
+        // through it: let go of those no write in progress holds.
+        mounted.let_go_of_idle_packs();
         match run_once(root, ns, &cfg.policy, &mut store) {
             Ok((o, size)) => {
                 trigger.ran(size);

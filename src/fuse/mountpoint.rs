@@ -52,12 +52,14 @@ pub fn mount(store: Store, mountpoint: &Path, cfg: &MountConfig) -> Result<()> {
     // The mount's own gc starts with the mount and runs its first gc at
     // once, beside the mount (not before it serves).
     let gc = match &cfg.gc {
-        Some(g) => Some(GcThread::start(root.clone(), ns, g.clone()).map_err(|e| {
-            Error::io(
-                &root,
-                io::Error::new(e.kind(), format!("cannot start gc: {e}")),
-            )
-        })?),
+        Some(g) => Some(
+            GcThread::start(root.clone(), ns, g.clone(), view.store.clone()).map_err(|e| {
+                Error::io(
+                    &root,
+                    io::Error::new(e.kind(), format!("cannot start gc: {e}")),
+                )
+            })?,
+        ),
         None => None,
     };
     view.gc = gc.as_ref().map(GcThread::trigger);

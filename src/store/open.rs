@@ -113,6 +113,15 @@ impl Store {
         })
     }
 
+    /// Let go of the packs this process's writers append to that no write
+    /// in progress holds (their dead tails cut, as after 30 s of
+    /// idleness): the mount's own gc calls it before each run, so that
+    /// it can reclaim what was written and removed through the mount
+    /// since, instead of finding it held ("a writer may still append").
+    pub fn let_go_of_idle_packs(&self) {
+        self.core.retire_idle_lanes();
+    }
+
     /// Delete the pack files no index row points into that no live writer
     /// can still commit into: those a killed `put`, `import` or mount left
     /// behind (store-layout.md, "Orphan packs"). Runs only when `gc.lock`

@@ -376,3 +376,29 @@ fn an_idle_mount_lets_gc_reclaim_the_packs_it_wrote() {
     assert_eq!(cat(&store, "b", "k"), b"key");
     ok(dc(&store).args(["verify", "--full"]));
 }
+
+/// The mount's own gc lets go of the mount's idle packs before each run:
+/// what was written and removed through the mount is reclaimed at the next
+/// run, not only once the lanes retire after 30 s of idleness (before, a
+/// mounted store stayed over `--gc-max-size` by up to its lanes' packs).
+#[test]
+fn the_mounts_own_gc_reclaims_what_was_removed_through_it_at_its_next_run() {
+    let t = TempDir::new().unwrap();
+    let store = t.path().join("s");
+    ok(dc(&store).arg("init"));
+    let m = crate::mount::Mounted::foreground(
+        &store,
+        &t.path().join("mnt"),
+        &["--gc-max-size", "1M", "--gc-interval", "1s", "--no-convert"],
+    );
+    let data = random_bytes(6 * MIB, 43);
+    std::fs::create_dir(m.path("a")).unwrap();
+    write(&m.path("a/image.bin"), &data);
+    assert_eq!(std::fs::read(m.path("a/image.bin")).unwrap(), data);
+    assert!(du(&store) > 5 * MIB as u64, "the file's pack");
+    std::fs::remove_dir_all(m.path("a")).unwrap();
+    crate::mount::wait_until(15, "the mount's gc to reclaim the removed file", || {
+        du(&store) < 1024 * 1024
+    });
+    m.unmount();
+}

@@ -296,11 +296,13 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     let committed: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new((0..SEEDED).collect()));
 
     let log = t.path().join("mount.log");
-    // The mount's gc runs every second here, so its lanes let go of their
-    // packs after 0.3 s idle rather than 30 s (as a mount with a gc
-    // interval of minutes would): else the packs the mount writes stay
-    // held, and gc, within the limit on paper once their dead bytes go,
-    // can neither reclaim them nor needs to evict.
+    // gc runs every second here (CLI) and at 1 s (the mount's, which lets
+    // go of the mount's idle packs itself before each run), so the mount's
+    // lanes also let go of their packs after 0.3 s idle rather than 30 s,
+    // as a mount with a gc interval of minutes has it: else the packs the
+    // mount writes stay held from `deploycache gc`, which, within the
+    // limit on paper once their dead bytes go, can neither reclaim them
+    // nor needs to evict.
     let m = Mounted::daemon_env(
         &store,
         &mp,
