@@ -51,7 +51,16 @@ struct RemoteSide {
     cache: BlockCache,
     /// Sizes of remote packs, asked once each (they never change).
     sizes: Mutex<HashMap<PackName, u64>>,
+    /// Blocks being fetched (by a reader or ahead of one), and the signal
+    /// that one arrived: a reader waits for a fetch under way rather than
+    /// asking for the same bytes again.
+    fetching: Mutex<std::collections::HashSet<BlockId>>,
+    fetched: std::sync::Condvar,
 }
+
+/// Blocks fetched ahead of a sequential reader at most (16 MiB): what keeps
+/// the link busy while the reader checks and copies the block before.
+const AHEAD_BLOCKS: u64 = 4;
 
 impl RemotePacks {
     pub fn new(
@@ -66,6 +75,8 @@ impl RemotePacks {
                 bucket,
                 cache: BlockCache::new(cache_dir, cache_size),
                 sizes: Mutex::new(HashMap::new()),
+                fetching: Mutex::new(Default::default()),
+                fetched: std::sync::Condvar::new(),
             }),
         }
     }
@@ -127,12 +138,35 @@ impl RemoteSide {
     }
 
     /// Block `block` of remote pack `p` (of `size` bytes): from the cache,
-    /// else fetched and kept.
+    /// else fetched (or waited for, when a prefetch is fetching it) and kept.
     fn block(&self, p: PackName, block: u64, size: u64) -> Result<Arc<Vec<u8>>> {
         let want = (size - block * BLOCK).min(BLOCK) as usize;
-        if let Some(b) = self.cache.get(p, block, want) {
-            return Ok(b);
+        loop {
+            if let Some(b) = self.cache.get(p, block, want) {
+                return Ok(b);
+            }
+            let mut f = lock(&self.fetching);
+            if f.insert((p, block)) {
+                break;
+            }
+            // Someone fetches it: wait for that, then look again (a failed
+            // prefetch leaves it to this reader).
+            while f.contains(&(p, block)) {
+                f = self
+                    .fetched
+                    .wait_timeout(f, std::time::Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
+        let r = self.fetch(p, block, want);
+        lock(&self.fetching).remove(&(p, block));
+        self.fetched.notify_all();
+        r
+    }
+
+    /// GET block `block` of `p` (`want` bytes) and keep it.
+    fn fetch(&self, p: PackName, block: u64, want: usize) -> Result<Arc<Vec<u8>>> {
         let key = pack_key(p);
         let bytes = self
             .bucket
@@ -145,6 +179,36 @@ impl RemoteSide {
             });
         }
         Ok(self.cache.put(p, block, bytes))
+    }
+
+    /// Start fetching the blocks of `p` that `len` bytes at `offset` fall
+    /// in (at most [`AHEAD_BLOCKS`]), each on a thread of its own, unless
+    /// cached or under way. Best effort: a failure leaves the block to the
+    /// reader, which reports it.
+    fn prefetch(self: &Arc<Self>, p: PackName, offset: u64, len: u64) {
+        let Ok(size) = self.size(p) else { return };
+        let end = (offset + len).min(size);
+        if len == 0 || offset >= end {
+            return;
+        }
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        for block in first..=last.min(first + AHEAD_BLOCKS - 1) {
+            let want = (size - block * BLOCK).min(BLOCK) as usize;
+            if self.cache.has(p, block) || !lock(&self.fetching).insert((p, block)) {
+                continue;
+            }
+            let me = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("deploycache-fetch".into())
+                .spawn(move || {
+                    let _ = me.fetch(p, block, want);
+                    lock(&me.fetching).remove(&(p, block));
+                    me.fetched.notify_all();
+                });
+            if spawned.is_err() {
+                lock(&self.fetching).remove(&(p, block));
+            }
+        }
     }
 }
 
@@ -159,7 +223,9 @@ impl PackHandle for RemoteHandle {
         self.side.read(self.pack, offset, buf)
     }
 
-    fn prefetch(&self, _offset: u64, _len: u64) {}
+    fn prefetch(&self, offset: u64, len: u64) {
+        self.side.prefetch(self.pack, offset, len);
+    }
 }
 
 impl PackStore for RemotePacks {
@@ -175,7 +241,11 @@ impl PackStore for RemotePacks {
     }
 
     fn prefetch(&self, pack: PackName, offset: u64, len: u64) {
-        self.local.prefetch(pack, offset, len);
+        if self.is_local(pack) {
+            self.local.prefetch(pack, offset, len);
+        } else {
+            self.remote.prefetch(pack, offset, len);
+        }
     }
 
     fn open(&self, pack: PackName) -> Result<Arc<dyn PackHandle>> {
@@ -317,6 +387,11 @@ impl BlockCache {
     fn path(&self, p: PackName, block: u64) -> PathBuf {
         let name = p.to_string();
         self.dir.join(&name[..2]).join(format!("{name}-{block:06}"))
+    }
+
+    /// Whether block `block` of `p` is cached (in memory or on disk).
+    fn has(&self, p: PackName, block: u64) -> bool {
+        lock(&self.state).hot.iter().any(|(k, _)| *k == (p, block)) || self.path(p, block).is_file()
     }
 
     /// Block `block` of `p` if it is cached whole (`len` bytes).
