@@ -10,8 +10,8 @@
 //! (store-layout.md, "Remote", has the contract.)
 //!
 //! Where objects live is a [`Bucket`]: an S3-compatible object store
-//! (`s3://BUCKET[/PREFIX]`, [`s3`]) or a directory (`file:///PATH`,
-//! [`dir`]), e.g. on the NFS export the jumphosts already share. A bucket
+//! (`s3://BUCKET[/PREFIX]`, `s3`) or a directory (`file:///PATH`,
+//! `dir`), e.g. on the NFS export the jumphosts already share. A bucket
 //! only ever gets whole objects written once under a new key, read (whole or
 //! by byte range), listed and deleted: what every S3 server does the same
 //! way. Nothing relies on conditional writes, object locks or the order of
@@ -27,8 +27,10 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 mod dir;
+mod s3;
 
 pub use dir::DirBucket;
+pub use s3::{S3Bucket, S3Config};
 
 /// An object as [`Bucket::list`] finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,11 +126,7 @@ impl RemoteUrl {
     /// The bucket this URL names.
     pub fn open(&self) -> Result<Arc<dyn Bucket>> {
         Ok(match self {
-            RemoteUrl::S3 { .. } => {
-                return Err(Error::Usage(format!(
-                    "{self}: s3 remotes are not built yet"
-                )))
-            }
+            RemoteUrl::S3 { bucket, prefix } => Arc::new(S3Bucket::from_env(bucket, prefix)?),
             RemoteUrl::Dir(path) => Arc::new(DirBucket::new(path)?),
         })
     }
