@@ -3,11 +3,15 @@
 # 127.0.0.1, for deploycache's remote-store tests and benchmarks.
 #
 #   scripts/radosgw.sh start DIR [PORT]   prints AWS_ENDPOINT_URL=, AWS_ACCESS_KEY_ID=,
-#                                         AWS_SECRET_ACCESS_KEY= lines (eval-able);
+#                                         AWS_SECRET_ACCESS_KEY=, AWS_REGION= and
+#                                         DEPLOYCACHE_TEST_S3=s3://deploycache-test lines
+#                                         (eval-able; that bucket is created empty);
 #                                         exits non-zero if it did not come up
 #   scripts/radosgw.sh stop DIR           stops the daemons it started, by their PIDs
 #
-# Installs Debian's radosgw, ceph-mon, ceph-osd when missing. Auth is `none`
+# The monitor listens on PORT - 691 (6789 for the default 7480), so that
+# clusters on different ports can run at once; $RADOSGW_MON_PORT overrides.
+# Installs Debian's radosgw, ceph-mon, ceph-osd (and curl) when missing. Auth is `none`
 # (loopback only, nothing persists: memstore), so every `ms … mode` must be
 # `crc`: with the default (secure) radosgw fails "get_initial_auth_request
 # returned -13" and exits only after 300 s.
@@ -15,6 +19,10 @@ set -euo pipefail
 cmd=${1:?usage: $0 start|stop DIR [PORT]}
 DIR=${2:?usage: $0 start|stop DIR [PORT]}
 PORT=${3:-7480}
+MON_PORT=${RADOSGW_MON_PORT:-$((PORT - 691))}
+BUCKET=deploycache-test
+KEY=DEPLOYCACHETEST
+SECRET=deploycache-test-secret
 
 stop() {
     local f pid pids=()
@@ -33,11 +41,24 @@ stop() {
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2; }
 
-if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v ceph-mon >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd >/dev/null
+if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v ceph-mon >/dev/null \
+    || ! command -v curl >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    # A fresh machine (or container) has no package lists yet.
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        radosgw ceph-mon ceph-osd curl >/dev/null
 fi
 
 stop
+# Another server on these ports would answer the checks below in its place.
+for p in "$PORT" "$MON_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "radosgw.sh: something already listens on 127.0.0.1:$p: stop it, or give another PORT" >&2
+        exit 1
+    fi
+done
 rm -rf "$DIR"
 mkdir -p "$DIR"/{mon,osd,run,log,rgw}
 FSID=$(cat /proc/sys/kernel/random/uuid)
@@ -45,7 +66,7 @@ CONF=$DIR/ceph.conf
 cat >"$CONF" <<CONF
 [global]
 fsid = $FSID
-mon host = 127.0.0.1:6789
+mon host = 127.0.0.1:$MON_PORT
 mon initial members = a
 auth cluster required = none
 auth service required = none
@@ -72,7 +93,7 @@ run dir = $DIR/run
 admin socket = $DIR/run/\$name.asok
 [mon.a]
 mon data = $DIR/mon
-public addr = 127.0.0.1:6789
+public addr = 127.0.0.1:$MON_PORT
 [osd.0]
 osd data = $DIR/osd
 [client.rgw.a]
@@ -80,9 +101,13 @@ rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $DIR/rgw
 rgw dns name = 127.0.0.1
 rgw thread pool size = 64
+# A deleted object's data is freed by radosgw's gc, after 2 h by default:
+# memstore (RAM) would fill up with what benchmarks and tests deleted.
+rgw gc obj min wait = 60
+rgw gc processor period = 30
 CONF
 C=(--conf "$CONF")
-monmaptool --create --clobber --fsid "$FSID" --add a 127.0.0.1:6789 "$DIR/monmap" >/dev/null
+monmaptool --create --clobber --fsid "$FSID" --add a 127.0.0.1:$MON_PORT "$DIR/monmap" >/dev/null
 ceph-mon "${C[@]}" --mkfs -i a --monmap "$DIR/monmap"
 ceph-mon "${C[@]}" -i a
 OSD_ID=$(ceph "${C[@]}" osd create)
@@ -93,11 +118,19 @@ radosgw "${C[@]}" -n client.rgw.a
 for _ in $(seq 120); do
     if curl -fs -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null; then
         radosgw-admin "${C[@]}" user create --uid=deploycache --display-name=deploycache \
-            --access-key=DEPLOYCACHETEST --secret=deploycache-test-secret >/dev/null
+            --access-key=$KEY --secret=$SECRET >/dev/null
+        # curl 7.88 signs no payload hash of its own: S3 wants the header.
+        if ! out=$(curl -sS --fail-with-body --aws-sigv4 "aws:amz:us-east-1:s3" --user "$KEY:$SECRET" \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT "http://127.0.0.1:$PORT/$BUCKET" 2>&1); then
+            echo "radosgw.sh: creating bucket $BUCKET failed: $out" >&2
+            stop
+            exit 1
+        fi
         echo "AWS_ENDPOINT_URL=http://127.0.0.1:$PORT"
-        echo "AWS_ACCESS_KEY_ID=DEPLOYCACHETEST"
-        echo "AWS_SECRET_ACCESS_KEY=deploycache-test-secret"
+        echo "AWS_ACCESS_KEY_ID=$KEY"
+        echo "AWS_SECRET_ACCESS_KEY=$SECRET"
         echo "AWS_REGION=us-east-1"
+        echo "DEPLOYCACHE_TEST_S3=s3://$BUCKET"
         exit 0
     fi
     sleep 0.5

@@ -7,7 +7,10 @@
 # The package tests (tests/it/package.rs) need the .deb that `cargo deb`
 # builds (cargo-deb, installed here when missing; dpkg-dev for its library
 # dependencies), man-db (man -l renders each page), systemd (systemd-analyze verify
-# checks the unit) and git (--version).
+# checks the unit) and git (--version). The remote's tests (tests/inproc/bucket.rs)
+# run against radosgw on 127.0.0.1 (scripts/radosgw.sh installs and starts it;
+# $DEPLOYCACHE_RGW_PORT, default 7480): without it they fail. The two-host tests
+# (tests/it/remote.rs) skew one host's clock with faketime.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,12 +27,18 @@ command -v man >/dev/null || need+=(man-db)
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
 command -v git >/dev/null || need+=(git)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
+command -v faketime >/dev/null || need+=(faketime)
+command -v radosgw >/dev/null || need+=(radosgw)
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    # --no-install-recommends: Ceph recommends a long tail the tests never use.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # FUSE needs the device node; containers sometimes lack it until modprobe.
 [ -e /dev/fuse ] || { modprobe fuse 2>/dev/null || true; }
@@ -46,9 +55,23 @@ export DEPLOYCACHE_DEB="$deb"
 # 15 s); scripts/fuzz.sh builds and runs them.
 cargo check --manifest-path fuzz/Cargo.toml --no-default-features --bins --target-dir target
 
-# Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
+# The S3 server the remote's tests use: a one-OSD Ceph with radosgw, in
+# memory, in a directory of its own; stopped by its PIDs however this exits.
+rgw=$(mktemp -d)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'scripts/radosgw.sh stop "$rgw/ceph" || true; rm -rf "$rgw" "$log"' EXIT
+if ! env=$(scripts/radosgw.sh start "$rgw/ceph" "${DEPLOYCACHE_RGW_PORT:-7480}"); then
+    echo "test.sh: radosgw did not start (see above); the remote's tests need it" >&2
+    exit 1
+fi
+while IFS='=' read -r name value; do
+    case $name in
+        AWS_*|DEPLOYCACHE_TEST_S3) export "$name=$value" ;;
+    esac
+done <<<"$env"
+[ -n "${DEPLOYCACHE_TEST_S3:-}" ] || { echo "test.sh: radosgw.sh printed no DEPLOYCACHE_TEST_S3" >&2; exit 1; }
+
+# Two cores: one test thread per core keeps the FUSE and kill -9 tests honest.
 status=0
 cargo test --all-targets -- --test-threads="$(nproc)" "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one per target,

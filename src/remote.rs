@@ -18,7 +18,7 @@
 //! a listing beyond key order.
 //!
 //! - `dir`: [`DirBucket`], objects as files;
-//! - `s3`: `S3Bucket`, objects in an S3 bucket through `object_store`.
+//! - `s3`: [`S3Bucket`], objects in an S3 bucket through `object_store`.
 
 use std::fmt;
 use std::ops::Range;
@@ -29,10 +29,12 @@ use crate::error::{Error, Result};
 pub mod commit;
 mod dir;
 pub mod packs;
+mod s3;
 
 pub use commit::Commit;
 pub use dir::DirBucket;
 pub use packs::RemotePacks;
+pub use s3::{S3Bucket, S3Config};
 
 /// An object as [`Bucket::list`] finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,11 +130,7 @@ impl RemoteUrl {
     /// The bucket this URL names.
     pub fn open(&self) -> Result<Arc<dyn Bucket>> {
         Ok(match self {
-            RemoteUrl::S3 { .. } => {
-                return Err(Error::Usage(format!(
-                    "{self}: s3 remotes are not built yet"
-                )))
-            }
+            RemoteUrl::S3 { bucket, prefix } => Arc::new(S3Bucket::from_env(bucket, prefix)?),
             RemoteUrl::Dir(path) => Arc::new(DirBucket::new(path)?),
         })
     }
