@@ -61,7 +61,7 @@ rgw=$(mktemp -d)
 log=$(mktemp)
 trap 'scripts/radosgw.sh stop "$rgw/ceph" || true; rm -rf "$rgw" "$log"' EXIT
 if ! env=$(scripts/radosgw.sh start "$rgw/ceph" "${DEPLOYCACHE_RGW_PORT:-7480}"); then
-    echo "test.sh: radosgw did not start (see above); the remote's tests need it" >&2
+    echo "test.sh: radosgw did not start (see above; DEPLOYCACHE_RGW_PORT=PORT picks another port); the remote's tests need it" >&2
     exit 1
 fi
 while IFS='=' read -r name value; do

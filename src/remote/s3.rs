@@ -22,7 +22,6 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::client::{HttpError, HttpErrorKind};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
@@ -33,8 +32,10 @@ use super::{valid_key, Bucket, ObjectInfo};
 use crate::error::{Error, IoContext, Result};
 
 mod config;
+mod message;
 
 pub use config::S3Config;
+use message::chain;
 
 /// Files larger than this go up in parts: one PUT of a pack (they seal past
 /// 64 MiB) would be resent whole after any failure, and parts go in parallel.
@@ -215,54 +216,6 @@ impl S3Bucket {
             errno: libc::ENOENT,
         })
     }
-
-    /// What went wrong, said so that whoever runs the CI can act on it.
-    fn error(&self, key: &str, op: &str, e: object_store::Error) -> Error {
-        let text = chain(&e);
-        let code = s3_code(&text).map_or(String::new(), |c| format!(" ({c})"));
-        let (message, errno) = if text.contains("NoSuchBucket") {
-            let message = format!(
-                "there is no bucket {:?} at {}: create it (an S3 client's `mb`, or `radosgw-admin bucket create`), or fix the bucket name in --remote",
-                self.bucket, self.endpoint
-            );
-            (message, libc::EIO)
-        } else if matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        ) || [
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "AccessDenied",
-        ]
-        .iter()
-        .any(|c| text.contains(c))
-        {
-            let message = format!(
-                "{op} refused{code} by {}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), and that this key may use bucket {:?}",
-                self.endpoint, self.bucket
-            );
-            (message, libc::EIO)
-        } else if let Some((kind, cause)) = no_answer(&e) {
-            let what = match kind {
-                HttpErrorKind::Connect => "cannot connect to",
-                HttpErrorKind::Timeout => "no answer in time from",
-                _ => "lost the connection to",
-            };
-            let message = format!(
-                "{op}: {what} {} ({cause}): check that the object store is up and that AWS_ENDPOINT_URL names it",
-                self.endpoint
-            );
-            (message, libc::EIO)
-        } else {
-            (format!("{op} failed{code}: {text}"), libc::EIO)
-        };
-        Error::Remote {
-            url: self.url(key),
-            message,
-            errno,
-        }
-    }
 }
 
 /// Read until `buf` is full or the end; the bytes read.
@@ -277,40 +230,6 @@ fn read_full(from: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// `e` and its causes, each said once (a cause's text is often already
-/// part of the error's own).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text = format!("{text}: {s}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
-/// The HTTP client's error among `e`'s causes, when the request got no
-/// answer, and the innermost cause ("Connection refused (os error 111)").
-fn no_answer(e: &(dyn std::error::Error + 'static)) -> Option<(HttpErrorKind, String)> {
-    let mut kind = None;
-    let mut last: &dyn std::error::Error = e;
-    while let Some(c) = last.source() {
-        kind = kind.or(c.downcast_ref::<HttpError>().map(HttpError::kind));
-        last = c;
-    }
-    Some((kind?, last.to_string()))
-}
-
-/// The S3 error code in a response body (`<Code>NoSuchKey</Code>`).
-fn s3_code(text: &str) -> Option<&str> {
-    let start = text.find("<Code>")? + "<Code>".len();
-    let len = text[start..].find("</Code>")?;
-    Some(&text[start..start + len])
 }
 
 /// A 404.

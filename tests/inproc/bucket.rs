@@ -10,16 +10,16 @@
 
 use std::any::Any;
 use std::io::{self, Read};
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use deploycache::remote::{Bucket, DirBucket, ObjectInfo, RemoteUrl, S3Bucket, S3Config};
+use deploycache::remote::{Bucket, ObjectInfo, RemoteUrl, S3Bucket, S3Config};
 
 use crate::common::random_bytes;
 
 /// A bucket at `sub` (a `/`-separated prefix; "" for the area itself)
 /// under a subject's area: what a remote URL with that prefix opens.
-pub type Opener = Box<dyn Fn(&str) -> Box<dyn Bucket>>;
+pub type Opener = Box<dyn Fn(&str) -> Arc<dyn Bucket>>;
 
 /// A fresh, empty area to test in, and buckets on it.
 pub struct Subject {
@@ -65,7 +65,11 @@ fn dir_bucket_conforms() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         Subject {
-            open: Box::new(move |sub| Box::new(DirBucket::new(&root.join(sub)).unwrap())),
+            // Through the URL, as --remote opens it.
+            open: Box::new(move |sub| {
+                let url = format!("file://{}", root.join(sub).display());
+                RemoteUrl::parse(&url).unwrap().open().unwrap()
+            }),
             _keep: Box::new(dir),
         }
     });
@@ -111,19 +115,24 @@ impl S3Area {
         S3Area { bucket, prefix }
     }
 
-    fn open(&self, sub: &str) -> S3Bucket {
-        let prefix = if sub.is_empty() {
-            self.prefix.clone()
+    /// `s3://BUCKET/PREFIX/AREA[/SUB]`.
+    fn url(&self, sub: &str) -> String {
+        let url = format!("s3://{}/{}", self.bucket, self.prefix);
+        if sub.is_empty() {
+            url
         } else {
-            format!("{}/{sub}", self.prefix)
-        };
-        S3Bucket::from_env(&self.bucket, &prefix).unwrap()
+            format!("{url}/{sub}")
+        }
+    }
+
+    fn open(&self) -> S3Bucket {
+        S3Bucket::from_env(&self.bucket, &self.prefix).unwrap()
     }
 }
 
 impl Drop for S3Area {
     fn drop(&mut self) {
-        let b = self.open("");
+        let b = self.open();
         if let Ok(objects) = b.list("") {
             for o in objects {
                 let _ = b.delete(&o.key);
@@ -133,10 +142,11 @@ impl Drop for S3Area {
 }
 
 fn s3_subject() -> Subject {
-    let area = std::sync::Arc::new(S3Area::new());
+    let area = Arc::new(S3Area::new());
     let a = area.clone();
     Subject {
-        open: Box::new(move |sub| Box::new(a.open(sub))),
+        // Through the URL, as --remote opens it.
+        open: Box::new(move |sub| RemoteUrl::parse(&a.url(sub)).unwrap().open().unwrap()),
         _keep: Box::new(area),
     }
 }
@@ -373,7 +383,7 @@ impl Read for FailingReader {
 #[test]
 fn s3_failed_multipart_upload_leaves_no_object() {
     let area = S3Area::new();
-    let b = area.open("");
+    let b = area.open();
     let e = b
         .put_reader("packs/cut.pack", &mut FailingReader { good: 20 << 20 })
         .unwrap_err();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
-use super::chain;
+use super::message::chain;
 use crate::error::{Error, Result};
 
 /// Where an S3 bucket is served and who asks: what
