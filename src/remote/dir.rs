@@ -140,6 +140,15 @@ impl Bucket for DirBucket {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         let f = File::open(&path).at(&path)?;
+        let size = f.metadata().at(&path)?.len();
+        // As an S3 server answers: a range must lie within the object.
+        if range.start > range.end || range.end > size {
+            return Err(Error::Remote {
+                url: self.url(key),
+                message: format!("bytes {range:?} asked for, past the object's end ({size} bytes)"),
+                errno: libc::EIO,
+            });
+        }
         let mut buf = vec![0u8; (range.end - range.start) as usize];
         f.read_exact_at(&mut buf, range.start).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
