@@ -632,6 +632,13 @@ main() {
         env "${small[@]}" "$BENCH/gc.sh" "$DC" "$(dirname "$OUT")/BENCHMARKS-gc.md" ||
             log "FAILED: scripts/bench/gc.sh"
     fi
+    if has_sub remote; then
+        # The remote against radosgw on loopback (issue 17), on this run's
+        # corpus (v1 and v2).
+        log "the remote (scripts/bench/remote.sh)"
+        CORPUS=$CORPUS "$BENCH/remote.sh" "$DC" "$(dirname "$OUT")/BENCHMARKS-remote.md" ||
+            log "FAILED: scripts/bench/remote.sh"
+    fi
 
     record info load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$BENCH/report.py" "$RESULTS" "$OUT"

@@ -509,9 +509,11 @@ def main():
     # (BENCHMARKS-architecture.md), gc at scale (scripts/bench/gc.sh, which
     # bench.sh runs, and the gc engineers' profile, BENCHMARKS-gc2.md), and
     # the gzip form (tools/gzprobe's preflate measurements, BENCHMARKS-gzip.md;
-    # scripts/bench/gzip.sh, BENCHMARKS-gzip-form.md).
+    # scripts/bench/gzip.sh, BENCHMARKS-gzip-form.md), and the remote
+    # (scripts/bench/remote.sh and the S3 client's measurements, BENCHMARKS-remote.md).
     for name in ("BENCHMARKS-fingerprint.md", "BENCHMARKS-hardening.md", "BENCHMARKS-architecture.md",
-                 "BENCHMARKS-gc.md", "BENCHMARKS-gc2.md", "BENCHMARKS-gzip.md", "BENCHMARKS-gzip-form.md"):
+                 "BENCHMARKS-gc.md", "BENCHMARKS-gc2.md", "BENCHMARKS-gzip.md", "BENCHMARKS-gzip-form.md",
+                 "BENCHMARKS-remote.md"):
         fp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", name)
         if os.path.exists(fp):
             with open(fp) as fh:
