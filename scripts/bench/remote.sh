@@ -40,13 +40,16 @@ export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 BUCKET=${DEPLOYCACHE_TEST_S3#s3://}
 PREFIX=bench-$(date +%s)
 REMOTE=s3://$BUCKET/$PREFIX
-SIGV4=(--aws-sigv4 "aws:amz:${AWS_REGION}:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+# curl 7.88 signs the payload hash header only when it is given.
+SIGV4=(--aws-sigv4 "aws:amz:${AWS_REGION}:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
 
 # pack_bytes: bytes of the objects under PREFIX/packs/ (ListObjectsV2, paged).
 pack_bytes() {
     local token="" total=0 page sizes
     while :; do
-        page=$(curl -fsS "${SIGV4[@]}" "$AWS_ENDPOINT_URL/$BUCKET?list-type=2&prefix=$PREFIX/packs/&max-keys=1000${token:+&continuation-token=$token}")
+        # SigV4 signs the query as sent: its parameters in order, `/` encoded.
+        page=$(curl -fsS "${SIGV4[@]}" "$AWS_ENDPOINT_URL/$BUCKET?${token:+continuation-token=$token&}list-type=2&max-keys=1000&prefix=$PREFIX%2Fpacks%2F")
         sizes=$(grep -o '<Size>[0-9]*</Size>' <<<"$page" | tr -dc '0-9\n' || true)
         total=$((total + $(awk '{ s += $1 } END { print s + 0 }' <<<"$sizes")))
         token=$(grep -o '<NextContinuationToken>[^<]*' <<<"$page" | sed 's/.*>//' || true)
