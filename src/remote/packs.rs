@@ -42,6 +42,11 @@ pub fn pack_key(p: PackName) -> String {
 pub struct RemotePacks {
     local: LocalPackStore,
     remote: Arc<RemoteSide>,
+    /// Packs found not to be this host's files: read from the remote
+    /// without trying to open a local file first (a pack never becomes a
+    /// local file again: new ones get new names). Bounded by the packs
+    /// the index names.
+    not_local: Mutex<std::collections::HashSet<PackName>>,
 }
 
 /// The remote's packs, through the block cache: shared with the handles
@@ -78,12 +83,20 @@ impl RemotePacks {
                 fetching: Mutex::new(Default::default()),
                 fetched: std::sync::Condvar::new(),
             }),
+            not_local: Mutex::new(Default::default()),
         }
     }
 
     /// Whether this host holds pack `p` as a file of its own.
     fn is_local(&self, p: PackName) -> bool {
-        self.local.size(p).is_ok()
+        if lock(&self.not_local).contains(&p) {
+            return false;
+        }
+        let local = self.local.size(p).is_ok();
+        if !local {
+            lock(&self.not_local).insert(p);
+        }
+        local
     }
 
     /// What the block cache holds: blocks and bytes.
@@ -234,8 +247,14 @@ impl PackStore for RemotePacks {
     }
 
     fn read_at(&self, pack: PackName, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if lock(&self.not_local).contains(&pack) {
+            return self.remote.read(pack, offset, buf);
+        }
         match self.local.read_at(pack, offset, buf) {
-            Err(e) if e.errno() == libc::ENOENT => self.remote.read(pack, offset, buf),
+            Err(e) if e.errno() == libc::ENOENT => {
+                lock(&self.not_local).insert(pack);
+                self.remote.read(pack, offset, buf)
+            }
             r => r,
         }
     }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::gc_reclaim::du;
-use crate::mount::{hit, quarantine, start_sshd, verify_full, wait_until, Mounted, Sshd};
+use crate::gc_stress::mount_with_gc_every_second;
+use crate::mount::{hit, quarantine, start_sshd, verify_full, wait_until, Sshd};
 
 /// Artifacts stored with `put` before the mount: the first downloads.
 const SEEDED: u64 = 6;
@@ -303,17 +304,11 @@ fn scp_uploads_downloads_and_kills_stay_correct_while_gc_runs() {
     // mount writes stay held from `deploycache gc`, which, within the
     // limit on paper once their dead bytes go, can neither reclaim them
     // nor needs to evict.
-    let m = Mounted::daemon_env(
+    let m = mount_with_gc_every_second(
         &store,
         &mp,
-        &[
-            "--log",
-            log.to_str().unwrap(),
-            "--gc-max-size",
-            TIGHT,
-            "--gc-interval",
-            "1s",
-        ],
+        &log,
+        TIGHT,
         &[("DEPLOYCACHE_IDLE_RETIRE_MS", "300")],
     );
     let (ssh, tally, stop) = (

@@ -113,6 +113,31 @@ fn read_all(mp: &Path, seen: &Seen, ids: &BTreeMap<String, u64>) {
     }
 }
 
+/// `store` mounted at `mp` as a daemon logging to `log`, its own gc
+/// keeping it within `max_size`, checked every second (the stress tests'
+/// mount; `env` for the daemon).
+pub(crate) fn mount_with_gc_every_second(
+    store: &Path,
+    mp: &Path,
+    log: &Path,
+    max_size: &str,
+    env: &[(&str, &str)],
+) -> Mounted {
+    Mounted::daemon_env(
+        store,
+        mp,
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--gc-max-size",
+            max_size,
+            "--gc-interval",
+            "1s",
+        ],
+        env,
+    )
+}
+
 fn ls(store: &Path) -> Vec<String> {
     names(&json(&ok(dc(store).args(["ls", "--json"]))))
 }
@@ -140,18 +165,7 @@ fn readers_and_writers_stay_correct_while_gc_runs_again_and_again() {
 
     let mp = t.path().join("mnt");
     let log = t.path().join("mount.log");
-    let m = Mounted::daemon(
-        &store,
-        &mp,
-        &[
-            "--log",
-            log.to_str().unwrap(),
-            "--gc-max-size",
-            TIGHT,
-            "--gc-interval",
-            "1s",
-        ],
-    );
+    let m = mount_with_gc_every_second(&store, &mp, &log, TIGHT, &[]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());

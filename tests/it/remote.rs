@@ -67,8 +67,13 @@ fn remotes(t: &Path) -> Vec<String> {
 /// The directory remote, and hosts "a" and "b" on it.
 fn two_hosts(t: &Path) -> (String, Host, Host) {
     let remote = remotes(t).swap_remove(0);
-    let (a, b) = (Host::new(t, "a", &remote), Host::new(t, "b", &remote));
+    let (a, b) = hosts_on(t, &remote);
     (remote, a, b)
+}
+
+/// Hosts "a" and "b" on `remote`.
+fn hosts_on(t: &Path, remote: &str) -> (Host, Host) {
+    (Host::new(t, "a", remote), Host::new(t, "b", remote))
 }
 
 /// Where a `file://` remote keeps its commit objects.
@@ -107,10 +112,7 @@ fn pack_bytes(remote: &str) -> Option<BTreeMap<String, u64>> {
 fn a_put_on_one_host_is_seen_and_exported_byte_identical_on_another() {
     let t = TempDir::new().unwrap();
     for remote in remotes(t.path()) {
-        let (a, b) = (
-            Host::new(t.path(), "a", &remote),
-            Host::new(t.path(), "b", &remote),
-        );
+        let (a, b) = hosts_on(t.path(), &remote);
         let image = random_bytes(3 << 20, 1);
         let src = lay_out(&t.path().join("v1"), &image, "ssh-ed25519 AAAA a@master\n");
         a.put("0123", &src);
@@ -194,10 +196,7 @@ fn the_next_version_uploads_only_its_new_chunks() {
 fn two_hosts_putting_one_name_at_once_end_with_one_version_whole() {
     let t = TempDir::new().unwrap();
     for remote in remotes(t.path()) {
-        let (a, b) = (
-            Host::new(t.path(), "a", &remote),
-            Host::new(t.path(), "b", &remote),
-        );
+        let (a, b) = hosts_on(t.path(), &remote);
         let (ia, ib) = (random_bytes(2 << 20, 10), random_bytes(2 << 20, 11));
         let (da, db) = (
             lay_out(&t.path().join("na"), &ia, "a\n"),
