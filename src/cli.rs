@@ -81,6 +81,19 @@ pub enum RemoteCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show which host owns the remote's gc (the one host whose `gc` acts
+    /// on the remote), or make this host the owner.
+    GcOwner {
+        /// Make this host the owner (only one host may run the remote's gc:
+        /// take ownership on one host, and run `gc` there).
+        #[arg(long)]
+        take: bool,
+        /// With --take: the grace period between marking what is dead and
+        /// deleting it (default: the current one, else 24h). Longer than any
+        /// write may pause: a writer rechecks after half of it.
+        #[arg(long, value_name = "DURATION", requires = "take")]
+        grace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -126,6 +126,16 @@ pub fn open_to_read(cli: &Cli, create: bool) -> anyhow::Result<Store> {
     Ok(s)
 }
 
+/// After a command read an artifact: with a remote, tell the remote's gc
+/// of the use (a failure is a warning: the read is done).
+pub fn tell_remote_of_use(s: &Store) {
+    if s.remote_url().is_some() {
+        if let Err(e) = s.publish_activity() {
+            eprintln!("deploycache: warning: this host's uses were not written to the remote: {e}");
+        }
+    }
+}
+
 /// After a command changed artifacts: with a remote, publish the change.
 pub fn publish_if_remote(s: &Store) -> anyhow::Result<()> {
     if let Some(url) = s.remote_url() {
@@ -141,6 +151,12 @@ pub fn publish_if_remote(s: &Store) -> anyhow::Result<()> {
         }
         for w in &p.waiting {
             eprintln!("deploycache: not published yet: {w}");
+        }
+        if let Some(first) = p.lost.first() {
+            for l in &p.lost[1..] {
+                eprintln!("deploycache: not published: {l}");
+            }
+            anyhow::bail!("not published: {first}");
         }
     }
     Ok(())

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 
 pub mod commit;
 mod dir;
+pub mod gc;
 pub mod packs;
 mod s3;
 

@@ -78,7 +78,7 @@ pub use open::{network_filesystem, Swept};
 pub use promote::Promotion;
 pub use read::{FileReader, Pieces};
 pub use rebuild::{rebuild_index, Rebuilt};
-pub use remote::{Published, Pulled, RemoteLink};
+pub use remote::{Published, Pulled, RemoteGc, RemoteGcOptions, RemoteLink};
 pub use usage::{SpaceReport, SpaceUse};
 pub use verify::Report as VerifyReport;
 pub use write::{FileWriter, StagedFile};
@@ -198,6 +198,9 @@ pub struct StoreCore {
     /// skips loading and rehashing its chunk list. Locations in them may go stale
     /// only through gc, which readers already survive (store-layout.md).
     recent_files: Mutex<VecDeque<RecentFile>>,
+    /// Artifacts this process has a file of open for reading, with how
+    /// many readers: a mount's lease on them in a remote.
+    open_artifacts: Mutex<HashMap<String, usize>>,
 }
 
 /// A file row id, its digest, and its checked recipe.

@@ -27,5 +27,6 @@ pub fn run(cli: &Cli, name: &str, files: &[String]) -> anyhow::Result<ExitCode> 
     }
     out.flush().context("writing to stdout")?;
     s.touch(name)?;
+    super::tell_remote_of_use(&s);
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ pub fn run(cli: &Cli, name: &str, dest: &Path) -> anyhow::Result<ExitCode> {
         count(files.len() as u64, "file"),
         dest.display()
     );
+    super::tell_remote_of_use(&s);
     let missing = s.missing_files(name)?;
     if !missing.is_empty() {
         let missing: Vec<String> = missing.iter().map(|m| shown(m)).collect();

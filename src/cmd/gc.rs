@@ -45,7 +45,9 @@ pub fn policy(args: &GcPolicy, ns: &str) -> Policy {
 /// `gc`: plan, print the plan, and (unless `dry_run`) carry it out.
 pub fn run(cli: &Cli, args: &GcPolicy, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let s = &super::open(cli, false)?;
-    refuse_remote(s)?;
+    if s.remote_url().is_some() {
+        return remote(s, args, dry_run, json);
+    }
     let policy = policy(args, s.namespace());
     let hot_for = args.hot_for.as_deref().map_or(gc::HOT_FOR, |d| {
         gc::parse_duration(d).unwrap_or_else(|e| {
@@ -443,9 +445,78 @@ fn space_lines(out: &mut impl Write, u: &SpaceUse, indent: &str) -> anyhow::Resu
 pub fn refuse_remote(s: &deploycache::Store) -> anyhow::Result<()> {
     if let Some(url) = s.remote_url() {
         anyhow::bail!(
-            "store {} caches remote {url}: gc of a shared remote is not available yet, and a local gc would remove artifacts for every host; bound the local cache with --cache-size instead",
+            "store {} caches remote {url}: its gc is the remote's (`deploycache gc` on the host that owns it), and its local cache is bounded by --cache-size",
             s.root().display()
         );
     }
     Ok(())
+}
+
+/// `gc` of a store with a remote: the remote's gc, on the host that owns
+/// it (store-layout.md, "gc of a remote"). Only --max-size applies.
+fn remote(
+    s: &deploycache::Store,
+    args: &GcPolicy,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if args.older_than.is_some() || args.keep_last.is_some() || args.hot_for.is_some() {
+        anyhow::bail!(
+            "the gc of a remote takes --max-size only (least recently used across every host); --older-than, --keep-last and --hot-for are for a store without a remote"
+        );
+    }
+    let max_size = args
+        .max_size
+        .as_deref()
+        .map(|m| gc::parse_size(m).map_err(|e| anyhow::anyhow!("--max-size: {e}")))
+        .transpose()?;
+    let r = s.remote_gc(&deploycache::store::RemoteGcOptions { max_size, dry_run })?;
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let url = s.remote_url().expect("a remote");
+    let would = if dry_run { "would " } else { "" };
+    println!(
+        "remote {url}: {} live ({}), in {} ({})",
+        count(r.artifacts, "artifact"),
+        human(r.live_bytes),
+        count(r.packs, "pack"),
+        human(r.pack_bytes)
+    );
+    for a in &r.evicted {
+        println!("{would}evict {a}: least recently used across hosts");
+    }
+    for a in &r.kept_leased {
+        println!("kept {a}: open on a host (its lease)");
+    }
+    if r.marks_swept > 0 {
+        println!(
+            "{would}delete {} ({}) and {} marked a grace period ago{}",
+            count(r.packs_deleted, "pack"),
+            human(r.bytes_deleted),
+            count(r.commits_deleted, "superseded commit"),
+            if r.packs_revived > 0 {
+                format!("; {} live again, kept", count(r.packs_revived, "pack"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    if r.mark.is_some() {
+        println!(
+            "{would}mark {} ({}) and {} for deletion after the grace period ({})",
+            count(r.packs_marked, "dead pack"),
+            human(r.bytes_marked),
+            count(r.commits_marked, "superseded commit"),
+            gc::show_duration(r.grace_secs)
+        );
+    }
+    if r.dead_bytes_kept > 0 {
+        println!(
+            "{} of dead chunks stay in packs that also hold live ones",
+            human(r.dead_bytes_kept)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

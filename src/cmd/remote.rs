@@ -27,6 +27,12 @@ pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("deploycache: not published yet: {w}");
                 }
             }
+            if !p.lost.is_empty() {
+                for l in &p.lost {
+                    eprintln!("deploycache: not published: {l}");
+                }
+                return Ok(ExitCode::from(super::PROBLEMS_FOUND));
+            }
         }
         RemoteCommand::Pull { json } => {
             let s = super::open(cli, cli.remote.is_some())?;
@@ -45,6 +51,34 @@ pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
             }
             if !p.problems.is_empty() {
                 return Ok(ExitCode::from(super::PROBLEMS_FOUND));
+            }
+        }
+        RemoteCommand::GcOwner { take, grace } => {
+            let s = super::open_to_read(cli, false)?;
+            let url = s
+                .remote_url()
+                .expect("a store opened for the remote has one");
+            let c = if *take {
+                let grace = grace
+                    .as_deref()
+                    .map(|g| {
+                        deploycache::store::gc::parse_duration(g)
+                            .map_err(|e| anyhow::anyhow!("--grace: {e}"))
+                    })
+                    .transpose()?;
+                Some(s.take_gc_ownership(grace)?)
+            } else {
+                s.gc_config()?
+            };
+            match c {
+                Some(c) => println!(
+                    "the gc of {url} is owned by host {} (grace period {})",
+                    c.owner,
+                    deploycache::store::gc::show_duration(c.grace_secs)
+                ),
+                None => println!(
+                    "no host owns the gc of {url}: `deploycache remote gc-owner --take` on one host makes it the owner"
+                ),
             }
         }
     }

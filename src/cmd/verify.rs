@@ -23,6 +23,17 @@ pub fn run(cli: &Cli, full: bool, rebuild_index: bool, json: bool) -> anyhow::Re
     // An index that cannot be opened or read is a problem verify
     // found (exit 3), not a failure to run it (exit 1).
     let r = match super::open(cli, false).and_then(|s| {
+        // A store with a remote is checked as of the remote's latest
+        // commits: a version another host replaced may name packs its gc
+        // deleted since.
+        if s.remote_url().is_some() {
+            match s.pull() {
+                Ok(p) => super::remote::say_problems(&p.problems),
+                Err(e) => eprintln!(
+                    "deploycache: warning: not pulled from the remote first ({e}): checking this host's view as it is"
+                ),
+            }
+        }
         let r = deploycache::verify::verify(&s, full, super::tty())?;
         warn_exposure(&s.exposure()?);
         Ok(r)

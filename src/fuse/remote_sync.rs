@@ -91,6 +91,13 @@ fn round(store: &Store, publish: bool) {
         }
         Err(e) => log_line(&format!("remote: pull failed: {e}; trying again later")),
     }
+    // The artifacts open here are leased, the uses told: the remote's gc
+    // evicts least recently used across hosts, never what a host has open.
+    if let Err(e) = store.publish_activity() {
+        log_line(&format!(
+            "remote: writing this host's uses and lease failed: {e}; trying again later"
+        ));
+    }
     if !publish {
         return;
     }
@@ -101,6 +108,9 @@ fn round(store: &Store, publish: bool) {
                     "remote: published {} artifact version(s), {} pack(s) ({} bytes) uploaded",
                     p.commits, p.packs_uploaded, p.bytes_uploaded
                 ));
+            }
+            for l in p.lost {
+                log_line(&format!("remote: not published: {l}"));
             }
         }
         Err(e) => log_line(&format!("remote: publish failed: {e}; trying again later")),

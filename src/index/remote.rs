@@ -55,6 +55,82 @@ impl Index {
         Ok(())
     }
 
+    /// Packs the remote's gc marked, or a publish found gone.
+    pub fn marked_packs(&self) -> Result<HashSet<PackName>> {
+        let names: Vec<String> = self.rows("SELECT name FROM remote_marked", [], |r| r.get(0))?;
+        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
+    }
+
+    /// The marked packs are now `marked` (what the remote's marks name)
+    /// plus `gone` (found missing). A pack no longer marked whose rows are
+    /// all gone is dropped from the set; one still holding rows stays
+    /// (its mark was swept: the pack is gone). Returns the marked packs
+    /// that have rows here, with their ids: their unreferenced rows are
+    /// to be forgotten.
+    pub fn set_marked(
+        &mut self,
+        marked: &HashSet<PackName>,
+        gone: &HashSet<PackName>,
+    ) -> Result<Vec<(i64, PackName)>> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&p)?;
+        tx.execute(
+            "DELETE FROM remote_marked WHERE name NOT IN (SELECT name FROM packs)",
+            [],
+        )
+        .sql(&p)?;
+        {
+            let mut add = tx
+                .prepare_cached("INSERT OR IGNORE INTO remote_marked(name) VALUES(?1)")
+                .sql(&p)?;
+            for n in marked.iter().chain(gone) {
+                add.execute([n.to_string()]).sql(&p)?;
+            }
+        }
+        let rows: Vec<(i64, String)> = {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT p.id, p.name FROM packs p JOIN remote_marked m ON m.name = p.name",
+                )
+                .sql(&p)?;
+            let r = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql(&p)?
+                .collect::<rusqlite::Result<_>>()
+                .sql(&p)?;
+            r
+        };
+        tx.commit().sql(&p)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, n)| Some((id, PackName::parse(&n)?)))
+            .collect())
+    }
+
+    /// When each artifact was last used here (seconds since the epoch).
+    pub fn artifact_uses(&self) -> Result<Vec<(String, String, i64)>> {
+        self.rows(
+            "SELECT namespace, name, last_access FROM artifacts ORDER BY namespace, name",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
+    /// The id of pack `p`'s row, if it has one.
+    pub fn pack_id(&self, p: PackName) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT id FROM packs WHERE name = ?1",
+                [p.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql(&self.path)
+    }
+
     /// Keys of the commits applied.
     pub fn applied_commits(&self) -> Result<HashSet<String>> {
         let keys: Vec<String> = self.rows("SELECT key FROM remote_commits", [], |r| r.get(0))?;
@@ -194,6 +270,7 @@ impl Index {
             return Ok(Applied::Older);
         }
         insert_chunk_rows(&tx, chunks).sql(&p)?;
+        repoint_marked(&tx, chunks).sql(&p)?;
         {
             let mut remote = tx
                 .prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")
@@ -237,6 +314,30 @@ impl Index {
         tx.commit().sql(&p)?;
         Ok(Applied::Applied)
     }
+}
+
+/// Rows of `chunks` in a pack the remote's gc marked (or found gone) take
+/// the commit's location: the chunk was copied out of it (a publisher's
+/// rescue), and the marked pack goes once its grace period is over.
+fn repoint_marked(tx: &Transaction<'_>, chunks: &[(ChunkId, Location)]) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?2), offset = ?3,
+                stored_len = ?4, raw_len = ?5, codec = ?6
+          WHERE id = ?1
+            AND pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name)
+            AND ?2 NOT IN (SELECT name FROM remote_marked)",
+    )?;
+    for (id, loc) in chunks {
+        st.execute(params![
+            &id.as_bytes()[..],
+            loc.pack.to_string(),
+            loc.offset as i64,
+            loc.stored_len,
+            loc.raw_len,
+            loc.codec as u8
+        ])?;
+    }
+    Ok(())
 }
 
 /// Chunks `changes` name that have no row.

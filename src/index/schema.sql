@@ -100,6 +100,12 @@ CREATE TABLE IF NOT EXISTS remote_packs(
 CREATE TABLE IF NOT EXISTS remote_commits(
     key TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+-- Packs the remote's gc marked for deletion, or that a publish found gone
+-- (store-layout.md, "gc of a remote"): chunks in them are not deduplicated
+-- against, and a commit's location for a chunk wins over a row here.
+CREATE TABLE IF NOT EXISTS remote_marked(
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
 -- Each artifact's version in the remote: the key of its newest commit, and
 -- the state of its rows then (a digest of its files' ids, names, digests,
 -- quarantine and form): rows that differ from it are this host's changes,

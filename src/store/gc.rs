@@ -93,7 +93,7 @@ const EVICT_BATCH: usize = 64;
 /// evictions, a part of the switch) ends once it has run this long, so
 /// that a writer waits for gc about this long plus that transaction's
 /// commit, however many files the artifacts hold and rows the packs have.
-const TX_BUDGET: Duration = Duration::from_millis(200);
+pub(crate) const TX_BUDGET: Duration = Duration::from_millis(200);
 
 /// What gc waits between two of those transactions: longer than a writer
 /// waiting for the index sleeps between two tries (the busy handler's 10

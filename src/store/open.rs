@@ -100,6 +100,7 @@ impl Store {
             retired: Mutex::new(Vec::new()),
             created_packs: Mutex::new(HashMap::new()),
             recent_files: Mutex::new(VecDeque::new()),
+            open_artifacts: Mutex::new(HashMap::new()),
         });
         Ok(Store {
             pool: Pool::start(workers, Arc::downgrade(&core), opts.compression),

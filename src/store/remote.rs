@@ -8,6 +8,7 @@
 //! another URL for the same store is refused, as mixing two remotes' packs
 //! in one index would lose track of which holds what.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -15,12 +16,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Store, StoreCore};
+use rescue::View;
+
+mod activity;
+mod gc;
+mod rescue;
+
 use crate::error::{Error, IoContext, Result};
 use crate::index::RemoteApplied;
 use crate::pack::PackName;
 use crate::remote::commit::{self, Commit};
 use crate::remote::packs::pack_key;
 use crate::remote::{Bucket, RemoteUrl};
+pub use gc::{RemoteGc, RemoteGcOptions};
 
 /// The file naming a store's remote.
 const REMOTE_FILE: &str = "remote";
@@ -35,6 +43,10 @@ pub const MAX_SKEW: Duration = Duration::from_secs(60);
 pub struct RemoteLink {
     pub url: RemoteUrl,
     pub bucket: Arc<dyn Bucket>,
+    /// A digest of the uses this process last wrote (`uses/<host>.uses`).
+    uses_written: std::sync::Mutex<Option<[u8; 32]>>,
+    /// Whether this process wrote a lease it has not deleted.
+    leased: std::sync::Mutex<bool>,
 }
 
 /// What [`Store::publish`] did.
@@ -51,6 +63,14 @@ pub struct Published {
     /// Bytes of this host's own packs deleted after publishing, to keep
     /// within --cache-size (the remote holds them).
     pub bytes_let_go: u64,
+    /// Chunks copied out of packs the remote's gc marked, so that a commit
+    /// never names a pack a sweep may delete.
+    pub chunks_rescued: u64,
+    /// Views of the remote taken again because one grew older than half
+    /// the grace period before its commit.
+    pub views_renewed: u64,
+    /// Artifacts that cannot be published: bytes they name are gone.
+    pub lost: Vec<String>,
 }
 
 /// What [`Store::pull`] did.
@@ -63,6 +83,9 @@ pub struct Pulled {
     pub older: u64,
     /// Commits that could not be applied, one line each.
     pub problems: Vec<String>,
+    /// Rows of unreferenced chunks in packs the remote's gc marked,
+    /// forgotten: nothing deduplicates against them.
+    pub rows_forgotten: u64,
 }
 
 /// The remote a store at `root` opened with `given` uses: the one given
@@ -98,7 +121,12 @@ pub(super) fn resolve(root: &Path, given: Option<&RemoteUrl>) -> Result<Option<R
         (None, None) => return Ok(None),
     };
     let bucket = url.open()?;
-    Ok(Some(RemoteLink { url, bucket }))
+    Ok(Some(RemoteLink {
+        url,
+        bucket,
+        uses_written: Default::default(),
+        leased: Default::default(),
+    }))
 }
 
 impl Store {
@@ -110,6 +138,13 @@ impl Store {
                 self.root().display()
             ))
         })
+    }
+
+    /// Tell the remote's gc what this host uses: its uses, and a lease on
+    /// the artifacts it has open.
+    pub fn publish_activity(&self) -> Result<()> {
+        self.publish_uses()?;
+        self.renew_lease()
     }
 
     /// The URL of the store's remote, if it has one.
@@ -126,6 +161,7 @@ impl Store {
         let link = self.link()?;
         let bucket = &*link.bucket;
         let mut out = Published::default();
+        self.publish_uses()?;
         if self.index().unpublished()?.is_empty() {
             return Ok(out);
         }
@@ -137,43 +173,99 @@ impl Store {
         let mut remote_packs = self.index().remote_packs()?;
         let unpublished = self.index().unpublished()?;
         let host = commit::host_id();
-        'artifacts: for u in unpublished {
-            let mut missing: Vec<PackName> = u
-                .chunks
-                .iter()
-                .map(|(_, l)| l.pack)
-                .filter(|p| !remote_packs.contains(p))
-                .collect();
-            missing.sort();
-            missing.dedup();
-            for p in &missing {
-                if self.core.packs.writer_holds(*p)? {
-                    out.waiting.push(format!(
-                        "{}: its pack {p} is still being written (a mount or put); published once it is sealed",
-                        u.name
-                    ));
-                    continue 'artifacts;
+        // What the remote's gc marked, and which packs exist: a commit
+        // names no pack a sweep may delete (store-layout.md, "gc of a
+        // remote").
+        pause("viewing");
+        let mut view = View::take(bucket)?;
+        'artifacts: for mut u in unpublished {
+            let c = loop {
+                if !view.fresh() {
+                    view = View::take(bucket)?;
                 }
-            }
-            for p in missing {
-                out.bytes_uploaded += upload_pack(&self.core, bucket, p)?;
-                out.packs_uploaded += 1;
-                self.index().add_remote_pack(p)?;
-                remote_packs.insert(p);
-            }
-            pause("uploaded");
-            let c = Commit {
-                host: host.clone(),
-                time_ns: now_ns(),
-                nonce: rand::random(),
-                ns: u.ns.clone(),
-                name: u.name.clone(),
-                changes: u.changes,
-                chunks: u.chunks,
+                let doomed: Vec<_> = u
+                    .chunks
+                    .iter()
+                    .filter(|(_, l)| remote_packs.contains(&l.pack) && !view.safe(l.pack))
+                    .cloned()
+                    .collect();
+                if !doomed.is_empty() {
+                    let gone: HashSet<PackName> = doomed
+                        .iter()
+                        .map(|(_, l)| l.pack)
+                        .filter(|p| !view.existing.contains(p))
+                        .collect();
+                    if !gone.is_empty() {
+                        self.note_marked(&view.marked, &gone)?;
+                    }
+                    let moved = match self.rescue(&u.name, &doomed) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            out.lost.push(e.to_string());
+                            continue 'artifacts;
+                        }
+                    };
+                    out.chunks_rescued += moved.len() as u64;
+                    for (id, l) in &mut u.chunks {
+                        if let Some(to) = moved.get(id) {
+                            *l = *to;
+                        }
+                    }
+                }
+                let mut missing: Vec<PackName> = u
+                    .chunks
+                    .iter()
+                    .map(|(_, l)| l.pack)
+                    .filter(|p| !remote_packs.contains(p))
+                    .collect();
+                missing.sort();
+                missing.dedup();
+                for p in &missing {
+                    if self.core.packs.writer_holds(*p)? {
+                        out.waiting.push(format!(
+                            "{}: its pack {p} is still being written (a mount or put); published once it is sealed",
+                            u.name
+                        ));
+                        continue 'artifacts;
+                    }
+                }
+                for p in missing {
+                    out.bytes_uploaded += upload_pack(&self.core, bucket, p)?;
+                    out.packs_uploaded += 1;
+                    self.index().add_remote_pack(p)?;
+                    remote_packs.insert(p);
+                }
+                pause("uploaded");
+                // Checked against a view older than half the grace period:
+                // a sweep may be near; look again.
+                if view.fresh() {
+                    break Commit {
+                        host: host.clone(),
+                        time_ns: now_ns(),
+                        nonce: rand::random(),
+                        ns: u.ns.clone(),
+                        name: u.name.clone(),
+                        changes: u.changes.clone(),
+                        chunks: u.chunks.clone(),
+                    };
+                }
+                out.views_renewed += 1;
             };
             let bytes = c.encode();
             bucket.put(&c.key(), &bytes)?;
             pause("committed");
+            if !view.fresh() {
+                // The PUT itself took past half the grace period: what it
+                // names may have been marked meanwhile. Say so; the next
+                // publish checks this version again (it is left
+                // unpublished here).
+                out.waiting.push(format!(
+                    "{}: its commit took longer than half the remote's grace period ({} s); checked again at the next publish",
+                    u.name,
+                    view.grace.as_secs() / 2
+                ));
+                continue;
+            }
             out.commits += 1;
             out.commit_bytes += bytes.len() as u64;
             self.index()
@@ -190,6 +282,10 @@ impl Store {
     pub fn pull(&self) -> Result<Pulled> {
         let link = self.link()?;
         let bucket = &*link.bucket;
+        // Marks before commits: every commit a mark was made against is
+        // in the listing after it, so this host's view of what is live is
+        // never older than a mark it honours.
+        let marked = rescue::marked_packs(bucket)?;
         let listed = bucket.list(commit::PREFIX)?;
         let applied = self.index().applied_commits()?;
         let mut out = Pulled {
@@ -223,7 +319,30 @@ impl Store {
                 Err(e) => out.problems.push(e.to_string()),
             }
         }
+        out.rows_forgotten = self.note_marked(&marked, &HashSet::new())?;
         Ok(out)
+    }
+}
+
+impl Store {
+    /// The remote's gc marked `marked`, and `gone` were found missing:
+    /// record them, and forget the rows of unreferenced chunks in them so
+    /// that no write deduplicates against a chunk a sweep may delete
+    /// (a referenced one, of a version not yet published, is rescued when
+    /// it is). Returns the rows forgotten.
+    fn note_marked(&self, marked: &HashSet<PackName>, gone: &HashSet<PackName>) -> Result<u64> {
+        let packs = self.index().set_marked(marked, gone)?;
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let mut held = 0.0;
+        // Not now when a writer holds `gc.lock`: the next pull does it.
+        let dropped = self.drop_dead_rows(&packs, &mut held, false)?;
+        // This host's own copies of packs it no longer has rows of.
+        for p in &dropped.dropped {
+            self.core.packs.delete_if_idle(*p)?;
+        }
+        Ok(dropped.deleted_rows)
     }
 }
 
@@ -279,29 +398,52 @@ fn check_format(bucket: &dyn Bucket) -> Result<()> {
 /// from the storage's: write a small object of this host's and compare
 /// the time the storage gives it with ours.
 fn check_clock(bucket: &dyn Bucket) -> Result<()> {
-    let key = format!("hosts/{}.clock", commit::host_id());
-    let before = now_ns();
-    bucket.put(&key, &before.to_le_bytes())?;
-    let after = now_ns();
-    let Some(info) = bucket.head(&key)? else {
+    let (before, stamped, after) = probe_clock(bucket)?;
+    let Some(stamped) = stamped else {
         return Ok(());
     };
     // The storage stamps somewhere between before and after (S3 has
     // second resolution: allow a second more).
-    let skew = if info.modified_ns < before - 1_000_000_000 {
-        before - 1_000_000_000 - info.modified_ns
+    let skew = if stamped < before - 1_000_000_000 {
+        before - 1_000_000_000 - stamped
     } else {
-        (info.modified_ns - after).max(0)
+        (stamped - after).max(0)
     };
     if skew as u128 > MAX_SKEW.as_nanos() {
         return Err(Error::Usage(format!(
             "this host's clock is {:.0} s away from the clock of {} (at most {} s is allowed: commit order follows the clocks): fix its time (NTP), then publish again",
             skew as f64 / 1e9,
-            bucket.url(&key),
+            bucket.url(&clock_key()),
             MAX_SKEW.as_secs()
         )));
     }
     Ok(())
+}
+
+fn clock_key() -> String {
+    format!("hosts/{}.clock", commit::host_id())
+}
+
+/// Write this host's clock object: this host's clock before and after,
+/// and the time the storage gave it (None if it cannot say).
+fn probe_clock(bucket: &dyn Bucket) -> Result<(i64, Option<i64>, i64)> {
+    let key = clock_key();
+    let before = now_ns();
+    bucket.put(&key, &before.to_le_bytes())?;
+    let after = now_ns();
+    Ok((before, bucket.head(&key)?.map(|i| i.modified_ns), after))
+}
+
+/// The storage's clock now (ns since the epoch), as it stamps a write:
+/// what the remote's gc measures grace periods on.
+fn storage_clock(bucket: &dyn Bucket) -> Result<i64> {
+    match probe_clock(bucket)? {
+        (_, Some(t), _) => Ok(t),
+        _ => Err(Error::Usage(format!(
+            "{} gives no time for objects written to it: the remote's gc needs it",
+            bucket.url(&clock_key())
+        ))),
+    }
 }
 
 /// Upload local pack `p` as it is; returns its bytes.
@@ -326,7 +468,8 @@ fn now_ns() -> i64 {
 }
 
 /// A test hook: `DEPLOYCACHE_PUBLISH_PAUSE=STEP:MS` sleeps that long after
-/// publish step STEP (`uploaded`: an artifact's packs, before its commit;
+/// publish step STEP (`viewing`: changes found to publish, before the
+/// remote's marks are looked at; `uploaded`: an artifact's packs, before its commit;
 /// `committed`: its commit, before the index records it published), so
 /// that a test can kill it there.
 fn pause(step: &str) {

@@ -14,14 +14,14 @@ use tempfile::TempDir;
 use crate::common::*;
 
 /// One host of the test: its own store, its own id, the shared remote.
-struct Host {
-    store: PathBuf,
-    id: &'static str,
-    remote: String,
+pub(crate) struct Host {
+    pub store: PathBuf,
+    pub id: &'static str,
+    pub remote: String,
 }
 
 impl Host {
-    fn new(t: &Path, id: &'static str, remote: &str) -> Host {
+    pub(crate) fn new(t: &Path, id: &'static str, remote: &str) -> Host {
         Host {
             store: t.join(format!("store-{id}")),
             id,
@@ -29,7 +29,7 @@ impl Host {
         }
     }
 
-    fn dc(&self) -> Command {
+    pub(crate) fn dc(&self) -> Command {
         let mut c = dc(&self.store);
         c.env("DEPLOYCACHE_HOST_ID", self.id)
             .arg("--remote")
@@ -37,22 +37,22 @@ impl Host {
         c
     }
 
-    fn put(&self, name: &str, dir: &Path) {
+    pub(crate) fn put(&self, name: &str, dir: &Path) {
         ok(self.dc().args(["put", name]).arg(dir));
     }
 
-    fn cat(&self, name: &str, file: &str) -> Vec<u8> {
+    pub(crate) fn cat(&self, name: &str, file: &str) -> Vec<u8> {
         ok(self.dc().args(["cat", name, file]))
     }
 
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         names(&json(&ok(self.dc().args(["ls", "--json"]))))
     }
 }
 
 /// The remotes every test runs against: a directory, and S3 (radosgw)
 /// when the harness started one. Each gets a fresh, empty place.
-fn remotes(t: &Path) -> Vec<String> {
+pub(crate) fn remotes(t: &Path) -> Vec<String> {
     let mut out = vec![format!("file://{}", t.join("remote").display())];
     if let Ok(s3) = std::env::var("DEPLOYCACHE_TEST_S3") {
         out.push(format!(
@@ -72,17 +72,17 @@ fn two_hosts(t: &Path) -> (String, Host, Host) {
 }
 
 /// Hosts "a" and "b" on `remote`.
-fn hosts_on(t: &Path, remote: &str) -> (Host, Host) {
+pub(crate) fn hosts_on(t: &Path, remote: &str) -> (Host, Host) {
     (Host::new(t, "a", remote), Host::new(t, "b", remote))
 }
 
 /// Where a `file://` remote keeps its commit objects.
-fn commits_dir(remote: &str) -> PathBuf {
+pub(crate) fn commits_dir(remote: &str) -> PathBuf {
     Path::new(remote.strip_prefix("file://").unwrap()).join("commits")
 }
 
 /// An artifact's files on disk: an image and a key.
-fn lay_out(dir: &Path, image: &[u8], key: &str) -> PathBuf {
+pub(crate) fn lay_out(dir: &Path, image: &[u8], key: &str) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     write(&dir.join("image.img"), image);
     write(&dir.join("id_rsa.pub"), key.as_bytes());
@@ -90,7 +90,7 @@ fn lay_out(dir: &Path, image: &[u8], key: &str) -> PathBuf {
 }
 
 /// Bytes of the objects under `packs/` of a `file://` remote.
-fn pack_bytes(remote: &str) -> Option<BTreeMap<String, u64>> {
+pub(crate) fn pack_bytes(remote: &str) -> Option<BTreeMap<String, u64>> {
     let dir = Path::new(remote.strip_prefix("file://")?).join("packs");
     Some(
         fs::read_dir(dir)

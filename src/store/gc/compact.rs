@@ -263,11 +263,35 @@ impl Store {
             }
         }
         pause();
+        let dropped = self.drop_dead_rows(drop, &mut out.lock_seconds, true)?;
+        all.deleted_rows += dropped.deleted_rows;
+        all.dropped.extend(dropped.dropped);
+        all.kept.extend(dropped.kept);
+        Ok(all)
+    }
+
+    /// Drop the unreferenced chunk rows of packs `drop` (a pack's row too
+    /// once none is left), under `gc.lock` exclusive, in transactions of
+    /// about [`super::TX_BUDGET`]; `lock_seconds` becomes the longest hold
+    /// if longer. A writer holds `gc.lock` shared from its lookups to its
+    /// commit, so no row it deduplicated against goes before it commits.
+    /// Unless `wait`, it gives up (with what it did) when a writer holds
+    /// the lock.
+    pub(in crate::store) fn drop_dead_rows(
+        &self,
+        drop: &[(i64, PackName)],
+        lock_seconds: &mut f64,
+        wait: bool,
+    ) -> Result<crate::index::Switched> {
+        let mut all = crate::index::Switched::default();
         let mut left = drop;
         while !left.is_empty() {
             let mut ix = self.index();
             let Some(guard) = GcGuard::try_collector(&self.core.root)? else {
                 std::mem::drop(ix);
+                if !wait {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(2));
                 continue;
             };
@@ -276,7 +300,7 @@ impl Store {
                 ix.drop_dead(left, super::TX_BUDGET)
             });
             std::mem::drop(guard);
-            out.lock_seconds = out.lock_seconds.max(t.elapsed().as_secs_f64());
+            *lock_seconds = lock_seconds.max(t.elapsed().as_secs_f64());
             let (n, part) = res?;
             all.deleted_rows += part.deleted_rows;
             all.dropped.extend(part.dropped);

@@ -35,6 +35,18 @@ pub struct FileReader {
     pub(super) packs: Mutex<HashMap<PackName, Arc<dyn PackHandle>>>,
 }
 
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        let mut open = lock(&self.core.open_artifacts);
+        if let Some(n) = open.get_mut(&self.artifact) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.artifact);
+            }
+        }
+    }
+}
+
 impl FileReader {
     /// A reader of `row`, whose `recipe` was checked against its digest.
     pub(in crate::store) fn new(
@@ -44,6 +56,9 @@ impl FileReader {
         row: FileRow,
         recipe: Recipe,
     ) -> FileReader {
+        *lock(&core.open_artifacts)
+            .entry(artifact.to_owned())
+            .or_default() += 1;
         FileReader {
             core,
             workers,

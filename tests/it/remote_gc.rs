@@ -1,0 +1,319 @@
+//! Issue 17: gc of a remote shared by several hosts. One host owns it;
+//! deletion is in two phases on the storage's clock (mark, a grace period,
+//! sweep); a writer never commits a pack a sweep may delete; eviction is
+//! least recently used across hosts, and what a host has open is leased.
+//! Grace periods of seconds stand in for the default day.
+
+use std::fs;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::common::*;
+use crate::remote::{lay_out, remotes, Host};
+
+/// The grace period of these tests.
+const GRACE_S: u64 = 3;
+
+fn grace() -> Duration {
+    Duration::from_secs(GRACE_S) + Duration::from_millis(1200)
+}
+
+impl Host {
+    /// `gc --json` with extra args, parsed.
+    fn gc(&self, extra: &[&str]) -> serde_json::Value {
+        json(&ok(self.dc().args(["gc", "--json"]).args(extra)))
+    }
+
+    fn take_gc(&self) {
+        ok(self
+            .dc()
+            .args(["remote", "gc-owner", "--take", "--grace"])
+            .arg(format!("{GRACE_S}s")));
+    }
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// Pack objects of the remote, by listing it through the CLI's view of
+/// it: `gc --dry-run --json` counts them.
+fn remote_packs(h: &Host) -> u64 {
+    n(&h.gc(&["--dry-run"]), "packs")
+}
+
+#[test]
+fn gc_has_one_owner_and_deletes_only_what_a_mark_named_a_grace_period_ago() {
+    let t = TempDir::new().unwrap();
+    for (i, remote) in remotes(t.path()).iter().enumerate() {
+        let t = t.path().join(format!("r{i}"));
+        let (a, b) = (Host::new(&t, "a", remote), Host::new(&t, "b", remote));
+        let x = random_bytes(3 << 20, 1);
+        let y = random_bytes(3 << 20, 2);
+        a.put("x", &lay_out(&t.join("x"), &x, "kx\n"));
+        a.put("y", &lay_out(&t.join("y"), &y, "ky\n"));
+        // An orphan: a publisher killed after its pack upload, before its
+        // commit, whose host is gone for good (its store with it).
+        let d = Host::new(&t, "d", remote);
+        let mut child = d
+            .dc()
+            .env("DEPLOYCACHE_PUBLISH_PAUSE", "uploaded:60000")
+            .args(["put", "orphan"])
+            .arg(lay_out(&t.join("o"), &random_bytes(2 << 20, 3), "ko\n"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let before = remote_packs(&a);
+        crate::mount::wait_until(30, "the orphan's pack upload", || remote_packs(&a) > before);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        fs::remove_dir_all(&d.store).unwrap();
+        ok(a.dc().args(["rm", "y"]));
+
+        // No owner: refused, saying how to make one.
+        let e = stderr(&fails(a.dc().args(["gc"])));
+        assert!(e.contains("gc-owner --take"), "{e}");
+        b.take_gc();
+        let e = stderr(&fails(a.dc().args(["gc"])));
+        assert!(e.contains("owned by host \"b\""), "{e}");
+
+        // Packs younger than the grace period are never marked (a
+        // publisher's commit may be on its way).
+        let r = b.gc(&[]);
+        assert_eq!(n(&r, "packs_marked"), 0, "{r}");
+        let all = n(&r, "packs");
+        std::thread::sleep(grace());
+        // y's packs and the orphan's are dead: marked, not deleted.
+        let r = b.gc(&[]);
+        let marked = n(&r, "packs_marked");
+        assert!(marked >= 2, "{r}");
+        assert_eq!(n(&r, "packs_deleted"), 0, "{r}");
+        assert_eq!(n(&r, "artifacts"), 1, "{r}");
+        // Within the grace period a rerun deletes nothing, and marks no
+        // pack twice.
+        let r = b.gc(&[]);
+        assert_eq!(n(&r, "packs_deleted") + n(&r, "packs_marked"), 0, "{r}");
+        assert_eq!(r["pending"].as_array().unwrap().len(), 1, "{r}");
+        std::thread::sleep(grace());
+        // A gc killed after deleting a mark's packs, before the mark: the
+        // rerun finishes.
+        let mut child = b
+            .dc()
+            .env("DEPLOYCACHE_REMOTE_GC_PAUSE", "swept:60000")
+            .args(["gc"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        crate::mount::wait_until(30, "the sweep", || remote_packs(&a) == all - marked);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let r = b.gc(&[]);
+        assert_eq!(n(&r, "marks_swept"), 1, "{r}");
+        assert_eq!(n(&r, "packs"), all - marked, "{r}");
+        assert!(r["pending"].as_array().unwrap().is_empty(), "{r}");
+        // Everything live is whole, on every host, a new one too.
+        let c = Host::new(&t, "c", remote);
+        assert_eq!(c.names(), ["x"]);
+        assert!(c.cat("x", "image.img") == x);
+        assert_eq!(a.names(), ["x"]);
+        for h in [&a, &b, &c] {
+            ok(h.dc().args(["verify", "--full"]));
+        }
+    }
+}
+
+/// A writer that deduplicated against chunks of an artifact that is
+/// then removed, marked and swept while the writer waits: with the pack
+/// still there it copies the chunks out before its commit (nothing
+/// lost); past the sweep it refuses to commit, and a retry from the
+/// source succeeds.
+#[test]
+fn a_paused_writer_never_commits_a_pack_the_sweep_deletes() {
+    let t = TempDir::new().unwrap();
+    for (i, remote) in remotes(t.path()).iter().enumerate() {
+        let t = t.path().join(format!("r{i}"));
+        for (j, pause_s, swept) in [(0, GRACE_S + 3, false), (1, 3 * GRACE_S + 4, true)] {
+            let t = t.join(format!("case{j}"));
+            let (a, b) = (Host::new(&t, "a", remote), Host::new(&t, "b", remote));
+            a.take_gc();
+            let x = random_bytes(4 << 20, 10 + j);
+            let name_x = format!("x{j}");
+            a.put(&name_x, &lay_out(&t.join("x"), &x, "kx\n"));
+            // z: x's bytes and 1 MiB more; B knows x's chunks.
+            let mut z = x.clone();
+            z.extend(random_bytes(1 << 20, 20 + j));
+            let zdir = lay_out(&t.join("z"), &z, "kz\n");
+            let name_z = format!("z{j}");
+            assert!(b.names().contains(&name_x));
+            std::thread::sleep(grace());
+            let writer = b
+                .dc()
+                .env(
+                    "DEPLOYCACHE_PUBLISH_PAUSE",
+                    format!("viewing:{}", pause_s * 1000),
+                )
+                .args(["put", &name_z])
+                .arg(&zdir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // While it waits: x goes, and gc marks (and, in case 1, sweeps)
+            // its pack.
+            std::thread::sleep(Duration::from_millis(500));
+            ok(a.dc().args(["rm", &name_x]));
+            let r = a.gc(&[]);
+            let marked = n(&r, "packs_marked");
+            assert!(marked >= 1, "{r}");
+            if swept {
+                std::thread::sleep(grace());
+                let r = a.gc(&[]);
+                assert_eq!(n(&r, "packs_deleted"), marked, "{r}");
+            }
+            let out = writer.wait_with_output().unwrap();
+            let c = Host::new(&t, "c", remote);
+            if !swept {
+                assert!(out.status.success(), "{}", stderr(&out));
+                std::thread::sleep(grace());
+                let r = a.gc(&[]);
+                assert_eq!(n(&r, "packs_deleted"), marked, "{r}");
+            } else {
+                let e = stderr(&out);
+                assert!(!out.status.success(), "{e}");
+                assert!(
+                    e.contains("remote's gc deleted") && e.contains("from its source"),
+                    "{e}"
+                );
+                assert!(!c.names().contains(&name_z));
+                // The retry from the source, as the message says.
+                ok(b.dc().args(["rm", &name_z]));
+                b.put(&name_z, &zdir);
+            }
+            // Whole, on a host that never saw x.
+            assert!(c.cat(&name_z, "image.img") == z, "case {j}: z differs");
+            for h in [&a, &b, &c] {
+                ok(h.dc().args(["verify", "--full"]));
+            }
+        }
+    }
+}
+
+/// A reader of an old version through a mount keeps reading while a new
+/// version is put and gc sweeps: the mount's lease keeps every version of
+/// what it has open. Closed, the old version's packs go.
+#[test]
+fn a_reader_keeps_reading_across_a_sweep_and_its_lease_ends_with_it() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let (a, b) = (
+        Host::new(t.path(), "a", remote),
+        Host::new(t.path(), "b", remote),
+    );
+    a.take_gc();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let v1 = random_bytes(40 << 20, 30);
+    a.put(sha, &lay_out(&t.path().join("v1"), &v1, "k\n"));
+    assert_eq!(b.names(), [sha]);
+    let mp = t.path().join("mnt");
+    let m = crate::mount::Mounted::foreground_env(
+        &b.store,
+        &mp,
+        &[],
+        &[
+            ("DEPLOYCACHE_HOST_ID", "b"),
+            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
+        ],
+    );
+    let mut f = fs::File::open(mp.join(sha).join("image.img")).unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    f.read_exact(&mut got).unwrap();
+    // A new version replaces v1 everywhere; gc marks and sweeps.
+    let v2 = random_bytes(2 << 20, 31);
+    a.put(sha, &lay_out(&t.path().join("v2"), &v2, "k\n"));
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert_eq!(n(&r, "packs_marked"), 0, "the open v1 was marked: {r}");
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert_eq!(n(&r, "packs_deleted"), 0, "{r}");
+    // The rest of v1, from the remote (the cache held at most 20 MiB).
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+    got.extend(rest);
+    assert!(got == v1, "the reader of v1 read other bytes");
+    drop(f);
+    // Closed: the lease goes with the mount's next round; v1's packs then.
+    std::thread::sleep(Duration::from_secs(1));
+    let r = a.gc(&[]);
+    assert!(n(&r, "packs_marked") >= 1, "{r}");
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert!(n(&r, "packs_deleted") >= 1, "{r}");
+    assert!(fs::read(mp.join(sha).join("image.img")).unwrap() == v2);
+    m.unmount();
+}
+
+/// Eviction by least recent use across hosts: what only B read recently,
+/// and what A has open through its mount (used longest ago), stay; the
+/// least recently used other artifact goes, for every host.
+#[test]
+fn lru_eviction_keeps_what_another_host_reads_and_what_a_host_has_open() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let (a, b) = (
+        Host::new(t.path(), "a", remote),
+        Host::new(t.path(), "b", remote),
+    );
+    a.take_gc();
+    let (open, read_by_b, other) = (
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    );
+    let img = |i: u64| random_bytes(2 << 20, 40 + i);
+    a.put(open, &lay_out(&t.path().join(open), &img(0), "k\n"));
+    // A's mount opens it, and keeps it open: its last use is the oldest.
+    let mp = t.path().join("mnt");
+    let m = crate::mount::Mounted::foreground_env(
+        &a.store,
+        &mp,
+        &[],
+        &[
+            ("DEPLOYCACHE_HOST_ID", "a"),
+            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
+        ],
+    );
+    let f = fs::File::open(mp.join(open).join("image.img")).unwrap();
+    // Uses are seconds: the next ones are later.
+    std::thread::sleep(Duration::from_millis(1100));
+    a.put(
+        read_by_b,
+        &lay_out(&t.path().join(read_by_b), &img(1), "k\n"),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    a.put(other, &lay_out(&t.path().join(other), &img(2), "k\n"));
+    std::thread::sleep(Duration::from_millis(1100));
+    // Only B reads this one, after the last put.
+    assert!(b.cat(read_by_b, "image.img") == img(1));
+    crate::mount::wait_until(30, "A's lease", || {
+        let r = a.gc(&["--dry-run", "--max-size", "5M"]);
+        r["kept_leased"].as_array().is_some_and(|l| !l.is_empty())
+    });
+    // Three 2 MiB images over 5 MiB: one eviction is enough. By A's own
+    // uses alone `read_by_b` would go; without the lease, `open`.
+    let r = a.gc(&["--max-size", "5M"]);
+    assert_eq!(r["evicted"], serde_json::json!([other]), "{r}");
+    assert_eq!(r["kept_leased"], serde_json::json!([open]), "{r}");
+    let mut left = b.names();
+    left.sort();
+    assert_eq!(left, [open, read_by_b]);
+    assert!(b.cat(read_by_b, "image.img") == img(1));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut &f, &mut got).unwrap();
+    assert!(got == img(0));
+    drop(f);
+    m.unmount();
+}
