@@ -311,7 +311,7 @@ fn a_host_whose_clock_is_far_off_is_refused() {
 }
 
 #[test]
-fn a_store_keeps_its_remote_and_refuses_another_and_gc() {
+fn a_store_keeps_its_remote_and_refuses_another_and_gc_without_an_owner() {
     let t = TempDir::new().unwrap();
     let remote = &remotes(t.path())[0];
     let a = Host::new(t.path(), "a", remote);
@@ -325,8 +325,14 @@ fn a_store_keeps_its_remote_and_refuses_another_and_gc() {
     let other = format!("file://{}", t.path().join("other").display());
     let e = stderr(&fails(dc(&a.store).args(["--remote", &other, "ls"])));
     assert!(e.contains(remote.as_str()) && e.contains(&other), "{e}");
+    // gc is the remote's, run by the one host that owns it.
     let e = stderr(&fails(dc(&a.store).args(["gc", "--max-size", "1M"])));
-    assert!(e.contains("gc") && e.contains("--cache-size"), "{e}");
+    assert!(
+        e.contains("no host owns the gc") && e.contains("gc-owner --take"),
+        "{e}"
+    );
+    let e = stderr(&fails(dc(&a.store).args(["gc", "--older-than", "1d"])));
+    assert!(e.contains("--max-size only"), "{e}");
     // A bad URL is one clear line.
     let e = stderr(&fails(
         dc(&t.path().join("s2")).args(["--remote", "http://x", "ls"]),
