@@ -147,6 +147,28 @@ impl fmt::Display for RemoteUrl {
     }
 }
 
+/// Objects [`get_each`] fetches at once, and on how many threads.
+const GET_WINDOW: usize = 64;
+const GET_THREADS: usize = 8;
+
+/// Fetch the objects `keys`, several at once (many small GETs are bound by
+/// the round trip, not the bandwidth: against radosgw on loopback one
+/// commit object takes ~45 ms alone), and hand each to `f`, in order.
+/// Memory holds one window of objects at a time.
+pub fn get_each(
+    bucket: &dyn Bucket,
+    keys: &[String],
+    mut f: impl FnMut(&str, Result<Vec<u8>>) -> Result<()>,
+) -> Result<()> {
+    for window in keys.chunks(GET_WINDOW) {
+        let got = crate::store::par_map(window, GET_THREADS, |k| bucket.get(k));
+        for (k, g) in window.iter().zip(got) {
+            f(k, g)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `key` is one a [`Bucket`] takes: relative, `/`-separated parts
 /// of `[0-9A-Za-z._-]`, none of them empty, `.` or `..`.
 pub fn valid_key(key: &str) -> bool {

@@ -292,33 +292,36 @@ impl Store {
             commits_listed: listed.len() as u64,
             ..Pulled::default()
         };
-        for o in listed {
-            if applied.contains(&o.key) || !o.key.ends_with(".commit") {
-                continue;
-            }
-            let c = match bucket.get(&o.key) {
-                Ok(b) => Commit::decode(&b).map_err(|why| format!("{}: {why}", bucket.url(&o.key))),
+        let new: Vec<String> = listed
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| !applied.contains(k) && k.ends_with(".commit"))
+            .collect();
+        crate::remote::get_each(bucket, &new, |key, got| {
+            let c = match got {
+                Ok(b) => Commit::decode(&b).map_err(|why| format!("{}: {why}", bucket.url(key))),
                 // Gone between the listing and the read: the remote's gc.
-                Err(e) if e.errno() == libc::ENOENT => continue,
+                Err(e) if e.errno() == libc::ENOENT => return Ok(()),
                 Err(e) => return Err(e),
             };
             let c = match c {
                 Ok(c) => c,
                 Err(p) => {
                     out.problems.push(p);
-                    continue;
+                    return Ok(());
                 }
             };
             match self
                 .index()
-                .apply_commit(&o.key, &c.ns, &c.name, &c.changes, &c.chunks)
+                .apply_commit(key, &c.ns, &c.name, &c.changes, &c.chunks)
             {
                 Ok(RemoteApplied::Applied) => out.applied += 1,
                 Ok(RemoteApplied::Older) => out.older += 1,
                 Ok(RemoteApplied::Known) => {}
                 Err(e) => out.problems.push(e.to_string()),
             }
-        }
+            Ok(())
+        })?;
         out.rows_forgotten = self.note_marked(&marked, &HashSet::new())?;
         Ok(out)
     }
@@ -357,10 +360,15 @@ pub(super) fn locate_remote_chunks(
     let mut known: std::collections::HashSet<crate::id::ChunkId> =
         scanned.chunks.iter().map(|(id, _)| *id).collect();
     let mut added = 0;
-    for o in bucket.list(commit::PREFIX)? {
-        let c = match bucket.get(&o.key) {
+    let keys: Vec<String> = bucket
+        .list(commit::PREFIX)?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    crate::remote::get_each(bucket, &keys, |key, got| {
+        let c = match got {
             Ok(b) => Commit::decode(&b),
-            Err(e) if e.errno() == libc::ENOENT => continue,
+            Err(e) if e.errno() == libc::ENOENT => return Ok(()),
             Err(e) => return Err(e),
         };
         match c {
@@ -372,9 +380,10 @@ pub(super) fn locate_remote_chunks(
                     }
                 }
             }
-            Err(why) => unusable.push(format!("{}: {why}", bucket.url(&o.key))),
+            Err(why) => unusable.push(format!("{}: {why}", bucket.url(key))),
         }
-    }
+        Ok(())
+    })?;
     Ok(added)
 }
 

@@ -116,6 +116,11 @@ fn gc_has_one_owner_and_deletes_only_what_a_mark_named_a_grace_period_ago() {
         assert!(r["pending"].as_array().unwrap().is_empty(), "{r}");
         // Everything live is whole, on every host, a new one too.
         let c = Host::new(&t, "c", remote);
+        // Of the commits, x's is all that is left: y's put went with its
+        // removal's sweep, then the removal itself (older than the grace
+        // period, the last of its artifact).
+        let pulled = json(&ok(c.dc().args(["remote", "pull", "--json"])));
+        assert_eq!(pulled["commits_listed"], 1, "{pulled}");
         assert_eq!(c.names(), ["x"]);
         assert!(c.cat("x", "image.img") == x);
         assert_eq!(a.names(), ["x"]);

@@ -153,11 +153,10 @@ impl Store {
             .iter()
             .filter_map(|o| Some((pack_of_key(&o.key)?, o.size)))
             .collect();
-        let superseded: HashSet<&str> = commits
-            .iter()
-            .filter(|c| latest.get(&c.artifact) != Some(&c.key) && !leased.contains(&c.artifact))
-            .map(|c| c.key.as_str())
-            .collect();
+        let superseded: HashSet<&str> =
+            deletable_commits(&commits, &latest, &leased, now, grace_ns)
+                .into_iter()
+                .collect();
         let mut pending_packs = HashSet::new();
         let mut pending_commits = HashSet::new();
         let mut deleted_commits = HashSet::new();
@@ -262,12 +261,9 @@ impl Store {
             .map(|o| o.size)
             .sum::<u64>()
             .saturating_sub(live_bytes);
-        for c in &commits {
-            if latest.get(&c.artifact) != Some(&c.key)
-                && !pending_commits.contains(&c.key)
-                && !leased.contains(&c.artifact)
-            {
-                mark.commits.push(c.key.clone());
+        for k in deletable_commits(&commits, &latest, &leased, now, grace_ns) {
+            if !pending_commits.contains(k) {
+                mark.commits.push(k.to_owned());
             }
         }
         out.packs_marked = mark.packs.len() as u64;
@@ -393,25 +389,28 @@ fn read_marks(bucket: &dyn Bucket) -> Result<Vec<(String, i64, Mark)>> {
 /// the run: gc deletes nothing it cannot prove dead.
 fn read_commits(bucket: &dyn Bucket) -> Result<Vec<Seen>> {
     let mut out = Vec::new();
-    for o in bucket.list(commit::PREFIX)? {
-        if !o.key.ends_with(".commit") {
-            continue;
-        }
-        let bytes = match bucket.get(&o.key) {
+    let keys: Vec<String> = bucket
+        .list(commit::PREFIX)?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with(".commit"))
+        .collect();
+    crate::remote::get_each(bucket, &keys, |key, got| {
+        let bytes = match got {
             Ok(b) => b,
             // Deleted since the listing: only a sweep deletes commits,
             // and only superseded ones.
-            Err(e) if e.errno() == libc::ENOENT => continue,
+            Err(e) if e.errno() == libc::ENOENT => return Ok(()),
             Err(e) => return Err(e),
         };
         let c = Commit::decode(&bytes).map_err(|why| {
             Error::Usage(format!(
                 "{}: {why}; gc deletes nothing while a commit cannot be read: delete that object if it is not one of deploycache's",
-                bucket.url(&o.key)
+                bucket.url(key)
             ))
         })?;
         out.push(Seen {
-            key: o.key,
+            key: key.to_owned(),
             artifact: ArtifactRef {
                 ns: c.ns,
                 name: c.name,
@@ -420,7 +419,8 @@ fn read_commits(bucket: &dyn Bucket) -> Result<Vec<Seen>> {
             packs: c.chunks.iter().map(|(_, l)| l.pack).collect(),
             chunks: c.chunks.iter().map(|(id, l)| (*id, l.stored_len)).collect(),
         });
-    }
+        Ok(())
+    })?;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
@@ -436,6 +436,35 @@ fn latest_versions(commits: &[Seen]) -> HashMap<ArtifactRef, String> {
         }
     }
     out
+}
+
+/// Commits no host needs any more: one a newer commit of its artifact
+/// superseded, and a removal older than the grace period that is all
+/// that is left of its artifact (a host that applied the version before
+/// it has pulled it since, or holds a version whose packs are gone: an
+/// error, never wrong bytes). A leased artifact keeps every commit.
+fn deletable_commits<'a>(
+    commits: &'a [Seen],
+    latest: &HashMap<ArtifactRef, String>,
+    leased: &HashSet<ArtifactRef>,
+    now: i64,
+    grace_ns: i64,
+) -> Vec<&'a str> {
+    let mut per_artifact: HashMap<&ArtifactRef, usize> = HashMap::new();
+    for c in commits {
+        *per_artifact.entry(&c.artifact).or_default() += 1;
+    }
+    commits
+        .iter()
+        .filter(|c| !leased.contains(&c.artifact))
+        .filter(|c| {
+            latest.get(&c.artifact) != Some(&c.key)
+                || (c.removal
+                    && per_artifact[&c.artifact] == 1
+                    && commit::key_time_ns(&c.key).is_some_and(|t| t + grace_ns <= now))
+        })
+        .map(|c| c.key.as_str())
+        .collect()
 }
 
 /// Packs a live version locates a chunk in: an artifact's newest commit
