@@ -234,6 +234,9 @@ impl Store {
                     out.packs_uploaded += 1;
                     self.index().add_remote_pack(p)?;
                     remote_packs.insert(p);
+                    // Uploaded after the view was taken: younger than any
+                    // mark can name.
+                    view.existing.insert(p);
                 }
                 pause("uploaded");
                 // Checked against a view older than half the grace period:

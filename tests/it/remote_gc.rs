@@ -322,3 +322,30 @@ fn lru_eviction_keeps_what_another_host_reads_and_what_a_host_has_open() {
     drop(f);
     m.unmount();
 }
+
+/// One publish of many artifacts whose files share packs uploads each pack
+/// once and copies nothing: a pack it uploaded itself is no pack a mark
+/// may name (it was counted missing from the view taken before the upload,
+/// and every artifact after the first "rescued" its chunks into a new pack).
+#[test]
+fn a_publish_of_many_artifacts_uploads_each_shared_pack_once() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let a = Host::new(t.path(), "a", remote);
+    let cache = t.path().join("cache");
+    for i in 0..12u64 {
+        let dir = cache.join(format!("{i:040x}"));
+        fs::create_dir_all(&dir).unwrap();
+        write(&dir.join("img"), &random_bytes(30_000, 60 + i));
+    }
+    ok(a.dc().arg("import").arg(&cache));
+    let packs = crate::remote::pack_bytes(remote).unwrap();
+    assert!(
+        packs.len() <= 4,
+        "{} packs for 12 small artifacts",
+        packs.len()
+    );
+    let c = Host::new(t.path(), "c", remote);
+    assert_eq!(c.names().len(), 12);
+    assert!(c.cat(&format!("{:040x}", 11), "img") == random_bytes(30_000, 71));
+}
