@@ -14,8 +14,9 @@
 //! The records state the artifact `ns`/`name` whole (a `PutArtifact` with
 //! `replace`, then one `ConvertFile` per file in the gzip form, as a
 //! checkpoint states it), or, with no record, its removal. The locations
-//! are those of the chunks this version stored first: every other chunk it
-//! names is located by an older commit. The trailing BLAKE3 covers every
+//! are those of every chunk it names that has one: an artifact's newest
+//! commit alone says where all of it is (the remote's gc computes the live
+//! packs from the newest commits). The trailing BLAKE3 covers every
 //! byte before it: a damaged or cut object is refused, never applied.
 //!
 //! Keys sort by the writer's clock, then host and nonce: every host
