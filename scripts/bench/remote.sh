@@ -123,6 +123,26 @@ t_seen=$(now)
 mount_seen=$(secs "$t_put" "$t_seen")
 fusermount3 -u "$DIR/mnt-c"
 
+log "many commits: a new host's start-up, and gc"
+N=${COMMITS:-300}
+rm -rf "$DIR/many"
+for i in $(seq 1 "$N"); do
+    d="$DIR/many/$(printf '%040x' "$i")"; mkdir -p "$d"
+    head -c 20000 /dev/urandom >"$d/img"
+done
+host w import "$DIR/many" >/dev/null 2>&1
+t0=$(now); host n ls >/dev/null; t1=$(now)
+startup_s=$(secs "$t0" "$t1")
+host w remote gc-owner --take --grace 1s >/dev/null
+sleep 2
+t0=$(now); host w gc --dry-run >/dev/null; t1=$(now)
+gc_dry_s=$(secs "$t0" "$t1")
+t0=$(now); host w gc --max-size $((N / 2 * 20000)) >/dev/null; t1=$(now)
+gc_evict_s=$(secs "$t0" "$t1")
+sleep 2
+t0=$(now); host w gc >/dev/null; t1=$(now)
+gc_sweep_s=$(secs "$t0" "$t1")
+
 {
     echo "## The remote: one cache for many jumphosts (issue 17)"
     echo
@@ -141,5 +161,9 @@ fusermount3 -u "$DIR/mnt-c"
     echo "| the same: curl, one whole-object GET | $curl_whole MB/s |"
     echo "| another host's \`ls\` right after a put: sees it, in | $ls_s s (its pull included) |"
     echo "| another host's mount (pulls every 10 s): sees it after | $mount_seen s |"
+    echo "| a new host's first \`ls\` with $N commits in the remote (its pull: GETs 8 at a time) | $startup_s s |"
+    echo "| the remote's gc with $N live artifacts: \`--dry-run\` (reads every commit) | $gc_dry_s s |"
+    echo "| the same: \`--max-size\` evicting half (removal commits, one PUT each), marking | $gc_evict_s s |"
+    echo "| the same: the sweep a grace period later | $gc_sweep_s s |"
 } >"$OUT"
 log "done"

@@ -316,15 +316,23 @@ impl Index {
     }
 }
 
-/// Rows of `chunks` in a pack the remote's gc marked (or found gone) take
-/// the commit's location: the chunk was copied out of it (a publisher's
-/// rescue), and the marked pack goes once its grace period is over.
+/// Rows of `chunks` that no artifact here references, or that are in a
+/// pack the remote's gc marked (or found gone), take the commit's
+/// location: the newest word on where a chunk is that nothing here relies
+/// on (a publisher may have rescued it out of a pack this host never saw
+/// marked, having not pulled while the mark stood). A referenced row in a
+/// live pack stays: its pack is live as long as the artifact using it; so
+/// does a row in a pack of this host's not yet published (its bytes are
+/// only here).
 fn repoint_marked(tx: &Transaction<'_>, chunks: &[(ChunkId, Location)]) -> rusqlite::Result<()> {
     let mut st = tx.prepare_cached(
         "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?2), offset = ?3,
                 stored_len = ?4, raw_len = ?5, codec = ?6
           WHERE id = ?1
-            AND pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name)
+            AND pack != (SELECT id FROM packs WHERE name = ?2)
+            AND ((refs <= 0
+                  AND pack IN (SELECT p.id FROM packs p JOIN remote_packs r ON r.name = p.name))
+                 OR pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name))
             AND ?2 NOT IN (SELECT name FROM remote_marked)",
     )?;
     for (id, loc) in chunks {

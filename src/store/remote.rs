@@ -289,6 +289,17 @@ impl Store {
         // in the listing after it, so this host's view of what is live is
         // never older than a mark it honours.
         let marked = rescue::marked_packs(bucket)?;
+        // Packs known here before this pull that the remote no longer
+        // holds: swept by a mark this host never saw (it did not pull
+        // while the mark stood). Listed before the commits, so a pack a
+        // new commit names is not taken for gone.
+        let known = self.index().remote_packs()?;
+        let existing: HashSet<PackName> = bucket
+            .list("packs/")?
+            .iter()
+            .filter_map(|o| rescue::pack_of_key(&o.key))
+            .collect();
+        let gone: HashSet<PackName> = known.difference(&existing).copied().collect();
         let listed = bucket.list(commit::PREFIX)?;
         let applied = self.index().applied_commits()?;
         let mut out = Pulled {
@@ -325,7 +336,7 @@ impl Store {
             }
             Ok(())
         })?;
-        out.rows_forgotten = self.note_marked(&marked, &HashSet::new())?;
+        out.rows_forgotten = self.note_marked(&marked, &gone)?;
         Ok(out)
     }
 }

@@ -153,6 +153,10 @@ fn a_paused_writer_never_commits_a_pack_the_sweep_deletes() {
             let zdir = lay_out(&t.join("z"), &z, "kz\n");
             let name_z = format!("z{j}");
             assert!(b.names().contains(&name_x));
+            // E pulls x now and not again until after the sweep: it never
+            // sees the mark.
+            let e = Host::new(&t, "e", remote);
+            assert!(e.names().contains(&name_x));
             std::thread::sleep(grace());
             let writer = b
                 .dc()
@@ -197,9 +201,11 @@ fn a_paused_writer_never_commits_a_pack_the_sweep_deletes() {
                 ok(b.dc().args(["rm", &name_z]));
                 b.put(&name_z, &zdir);
             }
-            // Whole, on a host that never saw x.
+            // Whole, on a host that never saw x, and on one that had x's
+            // chunks where the sweep deleted them.
             assert!(c.cat(&name_z, "image.img") == z, "case {j}: z differs");
-            for h in [&a, &b, &c] {
+            assert!(e.cat(&name_z, "image.img") == z, "case {j}: z differs on e");
+            for h in [&a, &b, &c, &e] {
                 ok(h.dc().args(["verify", "--full"]));
             }
         }
@@ -348,4 +354,54 @@ fn a_publish_of_many_artifacts_uploads_each_shared_pack_once() {
     let c = Host::new(t.path(), "c", remote);
     assert_eq!(c.names().len(), 12);
     assert!(c.cat(&format!("{:040x}", 11), "img") == random_bytes(30_000, 71));
+}
+
+/// `kill -9` of the remote's gc after it read every commit (nothing done
+/// yet) and after it wrote its mark: every host stays sound, and the next
+/// runs finish the job (what was dead goes, what is live stays).
+#[test]
+fn kill_9_of_the_remotes_gc_at_each_step_leaves_every_host_sound() {
+    let t = TempDir::new().unwrap();
+    let remote = &remotes(t.path())[0];
+    let (a, b) = (
+        Host::new(t.path(), "a", remote),
+        Host::new(t.path(), "b", remote),
+    );
+    a.take_gc();
+    let x = random_bytes(2 << 20, 80);
+    a.put("x", &lay_out(&t.path().join("x"), &x, "kx\n"));
+    b.put(
+        "y",
+        &lay_out(&t.path().join("y"), &random_bytes(2 << 20, 81), "ky\n"),
+    );
+    ok(b.dc().args(["rm", "y"]));
+    std::thread::sleep(grace());
+    let all = remote_packs(&a);
+    for step in ["listed", "marked"] {
+        let mut child = a
+            .dc()
+            .env("DEPLOYCACHE_REMOTE_GC_PAUSE", format!("{step}:60000"))
+            .args(["gc"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for h in [&a, &b] {
+            ok(h.dc().args(["verify", "--full"]));
+            assert!(h.cat("x", "image.img") == x, "{step}");
+        }
+    }
+    // The mark the killed run wrote is swept a grace period later.
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert!(n(&r, "packs_deleted") >= 1, "{r}");
+    assert_eq!(n(&r, "packs_marked"), 0, "{r}");
+    assert!(remote_packs(&a) < all);
+    for h in [&a, &b, &Host::new(t.path(), "c", remote)] {
+        assert!(!h.names().contains(&"y".to_owned()));
+        ok(h.dc().args(["verify", "--full"]));
+        assert!(h.cat("x", "image.img") == x);
+    }
 }

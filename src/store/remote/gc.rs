@@ -34,7 +34,7 @@ pub struct RemoteGcOptions {
 pub struct RemoteGc {
     pub dry_run: bool,
     pub grace_secs: u64,
-    /// Packs in the remote and their bytes, when it listed them.
+    /// Packs in the remote and their bytes, after this run's sweep.
     pub packs: u64,
     pub pack_bytes: u64,
     /// Live artifacts (after eviction) and the bytes of their chunks,
@@ -148,7 +148,7 @@ impl Store {
         // Sweep.
         let latest = latest_versions(&commits);
         let live = live_packs(&commits, &latest, &leased);
-        let packs = bucket.list("packs/")?;
+        let mut packs = bucket.list("packs/")?;
         let sizes: HashMap<PackName, u64> = packs
             .iter()
             .filter_map(|o| Some((pack_of_key(&o.key)?, o.size)))
@@ -160,6 +160,7 @@ impl Store {
         let mut pending_packs = HashSet::new();
         let mut pending_commits = HashSet::new();
         let mut deleted_commits = HashSet::new();
+        let mut deleted_packs = HashSet::new();
         for (key, modified, mark) in &marks {
             let due_at = modified + grace_ns;
             if due_at > now {
@@ -180,6 +181,7 @@ impl Store {
                 if !opts.dry_run {
                     bucket.delete(&pack_key(p))?;
                 }
+                deleted_packs.insert(p);
                 out.packs_deleted += 1;
                 out.bytes_deleted += size;
             }
@@ -199,6 +201,7 @@ impl Store {
             out.marks_swept += 1;
         }
         commits.retain(|c| !deleted_commits.contains(&c.key));
+        packs.retain(|o| pack_of_key(&o.key).is_none_or(|p| !deleted_packs.contains(&p)));
 
         // Evict.
         if let Some(max) = opts.max_size {
