@@ -14,4 +14,5 @@ mod mount_hardening;
 mod package;
 mod rebuild;
 mod remote;
+mod remote_server;
 mod store;
