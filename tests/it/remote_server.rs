@@ -22,6 +22,10 @@ const SECRET: &str = "deploycache-test-secret";
 /// How long a put may take to fail once its server is gone: the S3
 /// client's retries (src/remote/s3/config.rs) give up in a few seconds.
 const FAIL_WITHIN: Duration = Duration::from_secs(20);
+/// How long a put may take to fail once its server stops answering: a
+/// request's timeout (60 s; a part has failed after 30 s here), and
+/// at most 5 s for the abort.
+const FROZEN_FAIL_WITHIN: Duration = Duration::from_secs(70);
 
 fn radosgw_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/radosgw.sh")
@@ -388,6 +392,36 @@ fn a_server_killed_mid_upload_fails_the_put_cleanly_and_a_push_after_its_restart
     assert!(ok(a.dc().args(["cat", "0123", "image.img"])) == image);
     ok(a.dc().args(["verify", "--full"]));
     verify_full_of_a_pulling_host(&b);
+
+    // A server that stops answering mid-upload (frozen: its connections
+    // stay open, nothing comes back) fails the put after the client's
+    // timeouts, not after them plus an abort's own 60 s (it took 90 s).
+    let image2 = random_bytes(40 << 20, 18);
+    write(&src.join("image.img"), &image2);
+    let mut put = a
+        .dc()
+        .args(["put", "4567"])
+        .arg(&src)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_log(&cluster.log(), &upload_begun, &mut put);
+    cluster.freeze_rgw();
+    let frozen = Instant::now();
+    let out = put.wait_with_output().unwrap();
+    let took = frozen.elapsed();
+    eprintln!("put failed {took:?} after radosgw froze: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_server_down_error("put, server frozen mid-upload", &out, &a);
+    assert!(
+        took < FROZEN_FAIL_WITHIN,
+        "the put took {took:?} to fail on a frozen server"
+    );
+    cluster.kill_rgw();
+    cluster.start_rgw();
+    assert_eq!(b.names(), ["0123"]);
+    ok(a.dc().args(["verify"]));
 }
 
 /// `verify --full` on a host that holds artifacts only through remote
