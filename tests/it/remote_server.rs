@@ -217,6 +217,35 @@ fn assert_server_down_error(what: &str, out: &Output, h: &Host) {
     );
 }
 
+/// `h`'s put of `src` as `name`, its server frozen (SIGSTOP) the moment
+/// radosgw has begun the upload of its pack in parts (answered its POST
+/// ?uploads), then `cut` done to it. Its output, and how long it ran on
+/// from the start of `cut`.
+fn put_cut_mid_upload(
+    cluster: &Cluster,
+    h: &Host,
+    name: &str,
+    src: &Path,
+    cut: impl FnOnce(),
+) -> (Output, Duration) {
+    let mut put = h
+        .dc()
+        .args(["put", name])
+        .arg(src)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = h.remote.strip_prefix(&format!("s3://{BUCKET}")).unwrap();
+    let upload_begun = [&format!("\"POST /{BUCKET}{prefix}/packs/"), ".pack?uploads"];
+    wait_for_log(&cluster.log(), &upload_begun, &mut put);
+    cluster.freeze_rgw();
+    let t0 = Instant::now();
+    cut();
+    let out = put.wait_with_output().unwrap();
+    (out, t0.elapsed())
+}
+
 /// Wait until radosgw's log has a line containing every one of `parts`
 /// (the log tells each request's line when it is answered), or `child`
 /// ends first (a panic: the moment was missed).
@@ -268,26 +297,9 @@ fn a_server_killed_mid_upload_fails_the_put_cleanly_and_a_push_after_its_restart
     // radosgw has begun the multipart upload (answered its POST ?uploads),
     // the server freezes and is killed: its parts and its completion are
     // cut off.
-    let mut put = a
-        .dc()
-        .args(["put", "0123"])
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let upload_begun = [
-        "\"POST /deploycache-test/",
-        &format!("/{prefix}/packs/"),
-        ".pack?uploads",
-    ];
-    wait_for_log(&cluster.log(), &upload_begun, &mut put);
-    cluster.freeze_rgw();
-    // From the SIGKILL (kill-rgw's wait for the process to be gone included).
-    let killed = Instant::now();
-    cluster.kill_rgw();
-    let out = put.wait_with_output().unwrap();
-    let took = killed.elapsed();
+    // Timed from the SIGKILL (kill-rgw's wait for the process to be gone
+    // included).
+    let (out, took) = put_cut_mid_upload(&cluster, &a, "0123", &src, || cluster.kill_rgw());
     eprintln!(
         "put failed {took:?} after radosgw's SIGKILL: {}",
         stderr(&out)
@@ -340,13 +352,15 @@ fn a_server_killed_mid_upload_fails_the_put_cleanly_and_a_push_after_its_restart
 
     // B knows the artifact, none of its bytes (cold cache). A command
     // while the server is down fails, saying so (its pull, first).
-    let cache_empty = || {
-        !b.store
-            .join("remote-cache")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some())
+    let cached = || -> u64 {
+        walkdir::WalkDir::new(b.store.join("remote-cache"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
     };
-    assert!(cache_empty());
+    assert_eq!(cached(), 0);
     cluster.kill_rgw();
     let t0 = Instant::now();
     let cat = fails(b.dc().args(["cat", "0123", "image.img"]));
@@ -359,16 +373,17 @@ fn a_server_killed_mid_upload_fails_the_put_cleanly_and_a_push_after_its_restart
     assert!(t0.elapsed() < FAIL_WITHIN, "{:?}", t0.elapsed());
 
     // B's mount, started with the server up, reads its chunks from the
-    // remote only when asked: while the server is down that read fails
+    // remote only when asked (no converter: it reads every file's first
+    // bytes at the start): while the server is down that read fails
     // (EIO, no bytes), and the same mount reads them once it is back.
     cluster.start_rgw();
     let mp = t.path().join("mnt-b");
     let env = b.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let m = crate::mount::Mounted::foreground_env(&b.store, &mp, &[], &env);
+    let m = crate::mount::Mounted::foreground_env(&b.store, &mp, &["--no-convert"], &env);
     let file = mp.join("0123").join("image.img");
     assert_eq!(fs::metadata(&file).unwrap().len(), image.len() as u64);
-    assert!(cache_empty());
+    assert_eq!(cached(), 0);
     cluster.kill_rgw();
     let t0 = Instant::now();
     let read = fs::read(&file);
@@ -398,19 +413,7 @@ fn a_server_killed_mid_upload_fails_the_put_cleanly_and_a_push_after_its_restart
     // timeouts, not after them plus an abort's own 60 s (it took 90 s).
     let image2 = random_bytes(40 << 20, 18);
     write(&src.join("image.img"), &image2);
-    let mut put = a
-        .dc()
-        .args(["put", "4567"])
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_log(&cluster.log(), &upload_begun, &mut put);
-    cluster.freeze_rgw();
-    let frozen = Instant::now();
-    let out = put.wait_with_output().unwrap();
-    let took = frozen.elapsed();
+    let (out, took) = put_cut_mid_upload(&cluster, &a, "4567", &src, || ());
     eprintln!("put failed {took:?} after radosgw froze: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_server_down_error("put, server frozen mid-upload", &out, &a);
