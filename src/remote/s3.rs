@@ -20,6 +20,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
@@ -44,6 +45,12 @@ const MULTIPART_OVER: u64 = 16 << 20;
 const PART_BYTES: usize = 8 << 20;
 /// Parts sent at once: bounds the memory an upload holds to this many parts.
 const PARTS_IN_FLIGHT: usize = 4;
+/// How long aborting a failed upload may take. The abort only tidies (the
+/// upload failed either way, and a lifecycle rule drops parts left
+/// behind), so it must not add a request timeout (60 s) to the failure
+/// when the server has stopped answering: measured with radosgw frozen
+/// (SIGSTOP) mid-upload, a put failed after 90 s, 60 of them the abort.
+const ABORT_WITHIN: Duration = Duration::from_secs(5);
 
 pub struct S3Bucket {
     store: AmazonS3,
@@ -140,18 +147,25 @@ impl S3Bucket {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) => {
-                        let _ = upload.abort().await;
+                        abort(upload).await;
                         return Err(read_failed(e));
                     }
                 };
                 if let Err(e) = upload.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                    let _ = upload.abort().await;
+                    abort(upload).await;
                     return Err(failed(e));
                 }
                 upload.write(&buf[..n]);
                 sent += n as u64;
             }
-            // finish aborts the upload itself when a part or the completion fails.
+            // The parts sent so far, each whole, before finish: finish
+            // aborts by itself (without a bound) when one failed.
+            if let Err(e) = upload.wait_for_capacity(0).await {
+                abort(upload).await;
+                return Err(failed(e));
+            }
+            // finish sends the last part (shorter than PART_BYTES) and completes
+            // the upload; it aborts it itself when either fails.
             upload.finish().await.map_err(failed)?;
             Ok(sent)
         })
@@ -216,6 +230,12 @@ impl S3Bucket {
             errno: libc::ENOENT,
         })
     }
+}
+
+/// Abort a failed upload, giving up after [`ABORT_WITHIN`]: its error is
+/// not the one to report.
+async fn abort(upload: WriteMultipart) {
+    let _ = tokio::time::timeout(ABORT_WITHIN, upload.abort()).await;
 }
 
 /// Read until `buf` is full or the end; the bytes read.

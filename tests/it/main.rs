@@ -15,4 +15,5 @@ mod package;
 mod rebuild;
 mod remote;
 mod remote_gc;
+mod remote_server;
 mod store;
