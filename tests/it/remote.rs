@@ -45,6 +45,20 @@ impl Host {
         ok(self.dc().args(["cat", name, file]))
     }
 
+    /// Mount this host's store at `mp` (its remote recorded by an earlier
+    /// command), pulling and publishing every 300 ms.
+    pub(crate) fn mount(&self, mp: &Path) -> crate::mount::Mounted {
+        crate::mount::Mounted::foreground_env(
+            &self.store,
+            mp,
+            &[],
+            &[
+                ("DEPLOYCACHE_HOST_ID", self.id),
+                ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
+            ],
+        )
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         names(&json(&ok(self.dc().args(["ls", "--json"]))))
     }
@@ -65,7 +79,7 @@ pub(crate) fn remotes(t: &Path) -> Vec<String> {
 }
 
 /// The directory remote, and hosts "a" and "b" on it.
-fn two_hosts(t: &Path) -> (String, Host, Host) {
+pub(crate) fn two_hosts(t: &Path) -> (String, Host, Host) {
     let remote = remotes(t).swap_remove(0);
     let (a, b) = hosts_on(t, &remote);
     (remote, a, b)
@@ -378,15 +392,7 @@ fn the_mount_serves_what_other_hosts_publish_and_publishes_what_is_written_to_it
     let mp = t.path().join("mnt");
     // The first command records the remote; the mount then uses it.
     assert_eq!(b.names().len(), 1);
-    let m = crate::mount::Mounted::foreground_env(
-        &b.store,
-        &mp,
-        &[],
-        &[
-            ("DEPLOYCACHE_HOST_ID", "b"),
-            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
-        ],
-    );
+    let m = b.mount(&mp);
     let file = mp.join(sha1).join("image.img");
     assert!(
         fs::read(&file).unwrap() == image,

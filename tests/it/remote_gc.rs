@@ -12,7 +12,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::common::*;
-use crate::remote::{lay_out, remotes, Host};
+use crate::remote::{lay_out, remotes, two_hosts, Host};
 
 /// The grace period of these tests.
 const GRACE_S: u64 = 3;
@@ -218,26 +218,14 @@ fn a_paused_writer_never_commits_a_pack_the_sweep_deletes() {
 #[test]
 fn a_reader_keeps_reading_across_a_sweep_and_its_lease_ends_with_it() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (_, a, b) = two_hosts(t.path());
     a.take_gc();
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let v1 = random_bytes(40 << 20, 30);
     a.put(sha, &lay_out(&t.path().join("v1"), &v1, "k\n"));
     assert_eq!(b.names(), [sha]);
     let mp = t.path().join("mnt");
-    let m = crate::mount::Mounted::foreground_env(
-        &b.store,
-        &mp,
-        &[],
-        &[
-            ("DEPLOYCACHE_HOST_ID", "b"),
-            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
-        ],
-    );
+    let m = b.mount(&mp);
     let mut f = fs::File::open(mp.join(sha).join("image.img")).unwrap();
     let mut got = vec![0u8; 1 << 20];
     f.read_exact(&mut got).unwrap();
@@ -273,11 +261,7 @@ fn a_reader_keeps_reading_across_a_sweep_and_its_lease_ends_with_it() {
 #[test]
 fn lru_eviction_keeps_what_another_host_reads_and_what_a_host_has_open() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (_, a, b) = two_hosts(t.path());
     a.take_gc();
     let (open, read_by_b, other) = (
         "1111111111111111111111111111111111111111",
@@ -288,15 +272,7 @@ fn lru_eviction_keeps_what_another_host_reads_and_what_a_host_has_open() {
     a.put(open, &lay_out(&t.path().join(open), &img(0), "k\n"));
     // A's mount opens it, and keeps it open: its last use is the oldest.
     let mp = t.path().join("mnt");
-    let m = crate::mount::Mounted::foreground_env(
-        &a.store,
-        &mp,
-        &[],
-        &[
-            ("DEPLOYCACHE_HOST_ID", "a"),
-            ("DEPLOYCACHE_REMOTE_SYNC_MS", "300"),
-        ],
-    );
+    let m = a.mount(&mp);
     let f = fs::File::open(mp.join(open).join("image.img")).unwrap();
     // Uses are seconds: the next ones are later.
     std::thread::sleep(Duration::from_millis(1100));
@@ -362,11 +338,8 @@ fn a_publish_of_many_artifacts_uploads_each_shared_pack_once() {
 #[test]
 fn kill_9_of_the_remotes_gc_at_each_step_leaves_every_host_sound() {
     let t = TempDir::new().unwrap();
-    let remote = &remotes(t.path())[0];
-    let (a, b) = (
-        Host::new(t.path(), "a", remote),
-        Host::new(t.path(), "b", remote),
-    );
+    let (remote, a, b) = two_hosts(t.path());
+    let remote = &remote;
     a.take_gc();
     let x = random_bytes(2 << 20, 80);
     a.put("x", &lay_out(&t.path().join("x"), &x, "kx\n"));
