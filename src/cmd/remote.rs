@@ -88,6 +88,6 @@ pub fn run(cli: &Cli, action: &RemoteCommand) -> anyhow::Result<ExitCode> {
 /// One line on stderr per commit a pull could not apply.
 pub fn say_problems(problems: &[String]) {
     for p in problems {
-        eprintln!("deploycache: remote commit not applied: {p}");
+        eprintln!("deploycache: remote: {p}");
     }
 }

@@ -86,7 +86,7 @@ fn round(store: &Store, publish: bool) {
                 ));
             }
             for e in p.problems {
-                log_line(&format!("remote: commit not applied: {e}"));
+                log_line(&format!("remote: {e}"));
             }
         }
         Err(e) => log_line(&format!("remote: pull failed: {e}; trying again later")),

@@ -288,7 +288,8 @@ impl Store {
         // Marks before commits: every commit a mark was made against is
         // in the listing after it, so this host's view of what is live is
         // never older than a mark it honours.
-        let marked = rescue::marked_packs(bucket)?;
+        let mut problems = Vec::new();
+        let marked = rescue::marked_packs_or_say(bucket, &mut problems)?;
         // Packs known here before this pull that the remote no longer
         // holds: swept by a mark this host never saw (it did not pull
         // while the mark stood). Listed before the commits, so a pack a
@@ -304,6 +305,7 @@ impl Store {
         let applied = self.index().applied_commits()?;
         let mut out = Pulled {
             commits_listed: listed.len() as u64,
+            problems,
             ..Pulled::default()
         };
         let new: Vec<String> = listed
@@ -321,7 +323,7 @@ impl Store {
             let c = match c {
                 Ok(c) => c,
                 Err(p) => {
-                    out.problems.push(p);
+                    out.problems.push(format!("commit not applied: {p}"));
                     return Ok(());
                 }
             };
@@ -332,7 +334,7 @@ impl Store {
                 Ok(RemoteApplied::Applied) => out.applied += 1,
                 Ok(RemoteApplied::Older) => out.older += 1,
                 Ok(RemoteApplied::Known) => {}
-                Err(e) => out.problems.push(e.to_string()),
+                Err(e) => out.problems.push(format!("commit not applied: {e}")),
             }
             Ok(())
         })?;

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -377,4 +378,44 @@ fn kill_9_of_the_remotes_gc_at_each_step_leaves_every_host_sound() {
         ok(h.dc().args(["verify", "--full"]));
         assert!(h.cat("x", "image.img") == x);
     }
+}
+
+/// A damaged mark (or gc configuration): reads go on with one line naming
+/// it; a publish and gc refuse (neither can tell what gc will delete)
+/// naming it and what to do; deleted, everything works again.
+#[test]
+fn a_damaged_mark_is_named_and_blocks_only_publishing_and_gc() {
+    let t = TempDir::new().unwrap();
+    let (remote, a, _) = two_hosts(t.path());
+    a.take_gc();
+    let x = random_bytes(100_000, 90);
+    let src = lay_out(&t.path().join("x"), &x, "kx\n");
+    a.put("x", &src);
+    let marks = Path::new(remote.strip_prefix("file://").unwrap()).join("gc/marks");
+    fs::create_dir_all(&marks).unwrap();
+    let bad = marks.join("00000000000000000001-z-0000000000000001.mark");
+    write(&bad, b"not json");
+    let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+    let o = a.dc().args(["cat", "x", "image.img"]).output().unwrap();
+    assert!(o.status.success() && o.stdout == x, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&name), "{}", stderr(&o));
+    for args in [&["put", "y"][..], &["gc"][..]] {
+        let mut c = a.dc();
+        c.args(args);
+        if args[0] == "put" {
+            c.arg(&src);
+        }
+        let e = stderr(&fails(&mut c));
+        assert!(
+            e.contains(&name) && e.contains("delete it"),
+            "{args:?}: {e}"
+        );
+    }
+    fs::remove_file(&bad).unwrap();
+    ok(a.dc().args(["remote", "push"]));
+    ok(a.dc().args(["gc"]));
+    let c = Host::new(t.path(), "c", &remote);
+    let mut names = c.names();
+    names.sort();
+    assert_eq!(names, ["x", "y"]);
 }

@@ -67,14 +67,36 @@ pub(super) fn pack_of_key(key: &str) -> Option<PackName> {
 /// Every pack the remote's marks name. A mark that cannot be read is an
 /// error: a publisher that cannot tell what gc will delete does not commit.
 pub(super) fn marked_packs(bucket: &dyn Bucket) -> Result<HashSet<PackName>> {
+    marks_read(bucket, &mut |e| Err(e))
+}
+
+/// [`marked_packs`], for a pull: a mark that cannot be read is one line of
+/// `problems` (the pull only forgets rows by the marks; publishing and gc
+/// refuse it).
+pub(super) fn marked_packs_or_say(
+    bucket: &dyn Bucket,
+    problems: &mut Vec<String>,
+) -> Result<HashSet<PackName>> {
+    marks_read(bucket, &mut |e| {
+        problems.push(format!("gc mark not read: {e}"));
+        Ok(())
+    })
+}
+
+fn marks_read(
+    bucket: &dyn Bucket,
+    unreadable: &mut dyn FnMut(Error) -> Result<()>,
+) -> Result<HashSet<PackName>> {
     let mut out = HashSet::new();
     for o in bucket.list(remote_gc::MARKS_PREFIX)? {
-        // Swept and deleted since the listing: its packs are gone, which
-        // the listing of packs shows.
-        let Some(m) = remote_gc::read::<Mark>(bucket, &o.key)? else {
-            continue;
-        };
-        out.extend(m.packs.iter().filter_map(|p| PackName::parse(p)));
+        match remote_gc::read::<Mark>(bucket, &o.key) {
+            Ok(Some(m)) => out.extend(m.packs.iter().filter_map(|p| PackName::parse(p))),
+            // Swept and deleted since the listing: its packs are gone,
+            // which the listing of packs shows.
+            Ok(None) => {}
+            Err(e @ Error::Usage(_)) => unreadable(e)?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }
