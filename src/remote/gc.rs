@@ -34,16 +34,33 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// write; a mount rewrites it every sync round.
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
-/// `gc/config`: the one host that runs gc, and the grace period.
+/// `gc/config`: the one host that runs gc, and the grace period. When the
+/// grace was shortened, the one before and when (the writer's clock, ns):
+/// writers that took their view before the change check it against the
+/// longer one, so gc honours that one until it has passed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GcConfig {
     pub owner: String,
     pub grace_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<(u64, i64)>,
 }
 
 impl GcConfig {
+    /// The grace writers check their views against.
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
+    }
+
+    /// The grace gc waits at `now_ns`: the previous, longer one until it
+    /// has passed since it was shortened.
+    pub fn grace_at(&self, now_ns: i64) -> Duration {
+        match self.previous {
+            Some((secs, since)) if now_ns < since + secs as i64 * 1_000_000_000 => {
+                Duration::from_secs(secs.max(self.grace_secs))
+            }
+            _ => self.grace(),
+        }
     }
 }
 
@@ -151,5 +168,22 @@ mod tests {
             assert!(super::super::valid_key(&k), "{k}");
         }
         assert!(mark_key(12, "h", 1) < mark_key(13, "h", 0));
+    }
+
+    #[test]
+    fn a_shortened_grace_holds_for_gc_only_once_the_longer_one_passed() {
+        let s = 1_000_000_000i64;
+        let c = GcConfig {
+            owner: "a".into(),
+            grace_secs: 10,
+            previous: Some((100, 1_000 * s)),
+        };
+        assert_eq!(c.grace(), Duration::from_secs(10));
+        assert_eq!(c.grace_at(1_050 * s), Duration::from_secs(100));
+        assert_eq!(c.grace_at(1_101 * s), Duration::from_secs(10));
+        // Written by the version before: no `previous`.
+        let old: GcConfig = serde_json::from_str(r#"{"owner":"a","grace_secs":5}"#).unwrap();
+        assert_eq!(old.grace_at(0), Duration::from_secs(5));
+        assert!(!serde_json::to_string(&old).unwrap().contains("previous"));
     }
 }

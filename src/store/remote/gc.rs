@@ -87,9 +87,22 @@ impl Store {
                 "the grace period must be at least a second".into(),
             ));
         }
+        // A shorter grace holds for gc only once the longer one has passed
+        // (writers with older views check against it).
+        let now = super::now_ns();
+        let previous = remote_gc::config(bucket)?.and_then(|old| {
+            let longest = match old.previous {
+                Some((secs, since)) if now < since + secs as i64 * 1_000_000_000 => {
+                    secs.max(old.grace_secs)
+                }
+                _ => old.grace_secs,
+            };
+            (longest > grace.as_secs()).then_some((longest, now))
+        });
         let c = GcConfig {
             owner: commit::host_id(),
             grace_secs: grace.as_secs(),
+            previous,
         };
         remote_gc::write(bucket, remote_gc::CONFIG_KEY, &c)?;
         Ok(c)
@@ -117,6 +130,7 @@ impl Store {
             None if opts.dry_run => GcConfig {
                 owner: String::new(),
                 grace_secs: remote_gc::DEFAULT_GRACE.as_secs(),
+                previous: None,
             },
             None => {
                 return Err(Error::Usage(format!(
@@ -125,10 +139,8 @@ impl Store {
                 )))
             }
         };
-        let grace_ns = config.grace_secs as i64 * 1_000_000_000;
         let mut out = RemoteGc {
             dry_run: opts.dry_run,
-            grace_secs: config.grace_secs,
             ..RemoteGc::default()
         };
         // This host's own changes first: gc judges what every host sees.
@@ -140,6 +152,9 @@ impl Store {
         // due when this is a grace period past the mark's own time, and
         // every commit written before then is in the listing.
         let now = super::storage_clock(bucket)?;
+        let grace = config.grace_at(now);
+        let grace_ns = grace.as_nanos() as i64;
+        out.grace_secs = grace.as_secs();
         let marks = read_marks(bucket)?;
         let leased = read_leases(bucket, now)?;
         let mut commits = read_commits(bucket)?;
@@ -276,7 +291,7 @@ impl Store {
             if !opts.dry_run {
                 remote_gc::write(bucket, &key, &mark)?;
             }
-            out.pending.push((key.clone(), config.grace_secs));
+            out.pending.push((key.clone(), out.grace_secs));
             out.mark = Some(key);
             pause("marked");
         }
