@@ -73,6 +73,17 @@ impl Index {
         gone: &HashSet<PackName>,
     ) -> Result<Vec<(i64, PackName)>> {
         let p = self.path.clone();
+        // Nothing marked, nothing was: no write transaction (a mount pulls
+        // every 10 s).
+        let any: bool = self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM remote_marked)", [], |r| {
+                r.get(0)
+            })
+            .sql(&p)?;
+        if !any && marked.is_empty() && gone.is_empty() {
+            return Ok(Vec::new());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
