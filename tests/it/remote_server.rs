@@ -19,13 +19,15 @@ use crate::common::*;
 const BUCKET: &str = "deploycache-test";
 const KEY_ID: &str = "DEPLOYCACHETEST";
 const SECRET: &str = "deploycache-test-secret";
-/// How long a put may take to fail once its server is gone: the S3
-/// client's retries (src/remote/s3/config.rs) give up in a few seconds.
-const FAIL_WITHIN: Duration = Duration::from_secs(20);
-/// How long a put may take to fail once its server stops answering: a
-/// request's timeout (60 s; a part has failed after 30 s here), and
-/// at most 5 s for the abort.
-const FROZEN_FAIL_WITHIN: Duration = Duration::from_secs(70);
+/// Bounds that tell "fails" from "hangs", not speed targets (those are
+/// BENCHMARKS.md's: a put fails ~2 s after its server is gone, a read
+/// through the mount in 2.5-8.5 s, its kernel retrying each read through
+/// the S3 client's retries, 3 s each; 28 s once on a loaded machine).
+const FAIL_WITHIN: Duration = Duration::from_secs(120);
+/// The same once a server stops answering: a request's timeout (60 s; a
+/// part failed after 30 s here) and at most 5 s for the abort (the put
+/// took 90 s before the abort was capped, 35 s after).
+const FROZEN_FAIL_WITHIN: Duration = Duration::from_secs(80);
 
 fn radosgw_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/radosgw.sh")
