@@ -185,6 +185,7 @@ impl Store {
                 pending_commits.extend(mark.commits.iter().cloned());
                 continue;
             }
+            let mut doomed = Vec::new();
             for p in mark.packs.iter().filter_map(|p| PackName::parse(p)) {
                 if live.contains(&p) {
                     out.packs_revived += 1;
@@ -193,21 +194,20 @@ impl Store {
                 let Some(size) = sizes.get(&p) else {
                     continue; // gone already (an earlier, cut-short sweep)
                 };
-                if !opts.dry_run {
-                    bucket.delete(&pack_key(p))?;
-                }
+                doomed.push(pack_key(p));
                 deleted_packs.insert(p);
                 out.packs_deleted += 1;
                 out.bytes_deleted += size;
             }
             for k in &mark.commits {
                 if superseded.contains(k.as_str()) {
-                    if !opts.dry_run {
-                        bucket.delete(k)?;
-                    }
+                    doomed.push(k.clone());
                     deleted_commits.insert(k.clone());
                     out.commits_deleted += 1;
                 }
+            }
+            if !opts.dry_run {
+                delete_each(bucket, &doomed)?;
             }
             pause("swept");
             if !opts.dry_run {
@@ -221,10 +221,12 @@ impl Store {
         // Evict.
         if let Some(max) = opts.max_size {
             let evict = self.plan_eviction(bucket, &commits, &latest, &leased, max, &mut out)?;
-            for a in &evict {
-                out.evicted.push(shown(a));
-                if !opts.dry_run {
-                    let c = Commit {
+            out.evicted = evict.iter().map(shown).collect();
+            if !opts.dry_run {
+                // Removal commits, as any host's; written several at once.
+                let removals: Vec<Commit> = evict
+                    .iter()
+                    .map(|a| Commit {
                         host: host.clone(),
                         time_ns: super::now_ns(),
                         nonce: rand::random(),
@@ -232,9 +234,11 @@ impl Store {
                         name: a.name.clone(),
                         changes: Vec::new(),
                         chunks: Vec::new(),
-                    };
-                    bucket.put(&c.key(), &c.encode())?;
-                }
+                    })
+                    .collect();
+                crate::store::par_map(&removals, IO_THREADS, |c| bucket.put(&c.key(), &c.encode()))
+                    .into_iter()
+                    .collect::<Result<Vec<()>>>()?;
             }
             if !evict.is_empty() && !opts.dry_run {
                 // Its own removals, as every host applies them.
@@ -365,6 +369,17 @@ impl Store {
         }
         Ok(evict)
     }
+}
+
+/// Deletions and writes gc makes at once: each is a round trip.
+const IO_THREADS: usize = 8;
+
+/// Delete `keys`, several at once (one already gone is not an error).
+fn delete_each(bucket: &dyn Bucket, keys: &[String]) -> Result<()> {
+    crate::store::par_map(keys, IO_THREADS, |k| bucket.delete(k))
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
+    Ok(())
 }
 
 /// An artifact as gc reports it: `ns/name`, or its name in the default
