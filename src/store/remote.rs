@@ -45,8 +45,9 @@ pub struct RemoteLink {
     pub bucket: Arc<dyn Bucket>,
     /// A digest of the uses this process last wrote (`uses/<host>.uses`).
     uses_written: std::sync::Mutex<Option<[u8; 32]>>,
-    /// Whether this process wrote a lease it has not deleted.
-    leased: std::sync::Mutex<bool>,
+    /// The lease this process wrote and has not deleted: the artifacts it
+    /// named, and when.
+    leased: std::sync::Mutex<Option<(Vec<String>, std::time::Instant)>>,
 }
 
 /// What [`Store::publish`] did.

@@ -41,8 +41,9 @@ impl Store {
         Ok(())
     }
 
-    /// Renew this host's lease on the artifacts it has open (a mount does,
-    /// each sync round); with none open, delete the lease once.
+    /// Renew this host's lease on the artifacts it has open (a mount asks
+    /// each sync round; it is written when they changed or a quarter of
+    /// its life has passed); with none open, delete the lease once.
     pub fn renew_lease(&self) -> Result<()> {
         let link = self.link()?;
         let host = commit::host_id();
@@ -50,25 +51,31 @@ impl Store {
         let open = self.open_artifacts();
         let mut leased = lock(&link.leased);
         if open.is_empty() {
-            if *leased {
+            if leased.is_some() {
                 link.bucket.delete(&key)?;
-                *leased = false;
+                *leased = None;
             }
             return Ok(());
+        }
+        // Unchanged and written within a quarter of its life: good still.
+        if let Some((names, at)) = &*leased {
+            if *names == open && at.elapsed() < remote_gc::LEASE_TTL / 4 {
+                return Ok(());
+            }
         }
         let lease = Lease {
             host,
             ttl_secs: remote_gc::LEASE_TTL.as_secs(),
             open: open
-                .into_iter()
+                .iter()
                 .map(|name| ArtifactRef {
                     ns: self.namespace().to_owned(),
-                    name,
+                    name: name.clone(),
                 })
                 .collect(),
         };
         remote_gc::write(&*link.bucket, &key, &lease)?;
-        *leased = true;
+        *leased = Some((open, std::time::Instant::now()));
         Ok(())
     }
 }
