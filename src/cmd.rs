@@ -130,7 +130,7 @@ pub fn open_to_read(cli: &Cli, create: bool) -> anyhow::Result<Store> {
 /// of the use (a failure is a warning: the read is done).
 pub fn tell_remote_of_use(s: &Store) {
     if s.remote_url().is_some() {
-        if let Err(e) = s.publish_activity() {
+        if let Err(e) = s.publish_uses() {
             eprintln!("deploycache: warning: this host's uses were not written to the remote: {e}");
         }
     }

@@ -121,6 +121,82 @@ impl Index {
             .collect())
     }
 
+    /// Keys of the published versions of artifacts that use a chunk whose
+    /// row is in a marked (or vanished) pack.
+    pub fn published_keys_using_marked(&self) -> Result<Vec<String>> {
+        self.rows(
+            "WITH stuck AS (SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack
+                              JOIN remote_marked m ON m.name = p.name WHERE c.refs > 0),
+                  users AS (SELECT f.artifact FROM file_chunks fc JOIN files f ON f.id = fc.file
+                              WHERE fc.chunk IN (SELECT id FROM stuck)
+                            UNION SELECT f.artifact FROM file_streams fs JOIN files f ON f.id = fs.file
+                              WHERE fs.chunk IN (SELECT id FROM stuck))
+             SELECT DISTINCT rp.key FROM users u JOIN artifacts a ON a.id = u.artifact
+               JOIN remote_published rp ON rp.namespace = a.namespace AND rp.name = a.name
+              WHERE rp.state IS NOT NULL ORDER BY rp.key",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    /// Rows in a marked (or vanished) pack of chunks in `chunks` take the
+    /// location given there, when that is not in one too.
+    pub fn repoint_out_of_marked(&mut self, chunks: &[(ChunkId, Location)]) -> Result<()> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql(&p)?;
+        {
+            let mut pack = tx
+                .prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")
+                .sql(&p)?;
+            let mut remote = tx
+                .prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")
+                .sql(&p)?;
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?2), offset = ?3,
+                            stored_len = ?4, raw_len = ?5, codec = ?6
+                      WHERE id = ?1
+                        AND pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name)
+                        AND ?2 NOT IN (SELECT name FROM remote_marked)",
+                )
+                .sql(&p)?;
+            let mut stuck = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM chunks WHERE id = ?1 AND pack IN
+                       (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name))",
+                )
+                .sql(&p)?;
+            for (id, loc) in chunks {
+                if !stuck
+                    .query_row([&id.as_bytes()[..]], |r| r.get::<_, bool>(0))
+                    .sql(&p)?
+                {
+                    continue;
+                }
+                let name = loc.pack.to_string();
+                pack.execute([&name]).sql(&p)?;
+                let n = st
+                    .execute(params![
+                        &id.as_bytes()[..],
+                        name,
+                        loc.offset as i64,
+                        loc.stored_len,
+                        loc.raw_len,
+                        loc.codec as u8
+                    ])
+                    .sql(&p)?;
+                if n > 0 {
+                    remote.execute([&name]).sql(&p)?;
+                }
+            }
+        }
+        tx.commit().sql(&p)?;
+        Ok(())
+    }
+
     /// When each artifact was last used here (seconds since the epoch).
     pub fn artifact_uses(&self) -> Result<Vec<(String, String, i64)>> {
         self.rows(

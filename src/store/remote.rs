@@ -362,7 +362,38 @@ impl Store {
         for p in &dropped.dropped {
             self.core.packs.delete_if_idle(*p)?;
         }
+        self.re_resolve_marked()?;
         Ok(dropped.deleted_rows)
+    }
+
+    /// Chunks this host's published artifacts use that its rows locate in
+    /// a marked or vanished pack take the location their artifact's newest
+    /// commit gives them. A row keeps the location of the first commit
+    /// that named its chunk; another commit may name another copy (two
+    /// hosts stored the same new chunk at once, or a publisher rescued it),
+    /// and gc keeps the copies the *newest* commits name, so when the
+    /// first one's pack is marked, the artifact's own commit says where
+    /// its chunk lives on.
+    fn re_resolve_marked(&self) -> Result<()> {
+        let keys = self.index().published_keys_using_marked()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let bucket = &*self.link()?.bucket;
+        let mut moves = Vec::new();
+        crate::remote::get_each(bucket, &keys, |_, got| {
+            match got.map(|b| Commit::decode(&b)) {
+                Ok(Ok(c)) => moves.extend(c.chunks),
+                // Superseded and deleted since (the next pull applies the
+                // newer one), or damaged (said when it was applied).
+                Ok(Err(_)) => {}
+                Err(e) if e.errno() == libc::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })?;
+        self.index().repoint_out_of_marked(&moves)?;
+        Ok(())
     }
 }
 

@@ -29,10 +29,14 @@ impl Host {
     }
 
     fn take_gc(&self) {
+        self.take_gc_with(GRACE_S);
+    }
+
+    fn take_gc_with(&self, grace_s: u64) {
         ok(self
             .dc()
             .args(["remote", "gc-owner", "--take", "--grace"])
-            .arg(format!("{GRACE_S}s")));
+            .arg(format!("{grace_s}s")));
     }
 }
 
@@ -418,4 +422,53 @@ fn a_damaged_mark_is_named_and_blocks_only_publishing_and_gc() {
     let mut names = c.names();
     names.sort();
     assert_eq!(names, ["x", "y"]);
+}
+
+/// Two hosts store the same new bytes at once (each in a pack of its
+/// own), under one name: one version wins, and gc marks the loser's
+/// packs. A third host that applied the loser first located the shared
+/// chunks in the loser's packs: when it sees the mark, it takes their
+/// location from the winner's commit, and reads on after the sweep.
+#[test]
+fn a_host_that_located_a_chunk_in_a_losers_pack_follows_the_winner_before_the_sweep() {
+    let t = TempDir::new().unwrap();
+    let (remote, a, b) = two_hosts(t.path());
+    // A grace whose half is longer than A's pause below (a view older than
+    // that is taken again, and the pause with it).
+    let grace_s = 10;
+    a.take_gc_with(grace_s);
+    let grace = || Duration::from_millis(grace_s * 1000 + 1200);
+    let image = random_bytes(3 << 20, 100);
+    let src = lay_out(&t.path().join("n"), &image, "k\n");
+    // A stores and uploads, then waits before its commit; B, seeing no
+    // commit of A's, stores the same bytes in its own packs and commits.
+    let a_put = a
+        .dc()
+        .env("DEPLOYCACHE_PUBLISH_PAUSE", "uploaded:4000")
+        .args(["put", "n"])
+        .arg(&src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    b.put("n", &src);
+    // C applies B's version first.
+    let c = Host::new(t.path(), "c", &remote);
+    assert_eq!(c.names(), ["n"]);
+    assert!(a_put.wait_with_output().unwrap().status.success());
+    // A's commit came later: it wins everywhere; B's packs are dead.
+    assert!(c.cat("n", "image.img") == image);
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert!(n(&r, "packs_marked") >= 1, "{r}");
+    // C pulls while the mark stands, then the sweep.
+    assert_eq!(c.names(), ["n"]);
+    std::thread::sleep(grace());
+    let r = a.gc(&[]);
+    assert_eq!(n(&r, "packs_deleted"), n(&r, "packs_deleted").max(1), "{r}");
+    assert!(c.cat("n", "image.img") == image, "C lost the bytes");
+    for h in [&a, &b, &c] {
+        ok(h.dc().args(["verify", "--full"]));
+    }
 }

@@ -18,8 +18,9 @@ impl Store {
     }
 
     /// Write this host's uses to the remote when they changed since this
-    /// process last wrote them.
-    pub(super) fn publish_uses(&self) -> Result<()> {
+    /// process last wrote them (a command that read an artifact; a lease
+    /// is a mount's, which holds files open between rounds).
+    pub fn publish_uses(&self) -> Result<()> {
         let link = self.link()?;
         self.flush_uses()?;
         let uses = Uses {
