@@ -55,18 +55,12 @@ impl Index {
         Ok(())
     }
 
-    /// Packs the remote's gc marked, or a publish found gone.
-    pub fn marked_packs(&self) -> Result<HashSet<PackName>> {
-        let names: Vec<String> = self.rows("SELECT name FROM remote_marked", [], |r| r.get(0))?;
-        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
-    }
-
-    /// The marked packs are now `marked` (what the remote's marks name)
-    /// plus `gone` (found missing). A pack no longer marked whose rows are
-    /// all gone is dropped from the set; one still holding rows stays
-    /// (its mark was swept: the pack is gone). Returns the marked packs
-    /// that have rows here, with their ids: their unreferenced rows are
-    /// to be forgotten.
+    /// The marked packs are now those of `marked` (what the remote's marks
+    /// name) and `gone` (found missing) that this host has rows in; one no
+    /// longer marked stays while it has rows (its mark was swept: the pack
+    /// is gone). A pull that changes nothing writes nothing. Returns the
+    /// marked packs holding rows of unreferenced chunks, with their ids:
+    /// those rows are to be forgotten.
     pub fn set_marked(
         &mut self,
         marked: &HashSet<PackName>,
@@ -95,7 +89,10 @@ impl Index {
         .sql(&p)?;
         {
             let mut add = tx
-                .prepare_cached("INSERT OR IGNORE INTO remote_marked(name) VALUES(?1)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO remote_marked(name)
+                     SELECT ?1 WHERE EXISTS (SELECT 1 FROM packs WHERE name = ?1)",
+                )
                 .sql(&p)?;
             for n in marked.iter().chain(gone) {
                 add.execute([n.to_string()]).sql(&p)?;
@@ -104,7 +101,8 @@ impl Index {
         let rows: Vec<(i64, String)> = {
             let mut st = tx
                 .prepare_cached(
-                    "SELECT p.id, p.name FROM packs p JOIN remote_marked m ON m.name = p.name",
+                    "SELECT p.id, p.name FROM packs p JOIN remote_marked m ON m.name = p.name
+                      WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.pack = p.id AND c.refs <= 0)",
                 )
                 .sql(&p)?;
             let r = st
@@ -119,6 +117,24 @@ impl Index {
             .into_iter()
             .filter_map(|(id, n)| Some((id, PackName::parse(&n)?)))
             .collect())
+    }
+
+    /// Packs known to be in the remote that this host has rows in.
+    pub fn remote_packs_with_rows(&self) -> Result<HashSet<PackName>> {
+        let names: Vec<String> = self.rows(
+            "SELECT r.name FROM remote_packs r JOIN packs p ON p.name = r.name",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(names.iter().filter_map(|n| PackName::parse(n)).collect())
+    }
+
+    /// `p` is no longer in the remote (a sweep deleted it).
+    pub fn remove_remote_pack(&self, p: PackName) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM remote_packs WHERE name = ?1", [p.to_string()])
+            .sql(&self.path)?;
+        Ok(())
     }
 
     /// Keys of the published versions of artifacts that use a chunk whose
@@ -147,52 +163,7 @@ impl Index {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql(&p)?;
-        {
-            let mut pack = tx
-                .prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")
-                .sql(&p)?;
-            let mut remote = tx
-                .prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")
-                .sql(&p)?;
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?2), offset = ?3,
-                            stored_len = ?4, raw_len = ?5, codec = ?6
-                      WHERE id = ?1
-                        AND pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name)
-                        AND ?2 NOT IN (SELECT name FROM remote_marked)",
-                )
-                .sql(&p)?;
-            let mut stuck = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM chunks WHERE id = ?1 AND pack IN
-                       (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name))",
-                )
-                .sql(&p)?;
-            for (id, loc) in chunks {
-                if !stuck
-                    .query_row([&id.as_bytes()[..]], |r| r.get::<_, bool>(0))
-                    .sql(&p)?
-                {
-                    continue;
-                }
-                let name = loc.pack.to_string();
-                pack.execute([&name]).sql(&p)?;
-                let n = st
-                    .execute(params![
-                        &id.as_bytes()[..],
-                        name,
-                        loc.offset as i64,
-                        loc.stored_len,
-                        loc.raw_len,
-                        loc.codec as u8
-                    ])
-                    .sql(&p)?;
-                if n > 0 {
-                    remote.execute([&name]).sql(&p)?;
-                }
-            }
-        }
+        repoint_rows(&tx, chunks, false).sql(&p)?;
         tx.commit().sql(&p)?;
         Ok(())
     }
@@ -357,7 +328,7 @@ impl Index {
             return Ok(Applied::Older);
         }
         insert_chunk_rows(&tx, chunks).sql(&p)?;
-        repoint_marked(&tx, chunks).sql(&p)?;
+        repoint_rows(&tx, chunks, true).sql(&p)?;
         {
             let mut remote = tx
                 .prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")
@@ -403,29 +374,46 @@ impl Index {
     }
 }
 
-/// Rows of `chunks` that no artifact here references, or that are in a
-/// pack the remote's gc marked (or found gone), take the commit's
-/// location: the newest word on where a chunk is that nothing here relies
-/// on (a publisher may have rescued it out of a pack this host never saw
+/// Rows of `chunks` in a pack the remote's gc marked (or found gone) take
+/// the location given for them, unless that is in one too; with
+/// `unreferenced`, so do rows no artifact here references in a published
+/// pack: the newest word on where a chunk is that nothing here relies on
+/// (a publisher may have rescued it out of a pack this host never saw
 /// marked, having not pulled while the mark stood). A referenced row in a
-/// live pack stays: its pack is live as long as the artifact using it; so
-/// does a row in a pack of this host's not yet published (its bytes are
+/// live pack stays (its pack is live as long as the artifact using it), and
+/// so does a row in a pack of this host's not yet published (its bytes are
 /// only here).
-fn repoint_marked(tx: &Transaction<'_>, chunks: &[(ChunkId, Location)]) -> rusqlite::Result<()> {
-    let mut st = tx.prepare_cached(
+fn repoint_rows(
+    tx: &Transaction<'_>,
+    chunks: &[(ChunkId, Location)],
+    unreferenced: bool,
+) -> rusqlite::Result<()> {
+    const MARKED: &str = "SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name";
+    let mut movable = tx.prepare_cached(&format!(
+        "SELECT EXISTS (SELECT 1 FROM chunks c JOIN packs p ON p.id = c.pack
+          WHERE c.id = ?1 AND p.name != ?2 AND ?2 NOT IN (SELECT name FROM remote_marked)
+            AND (c.pack IN ({MARKED})
+                 OR (?3 AND c.refs <= 0 AND p.name IN (SELECT name FROM remote_packs))))"
+    ))?;
+    let mut pack = tx.prepare_cached("INSERT OR IGNORE INTO packs(name) VALUES(?1)")?;
+    let mut remote = tx.prepare_cached("INSERT OR IGNORE INTO remote_packs(name) VALUES(?1)")?;
+    let mut set = tx.prepare_cached(
         "UPDATE chunks SET pack = (SELECT id FROM packs WHERE name = ?2), offset = ?3,
                 stored_len = ?4, raw_len = ?5, codec = ?6
-          WHERE id = ?1
-            AND pack != (SELECT id FROM packs WHERE name = ?2)
-            AND ((refs <= 0
-                  AND pack IN (SELECT p.id FROM packs p JOIN remote_packs r ON r.name = p.name))
-                 OR pack IN (SELECT p.id FROM packs p JOIN remote_marked m ON m.name = p.name))
-            AND ?2 NOT IN (SELECT name FROM remote_marked)",
+          WHERE id = ?1",
     )?;
     for (id, loc) in chunks {
-        st.execute(params![
+        let name = loc.pack.to_string();
+        if !movable.query_row(params![&id.as_bytes()[..], name, unreferenced], |r| {
+            r.get::<_, bool>(0)
+        })? {
+            continue;
+        }
+        pack.execute([&name])?;
+        remote.execute([&name])?;
+        set.execute(params![
             &id.as_bytes()[..],
-            loc.pack.to_string(),
+            name,
             loc.offset as i64,
             loc.stored_len,
             loc.raw_len,

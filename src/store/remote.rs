@@ -295,7 +295,7 @@ impl Store {
         // holds: swept by a mark this host never saw (it did not pull
         // while the mark stood). Listed before the commits, so a pack a
         // new commit names is not taken for gone.
-        let known = self.index().remote_packs()?;
+        let known = self.index().remote_packs_with_rows()?;
         let existing: HashSet<PackName> = bucket
             .list("packs/")?
             .iter()
@@ -352,18 +352,22 @@ impl Store {
     /// it is). Returns the rows forgotten.
     fn note_marked(&self, marked: &HashSet<PackName>, gone: &HashSet<PackName>) -> Result<u64> {
         let packs = self.index().set_marked(marked, gone)?;
-        if packs.is_empty() {
-            return Ok(0);
-        }
-        let mut held = 0.0;
-        // Not now when a writer holds `gc.lock`: the next pull does it.
-        let dropped = self.drop_dead_rows(&packs, &mut held, false)?;
-        // This host's own copies of packs it no longer has rows of.
-        for p in &dropped.dropped {
-            self.core.packs.delete_if_idle(*p)?;
+        let mut forgotten = 0;
+        if !packs.is_empty() {
+            let mut held = 0.0;
+            // Not now when a writer holds `gc.lock`: the next pull does it.
+            let dropped = self.drop_dead_rows(&packs, &mut held, false)?;
+            for p in &dropped.dropped {
+                // This host's own copy of a pack it has no rows of now.
+                self.core.packs.delete_if_idle(*p)?;
+                if gone.contains(p) {
+                    self.index().remove_remote_pack(*p)?;
+                }
+            }
+            forgotten = dropped.deleted_rows;
         }
         self.re_resolve_marked()?;
-        Ok(dropped.deleted_rows)
+        Ok(forgotten)
     }
 
     /// Chunks this host's published artifacts use that its rows locate in

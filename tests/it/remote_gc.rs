@@ -466,7 +466,7 @@ fn a_host_that_located_a_chunk_in_a_losers_pack_follows_the_winner_before_the_sw
     assert_eq!(c.names(), ["n"]);
     std::thread::sleep(grace());
     let r = a.gc(&[]);
-    assert_eq!(n(&r, "packs_deleted"), n(&r, "packs_deleted").max(1), "{r}");
+    assert!(n(&r, "packs_deleted") >= 1, "{r}");
     assert!(c.cat("n", "image.img") == image, "C lost the bytes");
     for h in [&a, &b, &c] {
         ok(h.dc().args(["verify", "--full"]));

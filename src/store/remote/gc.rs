@@ -91,12 +91,7 @@ impl Store {
         // (writers with older views check against it).
         let now = super::now_ns();
         let previous = remote_gc::config(bucket)?.and_then(|old| {
-            let longest = match old.previous {
-                Some((secs, since)) if now < since + secs as i64 * 1_000_000_000 => {
-                    secs.max(old.grace_secs)
-                }
-                _ => old.grace_secs,
-            };
+            let longest = old.grace_at(now).as_secs();
             (longest > grace.as_secs()).then_some((longest, now))
         });
         let c = GcConfig {
@@ -168,10 +163,9 @@ impl Store {
             .iter()
             .filter_map(|o| Some((pack_of_key(&o.key)?, o.size)))
             .collect();
-        let superseded: HashSet<&str> =
-            deletable_commits(&commits, &latest, &leased, now, grace_ns)
-                .into_iter()
-                .collect();
+        let deletable: HashSet<&str> = deletable_commits(&commits, &latest, &leased, now, grace_ns)
+            .into_iter()
+            .collect();
         let mut pending_packs = HashSet::new();
         let mut pending_commits = HashSet::new();
         let mut deleted_commits = HashSet::new();
@@ -200,7 +194,7 @@ impl Store {
                 out.bytes_deleted += size;
             }
             for k in &mark.commits {
-                if superseded.contains(k.as_str()) {
+                if deletable.contains(k.as_str()) {
                     doomed.push(k.clone());
                     deleted_commits.insert(k.clone());
                     out.commits_deleted += 1;
