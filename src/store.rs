@@ -154,7 +154,7 @@ pub struct Store {
 /// then `index` (`reclaim_retired` asks where a pack's indexed records
 /// end while it holds `pending`). Nothing takes a lane or `pending` while
 /// holding `index`: commits release the index before `after_commit`.
-/// `retired`, `created_packs`, `sealing` are leaves (nothing is taken
+/// `retired`, `created_packs`, `sealing`, `open_artifacts` are leaves (nothing is taken
 /// under them).
 pub struct StoreCore {
     /// This core, for the [`PackHold`]s handed to writers.
