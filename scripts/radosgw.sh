@@ -22,6 +22,8 @@
 # `crc`: with the default (secure) radosgw fails "get_initial_auth_request
 # returned -13" and exits only after 300 s.
 set -euo pipefail
+# No step fails silently (several send their errors to the daemons' logs).
+trap 'echo "radosgw.sh: line $LINENO failed: $BASH_COMMAND" >&2; tail -n 5 "${DIR:-/nonexistent}"/log/*.log >&2 2>/dev/null || true' ERR
 usage="usage: $0 start|stop|kill-rgw|start-rgw DIR [PORT]"
 cmd=${1:?$usage}
 DIR=${2:?$usage}
